@@ -1,0 +1,11 @@
+//! `cargo xtask image`: drive the pinned Buildroot to a flashable image with checksums, block map and manifest.
+
+use anyhow::Result;
+use clap::Args;
+
+#[derive(Args)]
+pub struct ImageArgs {}
+
+pub fn run(_args: ImageArgs) -> Result<()> {
+    anyhow::bail!("not implemented yet")
+}

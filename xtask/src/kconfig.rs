@@ -1,0 +1,1 @@
+//! Pure Kconfig logic: parsing `.config` / defconfig / fragment files, merging and comparing.

@@ -1,0 +1,75 @@
+//! Berth's orchestrator, run as `cargo xtask <verb>`.
+//!
+//! One module per verb; pure logic (Kconfig, layout, audit rules, block maps) lives in
+//! modules that do no I/O so their unit tests need no Buildroot, no root and no network.
+
+mod audit;
+mod bench;
+mod bmap;
+mod buildroot;
+mod check;
+mod diff;
+mod flash;
+mod image;
+mod kconfig;
+mod manifest;
+mod project;
+mod report;
+mod util;
+mod verify;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "cargo xtask",
+    bin_name = "cargo xtask",
+    about = "Build, check, audit, flash and verify Berth, the hardened Docker host OS for ODROID-XU3 Lite / XU4",
+    version
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Build the flashable image with the pinned Buildroot and the BERTH BR2_EXTERNAL tree.
+    Image(image::ImageArgs),
+    /// Validate offline: Kconfig round trips, check-package, shellcheck, package set, kernel fragments.
+    Check(check::CheckArgs),
+    /// Prove the hardening of a kernel config and of a built image.
+    Audit(audit::AuditArgs),
+    /// Write an image to an SD card or eMMC safely, fast and verified.
+    Flash(flash::FlashArgs),
+    /// Create a bmaptool-compatible block map for an image.
+    Bmap(bmap::BmapArgs),
+    /// Measure speed claims (e.g. flashing against dd and bmaptool).
+    Bench(bench::BenchArgs),
+    /// Check an artifact folder (SHA256SUMS, manifest, block maps) before flashing.
+    Verify(verify::VerifyArgs),
+    /// Compare two build outputs file by file.
+    Diff(diff::DiffArgs),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    if let Err(err) = run(cli) {
+        eprintln!("error: {err:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Image(args) => image::run(args),
+        Command::Check(args) => check::run(args),
+        Command::Audit(args) => audit::run(args),
+        Command::Flash(args) => flash::run(args),
+        Command::Bmap(args) => bmap::run(args),
+        Command::Bench(args) => bench::run(args),
+        Command::Verify(args) => verify::run(args),
+        Command::Diff(args) => diff::run(args),
+    }
+}

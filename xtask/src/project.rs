@@ -1,0 +1,42 @@
+//! What Berth pins and which boards it builds for: the single source of these facts.
+
+/// Buildroot LTS release Berth is built and validated with.
+pub const BUILDROOT_VERSION: &str = "2026.02.3";
+/// The commit that tag must resolve to; anything else is refused.
+pub const BUILDROOT_COMMIT: &str = "679b9ead7620bbf193620d1ebf56f53c1764d37a";
+/// Upstream Buildroot git repository.
+pub const BUILDROOT_GIT_URL: &str = "https://gitlab.com/buildroot.org/buildroot.git";
+/// Kernel release (6.12 LTS) whose hash ships in that Buildroot.
+pub const LINUX_VERSION: &str = "6.12.91";
+/// Mainline U-Boot release whose hash ships in that Buildroot.
+pub const UBOOT_VERSION: &str = "2026.01";
+
+/// A board Berth builds an image for.
+#[derive(Debug, Clone, Copy)]
+pub struct Board {
+    /// Name given to `--board`.
+    pub name: &'static str,
+    /// Buildroot defconfig under `configs/`.
+    pub defconfig: &'static str,
+    /// Folder under `board/` with genimage config, boot files, scripts and overlay.
+    pub board_dir: &'static str,
+    /// What the board is, for messages.
+    pub description: &'static str,
+}
+
+/// One image serves the XU3 Lite and XU4 (and XU3/HC1): mainline U-Boot picks the DTB at boot.
+pub const BOARDS: &[Board] = &[Board {
+    name: "odroid-xu4",
+    defconfig: "berth_odroid_xu4_defconfig",
+    board_dir: "board/odroid-xu4",
+    description: "Hardkernel ODROID-XU3 Lite / XU4 (Samsung Exynos5422)",
+}];
+
+pub const DEFAULT_BOARD: &str = "odroid-xu4";
+
+pub fn board(name: &str) -> anyhow::Result<&'static Board> {
+    BOARDS.iter().find(|b| b.name == name).ok_or_else(|| {
+        let known: Vec<_> = BOARDS.iter().map(|b| b.name).collect();
+        anyhow::anyhow!("unknown board '{name}'; Berth knows: {}", known.join(", "))
+    })
+}

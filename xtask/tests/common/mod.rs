@@ -1,0 +1,71 @@
+//! Shared by the integration tests: finding the xtask binary, the repository, external trees and
+//! tools, and saying clearly (one line, never swallowed by the test harness) what was skipped.
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// The xtask binary under test, run from the repository root.
+pub fn xtask() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_xtask"));
+    cmd.current_dir(repo_root());
+    cmd
+}
+
+/// One line on the real stderr (not captured by libtest), so skips show in every run.
+pub fn skip(test: &str, why: &str) {
+    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {why}");
+}
+
+fn tree_from_env(var: &str, test: &str, what: &str) -> Option<PathBuf> {
+    match std::env::var_os(var) {
+        Some(p) if Path::new(&p).is_dir() => Some(PathBuf::from(p)),
+        Some(p) => {
+            skip(test, &format!("{var}={} is not a folder ({what} needed)", Path::new(&p).display()));
+            None
+        }
+        None => {
+            skip(test, &format!("{var} is not set ({what} needed)"));
+            None
+        }
+    }
+}
+
+/// A Buildroot 2026.02.3 tree named by BERTH_BUILDROOT, or a printed skip.
+pub fn buildroot_tree(test: &str) -> Option<PathBuf> {
+    tree_from_env("BERTH_BUILDROOT", test, "a Buildroot 2026.02.3 tree")
+}
+
+/// A Linux 6.12 source tree named by BERTH_LINUX_SRC, or a printed skip.
+pub fn linux_tree(test: &str) -> Option<PathBuf> {
+    tree_from_env("BERTH_LINUX_SRC", test, "a Linux 6.12 source tree")
+}
+
+/// True when `tool` is on PATH; otherwise prints a skip naming the Debian package.
+pub fn have_tool(test: &str, tool: &str, debian_package: &str) -> bool {
+    let found = std::env::var_os("PATH")
+        .map(|paths| std::env::split_paths(&paths).any(|d| d.join(tool).is_file()))
+        .unwrap_or(false);
+    if !found {
+        skip(test, &format!("{tool} is not installed (apt-get install {debian_package})"));
+    }
+    found
+}
+
+/// True when running as root; otherwise prints a skip.
+pub fn is_root(test: &str) -> bool {
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false);
+    if !root {
+        skip(test, "needs root (loop devices, mounts)");
+    }
+    root
+}
