@@ -1,1 +1,236 @@
 //! Locating, fetching and verifying the pinned Buildroot tree, and running `make` in it.
+//!
+//! A tree is used only when it is Buildroot 2026.02.3 and, for a git checkout, exactly the pinned
+//! commit. The cache clone is written beside its final place and renamed when complete, with a
+//! marker naming the commit, so an interrupted or mismatched cache is detected and refetched.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use xshell::{cmd, Shell};
+
+use crate::project::{BUILDROOT_COMMIT, BUILDROOT_GIT_URL, BUILDROOT_VERSION};
+use crate::util;
+
+/// A verified Buildroot tree.
+#[derive(Debug, Clone)]
+pub struct Buildroot {
+    pub root: PathBuf,
+    /// The commit when the tree is a git checkout (always the pinned one once verified).
+    pub commit: Option<String>,
+}
+
+/// Where a tree came from, for messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// `--buildroot DIR`
+    Argument,
+    /// the `BERTH_BUILDROOT` environment variable
+    Environment,
+    /// Berth's cache folder
+    Cache,
+}
+
+/// The cache clone's folder, `$XDG_CACHE_HOME/berth/buildroot-<version>`.
+pub fn cache_path() -> Result<PathBuf> {
+    Ok(util::cache_dir()?.join(format!("buildroot-{BUILDROOT_VERSION}")))
+}
+
+fn sibling(tree: &Path, suffix: &str) -> PathBuf {
+    PathBuf::from(format!("{}.{suffix}", tree.display()))
+}
+
+fn marker_path(tree: &Path) -> PathBuf {
+    sibling(tree, "complete")
+}
+
+/// Find the tree to use: `--buildroot`, else `BERTH_BUILDROOT`, else the cache. When the cache is
+/// missing, partial or mismatched, it is (re)fetched if `fetch` is true and refused otherwise.
+pub fn resolve(explicit: Option<&Path>, fetch: bool) -> Result<Buildroot> {
+    let sh = Shell::new().context("could not start a shell for git")?;
+    if let Some(dir) = explicit {
+        return verify(&sh, dir, Origin::Argument);
+    }
+    if let Some(dir) = std::env::var_os("BERTH_BUILDROOT").filter(|v| !v.is_empty()) {
+        return verify(&sh, Path::new(&dir), Origin::Environment);
+    }
+    let cache = cache_path()?;
+    let complete = std::fs::read_to_string(marker_path(&cache))
+        .map(|m| m.trim() == BUILDROOT_COMMIT)
+        .unwrap_or(false);
+    let problem = if !cache.exists() {
+        format!("there is no Buildroot {BUILDROOT_VERSION} in the cache ({})", cache.display())
+    } else if !complete {
+        format!("the cached Buildroot at {} is incomplete (an interrupted fetch?)", cache.display())
+    } else {
+        match verify(&sh, &cache, Origin::Cache) {
+            Ok(tree) => return Ok(tree),
+            Err(err) => format!("the cached Buildroot is not usable: {err:#}"),
+        }
+    };
+    if !fetch {
+        bail!(
+            "{problem}; run `cargo xtask image` to fetch it, or pass --buildroot DIR \
+             (or set BERTH_BUILDROOT) to a Buildroot {BUILDROOT_VERSION} checkout at {BUILDROOT_COMMIT}"
+        );
+    }
+    eprintln!("{problem}: fetching it from {BUILDROOT_GIT_URL}");
+    fetch_into(&sh, &cache)?;
+    verify(&sh, &cache, Origin::Cache)
+}
+
+/// Check that `dir` is Buildroot at the pinned version (and commit, for a git checkout).
+pub fn verify(sh: &Shell, dir: &Path, origin: Origin) -> Result<Buildroot> {
+    let what = match origin {
+        Origin::Argument => "the Buildroot tree given with --buildroot",
+        Origin::Environment => "the Buildroot tree named by BERTH_BUILDROOT",
+        Origin::Cache => "the cached Buildroot tree",
+    };
+    let makefile = dir.join("Makefile");
+    let text = std::fs::read_to_string(&makefile).with_context(|| {
+        format!("{what} ({}) has no readable Makefile: is it a Buildroot tree?", dir.display())
+    })?;
+    let version = makefile_version(&text).with_context(|| {
+        format!("{what} ({}) does not look like Buildroot: its Makefile sets no BR2_VERSION", dir.display())
+    })?;
+    if version != BUILDROOT_VERSION {
+        bail!("{what} ({}) is Buildroot {version}, but Berth is pinned to {BUILDROOT_VERSION}", dir.display());
+    }
+    if !dir.join(".git").exists() {
+        // A release tarball: the version is all there is to check.
+        return Ok(Buildroot { root: dir.to_path_buf(), commit: None });
+    }
+    let head = cmd!(sh, "git -C {dir} rev-parse HEAD")
+        .quiet()
+        .read()
+        .with_context(|| format!("could not read the git commit of {what} ({})", dir.display()))?;
+    if head != BUILDROOT_COMMIT {
+        bail!(
+            "{what} ({}) is at commit {head}, not {BUILDROOT_COMMIT} (tag {BUILDROOT_VERSION})",
+            dir.display()
+        );
+    }
+    let changes = cmd!(sh, "git -C {dir} status --porcelain --untracked-files=no")
+        .quiet()
+        .read()
+        .with_context(|| format!("could not ask git whether {what} has local changes"))?;
+    if !changes.is_empty() {
+        let first: Vec<&str> = changes.lines().take(5).collect();
+        bail!(
+            "{what} ({}) has local changes to tracked files, so it is not the pinned Buildroot: {}",
+            dir.display(),
+            first.join("; ")
+        );
+    }
+    Ok(Buildroot { root: dir.to_path_buf(), commit: Some(head) })
+}
+
+/// `export BR2_VERSION := 2026.02.3` → `2026.02.3`.
+fn makefile_version(makefile: &str) -> Option<&str> {
+    makefile.lines().find_map(|l| {
+        let rest = l.trim().strip_prefix("export BR2_VERSION")?.trim_start();
+        Some(rest.strip_prefix(":=")?.trim())
+    })
+}
+
+/// Shallow-clone the pinned tag beside `dest`, verify the commit, then move it into place.
+fn fetch_into(sh: &Shell, dest: &Path) -> Result<()> {
+    let parent = dest.parent().context("the cache path has no parent folder")?;
+    std::fs::create_dir_all(parent)
+        .with_context(|| format!("could not create the cache folder {}", parent.display()))?;
+    let partial = sibling(dest, "partial");
+    let marker = marker_path(dest);
+    for stale in [&partial, dest] {
+        if stale.exists() {
+            std::fs::remove_dir_all(stale)
+                .with_context(|| format!("could not remove the stale tree {}", stale.display()))?;
+        }
+    }
+    let _ = std::fs::remove_file(&marker);
+    let started = std::time::Instant::now();
+    // A stalled connection must not hang the build: give up below 1 KiB/s for 20 s.
+    let _low_speed = sh.push_env("GIT_HTTP_LOW_SPEED_LIMIT", "1000");
+    let _low_time = sh.push_env("GIT_HTTP_LOW_SPEED_TIME", "20");
+    let _no_prompt = sh.push_env("GIT_TERMINAL_PROMPT", "0");
+    cmd!(
+        sh,
+        "git clone --quiet --depth 1 --branch {BUILDROOT_VERSION} {BUILDROOT_GIT_URL} {partial}"
+    )
+    .run()
+    .with_context(|| {
+        format!(
+            "could not fetch Buildroot {BUILDROOT_VERSION} from {BUILDROOT_GIT_URL} after {:?} \
+             (no network? pass --buildroot DIR to use a tree you already have)",
+            round(started.elapsed())
+        )
+    })?;
+    let head = cmd!(sh, "git -C {partial} rev-parse HEAD").quiet().read()?;
+    if head != BUILDROOT_COMMIT {
+        let _ = std::fs::remove_dir_all(&partial);
+        bail!(
+            "upstream tag {BUILDROOT_VERSION} resolves to {head}, not the pinned {BUILDROOT_COMMIT}: \
+             refusing to use it (was the tag moved?)"
+        );
+    }
+    std::fs::rename(&partial, dest)
+        .with_context(|| format!("could not move the fetched tree into {}", dest.display()))?;
+    std::fs::write(&marker, format!("{BUILDROOT_COMMIT}\n"))
+        .with_context(|| format!("could not write {}", marker.display()))?;
+    Ok(())
+}
+
+fn round(d: Duration) -> Duration {
+    Duration::from_secs(d.as_secs())
+}
+
+impl Buildroot {
+    /// `make -C <tree> O=<output> BR2_EXTERNAL=<repo>/br2-external <targets>`.
+    pub fn make<'a>(&self, sh: &'a Shell, output: &Path, targets: &[&str]) -> xshell::Cmd<'a> {
+        let root = &self.root;
+        let external = util::repo_root().join("br2-external");
+        let out = format!("O={}", output.display());
+        let ext = format!("BR2_EXTERNAL={}", external.display());
+        cmd!(sh, "make --no-print-directory -C {root} {out} {ext} {targets...}")
+    }
+
+    /// Configure `output` from one of our defconfigs (`configs/<name>`).
+    pub fn load_defconfig(&self, sh: &Shell, output: &Path, defconfig: &Path) -> Result<()> {
+        let arg = format!("BR2_DEFCONFIG={}", defconfig.display());
+        self.make(sh, output, &[&arg, "defconfig"])
+            .quiet()
+            .ignore_stdout()
+            .run()
+            .with_context(|| format!("Buildroot could not load the defconfig {}", defconfig.display()))
+    }
+
+    /// Buildroot's own description of every selected package (`make show-info`), as JSON.
+    pub fn show_info(&self, sh: &Shell, output: &Path) -> Result<serde_json::Value> {
+        let json = self
+            .make(sh, output, &["-s", "show-info"])
+            .quiet()
+            .read()
+            .context("`make show-info` failed in the configured output folder")?;
+        serde_json::from_str(&json).context("`make show-info` did not print valid JSON")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_version_from_the_makefile() {
+        let mk = "# comment\nexport BR2_VERSION := 2026.02.3\nexport BR2_VERSION_FULL := $(BR2_VERSION)\n";
+        assert_eq!(makefile_version(mk), Some("2026.02.3"));
+        assert_eq!(makefile_version("all:\n"), None);
+    }
+
+    #[test]
+    fn marker_sits_beside_the_tree() {
+        assert_eq!(
+            marker_path(Path::new("/c/berth/buildroot-2026.02.3")),
+            PathBuf::from("/c/berth/buildroot-2026.02.3.complete")
+        );
+    }
+}
