@@ -18,7 +18,13 @@ use crate::report::{exceptions_path, load_exceptions, Finding, Report, Severity,
 #[derive(Args)]
 pub struct KernelArgs {
     /// The resolved kernel .config to audit (Buildroot: <output>/build/linux-<version>/.config).
-    config: PathBuf,
+    #[arg(required_unless_present = "linux")]
+    config: Option<PathBuf>,
+    /// Instead of a .config: resolve exynos_defconfig + Berth's fragments in this Linux 6.12
+    /// source tree (olddefconfig, O= a temporary folder), check that every fragment line
+    /// survived, and audit the result with the board's cmdline and sysctl.d (as `cargo xtask check`).
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["config", "cmdline", "sysctl", "rules", "json"])]
+    linux: Option<PathBuf>,
     /// The kernel command line file (one line), e.g. board/odroid-xu4/cmdline.txt.
     #[arg(long)]
     cmdline: Option<PathBuf>,
@@ -35,9 +41,13 @@ pub struct KernelArgs {
 }
 
 pub fn run(args: KernelArgs) -> Result<()> {
+    if let Some(tree) = &args.linux {
+        return crate::kernel_check::check(tree);
+    }
+    let config = args.config.expect("clap requires a config without --linux");
     let sysctl = if args.sysctl.is_empty() { None } else { Some(args.sysctl.as_slice()) };
     let report = audit_files(
-        &args.config,
+        &config,
         args.cmdline.as_deref(),
         sysctl,
         args.rules.as_deref(),
@@ -250,6 +260,10 @@ pub struct SysctlRule {
 pub struct Exception {
     /// `CONFIG_X`, `cmdline:param` or `sysctl:key`, as the findings name their subject.
     pub subject: String,
+    /// Only the rule from this source, when several sources judge the subject (USER_NS is
+    /// wanted by Docker and unwanted by KSPP).
+    #[serde(default)]
+    pub source: Option<String>,
     pub reason: String,
 }
 
@@ -261,20 +275,20 @@ pub fn parse_rules(text: &str) -> Result<Rules> {
         let kinds = usize::from(!r.want.is_empty()) + usize::from(r.min.is_some()) + usize::from(!r.contains.is_empty());
         ensure!(kinds == 1, "kconfig rule {} needs exactly one of want, min, contains", r.option);
         check_meta(&r.option, &r.meta())?;
-        ensure!(subjects.insert(r.option.clone()), "two rules for {}", r.option);
+        ensure!(subjects.insert((r.option.clone(), r.source.clone())), "two {} rules for {}", r.source, r.option);
     }
     for r in &rules.cmdline {
         ensure!(!r.param.is_empty() && !r.param.contains(char::is_whitespace), "bad cmdline parameter '{}'", r.param);
         ensure!(!(r.absent && (r.allow_absent || !r.want.is_empty())), "cmdline rule {}: absent excludes want and allow_absent", r.param);
         let subject = format!("cmdline:{}", r.param);
         check_meta(&subject, &r.meta())?;
-        ensure!(subjects.insert(subject.clone()), "two rules for {subject}");
+        ensure!(subjects.insert((subject.clone(), r.source.clone())), "two {} rules for {subject}", r.source);
     }
     for r in &rules.sysctl {
         ensure!(!r.want.is_empty(), "sysctl rule {} needs want", r.key);
         let subject = format!("sysctl:{}", r.key);
         check_meta(&subject, &r.meta())?;
-        ensure!(subjects.insert(subject.clone()), "two rules for {subject}");
+        ensure!(subjects.insert((subject.clone(), r.source.clone())), "two {} rules for {subject}", r.source);
     }
     Ok(rules)
 }
@@ -558,28 +572,39 @@ pub fn evaluate(
     exceptions: &[Exception],
     toolchain: Toolchain,
 ) -> Result<Report> {
-    let mut waived: BTreeMap<&str, &str> = BTreeMap::new();
-    for e in exceptions {
-        ensure!(!e.reason.trim().is_empty(), "the kernel exception for {} has no reason", e.subject);
-        ensure!(waived.insert(&e.subject, &e.reason).is_none(), "two kernel exceptions for {}", e.subject);
-    }
-    let known: BTreeSet<String> = rules
+    let known: BTreeSet<(String, &str)> = rules
         .kconfig
         .iter()
-        .map(|r| r.option.clone())
-        .chain(rules.cmdline.iter().map(|r| format!("cmdline:{}", r.param)))
-        .chain(rules.sysctl.iter().map(|r| format!("sysctl:{}", r.key)))
+        .map(|r| (r.option.clone(), r.source.as_str()))
+        .chain(rules.cmdline.iter().map(|r| (format!("cmdline:{}", r.param), r.source.as_str())))
+        .chain(rules.sysctl.iter().map(|r| (format!("sysctl:{}", r.key), r.source.as_str())))
         .collect();
-    for subject in waived.keys() {
-        ensure!(known.contains(*subject), "the kernel exception for {subject} matches no rule in the rule file");
+    let mut seen = BTreeSet::new();
+    for e in exceptions {
+        let label = match &e.source {
+            Some(source) => format!("{} ({source})", e.subject),
+            None => e.subject.clone(),
+        };
+        ensure!(!e.reason.trim().is_empty(), "the kernel exception for {label} has no reason");
+        ensure!(seen.insert((&e.subject, &e.source)), "two kernel exceptions for {label}");
+        ensure!(
+            known.iter().any(|(s, src)| *s == e.subject && e.source.as_deref().is_none_or(|want| want == *src)),
+            "the kernel exception for {label} matches no rule in the rule file"
+        );
     }
+    let waiver = |subject: &str, source: &str| {
+        exceptions
+            .iter()
+            .find(|e| e.subject == subject && e.source.as_deref().is_none_or(|s| s == source))
+            .map(|e| e.reason.clone())
+    };
 
     let mut report = Report::new(title);
     let mut push = |subject: String, rule: String, meta: &Meta<'_>, severity: Severity, outcome: std::result::Result<String, String>| {
         let (verdict, detail) = match outcome {
             Ok(detail) => (Verdict::Pass, detail),
-            Err(detail) => match waived.get(subject.as_str()) {
-                Some(reason) => (Verdict::Exception((*reason).to_string()), detail),
+            Err(detail) => match waiver(&subject, meta.source) {
+                Some(reason) => (Verdict::Exception(reason), detail),
                 None => match meta.note {
                     Some(note) => (Verdict::Fail, format!("{detail}; {note}")),
                     None => (Verdict::Fail, detail),
@@ -661,6 +686,12 @@ want = ["n"]
 source = "attack-surface"
 severity = "required"
 
+[[kconfig]]
+option = "CONFIG_USER_NS"
+want = ["y"]
+source = "docker-optional"
+severity = "required"
+
 [[cmdline]]
 param = "slab_nomerge"
 source = "kspp"
@@ -708,7 +739,7 @@ CONFIG_USER_NS=y
     }
 
     fn userns_exception() -> Vec<Exception> {
-        vec![Exception { subject: "CONFIG_USER_NS".into(), reason: "userns-remap".into() }]
+        vec![Exception { subject: "CONFIG_USER_NS".into(), source: Some("attack-surface".into()), reason: "userns-remap".into() }]
     }
 
     fn audit(config: &str, cmdline: Option<&str>, sysctl: Option<&str>, exceptions: &[Exception]) -> Report {
@@ -728,7 +759,7 @@ CONFIG_USER_NS=y
         let r = audit(HARDENED, Some("console=ttySAC2 slab_nomerge ro\n"), Some("kernel.kptr_restrict = 2\n"), &userns_exception());
         assert!(r.passed(), "{}", r.render_table());
         assert_eq!(r.totals().exceptions, 1);
-        assert_eq!(r.findings.len(), 12);
+        assert_eq!(r.findings.len(), 13);
         assert_eq!(verdict(&r, "CONFIG_USER_NS"), &Verdict::Exception("userns-remap".into()));
         let sig = r.findings.iter().find(|f| f.subject == "CONFIG_MODULE_SIG_FORCE").unwrap();
         assert!(sig.detail.contains("but CONFIG_MODULES=n"), "{}", sig.detail);
@@ -824,10 +855,13 @@ CONFIG_USER_NS=y
     fn exceptions_must_name_a_rule_and_give_a_reason() {
         let resolved = Resolved::parse(HARDENED, ".config").unwrap();
         let inputs = Inputs { config: &resolved, cmdline: None, sysctl: None };
-        let typo = [Exception { subject: "CONFIG_USERNS".into(), reason: "x".into() }];
+        let typo = [Exception { subject: "CONFIG_USERNS".into(), source: None, reason: "x".into() }];
         let err = evaluate("t", &rules(), &inputs, &typo, Toolchain::Target).unwrap_err().to_string();
         assert!(err.contains("CONFIG_USERNS"), "{err}");
-        let empty = [Exception { subject: "CONFIG_USER_NS".into(), reason: " ".into() }];
+        let empty = [Exception { subject: "CONFIG_USER_NS".into(), source: None, reason: " ".into() }];
+        assert!(evaluate("t", &rules(), &inputs, &empty, Toolchain::Target).is_err());
+        let wrong_source = [Exception { subject: "CONFIG_USER_NS".into(), source: Some("kspp".into()), reason: "x".into() }];
+        assert!(evaluate("t", &rules(), &inputs, &wrong_source, Toolchain::Target).is_err());
         assert!(evaluate("t", &rules(), &inputs, &empty, Toolchain::Target).is_err());
     }
 
@@ -839,6 +873,6 @@ CONFIG_USER_NS=y
         assert!(parse_rules("[[kconfig]]\noption = \"CONFIG_A\"\nwant = [\"y\"]\nor = [\"MODULES\"]\nsource = \"kspp\"\nseverity = \"required\"\n").is_err());
         assert!(parse_rules("[[sysctl]]\nkey = \"a\"\nwant = [\"1\"]\nsource = \"kspp\"\nseverity = \"must\"\n").is_err());
         let twice = format!("{RULES}\n[[kconfig]]\noption = \"CONFIG_DEVMEM\"\nwant = [\"n\"]\nsource = \"kspp\"\nseverity = \"required\"\n");
-        assert!(parse_rules(&twice).unwrap_err().to_string().contains("two rules"));
+        assert!(parse_rules(&twice).unwrap_err().to_string().contains("two kspp rules for CONFIG_DEVMEM"));
     }
 }
