@@ -42,7 +42,11 @@ pub fn check(linux_src: &Path) -> Result<()> {
         for d in &lost {
             eprintln!("  {d}");
         }
-        bail!("{} fragment line(s) did not survive olddefconfig in {}", lost.len(), linux_src.display());
+        bail!(
+            "{} fragment line(s) did not survive olddefconfig in {}",
+            lost.len(),
+            linux_src.display()
+        );
     }
     println!("kernel: every fragment line survived olddefconfig");
 
@@ -55,18 +59,25 @@ pub fn check(linux_src: &Path) -> Result<()> {
         None,
         resolved.toolchain,
     )?;
-    println!("kernel: resolved config kept at {}", resolved.config_path.display());
+    println!(
+        "kernel: resolved config kept at {}",
+        resolved.config_path.display()
+    );
     report.emit(false)
 }
 
 /// The fragments merged (a later fragment's setting of a symbol replaces an earlier one's).
 pub fn merged_fragments(fragments: &[PathBuf]) -> Result<Vec<Setting>> {
-    let parsed = fragments.iter().map(|f| read_kconfig(f)).collect::<Result<Vec<_>>>()?;
+    let parsed = fragments
+        .iter()
+        .map(|f| read_kconfig(f))
+        .collect::<Result<Vec<_>>>()?;
     Ok(kconfig::merge(parsed.iter().map(Vec::as_slice)))
 }
 
 fn read_kconfig(path: &Path) -> Result<Vec<Setting>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("could not read {}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("could not read {}", path.display()))?;
     let name = path.strip_prefix(crate::util::repo_root()).unwrap_or(path);
     kconfig::parse(&text, &name.display().to_string())
 }
@@ -97,17 +108,24 @@ pub fn resolve(linux_src: &Path, fragments: &[PathBuf]) -> Result<ResolvedConfig
     let merged = kconfig::merge(layers.iter().map(Vec::as_slice));
 
     let work = TempDir::new("berth-kernel-check")?;
-    std::fs::write(work.path().join(".config"), kconfig::render(&merged))
-        .with_context(|| format!("could not write the merged config into {}", work.path().display()))?;
+    std::fs::write(work.path().join(".config"), kconfig::render(&merged)).with_context(|| {
+        format!(
+            "could not write the merged config into {}",
+            work.path().display()
+        )
+    })?;
 
     let sh = Shell::new()?;
     let (cross, toolchain, compiler) = cross_compile(&sh);
     let out = work.path();
     let cross_arg = cross.as_ref().map(|c| format!("CROSS_COMPILE={c}"));
-    let output = cmd!(sh, "make -s -C {linux_src} O={out} ARCH=arm {cross_arg...} olddefconfig")
-        .ignore_status()
-        .output()
-        .with_context(|| "could not run make (apt-get install make gcc flex bison)".to_string())?;
+    let output = cmd!(
+        sh,
+        "make -s -C {linux_src} O={out} ARCH=arm {cross_arg...} olddefconfig"
+    )
+    .ignore_status()
+    .output()
+    .with_context(|| "could not run make (apt-get install make gcc flex bison)".to_string())?;
     if !output.status.success() {
         bail!(
             "make ARCH=arm olddefconfig failed in {} (needs a host gcc, flex and bison):\n{}{}",
@@ -122,22 +140,47 @@ pub fn resolve(linux_src: &Path, fragments: &[PathBuf]) -> Result<ResolvedConfig
     let symbol_count = settings.len();
 
     let keep = crate::util::cache_dir()?.join("kernel-check");
-    std::fs::create_dir_all(&keep).with_context(|| format!("could not create {}", keep.display()))?;
+    std::fs::create_dir_all(&keep)
+        .with_context(|| format!("could not create {}", keep.display()))?;
     let config_path = keep.join("resolved.config");
-    std::fs::write(&config_path, &text).with_context(|| format!("could not write {}", config_path.display()))?;
+    std::fs::write(&config_path, &text)
+        .with_context(|| format!("could not write {}", config_path.display()))?;
 
-    Ok(ResolvedConfig { config: Resolved::from_settings(settings), symbol_count, config_path, toolchain, compiler })
+    Ok(ResolvedConfig {
+        config: Resolved::from_settings(settings),
+        symbol_count,
+        config_path,
+        toolchain,
+        compiler,
+    })
 }
 
 /// `CROSS_COMPILE` from the environment, else Debian's ARM cross compiler when installed, else
 /// the host compiler (Kconfig then cannot probe ARM-only compiler features).
 fn cross_compile(sh: &Shell) -> (Option<String>, Toolchain, String) {
-    if let Some(prefix) = std::env::var("CROSS_COMPILE").ok().filter(|p| !p.is_empty()) {
-        return (Some(prefix.clone()), Toolchain::Target, format!("{prefix}gcc"));
+    if let Some(prefix) = std::env::var("CROSS_COMPILE")
+        .ok()
+        .filter(|p| !p.is_empty())
+    {
+        return (
+            Some(prefix.clone()),
+            Toolchain::Target,
+            format!("{prefix}gcc"),
+        );
     }
     let gcc = format!("{DEFAULT_CROSS_COMPILE}gcc");
-    if cmd!(sh, "{gcc} --version").quiet().ignore_stdout().ignore_stderr().run().is_ok() {
-        return (Some(DEFAULT_CROSS_COMPILE.to_string()), Toolchain::Target, gcc);
+    if cmd!(sh, "{gcc} --version")
+        .quiet()
+        .ignore_stdout()
+        .ignore_stderr()
+        .run()
+        .is_ok()
+    {
+        return (
+            Some(DEFAULT_CROSS_COMPILE.to_string()),
+            Toolchain::Target,
+            gcc,
+        );
     }
     eprintln!(
         "kernel: no ARM cross compiler ({gcc}); Kconfig probes the host gcc, so rules on \
@@ -156,7 +199,8 @@ impl TempDir {
             .map(|d| d.as_nanos())
             .unwrap_or_default();
         let path = std::env::temp_dir().join(format!("{prefix}-{}-{stamp}", std::process::id()));
-        std::fs::create_dir(&path).with_context(|| format!("could not create {}", path.display()))?;
+        std::fs::create_dir(&path)
+            .with_context(|| format!("could not create {}", path.display()))?;
         Ok(TempDir(path))
     }
 

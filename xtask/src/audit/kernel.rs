@@ -45,7 +45,11 @@ pub fn run(args: KernelArgs) -> Result<()> {
         return crate::kernel_check::check(tree);
     }
     let config = args.config.expect("clap requires a config without --linux");
-    let sysctl = if args.sysctl.is_empty() { None } else { Some(args.sysctl.as_slice()) };
+    let sysctl = if args.sysctl.is_empty() {
+        None
+    } else {
+        Some(args.sysctl.as_slice())
+    };
     let report = audit_files(
         &config,
         args.cmdline.as_deref(),
@@ -64,7 +68,13 @@ pub fn audit_buildroot_output(output: &Path) -> Result<Report> {
     let cmdline = crate::util::repo_root().join("board/odroid-xu4/cmdline.txt");
     let target = output.join("target");
     let sysctl = [target.join("usr/lib/sysctl.d"), target.join("etc/sysctl.d")];
-    audit_files(&config, Some(&cmdline), Some(&sysctl), None, Toolchain::Target)
+    audit_files(
+        &config,
+        Some(&cmdline),
+        Some(&sysctl),
+        None,
+        Toolchain::Target,
+    )
 }
 
 /// `<output>/build/linux-<version>/.config`; exactly one must exist.
@@ -72,7 +82,11 @@ pub fn audit_buildroot_output(output: &Path) -> Result<Report> {
 fn buildroot_kernel_config(output: &Path) -> Result<PathBuf> {
     let build = output.join("build");
     let entries = std::fs::read_dir(&build).with_context(|| {
-        format!("could not list {} (is {} a Buildroot output folder?)", build.display(), output.display())
+        format!(
+            "could not list {} (is {} a Buildroot output folder?)",
+            build.display(),
+            output.display()
+        )
     })?;
     let mut found = Vec::new();
     for entry in entries {
@@ -88,11 +102,18 @@ fn buildroot_kernel_config(output: &Path) -> Result<PathBuf> {
     }
     match found.len() {
         1 => Ok(found.remove(0)),
-        0 => bail!("no resolved kernel config (build/linux-<version>/.config) under {}", output.display()),
+        0 => bail!(
+            "no resolved kernel config (build/linux-<version>/.config) under {}",
+            output.display()
+        ),
         _ => bail!(
             "several kernel build folders under {}: {}; remove the stale ones",
             build.display(),
-            found.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+            found
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
     }
 }
@@ -121,15 +142,28 @@ pub fn audit_files(
     let resolved = Resolved::parse(&text, &config.display().to_string())?;
     let cmdline = cmdline
         .map(|path| {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("could not read the kernel command line {}", path.display()))?;
-            parse_cmdline(&text).with_context(|| format!("{} is not a one-line kernel command line", path.display()))
+            let text = std::fs::read_to_string(path).with_context(|| {
+                format!("could not read the kernel command line {}", path.display())
+            })?;
+            parse_cmdline(&text).with_context(|| {
+                format!("{} is not a one-line kernel command line", path.display())
+            })
         })
         .transpose()?;
     let sysctl = sysctl_dirs.map(read_sysctl_dirs).transpose()?;
     let exceptions: Vec<Exception> = load_exceptions(&exceptions_path(), "kernel")?;
     let title = format!("Kernel audit of {}", config.display());
-    evaluate(&title, &rules, &Inputs { config: &resolved, cmdline: cmdline.as_ref(), sysctl: sysctl.as_ref() }, &exceptions, toolchain)
+    evaluate(
+        &title,
+        &rules,
+        &Inputs {
+            config: &resolved,
+            cmdline: cmdline.as_ref(),
+            sysctl: sysctl.as_ref(),
+        },
+        &exceptions,
+        toolchain,
+    )
 }
 
 pub fn rules_path() -> PathBuf {
@@ -139,7 +173,8 @@ pub fn rules_path() -> PathBuf {
 pub fn load_rules(path: &Path) -> Result<Rules> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("could not read the kernel rule file {}", path.display()))?;
-    parse_rules(&text).with_context(|| format!("{} is not a valid kernel rule file", path.display()))
+    parse_rules(&text)
+        .with_context(|| format!("{} is not a valid kernel rule file", path.display()))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -271,24 +306,55 @@ pub fn parse_rules(text: &str) -> Result<Rules> {
     let rules: Rules = toml::from_str(text)?;
     let mut subjects = BTreeSet::new();
     for r in &rules.kconfig {
-        ensure!(r.option.starts_with("CONFIG_"), "kconfig rule '{}' must name a CONFIG_ symbol", r.option);
-        let kinds = usize::from(!r.want.is_empty()) + usize::from(r.min.is_some()) + usize::from(!r.contains.is_empty());
-        ensure!(kinds == 1, "kconfig rule {} needs exactly one of want, min, contains", r.option);
+        ensure!(
+            r.option.starts_with("CONFIG_"),
+            "kconfig rule '{}' must name a CONFIG_ symbol",
+            r.option
+        );
+        let kinds = usize::from(!r.want.is_empty())
+            + usize::from(r.min.is_some())
+            + usize::from(!r.contains.is_empty());
+        ensure!(
+            kinds == 1,
+            "kconfig rule {} needs exactly one of want, min, contains",
+            r.option
+        );
         check_meta(&r.option, &r.meta())?;
-        ensure!(subjects.insert((r.option.clone(), r.source.clone())), "two {} rules for {}", r.source, r.option);
+        ensure!(
+            subjects.insert((r.option.clone(), r.source.clone())),
+            "two {} rules for {}",
+            r.source,
+            r.option
+        );
     }
     for r in &rules.cmdline {
-        ensure!(!r.param.is_empty() && !r.param.contains(char::is_whitespace), "bad cmdline parameter '{}'", r.param);
-        ensure!(!(r.absent && (r.allow_absent || !r.want.is_empty())), "cmdline rule {}: absent excludes want and allow_absent", r.param);
+        ensure!(
+            !r.param.is_empty() && !r.param.contains(char::is_whitespace),
+            "bad cmdline parameter '{}'",
+            r.param
+        );
+        ensure!(
+            !(r.absent && (r.allow_absent || !r.want.is_empty())),
+            "cmdline rule {}: absent excludes want and allow_absent",
+            r.param
+        );
         let subject = format!("cmdline:{}", r.param);
         check_meta(&subject, &r.meta())?;
-        ensure!(subjects.insert((subject.clone(), r.source.clone())), "two {} rules for {subject}", r.source);
+        ensure!(
+            subjects.insert((subject.clone(), r.source.clone())),
+            "two {} rules for {subject}",
+            r.source
+        );
     }
     for r in &rules.sysctl {
         ensure!(!r.want.is_empty(), "sysctl rule {} needs want", r.key);
         let subject = format!("sysctl:{}", r.key);
         check_meta(&subject, &r.meta())?;
-        ensure!(subjects.insert((subject.clone(), r.source.clone())), "two {} rules for {subject}", r.source);
+        ensure!(
+            subjects.insert((subject.clone(), r.source.clone())),
+            "two {} rules for {subject}",
+            r.source
+        );
     }
     Ok(rules)
 }
@@ -334,7 +400,11 @@ fn normalize_param(name: &str) -> String {
 /// Parse a one-line command line; double quotes may hold spaces (`param="a b"`).
 pub fn parse_cmdline(text: &str) -> Result<Cmdline> {
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-    ensure!(lines.len() == 1, "expected exactly one non-empty line, found {}", lines.len());
+    ensure!(
+        lines.len() == 1,
+        "expected exactly one non-empty line, found {}",
+        lines.len()
+    );
     let mut words = Vec::new();
     let mut word = String::new();
     let mut quoted = false;
@@ -402,10 +472,18 @@ pub fn read_sysctl_dirs(dirs: &[PathBuf]) -> Result<Sysctl> {
         if !dir.is_dir() {
             continue;
         }
-        for entry in std::fs::read_dir(dir).with_context(|| format!("could not list {}", dir.display()))? {
-            let path = entry.with_context(|| format!("could not list {}", dir.display()))?.path();
+        for entry in
+            std::fs::read_dir(dir).with_context(|| format!("could not list {}", dir.display()))?
+        {
+            let path = entry
+                .with_context(|| format!("could not list {}", dir.display()))?
+                .path();
             if path.extension().is_some_and(|e| e == "conf") {
-                let name = path.file_name().expect("a listed file has a name").to_string_lossy().into_owned();
+                let name = path
+                    .file_name()
+                    .expect("a listed file has a name")
+                    .to_string_lossy()
+                    .into_owned();
                 files.insert(name, path);
             }
         }
@@ -455,7 +533,10 @@ fn parse_number(text: &str) -> Option<i64> {
         Some(rest) => (true, rest),
         None => (false, text),
     };
-    let n = match digits.strip_prefix("0x").or_else(|| digits.strip_prefix("0X")) {
+    let n = match digits
+        .strip_prefix("0x")
+        .or_else(|| digits.strip_prefix("0X"))
+    {
         Some(hex) => i64::from_str_radix(hex, 16).ok()?,
         None => digits.parse().ok()?,
     };
@@ -471,7 +552,13 @@ fn kconfig_rule_text(rule: &KconfigRule) -> String {
     } else {
         rule.want
             .iter()
-            .map(|w| if w == "n" { "is not set".to_string() } else { format!("={w}") })
+            .map(|w| {
+                if w == "n" {
+                    "is not set".to_string()
+                } else {
+                    format!("={w}")
+                }
+            })
             .collect::<Vec<_>>()
             .join(" or ")
     };
@@ -518,14 +605,27 @@ fn judge_kconfig(rule: &KconfigRule, config: &Resolved) -> std::result::Result<S
     }
 }
 
-fn judge_cmdline(rule: &CmdlineRule, cmdline: &Cmdline, config: &Resolved) -> (String, std::result::Result<String, String>) {
+fn judge_cmdline(
+    rule: &CmdlineRule,
+    cmdline: &Cmdline,
+    config: &Resolved,
+) -> (String, std::result::Result<String, String>) {
     let text = if rule.absent {
         "absent".to_string()
     } else if rule.want.is_empty() {
         "present".to_string()
     } else {
-        let values = rule.want.iter().map(|w| format!("{}={w}", rule.param)).collect::<Vec<_>>().join(" or ");
-        if rule.allow_absent { format!("{values} or absent") } else { values }
+        let values = rule
+            .want
+            .iter()
+            .map(|w| format!("{}={w}", rule.param))
+            .collect::<Vec<_>>()
+            .join(" or ");
+        if rule.allow_absent {
+            format!("{values} or absent")
+        } else {
+            values
+        }
     };
     let got = cmdline.get(&rule.param);
     let shown = match got {
@@ -548,12 +648,18 @@ fn judge_cmdline(rule: &CmdlineRule, cmdline: &Cmdline, config: &Resolved) -> (S
     (with_alternatives(text, &rule.meta()), verdict)
 }
 
-fn judge_sysctl(rule: &SysctlRule, sysctl: &Sysctl, config: &Resolved) -> std::result::Result<String, String> {
+fn judge_sysctl(
+    rule: &SysctlRule,
+    sysctl: &Sysctl,
+    config: &Resolved,
+) -> std::result::Result<String, String> {
     let shown = match sysctl.get(&rule.key) {
         None => "not set in any sysctl.d file".to_string(),
         Some((value, origin)) => format!("= {value} ({origin})"),
     };
-    let held = sysctl.get(&rule.key).is_some_and(|(v, _)| rule.want.iter().any(|w| w == v));
+    let held = sysctl
+        .get(&rule.key)
+        .is_some_and(|(v, _)| rule.want.iter().any(|w| w == v));
     if held {
         Ok(shown)
     } else if let Some(alt) = alternative_holds(&rule.meta(), config) {
@@ -576,8 +682,18 @@ pub fn evaluate(
         .kconfig
         .iter()
         .map(|r| (r.option.clone(), r.source.as_str()))
-        .chain(rules.cmdline.iter().map(|r| (format!("cmdline:{}", r.param), r.source.as_str())))
-        .chain(rules.sysctl.iter().map(|r| (format!("sysctl:{}", r.key), r.source.as_str())))
+        .chain(
+            rules
+                .cmdline
+                .iter()
+                .map(|r| (format!("cmdline:{}", r.param), r.source.as_str())),
+        )
+        .chain(
+            rules
+                .sysctl
+                .iter()
+                .map(|r| (format!("sysctl:{}", r.key), r.source.as_str())),
+        )
         .collect();
     let mut seen = BTreeSet::new();
     for e in exceptions {
@@ -585,10 +701,19 @@ pub fn evaluate(
             Some(source) => format!("{} ({source})", e.subject),
             None => e.subject.clone(),
         };
-        ensure!(!e.reason.trim().is_empty(), "the kernel exception for {label} has no reason");
-        ensure!(seen.insert((&e.subject, &e.source)), "two kernel exceptions for {label}");
         ensure!(
-            known.iter().any(|(s, src)| *s == e.subject && e.source.as_deref().is_none_or(|want| want == *src)),
+            !e.reason.trim().is_empty(),
+            "the kernel exception for {label} has no reason"
+        );
+        ensure!(
+            seen.insert((&e.subject, &e.source)),
+            "two kernel exceptions for {label}"
+        );
+        ensure!(
+            known
+                .iter()
+                .any(|(s, src)| *s == e.subject
+                    && e.source.as_deref().is_none_or(|want| want == *src)),
             "the kernel exception for {label} matches no rule in the rule file"
         );
     }
@@ -600,7 +725,11 @@ pub fn evaluate(
     };
 
     let mut report = Report::new(title);
-    let mut push = |subject: String, rule: String, meta: &Meta<'_>, severity: Severity, outcome: std::result::Result<String, String>| {
+    let mut push = |subject: String,
+                    rule: String,
+                    meta: &Meta<'_>,
+                    severity: Severity,
+                    outcome: std::result::Result<String, String>| {
         let (verdict, detail) = match outcome {
             Ok(detail) => (Verdict::Pass, detail),
             Err(detail) => match waiver(&subject, meta.source) {
@@ -611,7 +740,14 @@ pub fn evaluate(
                 },
             },
         };
-        report.push(Finding { subject, rule, source: meta.source.to_string(), severity, verdict, detail });
+        report.push(Finding {
+            subject,
+            rule,
+            source: meta.source.to_string(),
+            severity,
+            verdict,
+            detail,
+        });
     };
 
     for rule in &rules.kconfig {
@@ -620,18 +756,36 @@ pub fn evaluate(
         } else {
             rule.meta().severity
         };
-        push(rule.option.clone(), kconfig_rule_text(rule), &rule.meta(), severity, judge_kconfig(rule, inputs.config));
+        push(
+            rule.option.clone(),
+            kconfig_rule_text(rule),
+            &rule.meta(),
+            severity,
+            judge_kconfig(rule, inputs.config),
+        );
     }
     if let Some(cmdline) = inputs.cmdline {
         for rule in &rules.cmdline {
             let (text, outcome) = judge_cmdline(rule, cmdline, inputs.config);
-            push(format!("cmdline:{}", rule.param), text, &rule.meta(), rule.meta().severity, outcome);
+            push(
+                format!("cmdline:{}", rule.param),
+                text,
+                &rule.meta(),
+                rule.meta().severity,
+                outcome,
+            );
         }
     }
     if let Some(sysctl) = inputs.sysctl {
         for rule in &rules.sysctl {
             let text = with_alternatives(format!("= {}", rule.want.join(" or ")), &rule.meta());
-            push(format!("sysctl:{}", rule.key), text, &rule.meta(), rule.meta().severity, judge_sysctl(rule, sysctl, inputs.config));
+            push(
+                format!("sysctl:{}", rule.key),
+                text,
+                &rule.meta(),
+                rule.meta().severity,
+                judge_sysctl(rule, sysctl, inputs.config),
+            );
         }
     }
     Ok(report)
@@ -739,30 +893,64 @@ CONFIG_USER_NS=y
     }
 
     fn userns_exception() -> Vec<Exception> {
-        vec![Exception { subject: "CONFIG_USER_NS".into(), source: Some("attack-surface".into()), reason: "userns-remap".into() }]
+        vec![Exception {
+            subject: "CONFIG_USER_NS".into(),
+            source: Some("attack-surface".into()),
+            reason: "userns-remap".into(),
+        }]
     }
 
-    fn audit(config: &str, cmdline: Option<&str>, sysctl: Option<&str>, exceptions: &[Exception]) -> Report {
+    fn audit(
+        config: &str,
+        cmdline: Option<&str>,
+        sysctl: Option<&str>,
+        exceptions: &[Exception],
+    ) -> Report {
         let resolved = Resolved::parse(config, ".config").unwrap();
         let cmdline = cmdline.map(|c| parse_cmdline(c).unwrap());
         let sysctl = sysctl.map(|s| parse_sysctl([("90.conf", s)]).unwrap());
-        let inputs = Inputs { config: &resolved, cmdline: cmdline.as_ref(), sysctl: sysctl.as_ref() };
+        let inputs = Inputs {
+            config: &resolved,
+            cmdline: cmdline.as_ref(),
+            sysctl: sysctl.as_ref(),
+        };
         evaluate("t", &rules(), &inputs, exceptions, Toolchain::Target).unwrap()
     }
 
     fn verdict<'a>(report: &'a Report, subject: &str) -> &'a Verdict {
-        &report.findings.iter().find(|f| f.subject == subject).unwrap_or_else(|| panic!("no {subject}")).verdict
+        &report
+            .findings
+            .iter()
+            .find(|f| f.subject == subject)
+            .unwrap_or_else(|| panic!("no {subject}"))
+            .verdict
     }
 
     #[test]
     fn hardened_config_passes_with_its_exception() {
-        let r = audit(HARDENED, Some("console=ttySAC2 slab_nomerge ro\n"), Some("kernel.kptr_restrict = 2\n"), &userns_exception());
+        let r = audit(
+            HARDENED,
+            Some("console=ttySAC2 slab_nomerge ro\n"),
+            Some("kernel.kptr_restrict = 2\n"),
+            &userns_exception(),
+        );
         assert!(r.passed(), "{}", r.render_table());
         assert_eq!(r.totals().exceptions, 1);
         assert_eq!(r.findings.len(), 13);
-        assert_eq!(verdict(&r, "CONFIG_USER_NS"), &Verdict::Exception("userns-remap".into()));
-        let sig = r.findings.iter().find(|f| f.subject == "CONFIG_MODULE_SIG_FORCE").unwrap();
-        assert!(sig.detail.contains("but CONFIG_MODULES=n"), "{}", sig.detail);
+        assert_eq!(
+            verdict(&r, "CONFIG_USER_NS"),
+            &Verdict::Exception("userns-remap".into())
+        );
+        let sig = r
+            .findings
+            .iter()
+            .find(|f| f.subject == "CONFIG_MODULE_SIG_FORCE")
+            .unwrap();
+        assert!(
+            sig.detail.contains("but CONFIG_MODULES=n"),
+            "{}",
+            sig.detail
+        );
     }
 
     #[test]
@@ -774,16 +962,32 @@ CONFIG_USER_NS=y
         assert_eq!(r.totals().failed_required, 1);
 
         let modules = HARDENED.replace("# CONFIG_MODULES is not set", "CONFIG_MODULES=y");
-        assert_eq!(verdict(&audit(&modules, None, None, &userns_exception()), "CONFIG_MODULE_SIG_FORCE"), &Verdict::Fail);
+        assert_eq!(
+            verdict(
+                &audit(&modules, None, None, &userns_exception()),
+                "CONFIG_MODULE_SIG_FORCE"
+            ),
+            &Verdict::Fail
+        );
         let module = HARDENED.replace("CONFIG_SECCOMP_FILTER=y", "CONFIG_SECCOMP_FILTER=m");
-        assert_eq!(verdict(&audit(&module, None, None, &userns_exception()), "CONFIG_SECCOMP_FILTER"), &Verdict::Fail);
+        assert_eq!(
+            verdict(
+                &audit(&module, None, None, &userns_exception()),
+                "CONFIG_SECCOMP_FILTER"
+            ),
+            &Verdict::Fail
+        );
     }
 
     #[test]
     fn absent_symbols_count_as_not_set() {
         let r = audit("CONFIG_USER_NS=y\n", None, None, &[]);
         assert_eq!(verdict(&r, "CONFIG_DEVMEM"), &Verdict::Pass);
-        let seccomp = r.findings.iter().find(|f| f.subject == "CONFIG_SECCOMP_FILTER").unwrap();
+        let seccomp = r
+            .findings
+            .iter()
+            .find(|f| f.subject == "CONFIG_SECCOMP_FILTER")
+            .unwrap();
         assert_eq!(seccomp.verdict, Verdict::Fail);
         assert!(seccomp.detail.starts_with("absent"), "{}", seccomp.detail);
         // Absent MODULES means no module support at all, which satisfies the 'or' condition.
@@ -794,9 +998,21 @@ CONFIG_USER_NS=y
     #[test]
     fn numbers_and_string_lists() {
         let low = HARDENED.replace("=32768", "=4096");
-        assert_eq!(verdict(&audit(&low, None, None, &[]), "CONFIG_DEFAULT_MMAP_MIN_ADDR"), &Verdict::Fail);
+        assert_eq!(
+            verdict(
+                &audit(&low, None, None, &[]),
+                "CONFIG_DEFAULT_MMAP_MIN_ADDR"
+            ),
+            &Verdict::Fail
+        );
         let hex = HARDENED.replace("=32768", "=0x10000");
-        assert_eq!(verdict(&audit(&hex, None, None, &[]), "CONFIG_DEFAULT_MMAP_MIN_ADDR"), &Verdict::Pass);
+        assert_eq!(
+            verdict(
+                &audit(&hex, None, None, &[]),
+                "CONFIG_DEFAULT_MMAP_MIN_ADDR"
+            ),
+            &Verdict::Pass
+        );
         let no_yama = HARDENED.replace("lockdown,yama", "lockdown");
         let r = audit(&no_yama, None, None, &userns_exception());
         assert_eq!(verdict(&r, "CONFIG_LSM"), &Verdict::Fail);
@@ -808,7 +1024,11 @@ CONFIG_USER_NS=y
     fn compiler_probed_rules_drop_to_recommended_on_the_host_toolchain() {
         let config = HARDENED.replace("CONFIG_STACKPROTECTOR_PER_TASK=y\n", "");
         let resolved = Resolved::parse(&config, ".config").unwrap();
-        let inputs = Inputs { config: &resolved, cmdline: None, sysctl: None };
+        let inputs = Inputs {
+            config: &resolved,
+            cmdline: None,
+            sysctl: None,
+        };
         let exceptions = userns_exception();
         let target = evaluate("t", &rules(), &inputs, &exceptions, Toolchain::Target).unwrap();
         assert!(!target.passed());
@@ -819,11 +1039,25 @@ CONFIG_USER_NS=y
 
     #[test]
     fn cmdline_rules() {
-        let ok = audit(HARDENED, Some("slab_nomerge init_on_alloc=1"), None, &userns_exception());
+        let ok = audit(
+            HARDENED,
+            Some("slab_nomerge init_on_alloc=1"),
+            None,
+            &userns_exception(),
+        );
         assert!(ok.passed(), "{}", ok.render_table());
-        let r = audit(HARDENED, Some("init-on-alloc=0 nokaslr"), None, &userns_exception());
+        let r = audit(
+            HARDENED,
+            Some("init-on-alloc=0 nokaslr"),
+            None,
+            &userns_exception(),
+        );
         assert_eq!(verdict(&r, "cmdline:slab_nomerge"), &Verdict::Fail);
-        assert_eq!(verdict(&r, "cmdline:init_on_alloc"), &Verdict::Fail, "'-' and '_' are the same in names");
+        assert_eq!(
+            verdict(&r, "cmdline:init_on_alloc"),
+            &Verdict::Fail,
+            "'-' and '_' are the same in names"
+        );
         assert_eq!(verdict(&r, "cmdline:nokaslr"), &Verdict::Fail);
         assert!(parse_cmdline("a\nb\n").is_err());
         assert!(parse_cmdline("a=\"open").is_err());
@@ -835,32 +1069,78 @@ CONFIG_USER_NS=y
     #[test]
     fn sysctl_rules_follow_file_order_and_or_conditions() {
         let s = parse_sysctl([
-            ("50-default.conf", "kernel/kptr_restrict = 1\n# comment\n; comment\n"),
+            (
+                "50-default.conf",
+                "kernel/kptr_restrict = 1\n# comment\n; comment\n",
+            ),
             ("90-berth.conf", "-kernel.kptr_restrict=2\n"),
         ])
         .unwrap();
-        assert_eq!(s.get("kernel.kptr_restrict"), Some(&("2".to_string(), "90-berth.conf:1".to_string())));
-        assert!(parse_sysctl([("x.conf", "kernel.kptr_restrict\n")]).unwrap_err().to_string().contains("x.conf:1"));
+        assert_eq!(
+            s.get("kernel.kptr_restrict"),
+            Some(&("2".to_string(), "90-berth.conf:1".to_string()))
+        );
+        assert!(parse_sysctl([("x.conf", "kernel.kptr_restrict\n")])
+            .unwrap_err()
+            .to_string()
+            .contains("x.conf:1"));
 
-        let weak = audit(HARDENED, None, Some("kernel.kptr_restrict = 1\n"), &userns_exception());
-        assert_eq!(verdict(&weak, "sysctl:kernel.kptr_restrict"), &Verdict::Fail);
+        let weak = audit(
+            HARDENED,
+            None,
+            Some("kernel.kptr_restrict = 1\n"),
+            &userns_exception(),
+        );
+        assert_eq!(
+            verdict(&weak, "sysctl:kernel.kptr_restrict"),
+            &Verdict::Fail
+        );
         // io_uring is not set in the config, so its sysctl does not exist and is not needed.
-        assert_eq!(verdict(&weak, "sysctl:kernel.io_uring_disabled"), &Verdict::Pass);
+        assert_eq!(
+            verdict(&weak, "sysctl:kernel.io_uring_disabled"),
+            &Verdict::Pass
+        );
         let uring = format!("{HARDENED}CONFIG_IO_URING=y\n");
-        let r = audit(&uring, None, Some("kernel.kptr_restrict = 2\n"), &userns_exception());
-        assert_eq!(verdict(&r, "sysctl:kernel.io_uring_disabled"), &Verdict::Fail);
+        let r = audit(
+            &uring,
+            None,
+            Some("kernel.kptr_restrict = 2\n"),
+            &userns_exception(),
+        );
+        assert_eq!(
+            verdict(&r, "sysctl:kernel.io_uring_disabled"),
+            &Verdict::Fail
+        );
     }
 
     #[test]
     fn exceptions_must_name_a_rule_and_give_a_reason() {
         let resolved = Resolved::parse(HARDENED, ".config").unwrap();
-        let inputs = Inputs { config: &resolved, cmdline: None, sysctl: None };
-        let typo = [Exception { subject: "CONFIG_USERNS".into(), source: None, reason: "x".into() }];
-        let err = evaluate("t", &rules(), &inputs, &typo, Toolchain::Target).unwrap_err().to_string();
+        let inputs = Inputs {
+            config: &resolved,
+            cmdline: None,
+            sysctl: None,
+        };
+        let typo = [Exception {
+            subject: "CONFIG_USERNS".into(),
+            source: None,
+            reason: "x".into(),
+        }];
+        let err = evaluate("t", &rules(), &inputs, &typo, Toolchain::Target)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("CONFIG_USERNS"), "{err}");
-        let empty = [Exception { subject: "CONFIG_USER_NS".into(), source: None, reason: " ".into() }];
+        let empty = [Exception {
+            subject: "CONFIG_USER_NS".into(),
+            source: None,
+            reason: " ".into(),
+        }];
         assert!(evaluate("t", &rules(), &inputs, &empty, Toolchain::Target).is_err());
-        let wrong_source = [Exception { subject: "CONFIG_USER_NS".into(), source: Some("kspp".into()), reason: "x".into() }];
+        let wrong_source = [Exception {
+            subject: "CONFIG_USER_NS".into(),
+            source: Some("kspp".into()),
+            reason: "x".into(),
+        }];
         assert!(evaluate("t", &rules(), &inputs, &wrong_source, Toolchain::Target).is_err());
         assert!(evaluate("t", &rules(), &inputs, &empty, Toolchain::Target).is_err());
     }
@@ -868,11 +1148,20 @@ CONFIG_USER_NS=y
     #[test]
     fn malformed_rules_are_rejected() {
         assert!(parse_rules("[[kconfig]]\noption = \"DEVMEM\"\nwant = [\"n\"]\nsource = \"kspp\"\nseverity = \"required\"\n").is_err());
-        assert!(parse_rules("[[kconfig]]\noption = \"CONFIG_A\"\nsource = \"kspp\"\nseverity = \"required\"\n").is_err());
+        assert!(parse_rules(
+            "[[kconfig]]\noption = \"CONFIG_A\"\nsource = \"kspp\"\nseverity = \"required\"\n"
+        )
+        .is_err());
         assert!(parse_rules("[[kconfig]]\noption = \"CONFIG_A\"\nwant = [\"y\"]\nsource = \"ksp\"\nseverity = \"required\"\n").is_err());
         assert!(parse_rules("[[kconfig]]\noption = \"CONFIG_A\"\nwant = [\"y\"]\nor = [\"MODULES\"]\nsource = \"kspp\"\nseverity = \"required\"\n").is_err());
-        assert!(parse_rules("[[sysctl]]\nkey = \"a\"\nwant = [\"1\"]\nsource = \"kspp\"\nseverity = \"must\"\n").is_err());
+        assert!(parse_rules(
+            "[[sysctl]]\nkey = \"a\"\nwant = [\"1\"]\nsource = \"kspp\"\nseverity = \"must\"\n"
+        )
+        .is_err());
         let twice = format!("{RULES}\n[[kconfig]]\noption = \"CONFIG_DEVMEM\"\nwant = [\"n\"]\nsource = \"kspp\"\nseverity = \"required\"\n");
-        assert!(parse_rules(&twice).unwrap_err().to_string().contains("two kspp rules for CONFIG_DEVMEM"));
+        assert!(parse_rules(&twice)
+            .unwrap_err()
+            .to_string()
+            .contains("two kspp rules for CONFIG_DEVMEM"));
     }
 }
