@@ -323,3 +323,65 @@ fn real_tree_a_dropped_fragment_line_is_named() {
     );
     assert!(log.contains("2 fragment line(s) did not survive"), "{log}");
 }
+
+/// docs/kernel.md must account for every fragment setting and every kernel exception.
+#[test]
+fn docs_cover_every_fragment_setting_and_exception() {
+    let repo = common::repo_root();
+    let docs = std::fs::read_to_string(repo.join("docs/kernel.md")).unwrap();
+    let mentioned = |name: &str| {
+        let whole_word = docs.match_indices(name).any(|(at, _)| {
+            let before = docs[..at]
+                .strip_suffix("CONFIG_")
+                .unwrap_or(&docs[..at])
+                .chars()
+                .next_back()
+                .unwrap_or(' ');
+            let after = docs[at + name.len()..].chars().next().unwrap_or(' ');
+            let ident = |c: char| c.is_ascii_alphanumeric() || c == '_';
+            !ident(before) && !ident(after)
+        });
+        // `CRYPTO_USER_API_*` stands for the whole family.
+        whole_word
+            || docs.match_indices("_*`").any(|(at, _)| {
+                let start = docs[..at].rfind('`').unwrap() + 1;
+                name.starts_with(&docs[start..=at])
+            })
+    };
+    let mut missing = Vec::new();
+    for fragment in ["linux-board", "linux-docker", "linux-hardening"] {
+        let text =
+            std::fs::read_to_string(repo.join(format!("configs/{fragment}.fragment"))).unwrap();
+        for line in text.lines() {
+            let symbol = line
+                .strip_prefix("# ")
+                .and_then(|l| l.strip_suffix(" is not set"))
+                .or_else(|| line.split_once('=').map(|(s, _)| s))
+                .and_then(|s| s.strip_prefix("CONFIG_"));
+            if let Some(symbol) = symbol.filter(|s| !mentioned(s)) {
+                missing.push(format!("{fragment}: {symbol}"));
+            }
+        }
+    }
+    let exceptions: toml::Table =
+        std::fs::read_to_string(repo.join("configs/hardening/exceptions.toml"))
+            .unwrap()
+            .parse()
+            .unwrap();
+    for e in exceptions
+        .get("kernel")
+        .and_then(|k| k.as_array())
+        .into_iter()
+        .flatten()
+    {
+        let subject = e["subject"].as_str().unwrap();
+        let name = subject.strip_prefix("CONFIG_").unwrap_or(subject);
+        if !mentioned(name) {
+            missing.push(format!("exception {subject}"));
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "docs/kernel.md does not mention: {missing:?}"
+    );
+}
