@@ -567,9 +567,9 @@ fn kconfig_rule_text(rule: &KconfigRule) -> String {
 
 fn with_alternatives(body: String, meta: &Meta<'_>) -> String {
     if meta.alternatives.is_empty() {
-        body
+        format!("want {body}")
     } else {
-        format!("{body} (or {})", meta.alternatives.join(", "))
+        format!("want {body} (or {})", meta.alternatives.join(", "))
     }
 }
 
@@ -1163,5 +1163,47 @@ CONFIG_USER_NS=y
             .unwrap_err()
             .to_string()
             .contains("two kspp rules for CONFIG_DEVMEM"));
+    }
+
+    #[test]
+    fn buildroot_output_layout() {
+        let out = tempfile::tempdir().unwrap();
+        let build = out.path().join("build");
+        for dir in [
+            "linux-headers-6.12.91",
+            "linux-firmware-20250311",
+            "linux-6.12.91",
+        ] {
+            std::fs::create_dir_all(build.join(dir)).unwrap();
+            std::fs::write(build.join(dir).join(".config"), "CONFIG_X=y\n").unwrap();
+        }
+        assert_eq!(
+            buildroot_kernel_config(out.path()).unwrap(),
+            build.join("linux-6.12.91/.config")
+        );
+        std::fs::create_dir_all(build.join("linux-custom")).unwrap();
+        std::fs::write(build.join("linux-custom/.config"), "").unwrap();
+        let err = buildroot_kernel_config(out.path()).unwrap_err().to_string();
+        assert!(err.contains("several kernel build folders"), "{err}");
+        let empty = tempfile::tempdir().unwrap();
+        assert!(buildroot_kernel_config(empty.path()).is_err());
+
+        // /etc/sysctl.d hides a file of the same name in /usr/lib/sysctl.d; others still apply.
+        let lib = out.path().join("target/usr/lib/sysctl.d");
+        let etc = out.path().join("target/etc/sysctl.d");
+        std::fs::create_dir_all(&lib).unwrap();
+        std::fs::create_dir_all(&etc).unwrap();
+        std::fs::write(
+            lib.join("50-default.conf"),
+            "kernel.sysrq = 16\nfs.protected_fifos = 1\n",
+        )
+        .unwrap();
+        std::fs::write(lib.join("60-berth.conf"), "kernel.kptr_restrict = 1\n").unwrap();
+        std::fs::write(etc.join("60-berth.conf"), "kernel.kptr_restrict = 2\n").unwrap();
+        std::fs::write(etc.join("README"), "not a conf file\n").unwrap();
+        let s = read_sysctl_dirs(&[lib, etc.clone(), out.path().join("missing")]).unwrap();
+        assert_eq!(s.get("kernel.kptr_restrict").unwrap().0, "2");
+        assert_eq!(s.get("kernel.sysrq").unwrap().0, "16");
+        assert!(s.get("kernel/sysrq").is_some());
     }
 }
