@@ -1205,5 +1205,22 @@ CONFIG_USER_NS=y
         assert_eq!(s.get("kernel.kptr_restrict").unwrap().0, "2");
         assert_eq!(s.get("kernel.sysrq").unwrap().0, "16");
         assert!(s.get("kernel/sysrq").is_some());
+
+        // The whole image-build audit on that layout: the board's cmdline.txt is judged too.
+        std::fs::remove_dir_all(build.join("linux-custom")).unwrap();
+        let report = audit_buildroot_output(out.path()).unwrap();
+        let verdict = |subject: &str| {
+            &report
+                .findings
+                .iter()
+                .find(|f| f.subject == subject)
+                .unwrap()
+                .verdict
+        };
+        assert_eq!(verdict("cmdline:console"), &Verdict::Pass);
+        assert_eq!(verdict("sysctl:kernel.kptr_restrict"), &Verdict::Pass);
+        assert_eq!(verdict("sysctl:kernel.dmesg_restrict"), &Verdict::Fail);
+        assert_eq!(verdict("CONFIG_SECCOMP"), &Verdict::Fail);
+        assert!(!report.passed());
     }
 }
