@@ -1,7 +1,7 @@
 //! `cargo xtask audit`: kernel config rules, and the image (CIS Docker items, ELF hardening).
 //! With no sub-command it audits a Buildroot output folder fully (kernel + image).
 
-mod kernel;
+pub mod kernel;
 mod image;
 
 use std::path::PathBuf;
