@@ -1,9 +1,1 @@
-use anyhow::Result;
-use clap::Args;
-
-#[derive(Args)]
-pub struct ImageArgs {}
-
-pub fn run(_args: ImageArgs) -> Result<()> {
-    anyhow::bail!("not implemented yet")
-}
+//! `cargo xtask audit image <output>`: CIS Docker items and ELF hardening of a Buildroot output folder.
