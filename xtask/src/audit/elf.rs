@@ -102,7 +102,7 @@ pub fn analyze(data: &[u8]) -> Result<ElfProperties> {
     if !is_elf(data) {
         bail!("not an ELF file (no \\x7fELF magic)");
     }
-    match data.get(elf::EI_CLASS) {
+    match data.get(4) {
         Some(&elf::ELFCLASS32) => analyze_as::<elf::FileHeader32<Endianness>>(data),
         Some(&elf::ELFCLASS64) => analyze_as::<elf::FileHeader64<Endianness>>(data),
         other => bail!("unknown ELF class {other:?}"),
