@@ -226,8 +226,12 @@ fn analyze_as<E: FileHeader<Endian = Endianness>>(data: &[u8]) -> Result<ElfProp
 
     let go = go_note || go_section;
     let links_libc = needed.iter().any(|n| n.starts_with("libc.so") || n.starts_with("libc."));
+    // `x_cgo_init` is C code from runtime/cgo (`_cgo_init`, without the x, is in every Go
+    // runtime). Without symbols, fall back on libc being linked or the recorded build setting.
     let cgo = go
-        && (symbols.contains("_cgo_init") || symbols.contains("x_cgo_init") || links_libc);
+        && (symbols.contains("x_cgo_init")
+            || links_libc
+            || (stripped && contains(data, b"\tCGO_ENABLED=1\n")));
     let canary_symbol = symbols.iter().any(|s| s == "__stack_chk_fail" || s == "__stack_chk_guard");
     let canary = match (canary_symbol, go && !cgo) {
         (true, _) => Tri::Yes,
@@ -278,6 +282,10 @@ fn analyze_as<E: FileHeader<Endian = Endianness>>(data: &[u8]) -> Result<ElfProp
         go,
         cgo,
     })
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 fn machine_name(machine: u16) -> String {
