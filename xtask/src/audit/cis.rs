@@ -260,6 +260,7 @@ pub fn audit(
             (false, Some(e)) => Verdict::Exception(e.reason.clone()),
             (false, None) => Verdict::Fail,
         };
+        problems.dedup();
         let detail = if problems.is_empty() { notes.join("; ") } else { problems.join("; ") };
         report.push(Finding {
             subject: subject_of(&item.id),
