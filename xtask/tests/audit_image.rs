@@ -24,7 +24,9 @@ const DOCKER_SERVICE: &str = "[Unit]\nDescription=Docker Application Container E
 const DOCKER_SOCKET: &str = "[Unit]\nDescription=Docker Socket for the API\n\n[Socket]\nListenStream=/run/docker.sock\nSocketMode=0660\nSocketUser=root\nSocketGroup=docker\n\n[Install]\nWantedBy=sockets.target\n";
 
 fn run(cmd: &mut Command) -> Output {
-    let out = cmd.output().unwrap_or_else(|e| panic!("could not run {cmd:?}: {e}"));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("could not run {cmd:?}: {e}"));
     assert!(
         out.status.success(),
         "{cmd:?} failed:\n{}{}",
@@ -59,17 +61,50 @@ fn fake_output(dir: &Path, binaries: &[(String, PathBuf)], adjust: impl Fn(&Path
     let output = dir.join("output");
     let target = output.join("target");
     fs::create_dir_all(&target).unwrap();
-    copy_tree(&common::repo_root().join("board/odroid-xu4/rootfs-overlay"), &target);
+    copy_tree(
+        &common::repo_root().join("board/odroid-xu4/rootfs-overlay"),
+        &target,
+    );
     // Git keeps only the executable bit; the permission table gives the modes on a real build.
-    run(Command::new("chmod").args(["-R", "u=rwX,go=rX"]).arg(&target));
-    fs::set_permissions(target.join("etc/audit/rules.d"), fs::Permissions::from_mode(0o750)).unwrap();
-    write(&target.join("usr/lib/systemd/system/docker.service"), DOCKER_SERVICE, 0o644);
-    write(&target.join("usr/lib/systemd/system/docker.socket"), DOCKER_SOCKET, 0o644);
-    write(&target.join("etc/group"), "root:x:0:\ndocker:x:101:\ndockremap:x:1000:\n", 0o644);
-    write(&target.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\ndockremap:x:1000:1000::/:/bin/false\n", 0o644);
-    write(&target.join("usr/sbin/auditd"), "placeholder for the audit package's daemon\n", 0o755);
+    run(Command::new("chmod")
+        .args(["-R", "u=rwX,go=rX"])
+        .arg(&target));
+    fs::set_permissions(
+        target.join("etc/audit/rules.d"),
+        fs::Permissions::from_mode(0o750),
+    )
+    .unwrap();
+    write(
+        &target.join("usr/lib/systemd/system/docker.service"),
+        DOCKER_SERVICE,
+        0o644,
+    );
+    write(
+        &target.join("usr/lib/systemd/system/docker.socket"),
+        DOCKER_SOCKET,
+        0o644,
+    );
+    write(
+        &target.join("etc/group"),
+        "root:x:0:\ndocker:x:101:\ndockremap:x:1000:\n",
+        0o644,
+    );
+    write(
+        &target.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\ndockremap:x:1000:1000::/:/bin/false\n",
+        0o644,
+    );
+    write(
+        &target.join("usr/sbin/auditd"),
+        "placeholder for the audit package's daemon\n",
+        0o755,
+    );
     let script = common::repo_root().join("br2-external/package/berth-data-crypt/berth-data-crypt");
-    write(&target.join("usr/libexec/berth-data-crypt"), &fs::read_to_string(script).unwrap(), 0o755);
+    write(
+        &target.join("usr/libexec/berth-data-crypt"),
+        &fs::read_to_string(script).unwrap(),
+        0o755,
+    );
     for (name, path) in binaries {
         let dest = target.join("usr/bin").join(name);
         fs::create_dir_all(dest.parent().unwrap()).unwrap();
@@ -78,12 +113,20 @@ fn fake_output(dir: &Path, binaries: &[(String, PathBuf)], adjust: impl Fn(&Path
     adjust(&target);
     let images = output.join("images");
     fs::create_dir_all(&images).unwrap();
-    run(Command::new("mkfs.ext4").args(["-q", "-F", "-d"]).arg(&target).arg(images.join("rootfs.ext4")).arg("32M"));
+    run(Command::new("mkfs.ext4")
+        .args(["-q", "-F", "-d"])
+        .arg(&target)
+        .arg(images.join("rootfs.ext4"))
+        .arg("32M"));
     output
 }
 
 fn audit(output: &Path) -> Output {
-    common::xtask().args(["audit", "image", "--json"]).arg(output).output().unwrap()
+    common::xtask()
+        .args(["audit", "image", "--json"])
+        .arg(output)
+        .output()
+        .unwrap()
 }
 
 fn audit_json(out: &Output) -> Value {
@@ -109,7 +152,8 @@ fn cis_verdict(report: &Value, item: &str) -> String {
 }
 
 fn can_make_images(test: &str) -> bool {
-    common::have_tool(test, "mkfs.ext4", "e2fsprogs") && common::have_tool(test, "debugfs", "e2fsprogs")
+    common::have_tool(test, "mkfs.ext4", "e2fsprogs")
+        && common::have_tool(test, "debugfs", "e2fsprogs")
 }
 
 #[test]
@@ -122,9 +166,16 @@ fn shipped_configuration_passes_every_cis_item_berth_claims() {
     let output = fake_output(tmp.path(), &[], |_| {});
     let out = audit(&output);
     let report = audit_json(&out);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(report["cis"]["totals"]["failed_required"], 0);
-    for item in ["1.1.1", "1.1.2", "1.1.3", "2.2", "2.7", "2.9", "3.1", "3.4", "3.6", "3.15", "3.16", "3.18", "3.24"] {
+    for item in [
+        "1.1.1", "1.1.2", "1.1.3", "2.2", "2.7", "2.9", "3.1", "3.4", "3.6", "3.15", "3.16",
+        "3.18", "3.24",
+    ] {
         assert_eq!(cis_verdict(&report, item), "pass", "CIS {item}");
     }
     // Items Berth does not meet are exceptions with their reason, never silent passes.
@@ -135,9 +186,15 @@ fn shipped_configuration_passes_every_cis_item_berth_claims() {
 
 fn assert_fails_naming(output: &Path, item: &str) {
     let out = audit(output);
-    assert!(!out.status.success(), "audit passed although CIS {item} is broken");
+    assert!(
+        !out.status.success(),
+        "audit passed although CIS {item} is broken"
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains(&format!("CIS {item}")), "error does not name CIS {item}: {stderr}");
+    assert!(
+        stderr.contains(&format!("CIS {item}")),
+        "error does not name CIS {item}: {stderr}"
+    );
     assert_eq!(cis_verdict(&audit_json(&out), item), "fail");
 }
 
@@ -150,7 +207,9 @@ fn icc_true_fails_cis_2_2() {
     let tmp = tempfile::tempdir().unwrap();
     let output = fake_output(tmp.path(), &[], |target| {
         let path = target.join("etc/docker/daemon.json");
-        let text = fs::read_to_string(&path).unwrap().replace("\"icc\": false", "\"icc\": true");
+        let text = fs::read_to_string(&path)
+            .unwrap()
+            .replace("\"icc\": false", "\"icc\": true");
         assert!(text.contains("\"icc\": true"));
         fs::write(path, text).unwrap();
     });
@@ -167,7 +226,10 @@ fn missing_userns_remap_fails_cis_2_9() {
     let output = fake_output(tmp.path(), &[], |target| {
         let path = target.join("etc/docker/daemon.json");
         let mut json: Value = serde_json::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
-        json.as_object_mut().unwrap().remove("userns-remap").unwrap();
+        json.as_object_mut()
+            .unwrap()
+            .remove("userns-remap")
+            .unwrap();
         fs::write(path, serde_json::to_string_pretty(&json).unwrap()).unwrap();
     });
     assert_fails_naming(&output, "2.9");
@@ -192,7 +254,11 @@ fn ownership_and_modes_are_read_from_the_image() {
     assert_eq!(cis_verdict(&report, "3.5"), "fail");
     assert_eq!(cis_verdict(&report, "3.17"), "pass");
     // The target folder is not what is judged: fixing it after the image was made changes nothing.
-    fs::set_permissions(output.join("target/etc/docker/daemon.json"), fs::Permissions::from_mode(0o644)).unwrap();
+    fs::set_permissions(
+        output.join("target/etc/docker/daemon.json"),
+        fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
     assert_eq!(cis_verdict(&audit_json(&audit(&output)), "3.18"), "fail");
 }
 
@@ -200,7 +266,11 @@ fn ownership_and_modes_are_read_from_the_image() {
 fn output_folder_without_image_is_a_clear_error() {
     let tmp = tempfile::tempdir().unwrap();
     fs::create_dir_all(tmp.path().join("target")).unwrap();
-    let out = common::xtask().args(["audit", "image"]).arg(tmp.path()).output().unwrap();
+    let out = common::xtask()
+        .args(["audit", "image"])
+        .arg(tmp.path())
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("rootfs.ext4"));
 }
@@ -218,24 +288,84 @@ fn build_c(dir: &Path, built: &mut Vec<Built>) {
     fs::write(&src, C_PROGRAM).unwrap();
     let cc = "arm-linux-gnueabihf-gcc";
     let variants: &[(&str, &[&str])] = &[
-        ("c-hardened", &["-O2", "-fstack-protector-strong", "-D_FORTIFY_SOURCE=2", "-fPIE", "-pie", "-Wl,-z,relro,-z,now"]),
-        ("c-plain", &["-O0", "-fno-stack-protector", "-U_FORTIFY_SOURCE", "-fno-PIE", "-no-pie", "-Wl,-z,norelro", "-Wl,-z,execstack"]),
-        ("c-partial-relro", &["-O2", "-fstack-protector-strong", "-fPIE", "-pie", "-Wl,-z,relro,-z,lazy"]),
-        ("c-rpath", &["-O2", "-fPIE", "-pie", "-Wl,--disable-new-dtags", "-Wl,-rpath,/opt/lib"]),
-        ("c-runpath", &["-O2", "-fPIE", "-pie", "-Wl,--enable-new-dtags", "-Wl,-rpath,/opt/lib"]),
-        ("libc-shared.so", &["-O2", "-shared", "-fPIC", "-Wl,-z,relro,-z,now"]),
+        (
+            "c-hardened",
+            &[
+                "-O2",
+                "-fstack-protector-strong",
+                "-D_FORTIFY_SOURCE=2",
+                "-fPIE",
+                "-pie",
+                "-Wl,-z,relro,-z,now",
+            ],
+        ),
+        (
+            "c-plain",
+            &[
+                "-O0",
+                "-fno-stack-protector",
+                "-U_FORTIFY_SOURCE",
+                "-fno-PIE",
+                "-no-pie",
+                "-Wl,-z,norelro",
+                "-Wl,-z,execstack",
+            ],
+        ),
+        (
+            "c-partial-relro",
+            &[
+                "-O2",
+                "-fstack-protector-strong",
+                "-fPIE",
+                "-pie",
+                "-Wl,-z,relro,-z,lazy",
+            ],
+        ),
+        (
+            "c-rpath",
+            &[
+                "-O2",
+                "-fPIE",
+                "-pie",
+                "-Wl,--disable-new-dtags",
+                "-Wl,-rpath,/opt/lib",
+            ],
+        ),
+        (
+            "c-runpath",
+            &[
+                "-O2",
+                "-fPIE",
+                "-pie",
+                "-Wl,--enable-new-dtags",
+                "-Wl,-rpath,/opt/lib",
+            ],
+        ),
+        (
+            "libc-shared.so",
+            &["-O2", "-shared", "-fPIC", "-Wl,-z,relro,-z,now"],
+        ),
     ];
     for (name, flags) in variants {
         let path = dir.join(name);
         run(Command::new(cc).args(*flags).arg("-o").arg(&path).arg(&src));
-        built.push(Built { name: name.to_string(), path });
+        built.push(Built {
+            name: name.to_string(),
+            path,
+        });
     }
     // Non-PIC code (absolute word relocations in .text) linked with -pie: DT_TEXTREL.
     let obj = dir.join("nopic.o");
-    run(Command::new(cc).args(["-O2", "-fno-PIC", "-mword-relocations", "-c", "-o"]).arg(&obj).arg(&src));
+    run(Command::new(cc)
+        .args(["-O2", "-fno-PIC", "-mword-relocations", "-c", "-o"])
+        .arg(&obj)
+        .arg(&src));
     let path = dir.join("c-textrel");
     run(Command::new(cc).arg("-pie").arg("-o").arg(&path).arg(&obj));
-    built.push(Built { name: "c-textrel".into(), path });
+    built.push(Built {
+        name: "c-textrel".into(),
+        path,
+    });
 }
 
 fn build_go(dir: &Path, built: &mut Vec<Built>) {
@@ -248,7 +378,12 @@ fn build_go(dir: &Path, built: &mut Vec<Built>) {
         ("go-static", "0", &[], dir),
         ("go-pie", "1", &["-buildmode=pie"], dir),
         ("go-external", "1", &["-ldflags=-linkmode=external"], dir),
-        ("go-cgo-pie", "1", &["-buildmode=pie", "-ldflags=-linkmode=external"], &cgo_dir),
+        (
+            "go-cgo-pie",
+            "1",
+            &["-buildmode=pie", "-ldflags=-linkmode=external"],
+            &cgo_dir,
+        ),
     ];
     for (name, cgo, flags, src) in variants {
         let path = dir.join(name);
@@ -269,13 +404,19 @@ fn build_go(dir: &Path, built: &mut Vec<Built>) {
             .env("GOFLAGS", "-mod=mod")
             .env("GOTOOLCHAIN", "local")
             .env("GOPROXY", "off"));
-        built.push(Built { name: name.to_string(), path });
+        built.push(Built {
+            name: name.to_string(),
+            path,
+        });
     }
 }
 
 fn checksec(path: &Path) -> Value {
-    let out = run(Command::new("checksec").arg(format!("--file={}", path.display())).arg("--output=json"));
-    let json: Value = serde_json::from_slice(&out.stdout).expect("checksec --output=json printed no JSON");
+    let out = run(Command::new("checksec")
+        .arg(format!("--file={}", path.display()))
+        .arg("--output=json"));
+    let json: Value =
+        serde_json::from_slice(&out.stdout).expect("checksec --output=json printed no JSON");
     json.as_object().unwrap().values().next().unwrap().clone()
 }
 
@@ -309,14 +450,20 @@ fn elf_audit_agrees_with_checksec_and_flags_text_relocations() {
     if common::have_tool(test, "go", "golang-go") {
         build_go(tmp.path(), &mut built);
     }
-    let binaries: Vec<(String, PathBuf)> = built.iter().map(|b| (b.name.clone(), b.path.clone())).collect();
+    let binaries: Vec<(String, PathBuf)> = built
+        .iter()
+        .map(|b| (b.name.clone(), b.path.clone()))
+        .collect();
     let output = fake_output(tmp.path(), &binaries, |_| {});
     let out = audit(&output);
     let report = audit_json(&out);
     // c-plain and c-textrel lack required hardening: the audit must fail and say which.
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("/usr/bin/c-plain") && stderr.contains("/usr/bin/c-textrel"), "{stderr}");
+    assert!(
+        stderr.contains("/usr/bin/c-plain") && stderr.contains("/usr/bin/c-textrel"),
+        "{stderr}"
+    );
     assert!(!stderr.contains("/usr/bin/c-hardened"), "{stderr}");
 
     let files = report["elf"]["files"].as_array().unwrap();
@@ -336,22 +483,48 @@ fn elf_audit_agrees_with_checksec_and_flags_text_relocations() {
         let (mut left, mut right) = (Vec::new(), Vec::new());
         for (property, value) in as_checksec(&mine) {
             let expected = theirs[property].as_str().unwrap().to_string();
-            assert_eq!(value, expected, "{}: {property} differs from checksec", b.name);
+            assert_eq!(
+                value, expected,
+                "{}: {property} differs from checksec",
+                b.name
+            );
             left.push(expected);
             right.push(value);
         }
-        let textrel = if mine["textrel"] == true { "**FLAGGED**" } else { "no" };
-        table.push_str(&format!("| {} | {} | {} | {textrel} |\n", b.name, left.join("/"), right.join("/")));
+        let textrel = if mine["textrel"] == true {
+            "**FLAGGED**"
+        } else {
+            "no"
+        };
+        table.push_str(&format!(
+            "| {} | {} | {} | {textrel} |\n",
+            b.name,
+            left.join("/"),
+            right.join("/")
+        ));
     }
     // Shown with --nocapture, and kept for the notes: both tools side by side.
     println!("{table}");
 
     let hardened = ours("c-hardened");
-    assert_eq!((hardened["pie"].as_str(), hardened["relro"].as_str()), (Some("yes"), Some("full")));
-    assert_eq!((hardened["canary"].as_str(), hardened["fortify"].as_str()), (Some("yes"), Some("yes")));
+    assert_eq!(
+        (hardened["pie"].as_str(), hardened["relro"].as_str()),
+        (Some("yes"), Some("full"))
+    );
+    assert_eq!(
+        (hardened["canary"].as_str(), hardened["fortify"].as_str()),
+        (Some("yes"), Some("yes"))
+    );
     assert_eq!(hardened["textrel"], false);
     let plain = ours("c-plain");
-    assert_eq!((plain["pie"].as_str(), plain["relro"].as_str(), plain["nx"].as_bool()), (Some("no"), Some("no"), Some(false)));
+    assert_eq!(
+        (
+            plain["pie"].as_str(),
+            plain["relro"].as_str(),
+            plain["nx"].as_bool()
+        ),
+        (Some("no"), Some("no"), Some(false))
+    );
     assert_eq!(plain["fortify"], "no");
     // checksec calls this PIE; it writes to its code pages at load time.
     let textrel = ours("c-textrel");
@@ -361,17 +534,31 @@ fn elf_audit_agrees_with_checksec_and_flags_text_relocations() {
 
     if built.iter().any(|b| b.name.starts_with("go-")) {
         let go_static = ours("go-static");
-        assert_eq!((go_static["go"].as_bool(), go_static["cgo"].as_bool()), (Some(true), Some(false)));
+        assert_eq!(
+            (go_static["go"].as_bool(), go_static["cgo"].as_bool()),
+            (Some(true), Some(false))
+        );
         assert_eq!(go_static["canary"], "not-applicable");
         assert_eq!(go_static["pie"], "no");
         assert_eq!(ours("go-pie")["pie"], "yes");
         assert_eq!(ours("go-external")["cgo"], true);
         let cgo = ours("go-cgo-pie");
-        assert_eq!((cgo["go"].as_bool(), cgo["cgo"].as_bool(), cgo["pie"].as_str()), (Some(true), Some(true), Some("yes")));
+        assert_eq!(
+            (
+                cgo["go"].as_bool(),
+                cgo["cgo"].as_bool(),
+                cgo["pie"].as_str()
+            ),
+            (Some(true), Some(true), Some("yes"))
+        );
         // Debian's cross gcc does not add a canary by default: the C part of cgo lacks it.
         assert_eq!(cgo["canary"], "no");
         for f in files {
-            assert_eq!(f["go"].as_bool().unwrap(), f["path"].as_str().unwrap().contains("/go-"), "{f}");
+            assert_eq!(
+                f["go"].as_bool().unwrap(),
+                f["path"].as_str().unwrap().contains("/go-"),
+                "{f}"
+            );
         }
     }
 }
@@ -385,10 +572,17 @@ fn full_audit_runs_the_image_part_even_when_the_kernel_part_cannot() {
     let tmp = tempfile::tempdir().unwrap();
     // A fake output has no kernel build, so the kernel part must fail; the image part still runs.
     let output = fake_output(tmp.path(), &[], |_| {});
-    let out = common::xtask().args(["audit", "--json", "--output"]).arg(&output).output().unwrap();
+    let out = common::xtask()
+        .args(["audit", "--json", "--output"])
+        .arg(&output)
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let report = audit_json(&out);
     assert_eq!(report["image"]["passed"], true, "{report}");
-    assert!(report["kernel"]["error"].is_string() || report["kernel"]["passed"] == false, "{report}");
+    assert!(
+        report["kernel"]["error"].is_string() || report["kernel"]["passed"] == false,
+        "{report}"
+    );
     assert!(String::from_utf8_lossy(&out.stderr).contains("kernel"));
 }

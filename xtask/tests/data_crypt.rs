@@ -19,8 +19,14 @@ fn script() -> PathBuf {
 }
 
 fn ok(cmd: &mut Command) -> Output {
-    let out = cmd.output().unwrap_or_else(|e| panic!("could not run {cmd:?}: {e}"));
-    assert!(out.status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("could not run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     out
 }
 
@@ -38,7 +44,9 @@ impl Rig {
         let dir = tempfile::tempdir().unwrap();
         let backing = dir.path().join("data.img");
         fs::File::create(&backing).unwrap().set_len(SIZE).unwrap();
-        let out = ok(Command::new("losetup").args(["--find", "--show"]).arg(&backing));
+        let out = ok(Command::new("losetup")
+            .args(["--find", "--show"])
+            .arg(&backing));
         let device = String::from_utf8_lossy(&out.stdout).trim().to_string();
         let name = format!("berth-test-{tag}-{}", std::process::id());
         let keys = dir.path().join("keys");
@@ -46,23 +54,37 @@ impl Rig {
         fs::write(keys.join("berth-data.key"), b"correct horse battery staple").unwrap();
         fs::write(
             dir.path().join("data-crypt.conf"),
-            format!("KEY_POLICY=keyfile\nKEY_DEVICE={}\nKEY_FILE_NAME=berth-data.key\nBOARD_ID_FILE=\n", keys.display()),
+            format!(
+                "KEY_POLICY=keyfile\nKEY_DEVICE={}\nKEY_FILE_NAME=berth-data.key\nBOARD_ID_FILE=\n",
+                keys.display()
+            ),
         )
         .unwrap();
         let mountpoint = dir.path().join("mnt");
         fs::create_dir(&mountpoint).unwrap();
-        Rig { dir, device, name, mountpoint }
+        Rig {
+            dir,
+            device,
+            name,
+            mountpoint,
+        }
     }
 
     fn boot(&self) -> Output {
         Command::new("sh")
             .arg(script())
-            .env("BERTH_DATA_CRYPT_CONF", self.dir.path().join("data-crypt.conf"))
+            .env(
+                "BERTH_DATA_CRYPT_CONF",
+                self.dir.path().join("data-crypt.conf"),
+            )
             .env("BERTH_DATA_DEVICE", &self.device)
             .env("BERTH_DATA_NAME", &self.name)
             .env("BERTH_RUNTIME_DIR", self.dir.path())
             // Fast key derivation for tests only; the board uses cryptsetup's defaults.
-            .env("BERTH_LUKS_OPTIONS", "--pbkdf pbkdf2 --pbkdf-force-iterations 1000")
+            .env(
+                "BERTH_LUKS_OPTIONS",
+                "--pbkdf pbkdf2 --pbkdf-force-iterations 1000",
+            )
             .output()
             .unwrap()
     }
@@ -78,7 +100,10 @@ impl Rig {
     }
 
     fn write_at_start(&self, bytes: &[u8]) {
-        let mut f = fs::OpenOptions::new().write(true).open(self.dir.path().join("data.img")).unwrap();
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .open(self.dir.path().join("data.img"))
+            .unwrap();
         f.seek(SeekFrom::Start(0)).unwrap();
         f.write_all(bytes).unwrap();
     }
@@ -90,12 +115,17 @@ impl Rig {
     fn close(&self) {
         let _ = Command::new("umount").arg(&self.mountpoint).output();
         if self.mapper().exists() {
-            let _ = Command::new("cryptsetup").args(["close", &self.name]).output();
+            let _ = Command::new("cryptsetup")
+                .args(["close", &self.name])
+                .output();
         }
     }
 
     fn is_luks2(&self) -> bool {
-        let dump = Command::new("cryptsetup").args(["luksDump", &self.device]).output().unwrap();
+        let dump = Command::new("cryptsetup")
+            .args(["luksDump", &self.device])
+            .output()
+            .unwrap();
         dump.status.success()
             && String::from_utf8_lossy(&dump.stdout)
                 .lines()
@@ -103,7 +133,10 @@ impl Rig {
     }
 
     fn luks_label(&self) -> String {
-        let out = Command::new("blkid").args(["-p", "-o", "value", "-s", "LABEL", &self.device]).output().unwrap();
+        let out = Command::new("blkid")
+            .args(["-p", "-o", "value", "-s", "LABEL", &self.device])
+            .output()
+            .unwrap();
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
@@ -136,9 +169,16 @@ fn usable(test: &str) -> bool {
 }
 
 fn device_mapper_works(test: &str) -> bool {
-    let works = Command::new("dmsetup").arg("version").output().map(|o| o.status.success()).unwrap_or(false);
+    let works = Command::new("dmsetup")
+        .arg("version")
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
     if !works {
-        common::skip(test, "kernel device-mapper unavailable here: opening, formatting and mounting not run");
+        common::skip(
+            test,
+            "kernel device-mapper unavailable here: opening, formatting and mounting not run",
+        );
     }
     works
 }
@@ -157,7 +197,11 @@ fn first_boot_creates_luks2_then_later_boots_open_it() {
     // The image ships the blank marker at the start of p3 so a reused card is still "blank".
     rig.write_at_start(b"BERTH_DATA_BLANK");
     let first = rig.boot();
-    assert!(rig.is_luks2(), "first boot made no LUKS2 volume: {}", stderr(&first));
+    assert!(
+        rig.is_luks2(),
+        "first boot made no LUKS2 volume: {}",
+        stderr(&first)
+    );
     assert!(rig.key_opens(b"correct horse battery staple"));
     assert!(!rig.key_opens(b"wrong"));
     assert!(stderr(&first).contains("first boot"), "{}", stderr(&first));
@@ -171,20 +215,34 @@ fn first_boot_creates_luks2_then_later_boots_open_it() {
     }
     assert!(first.status.success(), "{}", stderr(&first));
     assert_eq!(rig.luks_label(), "berth-data");
-    let blkid = ok(Command::new("blkid").args(["-o", "export"]).arg(rig.mapper()));
+    let blkid = ok(Command::new("blkid")
+        .args(["-o", "export"])
+        .arg(rig.mapper()));
     let blkid = String::from_utf8_lossy(&blkid.stdout).into_owned();
-    assert!(blkid.contains("TYPE=ext4") && blkid.contains("LABEL=berth-data"), "{blkid}");
+    assert!(
+        blkid.contains("TYPE=ext4") && blkid.contains("LABEL=berth-data"),
+        "{blkid}"
+    );
     // What var-lib-docker.mount does on the board.
-    ok(Command::new("mount").args(["-o", "noatime"]).arg(rig.mapper()).arg(&rig.mountpoint));
+    ok(Command::new("mount")
+        .args(["-o", "noatime"])
+        .arg(rig.mapper())
+        .arg(&rig.mountpoint));
     fs::write(rig.mountpoint.join("kept"), b"container data").unwrap();
     rig.close();
 
     let header = rig.head();
     let second = rig.boot();
     assert!(second.status.success(), "{}", stderr(&second));
-    assert!(!stderr(&second).contains("first boot"), "second boot formatted again");
+    assert!(
+        !stderr(&second).contains("first boot"),
+        "second boot formatted again"
+    );
     ok(Command::new("mount").arg(rig.mapper()).arg(&rig.mountpoint));
-    assert_eq!(fs::read(rig.mountpoint.join("kept")).unwrap(), b"container data");
+    assert_eq!(
+        fs::read(rig.mountpoint.join("kept")).unwrap(),
+        b"container data"
+    );
     rig.close();
     assert_eq!(rig.head(), header, "a normal boot changed the LUKS header");
 }
@@ -197,7 +255,17 @@ fn wrong_key_stops_and_changes_nothing() {
     }
     let rig = Rig::new("wrongkey");
     ok(Command::new("cryptsetup")
-        .args(["luksFormat", "--batch-mode", "--type", "luks2", "--pbkdf", "pbkdf2", "--pbkdf-force-iterations", "1000", "--key-file"])
+        .args([
+            "luksFormat",
+            "--batch-mode",
+            "--type",
+            "luks2",
+            "--pbkdf",
+            "pbkdf2",
+            "--pbkdf-force-iterations",
+            "1000",
+            "--key-file",
+        ])
         .arg(rig.dir.path().join("keys/berth-data.key"))
         .arg(&rig.device));
     let before = rig.head();
@@ -205,12 +273,22 @@ fn wrong_key_stops_and_changes_nothing() {
     let out = rig.boot();
     assert!(!out.status.success());
     let message = stderr(&out);
-    assert!(message.contains("does not open the LUKS2 volume"), "{message}");
+    assert!(
+        message.contains("does not open the LUKS2 volume"),
+        "{message}"
+    );
     assert!(message.contains("STOPPED"), "{message}");
     assert!(!message.contains("first boot"), "{message}");
     assert!(!rig.mapper().exists());
-    assert_eq!(rig.head(), before, "the LUKS header changed after a failed open");
-    assert!(rig.key_opens(b"correct horse battery staple"), "the original key no longer opens the volume");
+    assert_eq!(
+        rig.head(),
+        before,
+        "the LUKS header changed after a failed open"
+    );
+    assert!(
+        rig.key_opens(b"correct horse battery staple"),
+        "the original key no longer opens the volume"
+    );
 
     // A missing key file stops the same way.
     fs::remove_file(rig.dir.path().join("keys/berth-data.key")).unwrap();
@@ -228,11 +306,17 @@ fn partition_with_data_but_no_luks_header_is_never_formatted() {
     }
     // An ext4 filesystem (a signature blkid knows).
     let rig = Rig::new("ext4");
-    ok(Command::new("mkfs.ext4").args(["-q", "-L", "precious"]).arg(&rig.device));
+    ok(Command::new("mkfs.ext4")
+        .args(["-q", "-L", "precious"])
+        .arg(&rig.device));
     let before = rig.head();
     let out = rig.boot();
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("refusing to format"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("refusing to format"),
+        "{}",
+        stderr(&out)
+    );
     assert_eq!(rig.head(), before);
     drop(rig);
 

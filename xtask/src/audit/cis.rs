@@ -32,19 +32,32 @@ pub trait RootFs {
     fn list(&self, dir: &str) -> Result<Option<Vec<String>>>;
 }
 
+/// Names and ownership of a folder's entries; `None` when the folder does not exist.
+type Listing = Option<Vec<(String, Stat)>>;
+
 /// An ext4 root filesystem image, read with `debugfs` (no mount, no root needed).
 pub struct Ext4Image {
     image: PathBuf,
-    dirs: RefCell<HashMap<String, Option<Vec<(String, Stat)>>>>,
+    dirs: RefCell<HashMap<String, Listing>>,
 }
 
 impl Ext4Image {
     pub fn open(image: &Path) -> Result<Self> {
-        anyhow::ensure!(image.is_file(), "root filesystem image {} does not exist", image.display());
-        let fs = Ext4Image { image: image.to_path_buf(), dirs: RefCell::default() };
+        anyhow::ensure!(
+            image.is_file(),
+            "root filesystem image {} does not exist",
+            image.display()
+        );
+        let fs = Ext4Image {
+            image: image.to_path_buf(),
+            dirs: RefCell::default(),
+        };
         // Fails early and clearly on a file that is not an ext2/3/4 image.
         fs.debugfs("stats -h").with_context(|| {
-            format!("{} could not be read as an ext4 image by debugfs", image.display())
+            format!(
+                "{} could not be read as an ext4 image by debugfs",
+                image.display()
+            )
         })?;
         Ok(fs)
     }
@@ -58,25 +71,31 @@ impl Ext4Image {
             .context("could not run debugfs (apt-get install e2fsprogs)")?;
         let stderr = String::from_utf8_lossy(&out.stderr);
         if !out.status.success() || stderr.contains("Bad magic number") {
-            bail!("debugfs -R '{request}' {} failed: {}", self.image.display(), stderr.trim());
+            bail!(
+                "debugfs -R '{request}' {} failed: {}",
+                self.image.display(),
+                stderr.trim()
+            );
         }
         Ok(out.stdout)
     }
 
-    fn entries(&self, dir: &str) -> Result<Option<Vec<(String, Stat)>>> {
+    fn entries(&self, dir: &str) -> Result<Listing> {
         if let Some(cached) = self.dirs.borrow().get(dir) {
             return Ok(cached.clone());
         }
         let out = self.debugfs(&format!("ls -p \"{dir}\""))?;
         let listing = parse_debugfs_ls(&String::from_utf8_lossy(&out));
-        self.dirs.borrow_mut().insert(dir.to_string(), listing.clone());
+        self.dirs
+            .borrow_mut()
+            .insert(dir.to_string(), listing.clone());
         Ok(listing)
     }
 }
 
 /// Parse `debugfs ls -p` output: `/inode/mode/uid/gid/name/size/` per line; empty when absent.
 /// A listing always has `.`, so an empty result means the directory does not exist.
-pub fn parse_debugfs_ls(text: &str) -> Option<Vec<(String, Stat)>> {
+pub fn parse_debugfs_ls(text: &str) -> Listing {
     let mut entries = Vec::new();
     for line in text.lines().filter(|l| l.starts_with('/')) {
         let fields: Vec<&str> = line.split('/').collect();
@@ -90,13 +109,23 @@ pub fn parse_debugfs_ls(text: &str) -> Option<Vec<(String, Stat)>> {
         ) else {
             continue;
         };
-        let stat = Stat { mode: mode & 0o7777, uid, gid, is_dir: mode & 0o170000 == 0o040000 };
+        let stat = Stat {
+            mode: mode & 0o7777,
+            uid,
+            gid,
+            is_dir: mode & 0o170000 == 0o040000,
+        };
         entries.push((fields[5].to_string(), stat));
     }
     if entries.is_empty() {
         None
     } else {
-        Some(entries.into_iter().filter(|(n, _)| n != "." && n != "..").collect())
+        Some(
+            entries
+                .into_iter()
+                .filter(|(n, _)| n != "." && n != "..")
+                .collect(),
+        )
     }
 }
 
@@ -111,7 +140,12 @@ fn split_parent(path: &str) -> (&str, &str) {
 impl RootFs for Ext4Image {
     fn stat(&self, path: &str) -> Result<Option<Stat>> {
         if path == "/" {
-            return Ok(self.entries("/")?.map(|_| Stat { mode: 0o755, uid: 0, gid: 0, is_dir: true }));
+            return Ok(self.entries("/")?.map(|_| Stat {
+                mode: 0o755,
+                uid: 0,
+                gid: 0,
+                is_dir: true,
+            }));
         }
         let (parent, name) = split_parent(path);
         Ok(self
@@ -127,7 +161,9 @@ impl RootFs for Ext4Image {
     }
 
     fn list(&self, dir: &str) -> Result<Option<Vec<String>>> {
-        Ok(self.entries(dir)?.map(|list| list.into_iter().map(|(n, _)| n).collect()))
+        Ok(self
+            .entries(dir)?
+            .map(|list| list.into_iter().map(|(n, _)| n).collect()))
     }
 }
 
@@ -155,11 +191,27 @@ pub struct CisItem {
 #[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum Check {
     /// A value in /etc/docker/daemon.json (dotted keys reach into objects).
-    DaemonJson { key: String, expect: JsonExpect, value: Option<toml::Value> },
+    DaemonJson {
+        key: String,
+        expect: JsonExpect,
+        value: Option<toml::Value>,
+    },
     /// A directive of a systemd unit, with its drop-ins applied.
-    Unit { unit: String, section: String, key: String, expect: UnitExpect, value: String },
+    Unit {
+        unit: String,
+        section: String,
+        key: String,
+        expect: UnitExpect,
+        value: String,
+    },
     /// Owner of a file; `path/**` means the folder and all it holds; `optional` allows absence.
-    Owner { path: String, uid: u32, gid: u32, #[serde(default)] optional: bool },
+    Owner {
+        path: String,
+        uid: u32,
+        gid: u32,
+        #[serde(default)]
+        optional: bool,
+    },
     /// Permission bits no wider than `max` (octal string); folders under `path/**` against `dir_max`.
     Mode {
         path: String,
@@ -169,14 +221,25 @@ pub enum Check {
         optional: bool,
     },
     /// Files named by a daemon.json key (TLS material), when set: owner and widest mode.
-    DaemonJsonFile { key: String, uid: u32, gid: u32, max: String },
+    DaemonJsonFile {
+        key: String,
+        uid: u32,
+        gid: u32,
+        max: String,
+    },
     /// An auditd watch (`-w path`) in /etc/audit/rules.d/*.rules or /etc/audit/audit.rules.
-    AuditWatch { path: String },
-    Exists { path: String },
+    AuditWatch {
+        path: String,
+    },
+    Exists {
+        path: String,
+    },
     /// No TCP listener for the daemon unless TLS verification is on.
     LocalSocketOnly,
     /// A group with no members in /etc/group.
-    GroupWithoutMembers { group: String },
+    GroupWithoutMembers {
+        group: String,
+    },
     /// The userns-remap user exists and has subordinate uid and gid ranges.
     UsernsSubordinateIds,
     /// The containerd socket keeps root:root (no [grpc] uid/gid override in config.toml).
@@ -230,15 +293,13 @@ struct Inputs<'a> {
 
 const DAEMON_JSON: &str = "/etc/docker/daemon.json";
 
-pub fn audit(
-    fs: &dyn RootFs,
-    rules: &CisRules,
-    exceptions: &[CisException],
-) -> Result<Report> {
+pub fn audit(fs: &dyn RootFs, rules: &CisRules, exceptions: &[CisException]) -> Result<Report> {
     let daemon_json = match fs.read(DAEMON_JSON)? {
         None => None,
         Some(bytes) => Some(serde_json::from_slice(&bytes).with_context(|| {
-            format!("{DAEMON_JSON} in the image is not valid JSON, so dockerd would refuse to start")
+            format!(
+                "{DAEMON_JSON} in the image is not valid JSON, so dockerd would refuse to start"
+            )
         })?),
     };
     let ctx = Inputs { fs, daemon_json };
@@ -261,7 +322,11 @@ pub fn audit(
             (false, None) => Verdict::Fail,
         };
         problems.dedup();
-        let detail = if problems.is_empty() { notes.join("; ") } else { problems.join("; ") };
+        let detail = if problems.is_empty() {
+            notes.join("; ")
+        } else {
+            problems.join("; ")
+        };
         report.push(Finding {
             subject: subject_of(&item.id),
             rule: item.title.clone(),
@@ -298,21 +363,41 @@ fn run_check(ctx: &Inputs, check: &Check) -> Result<std::result::Result<String, 
             None => Err(format!("{DAEMON_JSON} is missing")),
             Some(json) => json_check(json, key, *expect, value.as_ref()),
         },
-        Check::Unit { unit, section, key, expect, value } => {
+        Check::Unit {
+            unit,
+            section,
+            key,
+            expect,
+            value,
+        } => {
             let values = unit_values(ctx.fs, unit, section, key)?;
             match values {
                 None => Err(format!("unit {unit} is not in the image")),
                 Some(values) => unit_check(unit, key, &values, *expect, value),
             }
         }
-        Check::Owner { path, uid, gid, optional } => each_file(ctx.fs, path, *optional, |p, s| {
+        Check::Owner {
+            path,
+            uid,
+            gid,
+            optional,
+        } => each_file(ctx.fs, path, *optional, |p, s| {
             (s.uid == *uid && s.gid == *gid)
                 .then_some(())
                 .ok_or_else(|| format!("{p} is owned by {}:{}, not {uid}:{gid}", s.uid, s.gid))
         })?,
-        Check::Mode { path, max, dir_max, optional } => {
+        Check::Mode {
+            path,
+            max,
+            dir_max,
+            optional,
+        } => {
             let max = parse_mode(max)?;
-            let dir_max = dir_max.as_deref().map(parse_mode).transpose()?.unwrap_or(max);
+            let dir_max = dir_max
+                .as_deref()
+                .map(parse_mode)
+                .transpose()?
+                .unwrap_or(max);
             each_file(ctx.fs, path, *optional, |p, s| {
                 mode_within(p, s, if s.is_dir { dir_max } else { max })
             })?
@@ -363,7 +448,10 @@ fn mode_within(path: &str, stat: &Stat, max: u32) -> std::result::Result<(), Str
     if stat.mode & !max == 0 {
         Ok(())
     } else {
-        Err(format!("{path} has mode {:04o}, wider than {max:04o}", stat.mode))
+        Err(format!(
+            "{path} has mode {:04o}, wider than {max:04o}",
+            stat.mode
+        ))
     }
 }
 
@@ -432,28 +520,56 @@ fn json_check(
         _ => false,
     };
     match (expect, got) {
-        (JsonExpect::Equals, Some(g)) if Some(g) == want.as_ref() => Ok(format!("{key} = {}", shown(g))),
-        (JsonExpect::Equals, Some(g)) => Err(format!("daemon.json sets {key} = {}, not {want_text}", shown(g))),
-        (JsonExpect::Equals, None) => Err(format!("daemon.json does not set {key} (must be {want_text})")),
+        (JsonExpect::Equals, Some(g)) if Some(g) == want.as_ref() => {
+            Ok(format!("{key} = {}", shown(g)))
+        }
+        (JsonExpect::Equals, Some(g)) => Err(format!(
+            "daemon.json sets {key} = {}, not {want_text}",
+            shown(g)
+        )),
+        (JsonExpect::Equals, None) => Err(format!(
+            "daemon.json does not set {key} (must be {want_text})"
+        )),
         (JsonExpect::AbsentOrEquals, None) => Ok(format!("{key} left at its default")),
-        (JsonExpect::AbsentOrEquals, Some(g)) if Some(g) == want.as_ref() => Ok(format!("{key} = {}", shown(g))),
-        (JsonExpect::AbsentOrEquals, Some(g)) => Err(format!("daemon.json sets {key} = {}, not {want_text}", shown(g))),
-        (JsonExpect::NotEquals, Some(g)) if Some(g) == want.as_ref() => Err(format!("daemon.json sets {key} = {}", shown(g))),
-        (JsonExpect::NotEquals, g) => Ok(format!("{key} is not {want_text}{}", g.map(|g| format!(" ({})", shown(g))).unwrap_or_default())),
+        (JsonExpect::AbsentOrEquals, Some(g)) if Some(g) == want.as_ref() => {
+            Ok(format!("{key} = {}", shown(g)))
+        }
+        (JsonExpect::AbsentOrEquals, Some(g)) => Err(format!(
+            "daemon.json sets {key} = {}, not {want_text}",
+            shown(g)
+        )),
+        (JsonExpect::NotEquals, Some(g)) if Some(g) == want.as_ref() => {
+            Err(format!("daemon.json sets {key} = {}", shown(g)))
+        }
+        (JsonExpect::NotEquals, g) => Ok(format!(
+            "{key} is not {want_text}{}",
+            g.map(|g| format!(" ({})", shown(g))).unwrap_or_default()
+        )),
         (JsonExpect::Present, Some(g)) if !empty(g) => Ok(format!("{key} = {}", shown(g))),
         (JsonExpect::Present, _) => Err(format!("daemon.json does not set {key}")),
         (JsonExpect::Absent, None) => Ok(format!("{key} not set")),
         (JsonExpect::Absent, Some(g)) => Err(format!("daemon.json sets {key} = {}", shown(g))),
-        (JsonExpect::AbsentOrEmpty, Some(g)) if !empty(g) => Err(format!("daemon.json sets {key} = {}", shown(g))),
+        (JsonExpect::AbsentOrEmpty, Some(g)) if !empty(g) => {
+            Err(format!("daemon.json sets {key} = {}", shown(g)))
+        }
         (JsonExpect::AbsentOrEmpty, _) => Ok(format!("no {key}")),
     }
 }
 
-const UNIT_DIRS: &[&str] = &["/etc/systemd/system", "/usr/lib/systemd/system", "/lib/systemd/system"];
+const UNIT_DIRS: &[&str] = &[
+    "/etc/systemd/system",
+    "/usr/lib/systemd/system",
+    "/lib/systemd/system",
+];
 
 /// Every assignment of `section.key` in the unit and its drop-ins, in the order systemd applies
 /// them (an empty assignment resets the list). `None` when the unit is not in the image.
-fn unit_values(fs: &dyn RootFs, unit: &str, section: &str, key: &str) -> Result<Option<Vec<String>>> {
+fn unit_values(
+    fs: &dyn RootFs,
+    unit: &str,
+    section: &str,
+    key: &str,
+) -> Result<Option<Vec<String>>> {
     let mut main = None;
     for dir in UNIT_DIRS {
         if let Some(bytes) = fs.read(&format!("{dir}/{unit}"))? {
@@ -496,7 +612,8 @@ pub fn parse_unit(text: &str) -> Vec<(String, String, String)> {
     let mut pending = String::new();
     for raw in text.lines() {
         let line = raw.trim();
-        if pending.is_empty() && (line.starts_with('#') || line.starts_with(';') || line.is_empty()) {
+        if pending.is_empty() && (line.starts_with('#') || line.starts_with(';') || line.is_empty())
+        {
             continue;
         }
         if let Some(cont) = line.strip_suffix('\\') {
@@ -524,11 +641,18 @@ fn unit_check(
     let last = values.last();
     match (expect, last) {
         (UnitExpect::Equals, Some(v)) if v == want => Ok(format!("{unit}: {key}={v}")),
-        (UnitExpect::Equals, other) => Err(format!("{unit}: {key} is {}, not {want}", shown_unit(other))),
+        (UnitExpect::Equals, other) => Err(format!(
+            "{unit}: {key} is {}, not {want}",
+            shown_unit(other)
+        )),
         (UnitExpect::AbsentOrEquals, None) => Ok(format!("{unit}: {key} at its default")),
         (UnitExpect::AbsentOrEquals, Some(v)) if v == want => Ok(format!("{unit}: {key}={v}")),
         (UnitExpect::AbsentOrEquals, Some(v)) => Err(format!("{unit}: {key}={v}, not {want}")),
-        (UnitExpect::Lists, _) if values.iter().any(|v| v.split_whitespace().any(|w| w == want)) => {
+        (UnitExpect::Lists, _)
+            if values
+                .iter()
+                .any(|v| v.split_whitespace().any(|w| w == want)) =>
+        {
             Ok(format!("{unit}: {key} lists {want}"))
         }
         (UnitExpect::Lists, _) => Err(format!("{unit}: {key} does not list {want}")),
@@ -539,7 +663,8 @@ fn unit_check(
 }
 
 fn shown_unit(v: Option<&String>) -> String {
-    v.map(|v| format!("'{v}'")).unwrap_or_else(|| "unset".to_string())
+    v.map(|v| format!("'{v}'"))
+        .unwrap_or_else(|| "unset".to_string())
 }
 
 fn audit_watches(fs: &dyn RootFs) -> Result<Vec<String>> {
@@ -562,7 +687,10 @@ pub fn parse_audit_watches(text: &str) -> Vec<String> {
     text.lines()
         .filter_map(|l| {
             let mut words = l.split_whitespace();
-            (words.next() == Some("-w")).then(|| words.next()).flatten().map(str::to_string)
+            (words.next() == Some("-w"))
+                .then(|| words.next())
+                .flatten()
+                .map(str::to_string)
         })
         .collect()
 }
@@ -574,7 +702,10 @@ fn local_socket_only(ctx: &Inputs) -> Result<std::result::Result<String, String>
         if let Some(list) = json.get("hosts").and_then(|h| h.as_array()) {
             hosts.extend(list.iter().filter_map(|h| h.as_str()).map(str::to_string));
         }
-        tlsverify = json.get("tlsverify").and_then(|v| v.as_bool()).unwrap_or(false);
+        tlsverify = json
+            .get("tlsverify")
+            .and_then(|v| v.as_bool())
+            .unwrap_or(false);
     }
     for exec in unit_values(ctx.fs, "docker.service", "Service", "ExecStart")?.unwrap_or_default() {
         let words: Vec<&str> = exec.split_whitespace().collect();
@@ -591,10 +722,16 @@ fn local_socket_only(ctx: &Inputs) -> Result<std::result::Result<String, String>
     Ok(match (tcp.is_empty(), tlsverify) {
         (true, _) => Ok(format!(
             "no TCP listener: daemon reachable only on {}",
-            if hosts.is_empty() { "its default unix socket".to_string() } else { hosts.join(", ") }
+            if hosts.is_empty() {
+                "its default unix socket".to_string()
+            } else {
+                hosts.join(", ")
+            }
         )),
         (false, true) => Ok(format!("TCP listener {tcp:?} with --tlsverify")),
-        (false, false) => Err(format!("daemon listens on {tcp:?} without TLS verification")),
+        (false, false) => Err(format!(
+            "daemon listens on {tcp:?} without TLS verification"
+        )),
     })
 }
 
@@ -613,7 +750,11 @@ fn group_without_members(group_file: &str, group: &str) -> std::result::Result<S
 }
 
 fn userns_ids(ctx: &Inputs) -> Result<std::result::Result<String, String>> {
-    let Some(remap) = ctx.daemon_json.as_ref().and_then(|j| j.get("userns-remap")).and_then(|v| v.as_str())
+    let Some(remap) = ctx
+        .daemon_json
+        .as_ref()
+        .and_then(|j| j.get("userns-remap"))
+        .and_then(|v| v.as_str())
     else {
         return Ok(Err("daemon.json sets no userns-remap".to_string()));
     };
@@ -623,14 +764,24 @@ fn userns_ids(ctx: &Inputs) -> Result<std::result::Result<String, String>> {
         return Ok(Err("userns-remap \"default\" needs useradd on the target; name a user shipped in the image".into()));
     }
     let mut problems = Vec::new();
-    for (file, what) in [("/etc/passwd", "user"), ("/etc/subuid", "subordinate uid range"), ("/etc/subgid", "subordinate gid range")] {
-        let text = ctx.fs.read(file)?.map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
+    for (file, what) in [
+        ("/etc/passwd", "user"),
+        ("/etc/subuid", "subordinate uid range"),
+        ("/etc/subgid", "subordinate gid range"),
+    ] {
+        let text = ctx
+            .fs
+            .read(file)?
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default();
         if !text.lines().any(|l| l.split(':').next() == Some(user)) {
             problems.push(format!("no {what} for {user} in {file}"));
         }
     }
     Ok(if problems.is_empty() {
-        Ok(format!("{user} has a user entry and subordinate uid/gid ranges"))
+        Ok(format!(
+            "{user} has a user entry and subordinate uid/gid ranges"
+        ))
     } else {
         Err(problems.join(", "))
     })
@@ -639,13 +790,19 @@ fn userns_ids(ctx: &Inputs) -> Result<std::result::Result<String, String>> {
 fn containerd_socket_root(fs: &dyn RootFs) -> Result<std::result::Result<String, String>> {
     const CONFIG: &str = "/etc/containerd/config.toml";
     let Some(bytes) = fs.read(CONFIG)? else {
-        return Ok(Ok("no containerd config.toml: the socket is created root:root, mode 0660".into()));
+        return Ok(Ok(
+            "no containerd config.toml: the socket is created root:root, mode 0660".into(),
+        ));
     };
     let config: toml::Table = String::from_utf8_lossy(&bytes)
         .parse()
         .with_context(|| format!("{CONFIG} in the image is not valid TOML"))?;
     let grpc = config.get("grpc").and_then(|g| g.as_table());
-    let id = |k: &str| grpc.and_then(|g| g.get(k)).and_then(|v| v.as_integer()).unwrap_or(0);
+    let id = |k: &str| {
+        grpc.and_then(|g| g.get(k))
+            .and_then(|v| v.as_integer())
+            .unwrap_or(0)
+    };
     Ok(match (id("uid"), id("gid")) {
         (0, 0) => Ok(format!("{CONFIG} keeps the socket root:root")),
         (u, g) => Err(format!("{CONFIG} [grpc] sets the socket owner to {u}:{g}")),
@@ -664,11 +821,25 @@ pub mod tests {
 
     impl MemFs {
         pub fn file(&mut self, path: &str, mode: u32, body: &str) {
-            let stat = Stat { mode, uid: 0, gid: 0, is_dir: false };
-            self.files.insert(path.to_string(), (stat, body.as_bytes().to_vec()));
+            let stat = Stat {
+                mode,
+                uid: 0,
+                gid: 0,
+                is_dir: false,
+            };
+            self.files
+                .insert(path.to_string(), (stat, body.as_bytes().to_vec()));
             let mut dir = split_parent(path).0.to_string();
             loop {
-                self.files.entry(dir.clone()).or_insert((Stat { mode: 0o755, uid: 0, gid: 0, is_dir: true }, vec![]));
+                self.files.entry(dir.clone()).or_insert((
+                    Stat {
+                        mode: 0o755,
+                        uid: 0,
+                        gid: 0,
+                        is_dir: true,
+                    },
+                    vec![],
+                ));
                 if dir == "/" {
                     break;
                 }
@@ -682,7 +853,11 @@ pub mod tests {
             Ok(self.files.get(path).map(|(s, _)| *s))
         }
         fn read(&self, path: &str) -> Result<Option<Vec<u8>>> {
-            Ok(self.files.get(path).filter(|(s, _)| !s.is_dir).map(|(_, b)| b.clone()))
+            Ok(self
+                .files
+                .get(path)
+                .filter(|(s, _)| !s.is_dir)
+                .map(|(_, b)| b.clone()))
         }
         fn list(&self, dir: &str) -> Result<Option<Vec<String>>> {
             if !self.files.get(dir).is_some_and(|(s, _)| s.is_dir) {
@@ -699,7 +874,10 @@ pub mod tests {
     }
 
     fn rules() -> CisRules {
-        let text = std::fs::read_to_string(crate::util::repo_root().join("configs/hardening/cis-docker.toml")).unwrap();
+        let text = std::fs::read_to_string(
+            crate::util::repo_root().join("configs/hardening/cis-docker.toml"),
+        )
+        .unwrap();
         parse_rules(&text).unwrap()
     }
 
@@ -709,22 +887,44 @@ pub mod tests {
         let entries = parse_debugfs_ls(listing).unwrap();
         assert_eq!(entries.len(), 1);
         assert_eq!(entries[0].0, "daemon.json");
-        assert_eq!(entries[0].1, Stat { mode: 0o664, uid: 0, gid: 0, is_dir: false });
+        assert_eq!(
+            entries[0].1,
+            Stat {
+                mode: 0o664,
+                uid: 0,
+                gid: 0,
+                is_dir: false
+            }
+        );
         assert!(parse_debugfs_ls("").is_none());
     }
 
     #[test]
     fn unit_parsing_joins_continuations_and_drop_ins_reset() {
         let mut fs = MemFs::default();
-        fs.file("/usr/lib/systemd/system/docker.service", 0o644, "[Service]\nExecStart=/usr/bin/dockerd \\\n  -H fd://\n# c\n[Unit]\nAfter=a\n");
-        fs.file("/etc/systemd/system/docker.service.d/10-x.conf", 0o644, "[Unit]\nAfter=\nAfter=b c\n");
-        let exec = unit_values(&fs, "docker.service", "Service", "ExecStart").unwrap().unwrap();
+        fs.file(
+            "/usr/lib/systemd/system/docker.service",
+            0o644,
+            "[Service]\nExecStart=/usr/bin/dockerd \\\n  -H fd://\n# c\n[Unit]\nAfter=a\n",
+        );
+        fs.file(
+            "/etc/systemd/system/docker.service.d/10-x.conf",
+            0o644,
+            "[Unit]\nAfter=\nAfter=b c\n",
+        );
+        let exec = unit_values(&fs, "docker.service", "Service", "ExecStart")
+            .unwrap()
+            .unwrap();
         assert_eq!(exec, ["/usr/bin/dockerd  -H fd://"]);
-        let after = unit_values(&fs, "docker.service", "Unit", "After").unwrap().unwrap();
+        let after = unit_values(&fs, "docker.service", "Unit", "After")
+            .unwrap()
+            .unwrap();
         assert_eq!(after, ["b c"]);
         assert!(unit_check("u", "After", &after, UnitExpect::Lists, "c").is_ok());
         assert!(unit_check("u", "After", &after, UnitExpect::Lists, "a").is_err());
-        assert!(unit_values(&fs, "nope.service", "Unit", "After").unwrap().is_none());
+        assert!(unit_values(&fs, "nope.service", "Unit", "After")
+            .unwrap()
+            .is_none());
     }
 
     #[test]
@@ -732,16 +932,31 @@ pub mod tests {
         let json: serde_json::Value = serde_json::json!({"icc": false, "log-opts": {"max-size": "10m"}, "insecure-registries": []});
         let f = toml::Value::Boolean(false);
         assert!(json_check(&json, "icc", JsonExpect::Equals, Some(&f)).is_ok());
-        assert!(json_check(&json, "icc", JsonExpect::Equals, Some(&toml::Value::Boolean(true))).is_err());
+        assert!(json_check(
+            &json,
+            "icc",
+            JsonExpect::Equals,
+            Some(&toml::Value::Boolean(true))
+        )
+        .is_err());
         assert!(json_check(&json, "log-opts.max-size", JsonExpect::Present, None).is_ok());
-        assert!(json_check(&json, "insecure-registries", JsonExpect::AbsentOrEmpty, None).is_ok());
+        assert!(json_check(
+            &json,
+            "insecure-registries",
+            JsonExpect::AbsentOrEmpty,
+            None
+        )
+        .is_ok());
         assert!(json_check(&json, "experimental", JsonExpect::AbsentOrEquals, Some(&f)).is_ok());
         assert!(json_check(&json, "userns-remap", JsonExpect::Present, None).is_err());
     }
 
     #[test]
     fn audit_watches_and_groups() {
-        assert_eq!(parse_audit_watches("# x\n-w /usr/bin/dockerd -k docker\n-a always,exit\n"), ["/usr/bin/dockerd"]);
+        assert_eq!(
+            parse_audit_watches("# x\n-w /usr/bin/dockerd -k docker\n-a always,exit\n"),
+            ["/usr/bin/dockerd"]
+        );
         assert!(group_without_members("docker:x:101:\n", "docker").is_ok());
         assert!(group_without_members("docker:x:101:alice\n", "docker").is_err());
         assert!(group_without_members("root:x:0:\n", "docker").is_err());
@@ -765,19 +980,49 @@ pub mod tests {
             }
         }
         // Buildroot writes /etc/passwd from the users tables (berth-data-crypt adds dockremap).
-        fs.file("/etc/passwd", 0o644, "root:x:0:0:root:/root:/bin/sh\ndockremap:x:1000:1000::/:/bin/false\n");
+        fs.file(
+            "/etc/passwd",
+            0o644,
+            "root:x:0:0:root:/root:/bin/sh\ndockremap:x:1000:1000::/:/bin/false\n",
+        );
         let rules = rules();
         let report = audit(&fs, &rules, &[]).unwrap();
-        let verdict = |id: &str| report.findings.iter().find(|f| f.subject == format!("CIS {id}")).unwrap().verdict.clone();
-        for id in ["2.2", "2.3", "2.4", "2.5", "2.6", "2.8", "2.9", "2.10", "2.11", "2.14", "2.15", "2.16", "2.17", "2.18", "3.5", "3.6", "3.17", "3.18"] {
-            assert_eq!(verdict(id), Verdict::Pass, "CIS {id}: {:?}", report.findings.iter().find(|f| f.subject == format!("CIS {id}")));
+        let verdict = |id: &str| {
+            report
+                .findings
+                .iter()
+                .find(|f| f.subject == format!("CIS {id}"))
+                .unwrap()
+                .verdict
+                .clone()
+        };
+        for id in [
+            "2.2", "2.3", "2.4", "2.5", "2.6", "2.8", "2.9", "2.10", "2.11", "2.14", "2.15",
+            "2.16", "2.17", "2.18", "3.5", "3.6", "3.17", "3.18",
+        ] {
+            assert_eq!(
+                verdict(id),
+                Verdict::Pass,
+                "CIS {id}: {:?}",
+                report
+                    .findings
+                    .iter()
+                    .find(|f| f.subject == format!("CIS {id}"))
+            );
         }
         // Now break icc: 2.2 must fail and name itself.
         let path = DAEMON_JSON.to_string();
-        let text = String::from_utf8(fs.files[&path].1.clone()).unwrap().replace("\"icc\": false", "\"icc\": true");
+        let text = String::from_utf8(fs.files[&path].1.clone())
+            .unwrap()
+            .replace("\"icc\": false", "\"icc\": true");
         fs.file(&path, 0o664, &text);
         let report = audit(&fs, &rules, &[]).unwrap();
-        let failed: Vec<_> = report.findings.iter().filter(|f| f.verdict == Verdict::Fail).map(|f| f.subject.as_str()).collect();
+        let failed: Vec<_> = report
+            .findings
+            .iter()
+            .filter(|f| f.verdict == Verdict::Fail)
+            .map(|f| f.subject.as_str())
+            .collect();
         assert!(failed.contains(&"CIS 2.2"), "{failed:?}");
         assert!(failed.contains(&"CIS 3.18"), "{failed:?}");
     }

@@ -88,14 +88,68 @@ pub fn is_elf(head: &[u8]) -> bool {
 /// libc functions for which glibc/uClibc/musl-fortify provide a `__*_chk` variant; importing one
 /// of these plain means FORTIFY could have applied.
 const FORTIFIABLE: &[&str] = &[
-    "memcpy", "memmove", "mempcpy", "memset", "stpcpy", "stpncpy", "strcat", "strcpy", "strncat",
-    "strncpy", "sprintf", "snprintf", "vsprintf", "vsnprintf", "printf", "fprintf", "vprintf",
-    "vfprintf", "dprintf", "vdprintf", "asprintf", "vasprintf", "gets", "fgets", "fgets_unlocked",
-    "read", "pread", "pread64", "recv", "recvfrom", "readlink", "readlinkat", "getcwd", "getwd",
-    "realpath", "confstr", "getgroups", "ttyname_r", "getlogin_r", "gethostname", "getdomainname",
-    "wcscpy", "wcsncpy", "wcscat", "wcsncat", "wmemcpy", "wmemmove", "wmemset", "mbstowcs",
-    "wcstombs", "wcrtomb", "wctomb", "fread", "fread_unlocked", "poll", "ppoll", "syslog",
-    "vsyslog", "longjmp", "siglongjmp", "explicit_bzero", "fdelt",
+    "memcpy",
+    "memmove",
+    "mempcpy",
+    "memset",
+    "stpcpy",
+    "stpncpy",
+    "strcat",
+    "strcpy",
+    "strncat",
+    "strncpy",
+    "sprintf",
+    "snprintf",
+    "vsprintf",
+    "vsnprintf",
+    "printf",
+    "fprintf",
+    "vprintf",
+    "vfprintf",
+    "dprintf",
+    "vdprintf",
+    "asprintf",
+    "vasprintf",
+    "gets",
+    "fgets",
+    "fgets_unlocked",
+    "read",
+    "pread",
+    "pread64",
+    "recv",
+    "recvfrom",
+    "readlink",
+    "readlinkat",
+    "getcwd",
+    "getwd",
+    "realpath",
+    "confstr",
+    "getgroups",
+    "ttyname_r",
+    "getlogin_r",
+    "gethostname",
+    "getdomainname",
+    "wcscpy",
+    "wcsncpy",
+    "wcscat",
+    "wcsncat",
+    "wmemcpy",
+    "wmemmove",
+    "wmemset",
+    "mbstowcs",
+    "wcstombs",
+    "wcrtomb",
+    "wctomb",
+    "fread",
+    "fread_unlocked",
+    "poll",
+    "ppoll",
+    "syslog",
+    "vsyslog",
+    "longjmp",
+    "siglongjmp",
+    "explicit_bzero",
+    "fdelt",
 ];
 
 pub fn analyze(data: &[u8]) -> Result<ElfProperties> {
@@ -136,8 +190,13 @@ fn analyze_as<E: FileHeader<Endian = Endianness>>(data: &[u8]) -> Result<ElfProp
     let header = E::parse(data).context("malformed ELF header")?;
     let endian = header.endian().context("unknown ELF byte order")?;
     let e_type = header.e_type(endian);
-    let phdrs = header.program_headers(endian, data).context("malformed program headers")?;
-    let segments = Segments::<E> { headers: phdrs, endian };
+    let phdrs = header
+        .program_headers(endian, data)
+        .context("malformed program headers")?;
+    let segments = Segments::<E> {
+        headers: phdrs,
+        endian,
+    };
 
     let mut interpreter = None;
     let mut has_relro = false;
@@ -147,14 +206,23 @@ fn analyze_as<E: FileHeader<Endian = Endianness>>(data: &[u8]) -> Result<ElfProp
     for p in phdrs {
         match p.p_type(endian) {
             elf::PT_INTERP => {
-                let bytes = p.data(endian, data).ok().context("PT_INTERP lies outside the file")?;
-                interpreter =
-                    Some(String::from_utf8_lossy(bytes).trim_end_matches('\0').to_string());
+                let bytes = p
+                    .data(endian, data)
+                    .ok()
+                    .context("PT_INTERP lies outside the file")?;
+                interpreter = Some(
+                    String::from_utf8_lossy(bytes)
+                        .trim_end_matches('\0')
+                        .to_string(),
+                );
             }
             elf::PT_GNU_RELRO => has_relro = true,
             elf::PT_GNU_STACK => nx = p.p_flags(endian) & elf::PF_X == 0,
             elf::PT_DYNAMIC => {
-                dynamic = p.dynamic(endian, data).context("malformed PT_DYNAMIC")?.unwrap_or(&[])
+                dynamic = p
+                    .dynamic(endian, data)
+                    .context("malformed PT_DYNAMIC")?
+                    .unwrap_or(&[])
             }
             elf::PT_NOTE => {
                 if let Ok(Some(mut notes)) = p.notes(endian, data) {
@@ -204,7 +272,9 @@ fn analyze_as<E: FileHeader<Endian = Endianness>>(data: &[u8]) -> Result<ElfProp
     let needed: Vec<String> = needed_offsets.into_iter().map(dyn_string).collect();
 
     // Symbols and section names: both symbol tables, like `readelf -s` (and checksec) reads them.
-    let sections = header.sections(endian, data).context("malformed section headers")?;
+    let sections = header
+        .sections(endian, data)
+        .context("malformed section headers")?;
     let mut stripped = true;
     let mut go_section = false;
     for s in sections.iter() {
@@ -214,7 +284,9 @@ fn analyze_as<E: FileHeader<Endian = Endianness>>(data: &[u8]) -> Result<ElfProp
     }
     let mut symbols = std::collections::BTreeSet::new();
     for kind in [elf::SHT_SYMTAB, elf::SHT_DYNSYM] {
-        let table = sections.symbols(endian, data, kind).context("malformed symbol table")?;
+        let table = sections
+            .symbols(endian, data, kind)
+            .context("malformed symbol table")?;
         for sym in table.iter() {
             if let Ok(name) = sym.name(endian, table.strings()) {
                 if !name.is_empty() {
@@ -225,14 +297,18 @@ fn analyze_as<E: FileHeader<Endian = Endianness>>(data: &[u8]) -> Result<ElfProp
     }
 
     let go = go_note || go_section;
-    let links_libc = needed.iter().any(|n| n.starts_with("libc.so") || n.starts_with("libc."));
+    let links_libc = needed
+        .iter()
+        .any(|n| n.starts_with("libc.so") || n.starts_with("libc."));
     // `x_cgo_init` is C code from runtime/cgo (`_cgo_init`, without the x, is in every Go
     // runtime). Without symbols, fall back on libc being linked or the recorded build setting.
     let cgo = go
         && (symbols.contains("x_cgo_init")
             || links_libc
             || (stripped && contains(data, b"\tCGO_ENABLED=1\n")));
-    let canary_symbol = symbols.iter().any(|s| s == "__stack_chk_fail" || s == "__stack_chk_guard");
+    let canary_symbol = symbols
+        .iter()
+        .any(|s| s == "__stack_chk_fail" || s == "__stack_chk_guard");
     let canary = match (canary_symbol, go && !cgo) {
         (true, _) => Tri::Yes,
         (false, true) => Tri::NotApplicable,
@@ -388,7 +464,9 @@ pub fn evaluate(
     use crate::report::{Finding, Verdict};
     let mut findings = Vec::new();
     for rule in rules.iter().filter(|r| r.applies_to.contains(&props.kind)) {
-        let Some((ok, detail)) = judge(rule.property, props) else { continue };
+        let Some((ok, detail)) = judge(rule.property, props) else {
+            continue;
+        };
         let verdict = if ok {
             Verdict::Pass
         } else {
@@ -419,23 +497,45 @@ fn judge(property: Property, p: &ElfProperties) -> Option<(bool, String)> {
         Tri::NotApplicable => None,
     };
     match property {
-        Property::Pie => Some((p.pie == Pie::Yes, format!("pie: {:?}", p.pie).to_lowercase())),
-        Property::Relro => {
-            Some((p.relro == Relro::Full, format!("relro: {:?}", p.relro).to_lowercase()))
-        }
-        Property::Nx => Some((p.nx, if p.nx { "stack not executable" } else { "executable or unmarked stack (PT_GNU_STACK)" }.into())),
+        Property::Pie => Some((
+            p.pie == Pie::Yes,
+            format!("pie: {:?}", p.pie).to_lowercase(),
+        )),
+        Property::Relro => Some((
+            p.relro == Relro::Full,
+            format!("relro: {:?}", p.relro).to_lowercase(),
+        )),
+        Property::Nx => Some((
+            p.nx,
+            if p.nx {
+                "stack not executable"
+            } else {
+                "executable or unmarked stack (PT_GNU_STACK)"
+            }
+            .into(),
+        )),
         Property::Canary => yes_no(p.canary, "stack protector symbol"),
         Property::Fortify => yes_no(p.fortify, "fortified __*_chk call"),
         Property::Rpath => Some((p.rpath.is_empty(), format!("DT_RPATH {:?}", p.rpath))),
         Property::Runpath => Some((p.runpath.is_empty(), format!("DT_RUNPATH {:?}", p.runpath))),
         Property::Textrel => Some((
             !p.textrel,
-            if p.textrel { "text relocations (DT_TEXTREL/DF_TEXTREL)" } else { "no text relocations" }
-                .into(),
+            if p.textrel {
+                "text relocations (DT_TEXTREL/DF_TEXTREL)"
+            } else {
+                "no text relocations"
+            }
+            .into(),
         )),
-        Property::Stripped => {
-            Some((p.stripped, if p.stripped { "stripped" } else { "has .symtab" }.into()))
-        }
+        Property::Stripped => Some((
+            p.stripped,
+            if p.stripped {
+                "stripped"
+            } else {
+                "has .symtab"
+            }
+            .into(),
+        )),
     }
 }
 
@@ -474,7 +574,10 @@ mod tests {
         assert!(glob_match("/usr/lib/*.so*", "/usr/lib/libc.so.6"));
         assert!(glob_match("*", "/anything"));
         assert!(!glob_match("/usr/lib/*.so", "/usr/lib/libc.so.6"));
-        assert!(glob_match("/lib/ld-*-armhf.so.3", "/lib/ld-linux-armhf.so.3"));
+        assert!(glob_match(
+            "/lib/ld-*-armhf.so.3",
+            "/lib/ld-linux-armhf.so.3"
+        ));
     }
 
     fn props() -> ElfProperties {
@@ -538,7 +641,10 @@ mod tests {
         let rules_seen: Vec<_> = findings.iter().map(|f| f.rule.as_str()).collect();
         assert_eq!(rules_seen, ["no text relocations", "FORTIFY_SOURCE"]);
         assert_eq!(findings[0].verdict, crate::report::Verdict::Fail);
-        assert!(matches!(findings[1].verdict, crate::report::Verdict::Exception(_)));
+        assert!(matches!(
+            findings[1].verdict,
+            crate::report::Verdict::Exception(_)
+        ));
     }
 
     #[test]

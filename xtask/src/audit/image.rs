@@ -101,13 +101,22 @@ pub fn audit_image(output: &Path, rootfs: Option<&Path>) -> Result<ImageAudit> {
                 continue;
             }
         }
-        let data = std::fs::read(&path).with_context(|| format!("could not read {}", path.display()))?;
+        let data =
+            std::fs::read(&path).with_context(|| format!("could not read {}", path.display()))?;
         match elf::analyze(&data) {
-            Ok(props) if matches!(props.kind, elf::ElfKind::Executable | elf::ElfKind::SharedLibrary) => {
+            Ok(props)
+                if matches!(
+                    props.kind,
+                    elf::ElfKind::Executable | elf::ElfKind::SharedLibrary
+                ) =>
+            {
                 for f in elf::evaluate(&rel, &props, &elf_rules, &elf_exceptions) {
                     elf_report.push(f);
                 }
-                files.push(ElfFile { path: rel, properties: props });
+                files.push(ElfFile {
+                    path: rel,
+                    properties: props,
+                });
             }
             Ok(_) => skipped += 1,
             Err(err) => elf_report.push(Finding {
@@ -122,7 +131,12 @@ pub fn audit_image(output: &Path, rootfs: Option<&Path>) -> Result<ImageAudit> {
     }
     progress.finish_and_clear();
     files.sort_by(|a, b| a.path.cmp(&b.path));
-    Ok(ImageAudit { cis, elf: elf_report, files, skipped })
+    Ok(ImageAudit {
+        cis,
+        elf: elf_report,
+        files,
+        skipped,
+    })
 }
 
 /// Regular files under `dir`, symbolic links not followed (they point at files listed anyway).
@@ -130,7 +144,9 @@ fn walk_files(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     let mut pending = vec![dir.to_path_buf()];
     while let Some(d) = pending.pop() {
-        for entry in std::fs::read_dir(&d).with_context(|| format!("could not list {}", d.display()))? {
+        for entry in
+            std::fs::read_dir(&d).with_context(|| format!("could not list {}", d.display()))?
+        {
             let entry = entry.with_context(|| format!("could not list {}", d.display()))?;
             let kind = entry.file_type()?;
             if kind.is_dir() {
@@ -159,10 +175,27 @@ impl ImageAudit {
     pub fn render_table(&self) -> String {
         let mut out = self.cis.render_table();
         out.push_str(&format!("\n{}\n", self.elf.title));
-        let width = self.files.iter().map(|f| f.path.len()).max().unwrap_or(4).clamp(4, 56);
+        let width = self
+            .files
+            .iter()
+            .map(|f| f.path.len())
+            .max()
+            .unwrap_or(4)
+            .clamp(4, 56);
         out.push_str(&format!(
             "  {:<width$}  {:<7} {:<4} {:<7} {:<3} {:<6} {:<7} {:<5} {:<7} {:<7} {:<5} {:<6}  {}\n",
-            "file", "kind", "pie", "relro", "nx", "canary", "fortify", "rpath", "runpath", "textrel", "strip", "go",
+            "file",
+            "kind",
+            "pie",
+            "relro",
+            "nx",
+            "canary",
+            "fortify",
+            "rpath",
+            "runpath",
+            "textrel",
+            "strip",
+            "go",
             "result"
         ));
         let tri = |t: elf::Tri| match t {
@@ -176,9 +209,15 @@ impl ImageAudit {
             let mut result = Vec::new();
             for finding in self.elf.findings.iter().filter(|x| x.subject == f.path) {
                 match (&finding.verdict, finding.severity) {
-                    (Verdict::Fail, Severity::Required) => result.push(format!("FAIL {}", short(&finding.rule))),
-                    (Verdict::Fail, Severity::Recommended) => result.push(format!("warn {}", short(&finding.rule))),
-                    (Verdict::Exception(_), _) => result.push(format!("exception {}", short(&finding.rule))),
+                    (Verdict::Fail, Severity::Required) => {
+                        result.push(format!("FAIL {}", short(&finding.rule)))
+                    }
+                    (Verdict::Fail, Severity::Recommended) => {
+                        result.push(format!("warn {}", short(&finding.rule)))
+                    }
+                    (Verdict::Exception(_), _) => {
+                        result.push(format!("exception {}", short(&finding.rule)))
+                    }
                     (Verdict::Pass, _) => {}
                 }
             }
@@ -209,8 +248,16 @@ impl ImageAudit {
                 if result.is_empty() { "pass".to_string() } else { result.join(", ") }
             ));
         }
-        for f in self.elf.findings.iter().filter(|f| !self.files.iter().any(|x| x.path == f.subject)) {
-            out.push_str(&format!("  {:<width$}  FAIL {}: {}\n", f.subject, f.rule, f.detail));
+        for f in self
+            .elf
+            .findings
+            .iter()
+            .filter(|f| !self.files.iter().any(|x| x.path == f.subject))
+        {
+            out.push_str(&format!(
+                "  {:<width$}  FAIL {}: {}\n",
+                f.subject, f.rule, f.detail
+            ));
         }
         let t = self.elf.totals();
         out.push_str(&format!(
@@ -222,7 +269,10 @@ impl ImageAudit {
             t.failed_required,
             t.exceptions
         ));
-        out.push_str(&format!("Image audit: {}\n", if self.passed() { "PASS" } else { "FAIL" }));
+        out.push_str(&format!(
+            "Image audit: {}\n",
+            if self.passed() { "PASS" } else { "FAIL" }
+        ));
         out
     }
 
@@ -251,9 +301,21 @@ impl ImageAudit {
         anyhow::ensure!(
             cis.is_empty() && elf.is_empty(),
             "image audit failed: {}{}{}",
-            if cis.is_empty() { String::new() } else { format!("CIS items not met: {}", cis.join(", ")) },
-            if cis.is_empty() || elf.is_empty() { "" } else { "; " },
-            if elf.is_empty() { String::new() } else { format!("ELF files missing required hardening: {}", elf.join(", ")) },
+            if cis.is_empty() {
+                String::new()
+            } else {
+                format!("CIS items not met: {}", cis.join(", "))
+            },
+            if cis.is_empty() || elf.is_empty() {
+                ""
+            } else {
+                "; "
+            },
+            if elf.is_empty() {
+                String::new()
+            } else {
+                format!("ELF files missing required hardening: {}", elf.join(", "))
+            },
         );
         Ok(())
     }
