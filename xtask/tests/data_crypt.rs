@@ -339,3 +339,44 @@ fn script_passes_shellcheck() {
     }
     ok(Command::new("shellcheck").arg(script()));
 }
+
+#[test]
+fn board_id_policy_opens_only_with_the_same_board_id() {
+    let test = "board_id_policy_opens_only_with_the_same_board_id";
+    if !usable(test) {
+        return;
+    }
+    let rig = Rig::new("boardid");
+    let id = rig.dir.path().join("serial-number");
+    fs::write(&id, b"exynos5422-0123456789abcdef\0").unwrap();
+    fs::write(
+        rig.dir.path().join("data-crypt.conf"),
+        format!(
+            "KEY_POLICY=board-id\nKEY_DEVICE=\nKEY_FILE_NAME=\nBOARD_ID_FILE={}\n",
+            id.display()
+        ),
+    )
+    .unwrap();
+    let first = rig.boot();
+    assert!(rig.is_luks2(), "{}", stderr(&first));
+    rig.close();
+    let before = rig.head();
+
+    // The card in another board: another ID, so the volume stays closed and untouched.
+    fs::write(&id, b"exynos5422-fedcba9876543210\0").unwrap();
+    let out = rig.boot();
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("does not open"), "{}", stderr(&out));
+    assert_eq!(rig.head(), before);
+
+    // No ID exposed by the bootloader: a clear stop, not a key made from nothing.
+    fs::write(&id, b"").unwrap();
+    let out = rig.boot();
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("missing or empty"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(rig.head(), before);
+}

@@ -46,6 +46,8 @@ pub struct ImageAudit {
     pub skipped: usize,
 }
 
+const FIRMWARE_DIRS: &[&str] = &["/lib/firmware/", "/usr/lib/firmware/"];
+
 pub fn rootfs_image(output: &Path) -> Result<PathBuf> {
     ["rootfs.ext4", "rootfs.ext2"]
         .iter()
@@ -92,6 +94,10 @@ pub fn audit_image(output: &Path, rootfs: Option<&Path>) -> Result<ImageAudit> {
     for path in walk_files(&target)? {
         progress.tick();
         let rel = format!("/{}", path.strip_prefix(&target).unwrap_or(&path).display());
+        // Firmware is loaded into other processors, never run by Linux on this CPU.
+        if FIRMWARE_DIRS.iter().any(|d| rel.starts_with(d)) {
+            continue;
+        }
         let mut head = [0u8; 4];
         {
             use std::io::Read;
