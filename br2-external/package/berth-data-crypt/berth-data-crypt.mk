@@ -18,7 +18,7 @@ endif
 define BERTH_DATA_CRYPT_INSTALL_TARGET_CMDS
 	$(INSTALL) -D -m 0755 $(BERTH_DATA_CRYPT_PKGDIR)/berth-data-crypt \
 		$(TARGET_DIR)/usr/libexec/berth-data-crypt
-	mkdir -p $(TARGET_DIR)/etc/berth
+	mkdir -p $(TARGET_DIR)/etc/berth $(TARGET_DIR)/var/lib/docker
 	{ \
 		echo 'KEY_POLICY=$(BERTH_DATA_CRYPT_KEY_POLICY)'; \
 		echo 'KEY_DEVICE=$(call qstrip,$(BR2_PACKAGE_BERTH_DATA_CRYPT_KEY_DEVICE))'; \
@@ -31,6 +31,7 @@ define BERTH_DATA_CRYPT_PERMISSIONS
 	/usr/libexec/berth-data-crypt f 0755 0 0 - - - - -
 	/etc/berth d 0755 0 0 - - - - -
 	/etc/berth/data-crypt.conf f 0644 0 0 - - - - -
+	/var/lib/docker d 0710 0 0 - - - - -
 endef
 
 # The userns-remap user of daemon.json (its ranges are in /etc/subuid and /etc/subgid): it owns
