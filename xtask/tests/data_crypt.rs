@@ -380,3 +380,71 @@ fn board_id_policy_opens_only_with_the_same_board_id() {
     );
     assert_eq!(rig.head(), before);
 }
+
+#[test]
+fn passphrase_policy_asks_twice_on_first_boot_and_formats_nothing_on_a_mismatch() {
+    let test = "passphrase_policy_asks_twice_on_first_boot_and_formats_nothing_on_a_mismatch";
+    if !usable(test) {
+        return;
+    }
+    let rig = Rig::new("pass");
+    fs::write(
+        rig.dir.path().join("data-crypt.conf"),
+        "KEY_POLICY=passphrase\nKEY_DEVICE=\nKEY_FILE_NAME=\nBOARD_ID_FILE=\n",
+    )
+    .unwrap();
+    // Stands in for systemd's console prompt: answers from a file, one line per question.
+    let bin = rig.dir.path().join("bin");
+    fs::create_dir(&bin).unwrap();
+    let answers = rig.dir.path().join("answers");
+    let prompt = bin.join("systemd-ask-password");
+    fs::write(
+        &prompt,
+        format!(
+            "#!/bin/sh\nhead -n 1 {0}\nsed -i 1d {0}\n",
+            answers.display()
+        ),
+    )
+    .unwrap();
+    ok(Command::new("chmod").arg("+x").arg(&prompt));
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let boot = |lines: &str| {
+        fs::write(&answers, lines).unwrap();
+        let mut cmd = Command::new("sh");
+        cmd.arg(script())
+            .env("PATH", &path)
+            .env(
+                "BERTH_DATA_CRYPT_CONF",
+                rig.dir.path().join("data-crypt.conf"),
+            )
+            .env("BERTH_DATA_DEVICE", &rig.device)
+            .env("BERTH_DATA_NAME", &rig.name)
+            .env("BERTH_RUNTIME_DIR", rig.dir.path())
+            .env(
+                "BERTH_LUKS_OPTIONS",
+                "--pbkdf pbkdf2 --pbkdf-force-iterations 1000",
+            );
+        cmd.output().unwrap()
+    };
+
+    let out = boot("first try\nsecond try\n");
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("differ"), "{}", stderr(&out));
+    assert!(
+        !rig.is_luks2(),
+        "a mistyped confirmation still formatted the partition"
+    );
+
+    let out = boot("my long passphrase\nmy long passphrase\n");
+    assert!(rig.is_luks2(), "{}", stderr(&out));
+    assert!(rig.key_opens(b"my long passphrase"));
+    rig.close();
+    let before = rig.head();
+    let out = boot("not it\n");
+    assert!(stderr(&out).contains("does not open"), "{}", stderr(&out));
+    assert_eq!(rig.head(), before);
+}
