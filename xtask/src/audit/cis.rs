@@ -302,6 +302,15 @@ pub fn audit(fs: &dyn RootFs, rules: &CisRules, exceptions: &[CisException]) -> 
             )
         })?),
     };
+    if let Some(stray) = exceptions
+        .iter()
+        .find(|e| !rules.item.iter().any(|i| i.id == e.item))
+    {
+        bail!(
+            "the [[cis]] exception for item '{}' names no item of the CIS rules",
+            stray.item
+        );
+    }
     let ctx = Inputs { fs, daemon_json };
     let mut report = Report::new(format!("{} on the root filesystem image", rules.benchmark));
     for item in &rules.item {
@@ -322,11 +331,14 @@ pub fn audit(fs: &dyn RootFs, rules: &CisRules, exceptions: &[CisException]) -> 
             (false, None) => Verdict::Fail,
         };
         problems.dedup();
-        let detail = if problems.is_empty() {
+        let mut detail = if problems.is_empty() {
             notes.join("; ")
         } else {
             problems.join("; ")
         };
+        if problems.is_empty() && exception.is_some() {
+            detail.push_str("; its [[cis]] exception is no longer needed");
+        }
         report.push(Finding {
             subject: subject_of(&item.id),
             rule: item.title.clone(),
@@ -1025,5 +1037,20 @@ pub mod tests {
             .collect();
         assert!(failed.contains(&"CIS 2.2"), "{failed:?}");
         assert!(failed.contains(&"CIS 3.18"), "{failed:?}");
+
+        // An exception turns the failure into a documented one; a stray exception is an error.
+        let why = |item: &str| CisException {
+            item: item.into(),
+            reason: "test".into(),
+        };
+        let report = audit(&fs, &rules, &[why("2.2")]).unwrap();
+        let item = report
+            .findings
+            .iter()
+            .find(|f| f.subject == "CIS 2.2")
+            .unwrap();
+        assert_eq!(item.verdict, Verdict::Exception("test".into()));
+        let err = audit(&fs, &rules, &[why("9.9")]).unwrap_err();
+        assert!(err.to_string().contains("9.9"));
     }
 }
