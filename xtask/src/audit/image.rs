@@ -1,9 +1,333 @@
-use anyhow::Result;
+//! `cargo xtask audit image <output>`: CIS Docker items and ELF hardening of a Buildroot output folder.
+//!
+//! CIS checks read the ext4 root filesystem image (`images/rootfs.ext4`), because only the image
+//! shows the ownership fakeroot gave each file. ELF checks read `target/`, whose file contents are
+//! what the image holds.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
 use clap::Args;
+use serde::Serialize;
+
+use super::{cis, elf};
+use crate::report::{self, Finding, Report, Severity, Verdict};
 
 #[derive(Args)]
-pub struct ImageArgs {}
+pub struct ImageArgs {
+    /// Buildroot output folder (with target/ and images/rootfs.ext4).
+    pub output: PathBuf,
+    /// Root filesystem image to read (default: <output>/images/rootfs.ext4, else rootfs.ext2).
+    #[arg(long)]
+    pub rootfs: Option<PathBuf>,
+    /// Print machine-readable JSON instead of tables.
+    #[arg(long)]
+    pub json: bool,
+}
 
-pub fn run(_args: ImageArgs) -> Result<()> {
-    anyhow::bail!("not implemented yet")
+pub fn run(args: ImageArgs, json: bool) -> Result<()> {
+    let audit = audit_image(&args.output, args.rootfs.as_deref())?;
+    audit.emit(args.json || json)
+}
+
+#[derive(Debug, Serialize)]
+pub struct ElfFile {
+    /// Path inside the root filesystem.
+    pub path: String,
+    #[serde(flatten)]
+    pub properties: elf::ElfProperties,
+}
+
+pub struct ImageAudit {
+    pub cis: Report,
+    pub elf: Report,
+    pub files: Vec<ElfFile>,
+    /// ELF files skipped because the rules do not apply (kernel modules, relocatable objects).
+    pub skipped: usize,
+}
+
+const FIRMWARE_DIRS: &[&str] = &["/lib/firmware/", "/usr/lib/firmware/"];
+
+pub fn rootfs_image(output: &Path) -> Result<PathBuf> {
+    ["rootfs.ext4", "rootfs.ext2"]
+        .iter()
+        .map(|n| output.join("images").join(n))
+        .find(|p| p.is_file())
+        .with_context(|| {
+            format!(
+                "{} holds no images/rootfs.ext4 (or rootfs.ext2): build the image first, or name one with --rootfs",
+                output.display()
+            )
+        })
+}
+
+pub fn audit_image(output: &Path, rootfs: Option<&Path>) -> Result<ImageAudit> {
+    let target = output.join("target");
+    anyhow::ensure!(
+        target.is_dir(),
+        "{} is not a Buildroot output folder: it has no target/ folder",
+        output.display()
+    );
+    let image = match rootfs {
+        Some(p) => p.to_path_buf(),
+        None => rootfs_image(output)?,
+    };
+    let root = crate::util::repo_root();
+    let read = |rel: &str| {
+        let path = root.join(rel);
+        std::fs::read_to_string(&path).with_context(|| format!("could not read {}", path.display()))
+    };
+    let cis_rules = cis::parse_rules(&read("configs/hardening/cis-docker.toml")?)?;
+    let elf_rules = elf::parse_rules(&read("configs/hardening/elf-rules.toml")?)?;
+    let exceptions = report::exceptions_path();
+    let cis_exceptions: Vec<cis::CisException> = report::load_exceptions(&exceptions, "cis")?;
+    let elf_exceptions: Vec<elf::ElfException> = report::load_exceptions(&exceptions, "elf")?;
+
+    let fs = cis::Ext4Image::open(&image)?;
+    let cis = cis::audit(&fs, &cis_rules, &cis_exceptions)?;
+
+    let mut elf_report = Report::new(format!("ELF hardening of {}", target.display()));
+    let mut files = Vec::new();
+    let mut skipped = 0;
+    let progress = indicatif::ProgressBar::new_spinner();
+    progress.set_message("reading ELF files");
+    for path in walk_files(&target)? {
+        progress.tick();
+        let rel = format!("/{}", path.strip_prefix(&target).unwrap_or(&path).display());
+        // Firmware is loaded into other processors, never run by Linux on this CPU.
+        if FIRMWARE_DIRS.iter().any(|d| rel.starts_with(d)) {
+            continue;
+        }
+        let mut head = [0u8; 4];
+        {
+            use std::io::Read;
+            let mut f = std::fs::File::open(&path)
+                .with_context(|| format!("could not open {}", path.display()))?;
+            if f.read(&mut head).unwrap_or(0) < 4 || !elf::is_elf(&head) {
+                continue;
+            }
+        }
+        let data =
+            std::fs::read(&path).with_context(|| format!("could not read {}", path.display()))?;
+        match elf::analyze(&data) {
+            Ok(props)
+                if matches!(
+                    props.kind,
+                    elf::ElfKind::Executable | elf::ElfKind::SharedLibrary
+                ) =>
+            {
+                for f in elf::evaluate(&rel, &props, &elf_rules, &elf_exceptions) {
+                    elf_report.push(f);
+                }
+                files.push(ElfFile {
+                    path: rel,
+                    properties: props,
+                });
+            }
+            Ok(_) => skipped += 1,
+            Err(err) => elf_report.push(Finding {
+                subject: rel,
+                rule: "well-formed ELF".into(),
+                source: "elf-hardening".into(),
+                severity: Severity::Required,
+                verdict: Verdict::Fail,
+                detail: format!("{err:#}"),
+            }),
+        }
+    }
+    progress.finish_and_clear();
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(ImageAudit {
+        cis,
+        elf: elf_report,
+        files,
+        skipped,
+    })
+}
+
+/// Regular files under `dir`, symbolic links not followed (they point at files listed anyway).
+fn walk_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(d) = pending.pop() {
+        for entry in
+            std::fs::read_dir(&d).with_context(|| format!("could not list {}", d.display()))?
+        {
+            let entry = entry.with_context(|| format!("could not list {}", d.display()))?;
+            let kind = entry.file_type()?;
+            if kind.is_dir() {
+                pending.push(entry.path());
+            } else if kind.is_file() {
+                out.push(entry.path());
+            }
+        }
+    }
+    Ok(out)
+}
+
+impl ImageAudit {
+    pub fn passed(&self) -> bool {
+        self.cis.passed() && self.elf.passed()
+    }
+
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut elf = self.elf.to_json();
+        elf["files"] = serde_json::to_value(&self.files).unwrap_or_default();
+        elf["skipped_relocatable"] = self.skipped.into();
+        serde_json::json!({ "passed": self.passed(), "cis": self.cis.to_json(), "elf": elf })
+    }
+
+    /// The CIS table, then one row per ELF file with its properties and what failed.
+    pub fn render_table(&self) -> String {
+        let mut out = self.cis.render_table();
+        out.push_str(&format!("\n{}\n", self.elf.title));
+        let width = self
+            .files
+            .iter()
+            .map(|f| f.path.len())
+            .max()
+            .unwrap_or(4)
+            .clamp(4, 56);
+        out.push_str(&format!(
+            "  {:<width$}  {:<7} {:<4} {:<7} {:<3} {:<6} {:<7} {:<5} {:<7} {:<7} {:<5} {:<6}  {}\n",
+            "file",
+            "kind",
+            "pie",
+            "relro",
+            "nx",
+            "canary",
+            "fortify",
+            "rpath",
+            "runpath",
+            "textrel",
+            "strip",
+            "go",
+            "result"
+        ));
+        let tri = |t: elf::Tri| match t {
+            elf::Tri::Yes => "yes",
+            elf::Tri::No => "no",
+            elf::Tri::NotApplicable => "n/a",
+        };
+        let yn = |b: bool| if b { "yes" } else { "no" };
+        for f in &self.files {
+            let p = &f.properties;
+            let mut result = Vec::new();
+            for finding in self.elf.findings.iter().filter(|x| x.subject == f.path) {
+                match (&finding.verdict, finding.severity) {
+                    (Verdict::Fail, Severity::Required) => {
+                        result.push(format!("FAIL {}", short(&finding.rule)))
+                    }
+                    (Verdict::Fail, Severity::Recommended) => {
+                        result.push(format!("warn {}", short(&finding.rule)))
+                    }
+                    (Verdict::Exception(_), _) => {
+                        result.push(format!("exception {}", short(&finding.rule)))
+                    }
+                    (Verdict::Pass, _) => {}
+                }
+            }
+            let kind = match p.kind {
+                elf::ElfKind::Executable => "exec",
+                elf::ElfKind::SharedLibrary => "lib",
+                _ => "other",
+            };
+            let go = match (p.go, p.cgo) {
+                (true, true) => "cgo",
+                (true, false) => "go",
+                _ => "-",
+            };
+            out.push_str(&format!(
+                "  {:<width$}  {:<7} {:<4} {:<7} {:<3} {:<6} {:<7} {:<5} {:<7} {:<7} {:<5} {:<6}  {}\n",
+                f.path,
+                kind,
+                format!("{:?}", p.pie).to_lowercase(),
+                format!("{:?}", p.relro).to_lowercase(),
+                yn(p.nx),
+                tri(p.canary),
+                tri(p.fortify),
+                yn(!p.rpath.is_empty()),
+                yn(!p.runpath.is_empty()),
+                yn(p.textrel),
+                yn(p.stripped),
+                go,
+                if result.is_empty() { "pass".to_string() } else { result.join(", ") }
+            ));
+        }
+        for f in self
+            .elf
+            .findings
+            .iter()
+            .filter(|f| !self.files.iter().any(|x| x.path == f.subject))
+        {
+            out.push_str(&format!(
+                "  {:<width$}  FAIL {}: {}\n",
+                f.subject, f.rule, f.detail
+            ));
+        }
+        let t = self.elf.totals();
+        out.push_str(&format!(
+            "ELF files: {} audited, {} relocatable skipped; rules passed {}, failed {} (required {}), exceptions {}\n",
+            self.files.len(),
+            self.skipped,
+            t.passed,
+            t.failed,
+            t.failed_required,
+            t.exceptions
+        ));
+        out.push_str(&format!(
+            "Image audit: {}\n",
+            if self.passed() { "PASS" } else { "FAIL" }
+        ));
+        out
+    }
+
+    /// Print, then fail naming every CIS item and ELF file with a required failure.
+    pub fn emit(&self, json: bool) -> Result<()> {
+        if json {
+            println!("{}", serde_json::to_string_pretty(&self.to_json())?);
+        } else {
+            print!("{}", self.render_table());
+        }
+        self.verdict()
+    }
+
+    pub fn verdict(&self) -> Result<()> {
+        let failed = |r: &Report| -> Vec<String> {
+            let mut v: Vec<String> = r
+                .findings
+                .iter()
+                .filter(|f| f.verdict == Verdict::Fail && f.severity == Severity::Required)
+                .map(|f| f.subject.clone())
+                .collect();
+            v.dedup();
+            v
+        };
+        let (cis, elf) = (failed(&self.cis), failed(&self.elf));
+        anyhow::ensure!(
+            cis.is_empty() && elf.is_empty(),
+            "image audit failed: {}{}{}",
+            if cis.is_empty() {
+                String::new()
+            } else {
+                format!("CIS items not met: {}", cis.join(", "))
+            },
+            if cis.is_empty() || elf.is_empty() {
+                ""
+            } else {
+                "; "
+            },
+            if elf.is_empty() {
+                String::new()
+            } else {
+                format!("ELF files missing required hardening: {}", elf.join(", "))
+            },
+        );
+        Ok(())
+    }
+}
+
+/// The rule title up to its first colon: "PIE", "full RELRO", ...
+fn short(rule: &str) -> &str {
+    rule.split(':').next().unwrap_or(rule)
 }
