@@ -310,7 +310,9 @@ pub fn write_image(source: &mut Source, target: &Target, map: &Bmap, progress: &
             source.read_exact(chunk)?;
             hasher.update(&*chunk);
             let in_head = head_len.saturating_sub(pos).min(n as u64) as usize;
-            head[pos as usize..pos as usize + in_head].copy_from_slice(&chunk[..in_head]);
+            if in_head > 0 {
+                head[pos as usize..pos as usize + in_head].copy_from_slice(&chunk[..in_head]);
+            }
             if in_head < n {
                 target
                     .file
