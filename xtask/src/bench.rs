@@ -77,14 +77,16 @@ fn fill(buf: &mut [u8], seed: &mut u64) {
 }
 
 fn build_image(path: &Path, image_mib: u64, data_mib: u64) -> Result<()> {
-    let file = std::fs::File::create(path).with_context(|| format!("could not create {}", path.display()))?;
+    let file = std::fs::File::create(path)
+        .with_context(|| format!("could not create {}", path.display()))?;
     file.set_len(image_mib * MIB)?;
     let mut buf = vec![0u8; MIB as usize];
     let mut seed = 0x2545_f491_4f6c_dd1d;
     for (start, end) in data_extents(image_mib, data_mib, 12) {
         for offset in (start..end).step_by(MIB as usize) {
             fill(&mut buf, &mut seed);
-            file.write_all_at(&buf, offset).with_context(|| format!("could not write {}", path.display()))?;
+            file.write_all_at(&buf, offset)
+                .with_context(|| format!("could not write {}", path.display()))?;
         }
     }
     file.sync_all()?;
@@ -97,7 +99,11 @@ struct Timing {
     time: Duration,
 }
 
-fn timed(tool: &'static str, target: &'static str, run: impl FnOnce() -> Result<()>) -> Result<Timing> {
+fn timed(
+    tool: &'static str,
+    target: &'static str,
+    run: impl FnOnce() -> Result<()>,
+) -> Result<Timing> {
     eprint!("  {tool:<24} -> {target:<12} ");
     std::io::stderr().flush().ok();
     let started = Instant::now();
@@ -117,7 +123,10 @@ impl<'a> LoopDevice<'a> {
     fn attach(sh: &'a Shell, backing: &Path, size: u64) -> Result<Self> {
         let _ = std::fs::remove_file(backing);
         std::fs::File::create(backing)?.set_len(size)?;
-        let dev = cmd!(sh, "losetup -f --show {backing}").quiet().read().context("losetup failed")?;
+        let dev = cmd!(sh, "losetup -f --show {backing}")
+            .quiet()
+            .read()
+            .context("losetup failed")?;
         Ok(LoopDevice { sh, dev })
     }
 }
@@ -139,7 +148,12 @@ fn flash(args: FlashBench) -> Result<()> {
     }
     let sh = Shell::new()?;
     for tool in ["dd", "bmaptool"] {
-        if cmd!(sh, "which {tool}").quiet().ignore_stdout().run().is_err() {
+        if cmd!(sh, "which {tool}")
+            .quiet()
+            .ignore_stdout()
+            .run()
+            .is_err()
+        {
             bail!("{tool} is not installed (bmaptool: apt-get install bmap-tools)");
         }
     }
@@ -167,14 +181,37 @@ fn flash(args: FlashBench) -> Result<()> {
     };
     eprintln!("writing to a file:");
     fresh(&target);
-    timings.push(timed("dd bs=4M conv=fsync", "file", || Ok(cmd!(sh, "dd if={image} of={target} bs=4M conv=fsync status=none").quiet().run()?))?);
+    timings.push(timed("dd bs=4M conv=fsync", "file", || {
+        Ok(
+            cmd!(sh, "dd if={image} of={target} bs=4M conv=fsync status=none")
+                .quiet()
+                .run()?,
+        )
+    })?);
     fresh(&target);
-    timings.push(timed("bmaptool copy", "file", || Ok(cmd!(sh, "bmaptool -q copy --bmap {map} {image} {target}").quiet().run()?))?);
+    timings.push(timed("bmaptool copy", "file", || {
+        Ok(cmd!(sh, "bmaptool -q copy --bmap {map} {image} {target}")
+            .quiet()
+            .run()?)
+    })?);
     fresh(&target);
-    timings.push(timed("berth flash", "file", || Ok(cmd!(sh, "{berth} flash {image} {target} --to-file --yes").quiet().ignore_stderr().ignore_stdout().run()?))?);
+    timings.push(timed("berth flash", "file", || {
+        Ok(cmd!(sh, "{berth} flash {image} {target} --to-file --yes")
+            .quiet()
+            .ignore_stderr()
+            .ignore_stdout()
+            .run()?)
+    })?);
     fresh(&target);
     timings.push(timed("berth flash --no-verify", "file", || {
-        Ok(cmd!(sh, "{berth} flash {image} {target} --to-file --yes --no-verify").quiet().ignore_stderr().ignore_stdout().run()?)
+        Ok(cmd!(
+            sh,
+            "{berth} flash {image} {target} --to-file --yes --no-verify"
+        )
+        .quiet()
+        .ignore_stderr()
+        .ignore_stdout()
+        .run()?)
     })?);
     fresh(&target);
 
@@ -187,30 +224,55 @@ fn flash(args: FlashBench) -> Result<()> {
         {
             let lo = LoopDevice::attach(&sh, &backing, size)?;
             let dev = &lo.dev;
-            timings.push(timed("dd bs=4M conv=fsync", "loop device", || Ok(cmd!(sh, "dd if={image} of={dev} bs=4M conv=fsync status=none").quiet().run()?))?);
+            timings.push(timed("dd bs=4M conv=fsync", "loop device", || {
+                Ok(
+                    cmd!(sh, "dd if={image} of={dev} bs=4M conv=fsync status=none")
+                        .quiet()
+                        .run()?,
+                )
+            })?);
         }
         {
             let lo = LoopDevice::attach(&sh, &backing, size)?;
             let dev = &lo.dev;
-            timings.push(timed("bmaptool copy", "loop device", || Ok(cmd!(sh, "bmaptool -q copy --bmap {map} {image} {dev}").quiet().run()?))?);
+            timings.push(timed("bmaptool copy", "loop device", || {
+                Ok(cmd!(sh, "bmaptool -q copy --bmap {map} {image} {dev}")
+                    .quiet()
+                    .run()?)
+            })?);
         }
         {
             let lo = LoopDevice::attach(&sh, &backing, size)?;
             let dev = &lo.dev;
             timings.push(timed("berth flash", "loop device", || {
-                Ok(cmd!(sh, "{berth} flash {image} {dev} --yes --allow-non-removable").quiet().ignore_stderr().ignore_stdout().run()?)
+                Ok(cmd!(
+                    sh,
+                    "{berth} flash {image} {dev} --yes --allow-non-removable"
+                )
+                .quiet()
+                .ignore_stderr()
+                .ignore_stdout()
+                .run()?)
             })?);
         }
         {
             let lo = LoopDevice::attach(&sh, &backing, size)?;
             let dev = &lo.dev;
             timings.push(timed("berth flash --no-verify", "loop device", || {
-                Ok(cmd!(sh, "{berth} flash {image} {dev} --yes --allow-non-removable --no-verify").quiet().ignore_stderr().ignore_stdout().run()?)
+                Ok(cmd!(
+                    sh,
+                    "{berth} flash {image} {dev} --yes --allow-non-removable --no-verify"
+                )
+                .quiet()
+                .ignore_stderr()
+                .ignore_stdout()
+                .run()?)
             })?);
         }
         fresh(&backing);
     }
-    std::fs::remove_dir_all(&work).with_context(|| format!("could not remove {}", work.display()))?;
+    std::fs::remove_dir_all(&work)
+        .with_context(|| format!("could not remove {}", work.display()))?;
     println!("{}", report(&timings, args.image_mib, args.data_mib));
     Ok(())
 }
@@ -228,11 +290,24 @@ fn report(timings: &[Timing], image_mib: u64, data_mib: u64) -> String {
         image_mib, data_mib
     );
     for t in timings {
-        let berth = timings.iter().find(|b| b.target == t.target && b.tool == "berth flash");
+        let berth = timings
+            .iter()
+            .find(|b| b.target == t.target && b.tool == "berth flash");
         let ratio = berth
-            .map(|b| format!("{:.2}x", t.time.as_secs_f64() / b.time.as_secs_f64().max(1e-6)))
+            .map(|b| {
+                format!(
+                    "{:.2}x",
+                    t.time.as_secs_f64() / b.time.as_secs_f64().max(1e-6)
+                )
+            })
             .unwrap_or_default();
-        out.push_str(&format!("| {} | {} | {:.2} | {} |\n", t.tool, t.target, t.time.as_secs_f64(), ratio));
+        out.push_str(&format!(
+            "| {} | {} | {:.2} | {} |\n",
+            t.tool,
+            t.target,
+            t.time.as_secs_f64(),
+            ratio
+        ));
     }
     out
 }
@@ -256,11 +331,25 @@ mod tests {
     #[test]
     fn report_gives_ratios_per_target() {
         let timings = [
-            Timing { tool: "dd bs=4M conv=fsync", target: "file", time: Duration::from_secs(6) },
-            Timing { tool: "berth flash", target: "file", time: Duration::from_secs(2) },
+            Timing {
+                tool: "dd bs=4M conv=fsync",
+                target: "file",
+                time: Duration::from_secs(6),
+            },
+            Timing {
+                tool: "berth flash",
+                target: "file",
+                time: Duration::from_secs(2),
+            },
         ];
         let text = report(&timings, 2048, 320);
-        assert!(text.contains("| dd bs=4M conv=fsync | file | 6.00 | 3.00x |"), "{text}");
-        assert!(text.contains("| berth flash | file | 2.00 | 1.00x |"), "{text}");
+        assert!(
+            text.contains("| dd bs=4M conv=fsync | file | 6.00 | 3.00x |"),
+            "{text}"
+        );
+        assert!(
+            text.contains("| berth flash | file | 2.00 | 1.00x |"),
+            "{text}"
+        );
     }
 }

@@ -176,7 +176,8 @@ pub fn human_size(bytes: u64) -> String {
     }
 }
 
-const HEADER_COMMENT: &str = "<!-- This file contains the block map for an image file, which is basically
+const HEADER_COMMENT: &str =
+    "<!-- This file contains the block map for an image file, which is basically
      a list of useful (mapped) block numbers in the image file. In other words,
      it lists only those blocks which contain data (boot sector, partition
      table, file-system metadata, files, directories, extents, etc). These
@@ -202,7 +203,11 @@ const HEADER_COMMENT: &str = "<!-- This file contains the block map for an image
 pub fn render(map: &Bmap) -> String {
     let blocks = map.blocks_count();
     let mapped = map.mapped_blocks();
-    let percent = if blocks == 0 { 0.0 } else { mapped as f64 * 100.0 / blocks as f64 };
+    let percent = if blocks == 0 {
+        0.0
+    } else {
+        mapped as f64 * 100.0 / blocks as f64
+    };
     let mut xml = String::new();
     xml.push_str("<?xml version=\"1.0\" ?>\n");
     xml.push_str(HEADER_COMMENT);
@@ -227,7 +232,9 @@ pub fn render(map: &Bmap) -> String {
     xml.push_str(
         "    <!-- The checksum of this bmap file. When it is calculated, the value of\n         the checksum has be zero (all ASCII \"0\" symbols).  -->\n",
     );
-    xml.push_str(&format!("    <BmapFileChecksum> {ZERO_CHECKSUM} </BmapFileChecksum>\n\n"));
+    xml.push_str(&format!(
+        "    <BmapFileChecksum> {ZERO_CHECKSUM} </BmapFileChecksum>\n\n"
+    ));
     xml.push_str(
         "    <!-- The block map which consists of elements which may either be a\n         range of blocks or a single block. The 'chksum' attribute\n         (if present) is the checksum of this blocks range. -->\n    <BlockMap>\n",
     );
@@ -238,7 +245,9 @@ pub fn render(map: &Bmap) -> String {
             format!("{}-{}", range.blocks.first, range.blocks.last)
         };
         match &range.sha256 {
-            Some(sum) => xml.push_str(&format!("        <Range chksum=\"{sum}\"> {text} </Range>\n")),
+            Some(sum) => xml.push_str(&format!(
+                "        <Range chksum=\"{sum}\"> {text} </Range>\n"
+            )),
             None => xml.push_str(&format!("        <Range> {text} </Range>\n")),
         }
     }
@@ -250,7 +259,10 @@ pub fn render(map: &Bmap) -> String {
 /// The map's own checksum as bmaptool computes it: sha256 of the file with the stored value's
 /// first occurrence replaced by ASCII zeros.
 pub fn map_file_checksum(text: &str, stored: &str) -> String {
-    sha256_hex(text.replacen(stored, &"0".repeat(stored.len()), 1).as_bytes())
+    sha256_hex(
+        text.replacen(stored, &"0".repeat(stored.len()), 1)
+            .as_bytes(),
+    )
 }
 
 fn parse_number(field: &str, text: &str) -> Result<u64> {
@@ -265,8 +277,12 @@ fn parse_range(text: &str) -> Result<BlockRange> {
         Some((a, b)) => (a.trim(), b.trim()),
         None => (text, text),
     };
-    let first: u64 = first.parse().with_context(|| format!("range {text:?} is not `N` or `N-M`"))?;
-    let last: u64 = last.parse().with_context(|| format!("range {text:?} is not `N` or `N-M`"))?;
+    let first: u64 = first
+        .parse()
+        .with_context(|| format!("range {text:?} is not `N` or `N-M`"))?;
+    let last: u64 = last
+        .parse()
+        .with_context(|| format!("range {text:?} is not `N` or `N-M`"))?;
     ensure!(first <= last, "range {text:?} ends before it starts");
     Ok(BlockRange { first, last })
 }
@@ -281,11 +297,16 @@ pub fn parse(text: &str) -> Result<Bmap> {
     let mut ranges = Vec::new();
     let mut range_sum: Option<String> = None;
     loop {
-        match reader.read_event().context("the block map is not well-formed XML")? {
+        match reader
+            .read_event()
+            .context("the block map is not well-formed XML")?
+        {
             Event::Start(e) => {
                 let name = e.name().as_ref().to_string();
                 if name == "bmap" {
-                    let attr = e.try_get_attribute("version")?.context("<bmap> has no version")?;
+                    let attr = e
+                        .try_get_attribute("version")?
+                        .context("<bmap> has no version")?;
                     version = Some(attr.value.to_string());
                 }
                 if name == "Range" {
@@ -304,7 +325,9 @@ pub fn parse(text: &str) -> Result<Bmap> {
                     [root, field] if root == "bmap" => {
                         fields.entry(field.clone()).or_default().push_str(&content);
                     }
-                    [root, map, range] if root == "bmap" && map == "BlockMap" && range == "Range" => {
+                    [root, map, range]
+                        if root == "bmap" && map == "BlockMap" && range == "Range" =>
+                    {
                         ranges.push(MappedRange {
                             blocks: parse_range(&content)?,
                             sha256: range_sum.take(),
@@ -317,7 +340,8 @@ pub fn parse(text: &str) -> Result<Bmap> {
             _ => {}
         }
     }
-    let version = version.context("the file has no <bmap version=…> element, so it is not a block map")?;
+    let version =
+        version.context("the file has no <bmap version=…> element, so it is not a block map")?;
     let major: u32 = version
         .split('.')
         .next()
@@ -328,7 +352,10 @@ pub fn parse(text: &str) -> Result<Bmap> {
         "bmap version {version} is not supported (Berth reads 1.4 and 2.x, the versions with sha256 checksums)"
     );
     let field = |name: &str| -> Result<&str> {
-        fields.get(name).map(|s| s.trim()).with_context(|| format!("the block map has no <{name}>"))
+        fields
+            .get(name)
+            .map(|s| s.trim())
+            .with_context(|| format!("the block map has no <{name}>"))
     };
     let checksum_type = field("ChecksumType")?;
     ensure!(
@@ -350,7 +377,11 @@ pub fn parse(text: &str) -> Result<Bmap> {
         block_size: parse_number("BlockSize", field("BlockSize")?)?,
         ranges,
     };
-    ensure!(map.block_size > 0 && map.block_size % 512 == 0, "block size {} is not a multiple of 512", map.block_size);
+    ensure!(
+        map.block_size > 0 && map.block_size.is_multiple_of(512),
+        "block size {} is not a multiple of 512",
+        map.block_size
+    );
     let blocks = parse_number("BlocksCount", field("BlocksCount")?)?;
     ensure!(
         blocks == map.blocks_count(),
@@ -367,10 +398,22 @@ pub fn parse(text: &str) -> Result<Bmap> {
     );
     let mut next = 0;
     for range in &map.ranges {
-        ensure!(range.blocks.first >= next, "{} overlaps or precedes the range before it", range.blocks);
-        ensure!(range.blocks.last < blocks, "{} lies beyond the image's {blocks} blocks", range.blocks);
+        ensure!(
+            range.blocks.first >= next,
+            "{} overlaps or precedes the range before it",
+            range.blocks
+        );
+        ensure!(
+            range.blocks.last < blocks,
+            "{} lies beyond the image's {blocks} blocks",
+            range.blocks
+        );
         if let Some(sum) = &range.sha256 {
-            ensure!(sum.len() == CHECKSUM_LEN, "{} has checksum {sum:?}, not a sha256", range.blocks);
+            ensure!(
+                sum.len() == CHECKSUM_LEN,
+                "{} has checksum {sum:?}, not a sha256",
+                range.blocks
+            );
         }
         next = range.blocks.last + 1;
     }
@@ -399,7 +442,9 @@ pub fn data_extents(file: &File, len: u64) -> Result<Vec<(u64, u64)>> {
         if start >= len {
             break;
         }
-        let end = seek(file, SeekFrom::Hole(start)).context("SEEK_HOLE failed")?.min(len);
+        let end = seek(file, SeekFrom::Hole(start))
+            .context("SEEK_HOLE failed")?
+            .min(len);
         extents.push((start, end));
         offset = end;
     }
@@ -421,7 +466,8 @@ pub fn hash_span(file: &File, start: u64, end: u64, buf: &mut [u8]) -> std::io::
 
 /// Maps an image: its data extents as block ranges, each with its sha256.
 pub fn create(image: &Path) -> Result<Bmap> {
-    let file = File::open(image).with_context(|| format!("could not open image {}", image.display()))?;
+    let file =
+        File::open(image).with_context(|| format!("could not open image {}", image.display()))?;
     let image_size = file
         .metadata()
         .with_context(|| format!("could not stat {}", image.display()))?
@@ -435,10 +481,17 @@ pub fn create(image: &Path) -> Result<Bmap> {
             let (start, end) = blocks.byte_span(BLOCK_SIZE, image_size);
             let sum = hash_span(&file, start, end, &mut buf)
                 .with_context(|| format!("could not read {blocks} of {}", image.display()))?;
-            Ok(MappedRange { blocks, sha256: Some(sum) })
+            Ok(MappedRange {
+                blocks,
+                sha256: Some(sum),
+            })
         })
         .collect::<Result<Vec<_>>>()?;
-    Ok(Bmap { image_size, block_size: BLOCK_SIZE, ranges })
+    Ok(Bmap {
+        image_size,
+        block_size: BLOCK_SIZE,
+        ranges,
+    })
 }
 
 /// Writes a bmaptool-compatible map of `image` to `bmap_path` (used by `cargo xtask image`).
@@ -452,8 +505,12 @@ pub fn write_for_image(image: &Path, bmap_path: &Path) -> Result<()> {
 /// sha256. The error names the first range that differs. Accepts maps from `bmaptool create`.
 pub fn check_image_against_bmap(image: &Path, bmap_path: &Path) -> Result<()> {
     let map = load(bmap_path)?;
-    let file = File::open(image).with_context(|| format!("could not open image {}", image.display()))?;
-    let size = file.metadata().with_context(|| format!("could not stat {}", image.display()))?.len();
+    let file =
+        File::open(image).with_context(|| format!("could not open image {}", image.display()))?;
+    let size = file
+        .metadata()
+        .with_context(|| format!("could not stat {}", image.display()))?
+        .len();
     ensure!(
         size == map.image_size,
         "{} is {size} bytes but its block map {} says {} bytes",
@@ -463,7 +520,9 @@ pub fn check_image_against_bmap(image: &Path, bmap_path: &Path) -> Result<()> {
     );
     let mut buf = vec![0u8; 1 << 20];
     for range in &map.ranges {
-        let Some(expected) = &range.sha256 else { continue };
+        let Some(expected) = &range.sha256 else {
+            continue;
+        };
         let (start, end) = range.blocks.byte_span(map.block_size, map.image_size);
         let actual = hash_span(&file, start, end, &mut buf)
             .with_context(|| format!("could not read {} of {}", range.blocks, image.display()))?;
@@ -489,7 +548,12 @@ mod tests {
 
     #[test]
     fn extents_widen_to_blocks_and_merge() {
-        let extents = [(0, 100), (4096, 8192), (12288 + 1, 12288 + 2), (40000, 40960)];
+        let extents = [
+            (0, 100),
+            (4096, 8192),
+            (12288 + 1, 12288 + 2),
+            (40000, 40960),
+        ];
         assert_eq!(
             block_ranges_from_extents(&extents, 1 << 20, 4096),
             vec![r(0, 1), r(3, 3), r(9, 9)]
@@ -498,8 +562,14 @@ mod tests {
 
     #[test]
     fn extents_clip_to_image_size() {
-        assert_eq!(block_ranges_from_extents(&[(8192, 1 << 30)], 10000, 4096), vec![r(2, 2)]);
-        assert_eq!(block_ranges_from_extents(&[(20000, 30000)], 10000, 4096), vec![]);
+        assert_eq!(
+            block_ranges_from_extents(&[(8192, 1 << 30)], 10000, 4096),
+            vec![r(2, 2)]
+        );
+        assert_eq!(
+            block_ranges_from_extents(&[(20000, 30000)], 10000, 4096),
+            vec![]
+        );
     }
 
     #[test]
@@ -513,9 +583,18 @@ mod tests {
             image_size: 10485761,
             block_size: 4096,
             ranges: vec![
-                MappedRange { blocks: r(1, 2), sha256: Some("a".repeat(64)) },
-                MappedRange { blocks: r(1220, 1220), sha256: Some("b".repeat(64)) },
-                MappedRange { blocks: r(2560, 2560), sha256: Some("c".repeat(64)) },
+                MappedRange {
+                    blocks: r(1, 2),
+                    sha256: Some("a".repeat(64)),
+                },
+                MappedRange {
+                    blocks: r(1220, 1220),
+                    sha256: Some("b".repeat(64)),
+                },
+                MappedRange {
+                    blocks: r(2560, 2560),
+                    sha256: Some("c".repeat(64)),
+                },
             ],
         }
     }
@@ -551,7 +630,10 @@ mod tests {
     fn reads_bmaptool_map() {
         let map = parse(BMAPTOOL_MAP).unwrap();
         assert_eq!(map.image_size, 10485761);
-        assert_eq!(map.ranges.iter().map(|r| r.blocks).collect::<Vec<_>>(), vec![r(1, 2), r(1220, 1220), r(2560, 2560)]);
+        assert_eq!(
+            map.ranges.iter().map(|r| r.blocks).collect::<Vec<_>>(),
+            vec![r(1, 2), r(1220, 1220), r(2560, 2560)]
+        );
         assert_eq!(
             map.ranges[2].sha256.as_deref(),
             Some("2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881")
@@ -580,7 +662,9 @@ mod tests {
             1,
         );
         let sum = sha256_hex(fixed.as_bytes());
-        let err = parse(&fixed.replacen(ZERO_CHECKSUM, &sum, 1)).unwrap_err().to_string();
+        let err = parse(&fixed.replacen(ZERO_CHECKSUM, &sum, 1))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("2562 blocks"), "{err}");
     }
 

@@ -15,21 +15,37 @@ fn range_lines(map: &Path) -> Vec<String> {
     std::fs::read_to_string(map)
         .unwrap()
         .lines()
-        .filter(|l| l.contains("<Range") || l.contains("<ImageSize>") || l.contains("<BlocksCount>"))
+        .filter(|l| {
+            l.contains("<Range") || l.contains("<ImageSize>") || l.contains("<BlocksCount>")
+        })
         .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
         .collect()
 }
 
 fn bmaptool_create(image: &Path) -> PathBuf {
     let map = image.with_extension("bmaptool.bmap");
-    let out = Command::new("bmaptool").arg("create").arg(image).arg("-o").arg(&map).output().unwrap();
-    assert!(out.status.success(), "bmaptool create: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("bmaptool")
+        .arg("create")
+        .arg(image)
+        .arg("-o")
+        .arg(&map)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "bmaptool create: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     map
 }
 
 #[test]
 fn berth_and_bmaptool_map_the_same_blocks_with_the_same_checksums() {
-    if !common::have_tool("berth_and_bmaptool_map_the_same_blocks", "bmaptool", "bmap-tools") {
+    if !common::have_tool(
+        "berth_and_bmaptool_map_the_same_blocks",
+        "bmaptool",
+        "bmap-tools",
+    ) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -37,13 +53,20 @@ fn berth_and_bmaptool_map_the_same_blocks_with_the_same_checksums() {
     let ours = make_map(&image);
     let theirs = bmaptool_create(&image);
     let lines = range_lines(&ours);
-    assert!(lines.iter().filter(|l| l.contains("<Range")).count() >= 3, "{lines:?}");
+    assert!(
+        lines.iter().filter(|l| l.contains("<Range")).count() >= 3,
+        "{lines:?}"
+    );
     assert_eq!(lines, range_lines(&theirs));
 }
 
 #[test]
 fn bmaptool_map_is_accepted_by_berth_check_and_flash() {
-    if !common::have_tool("bmaptool_map_is_accepted_by_berth_check_and_flash", "bmaptool", "bmap-tools") {
+    if !common::have_tool(
+        "bmaptool_map_is_accepted_by_berth_check_and_flash",
+        "bmaptool",
+        "bmap-tools",
+    ) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -68,8 +91,19 @@ fn berth_map_is_accepted_by_bmaptool_copy() {
     let image = sparse_image(dir.path(), "sdcard.img", IMAGE_SIZE);
     let ours = make_map(&image);
     let target = dir.path().join("copy.img");
-    let out = Command::new("bmaptool").arg("copy").arg("--bmap").arg(&ours).arg(&image).arg(&target).output().unwrap();
-    assert!(out.status.success(), "bmaptool copy: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("bmaptool")
+        .arg("copy")
+        .arg("--bmap")
+        .arg(&ours)
+        .arg(&image)
+        .arg(&target)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "bmaptool copy: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(sha(&target), sha(&image));
 
     // bmaptool checks our range checksums too: a changed byte must make it fail.
@@ -82,8 +116,15 @@ fn berth_map_is_accepted_by_bmaptool_copy() {
         .arg(dir.path().join("bad.img"))
         .output()
         .unwrap();
-    assert!(!out.status.success(), "bmaptool accepted a corrupt image with Berth's map");
-    assert!(String::from_utf8_lossy(&out.stderr).contains("checksum mismatch"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        !out.status.success(),
+        "bmaptool accepted a corrupt image with Berth's map"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("checksum mismatch"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -97,16 +138,31 @@ fn berth_map_drives_bmaptool_copy_to_a_loop_device() {
     let ours = make_map(&image);
     let backing = dir.path().join("backing.img");
     std::fs::write(&backing, vec![0u8; 20 * MIB as usize]).unwrap();
-    let out = Command::new("losetup").args(["-f", "--show"]).arg(&backing).output().unwrap();
+    let out = Command::new("losetup")
+        .args(["-f", "--show"])
+        .arg(&backing)
+        .output()
+        .unwrap();
     if !out.status.success() {
         common::skip(test, "no loop device available");
         return;
     }
     let dev = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    let copy = Command::new("bmaptool").arg("copy").arg("--bmap").arg(&ours).arg(&image).arg(&dev).output().unwrap();
+    let copy = Command::new("bmaptool")
+        .arg("copy")
+        .arg("--bmap")
+        .arg(&ours)
+        .arg(&image)
+        .arg(&dev)
+        .output()
+        .unwrap();
     let copied = read_prefix(Path::new(&dev), IMAGE_SIZE);
     let _ = Command::new("losetup").args(["-d", &dev]).status();
-    assert!(copy.status.success(), "bmaptool copy: {}", String::from_utf8_lossy(&copy.stderr));
+    assert!(
+        copy.status.success(),
+        "bmaptool copy: {}",
+        String::from_utf8_lossy(&copy.stderr)
+    );
     assert_eq!(copied, std::fs::read(&image).unwrap());
 }
 
@@ -121,17 +177,37 @@ fn check_names_the_first_bad_range_and_a_wrong_size() {
     write_at(&image, 9 * MIB + 4096 * 3 + 10, b"?");
     let out = xtask(&[&"bmap", &image, &"--check", &map]);
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("blocks 2307-2308 of"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("blocks 2307-2308 of"),
+        "{}",
+        stderr(&out)
+    );
 
-    std::fs::OpenOptions::new().write(true).open(&image).unwrap().set_len(IMAGE_SIZE + 1).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&image)
+        .unwrap()
+        .set_len(IMAGE_SIZE + 1)
+        .unwrap();
     let out = xtask(&[&"bmap", &image, &"--check", &map]);
     assert!(!out.status.success());
-    assert!(stderr(&out).contains(&format!("its block map {} says {IMAGE_SIZE} bytes", map.display())), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!(
+            "its block map {} says {IMAGE_SIZE} bytes",
+            map.display()
+        )),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
 fn bmap_of_a_missing_image_is_a_clear_error() {
     let out = xtask(&[&"bmap", &"/nonexistent/sdcard.img"]);
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("could not open image /nonexistent/sdcard.img"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("could not open image /nonexistent/sdcard.img"),
+        "{}",
+        stderr(&out)
+    );
 }

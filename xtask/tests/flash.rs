@@ -20,7 +20,11 @@ fn stale_target(dir: &Path, len: u64) -> PathBuf {
 }
 
 fn assert_first_mib_zeroed(target: &Path) {
-    assert!(read_prefix(target, MIB).iter().all(|&b| b == 0), "the first MiB of {} was not cleared", target.display());
+    assert!(
+        read_prefix(target, MIB).iter().all(|&b| b == 0),
+        "the first MiB of {} was not cleared",
+        target.display()
+    );
 }
 
 #[test]
@@ -55,7 +59,12 @@ fn compress(test: &str, tool: &str, package: &str, image: &Path) -> Option<PathB
     if !common::have_tool(test, tool, package) {
         return None;
     }
-    let ok = Command::new(tool).args(["-k", "-f"]).arg(image).status().unwrap().success();
+    let ok = Command::new(tool)
+        .args(["-k", "-f"])
+        .arg(image)
+        .status()
+        .unwrap()
+        .success();
     assert!(ok, "{tool} failed");
     let ext = if tool == "xz" { ".xz" } else { ".gz" };
     let mut name = image.as_os_str().to_owned();
@@ -69,7 +78,12 @@ fn compressed_images_stream_with_and_without_map() {
     let image = sparse_image(dir.path(), "sdcard.img", 16 * MIB);
     make_map(&image);
     for (tool, package) in [("xz", "xz-utils"), ("gzip", "gzip")] {
-        let Some(packed) = compress("compressed_images_stream_with_and_without_map", tool, package, &image) else {
+        let Some(packed) = compress(
+            "compressed_images_stream_with_and_without_map",
+            tool,
+            package,
+            &image,
+        ) else {
             continue;
         };
         // With the map found beside the uncompressed name (sdcard.img.bmap for sdcard.img.xz).
@@ -91,14 +105,25 @@ fn truncated_xz_fails_and_leaves_no_partition_table() {
     let dir = tempfile::tempdir().unwrap();
     let image = sparse_image(dir.path(), "sdcard.img", 16 * MIB);
     make_map(&image);
-    let Some(packed) = compress("truncated_xz_fails_and_leaves_no_partition_table", "xz", "xz-utils", &image) else {
+    let Some(packed) = compress(
+        "truncated_xz_fails_and_leaves_no_partition_table",
+        "xz",
+        "xz-utils",
+        &image,
+    ) else {
         return;
     };
     let len = std::fs::metadata(&packed).unwrap().len();
-    std::fs::OpenOptions::new().write(true).open(&packed).unwrap().set_len(len * 2 / 3).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&packed)
+        .unwrap()
+        .set_len(len * 2 / 3)
+        .unwrap();
     for extra in [&[][..], &["--no-bmap"][..]] {
         let target = stale_target(dir.path(), 16 * MIB);
-        let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![&"flash", &packed, &target, &"--to-file"];
+        let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> =
+            vec![&"flash", &packed, &target, &"--to-file"];
         for e in extra {
             args.push(e);
         }
@@ -137,13 +162,26 @@ fn image_size_disagreeing_with_map_is_refused_untouched() {
     let dir = tempfile::tempdir().unwrap();
     let image = sparse_image(dir.path(), "sdcard.img", 16 * MIB);
     make_map(&image);
-    std::fs::OpenOptions::new().write(true).open(&image).unwrap().set_len(16 * MIB + 4096).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&image)
+        .unwrap()
+        .set_len(16 * MIB + 4096)
+        .unwrap();
     let target = stale_target(dir.path(), 20 * MIB);
     let before = sha(&target);
     let out = xtask(&[&"flash", &image, &target, &"--to-file"]);
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("but its block map"), "{}", stderr(&out));
-    assert!(stderr(&out).contains("nothing was written"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("but its block map"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("nothing was written"),
+        "{}",
+        stderr(&out)
+    );
     assert_eq!(sha(&target), before);
 }
 
@@ -153,12 +191,20 @@ fn edited_map_is_refused_untouched() {
     let image = sparse_image(dir.path(), "sdcard.img", 16 * MIB);
     let map = make_map(&image);
     let text = std::fs::read_to_string(&map).unwrap();
-    std::fs::write(&map, text.replacen("</Range>", "</Range>\n        <Range> 3000 </Range>", 1)).unwrap();
+    std::fs::write(
+        &map,
+        text.replacen("</Range>", "</Range>\n        <Range> 3000 </Range>", 1),
+    )
+    .unwrap();
     let target = stale_target(dir.path(), 16 * MIB);
     let before = sha(&target);
     let out = xtask(&[&"flash", &image, &target, &"--to-file"]);
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("BmapFileChecksum"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("BmapFileChecksum"),
+        "{}",
+        stderr(&out)
+    );
     assert_eq!(sha(&target), before);
 }
 
@@ -170,7 +216,11 @@ fn regular_file_is_refused_without_to_file() {
     let before = sha(&target);
     let out = xtask(&[&"flash", &image, &target, &"--yes"]);
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("not a block device"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("not a block device"),
+        "{}",
+        stderr(&out)
+    );
     assert_eq!(sha(&target), before);
 }
 
@@ -190,14 +240,38 @@ fn emmc_boot0_from_artifact_or_derived_with_force_ro_restored() {
         }
         let target = dir.path().join("user-area.img");
         let out = xtask(&[
-            &"flash", &image, &target, &"--to-file", &"--emmc", &"--boot0-file", &boot0, &"--force-ro-file", &force_ro,
+            &"flash",
+            &image,
+            &target,
+            &"--to-file",
+            &"--emmc",
+            &"--boot0-file",
+            &boot0,
+            &"--force-ro-file",
+            &force_ro,
         ]);
         assert!(out.status.success(), "{}", stderr(&out));
         let written = std::fs::read(&boot0).unwrap();
-        let expected: &[u8] = if with_artifact { &artifact } else { &image_bytes[512..2015 * 512] };
-        assert_eq!(&written[..expected.len()], expected, "artifact={with_artifact}");
-        assert_eq!(written[expected.len()], 0xee, "boot0 beyond the bootloader is left alone");
-        assert_eq!(std::fs::read_to_string(&force_ro).unwrap(), "1", "force_ro not restored");
+        let expected: &[u8] = if with_artifact {
+            &artifact
+        } else {
+            &image_bytes[512..2015 * 512]
+        };
+        assert_eq!(
+            &written[..expected.len()],
+            expected,
+            "artifact={with_artifact}"
+        );
+        assert_eq!(
+            written[expected.len()],
+            0xee,
+            "boot0 beyond the bootloader is left alone"
+        );
+        assert_eq!(
+            std::fs::read_to_string(&force_ro).unwrap(),
+            "1",
+            "force_ro not restored"
+        );
     }
 }
 
@@ -228,10 +302,19 @@ fn loop_device(test: &str, backing: &Path, partscan: bool) -> Option<Loop> {
     }
     let out = cmd.arg(backing).output().unwrap();
     if !out.status.success() {
-        common::skip(test, &format!("no loop device available: {}", String::from_utf8_lossy(&out.stderr).trim()));
+        common::skip(
+            test,
+            &format!(
+                "no loop device available: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+        );
         return None;
     }
-    Some(Loop { dev: String::from_utf8_lossy(&out.stdout).trim().to_string(), mounted: None })
+    Some(Loop {
+        dev: String::from_utf8_lossy(&out.stdout).trim().to_string(),
+        mounted: None,
+    })
 }
 
 fn backing_file(dir: &Path, len: u64) -> PathBuf {
@@ -247,14 +330,28 @@ fn loop_device_round_trip_with_discard() {
     let image = sparse_image(dir.path(), "sdcard.img", 16 * MIB + 4096 * 5 + 7);
     make_map(&image);
     let backing = backing_file(dir.path(), 32 * MIB);
-    let Some(lo) = loop_device(test, &backing, false) else { return };
-    let out = xtask(&[&"flash", &image, &lo.dev, &"--yes", &"--allow-non-removable"]);
+    let Some(lo) = loop_device(test, &backing, false) else {
+        return;
+    };
+    let out = xtask(&[
+        &"flash",
+        &image,
+        &lo.dev,
+        &"--yes",
+        &"--allow-non-removable",
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let err = stderr(&out);
-    assert!(err.contains("This will overwrite") && err.contains(&lo.dev), "{err}");
+    assert!(
+        err.contains("This will overwrite") && err.contains(&lo.dev),
+        "{err}"
+    );
     assert!(err.contains("discarded"), "{err}");
     let size = std::fs::metadata(&image).unwrap().len();
-    assert_eq!(read_prefix(Path::new(&lo.dev), size), std::fs::read(&image).unwrap());
+    assert_eq!(
+        read_prefix(Path::new(&lo.dev), size),
+        std::fs::read(&image).unwrap()
+    );
 }
 
 #[test]
@@ -264,23 +361,43 @@ fn loop_device_refusals_leave_it_untouched() {
     let image = sparse_image(dir.path(), "sdcard.img", 16 * MIB);
     make_map(&image);
     let backing = backing_file(dir.path(), 8 * MIB);
-    let Some(lo) = loop_device(test, &backing, false) else { return };
+    let Some(lo) = loop_device(test, &backing, false) else {
+        return;
+    };
     let before = sha(&backing);
     // Not removable (a loop device never is) without the explicit flag.
     let out = xtask(&[&"flash", &image, &lo.dev, &"--yes"]);
     assert!(!out.status.success());
     assert!(stderr(&out).contains("not removable"), "{}", stderr(&out));
     // Smaller than the image.
-    let out = xtask(&[&"flash", &image, &lo.dev, &"--yes", &"--allow-non-removable"]);
+    let out = xtask(&[
+        &"flash",
+        &image,
+        &lo.dev,
+        &"--yes",
+        &"--allow-non-removable",
+    ]);
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("smaller than the image"), "{}", stderr(&out));
-    assert!(stderr(&out).contains("nothing was written"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("smaller than the image"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("nothing was written"),
+        "{}",
+        stderr(&out)
+    );
     // Without --yes and without a terminal to ask on.
     let small = dir.path().join("small.img");
     std::fs::write(&small, pattern(4 * MIB as usize, 5)).unwrap();
     let out = xtask(&[&"flash", &small, &lo.dev, &"--allow-non-removable"]);
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("without confirmation"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("without confirmation"),
+        "{}",
+        stderr(&out)
+    );
     assert_eq!(sha(&backing), before);
 }
 
@@ -297,29 +414,53 @@ fn wait_for(path: &str) -> bool {
 #[test]
 fn loop_device_with_mounted_partition_is_refused() {
     let test = "loop_device_with_mounted_partition_is_refused";
-    if !common::have_tool(test, "sfdisk", "fdisk") || !common::have_tool(test, "mkfs.ext4", "e2fsprogs") {
+    if !common::have_tool(test, "sfdisk", "fdisk")
+        || !common::have_tool(test, "mkfs.ext4", "e2fsprogs")
+    {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
     let image = sparse_image(dir.path(), "sdcard.img", 16 * MIB);
     let backing = backing_file(dir.path(), 32 * MIB);
-    let mut sfdisk = Command::new("sfdisk").args(["-q", "--no-reread"]).arg(&backing).stdin(std::process::Stdio::piped()).spawn().unwrap();
+    let mut sfdisk = Command::new("sfdisk")
+        .args(["-q", "--no-reread"])
+        .arg(&backing)
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     {
         use std::io::Write;
-        sfdisk.stdin.take().unwrap().write_all(b"label: dos\nstart=8192, type=83\n").unwrap();
+        sfdisk
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"label: dos\nstart=8192, type=83\n")
+            .unwrap();
     }
     assert!(sfdisk.wait().unwrap().success());
-    let Some(mut lo) = loop_device(test, &backing, true) else { return };
+    let Some(mut lo) = loop_device(test, &backing, true) else {
+        return;
+    };
     let part = format!("{}p1", lo.dev);
     if !wait_for(&part) {
         // Kernels without the MBR parser add nothing on `losetup -P`; partx adds it from userspace.
         let _ = Command::new("partx").args(["-a", &lo.dev]).status();
     }
     assert!(wait_for(&part), "{part} did not appear");
-    assert!(Command::new("mkfs.ext4").args(["-q", "-F", &part]).status().unwrap().success());
+    assert!(Command::new("mkfs.ext4")
+        .args(["-q", "-F", &part])
+        .status()
+        .unwrap()
+        .success());
     let mount_point = dir.path().join("mnt");
     std::fs::create_dir(&mount_point).unwrap();
-    if !Command::new("mount").arg(&part).arg(&mount_point).status().unwrap().success() {
+    if !Command::new("mount")
+        .arg(&part)
+        .arg(&mount_point)
+        .status()
+        .unwrap()
+        .success()
+    {
         common::skip(test, "mount of a loop partition failed here");
         return;
     }
@@ -327,14 +468,37 @@ fn loop_device_with_mounted_partition_is_refused() {
     // The mounted ext4 may write its own blocks; the first MiB (MBR) is outside it, and Berth's
     // first act on a target is to clear exactly that.
     let before = read_prefix(&backing, MIB);
-    let out = xtask(&[&"flash", &image, &lo.dev, &"--yes", &"--allow-non-removable"]);
-    assert!(!out.status.success(), "a disk with a mounted partition was overwritten");
+    let out = xtask(&[
+        &"flash",
+        &image,
+        &lo.dev,
+        &"--yes",
+        &"--allow-non-removable",
+    ]);
+    assert!(
+        !out.status.success(),
+        "a disk with a mounted partition was overwritten"
+    );
     let err = stderr(&out);
-    assert!(err.contains(&format!("{}p1 is mounted at {}", &lo.dev[5..], mount_point.display())), "{err}");
+    assert!(
+        err.contains(&format!(
+            "{}p1 is mounted at {}",
+            &lo.dev[5..],
+            mount_point.display()
+        )),
+        "{err}"
+    );
     assert!(err.contains("nothing was written"), "{err}");
     // A partition is not a whole disk.
     let out = xtask(&[&"flash", &image, &part, &"--yes", &"--allow-non-removable"]);
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("give the whole disk"), "{}", stderr(&out));
-    assert!(read_prefix(&backing, MIB) == before, "the first MiB of the mounted disk changed");
+    assert!(
+        stderr(&out).contains("give the whole disk"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        read_prefix(&backing, MIB) == before,
+        "the first MiB of the mounted disk changed"
+    );
 }

@@ -16,7 +16,10 @@ pub struct SystemRoot {
 
 impl SystemRoot {
     pub fn live() -> Self {
-        SystemRoot { sys: PathBuf::from("/sys"), proc: PathBuf::from("/proc") }
+        SystemRoot {
+            sys: PathBuf::from("/sys"),
+            proc: PathBuf::from("/proc"),
+        }
     }
 
     fn block(&self) -> PathBuf {
@@ -61,13 +64,18 @@ pub struct Mount {
 }
 
 fn read_trimmed(path: &Path) -> Option<String> {
-    std::fs::read_to_string(path).ok().map(|s| s.trim().to_string())
+    std::fs::read_to_string(path)
+        .ok()
+        .map(|s| s.trim().to_string())
 }
 
 fn list_dir(path: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(path)
         .map(|entries| {
-            entries.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect()
+            entries
+                .filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
         })
         .unwrap_or_default();
     names.sort();
@@ -81,8 +89,12 @@ fn sectors_to_bytes(text: Option<String>) -> u64 {
 /// Reads one whole disk (`<sys>/block/<name>`) and its partitions.
 pub fn read_disk(root: &SystemRoot, name: &str) -> Result<Disk> {
     let dir = root.block().join(name);
-    let dev = read_trimmed(&dir.join("dev"))
-        .with_context(|| format!("{} does not exist, so {name} is not a whole disk", dir.display()))?;
+    let dev = read_trimmed(&dir.join("dev")).with_context(|| {
+        format!(
+            "{} does not exist, so {name} is not a whole disk",
+            dir.display()
+        )
+    })?;
     let partitions = list_dir(&dir)
         .into_iter()
         .filter(|entry| dir.join(entry).join("partition").is_file())
@@ -108,8 +120,13 @@ pub fn read_disk(root: &SystemRoot, name: &str) -> Result<Disk> {
         size_bytes: sectors_to_bytes(read_trimmed(&dir.join("size"))),
         removable: read_trimmed(&dir.join("removable")).as_deref() == Some("1"),
         read_only: read_trimmed(&dir.join("ro")).as_deref() == Some("1"),
-        mmc_type: read_trimmed(&dir.join("device").join("type")).filter(|_| name.starts_with("mmcblk")),
-        model: if model.is_empty() { "unknown model".into() } else { model },
+        mmc_type: read_trimmed(&dir.join("device").join("type"))
+            .filter(|_| name.starts_with("mmcblk")),
+        model: if model.is_empty() {
+            "unknown model".into()
+        } else {
+            model
+        },
         holders: list_dir(&dir.join("holders")),
         partitions,
     })
@@ -126,7 +143,9 @@ pub fn find_by_dev(root: &SystemRoot, dev: &str) -> Option<(String, Option<Strin
         }
         for part in list_dir(&dir) {
             let pdir = dir.join(&part);
-            if pdir.join("partition").is_file() && read_trimmed(&pdir.join("dev")).as_deref() == Some(dev) {
+            if pdir.join("partition").is_file()
+                && read_trimmed(&pdir.join("dev")).as_deref() == Some(dev)
+            {
                 return Some((disk, Some(part)));
             }
         }
@@ -211,7 +230,9 @@ pub fn parse_swaps(text: &str) -> Vec<String> {
 /// (so `/dev/mapper/x` becomes `dm-0`), else the path's own file name.
 fn kernel_name(path: &str) -> Option<String> {
     let canonical = std::fs::canonicalize(path).unwrap_or_else(|_| PathBuf::from(path));
-    canonical.file_name().map(|n| n.to_string_lossy().into_owned())
+    canonical
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
 }
 
 /// The physical disks holding the running system's root filesystem (empty when it is not on a
@@ -239,14 +260,26 @@ pub struct SystemState {
 impl SystemState {
     pub fn read(root: &SystemRoot) -> Result<Self> {
         let mountinfo_path = root.proc.join("self/mountinfo");
-        let mountinfo = std::fs::read_to_string(&mountinfo_path)
-            .with_context(|| format!("could not read {} to see what is mounted", mountinfo_path.display()))?;
+        let mountinfo = std::fs::read_to_string(&mountinfo_path).with_context(|| {
+            format!(
+                "could not read {} to see what is mounted",
+                mountinfo_path.display()
+            )
+        })?;
         let swaps_path = root.proc.join("swaps");
-        let swaps = std::fs::read_to_string(&swaps_path)
-            .with_context(|| format!("could not read {} to see what is used as swap", swaps_path.display()))?;
+        let swaps = std::fs::read_to_string(&swaps_path).with_context(|| {
+            format!(
+                "could not read {} to see what is used as swap",
+                swaps_path.display()
+            )
+        })?;
         let mounts = parse_mountinfo(&mountinfo);
         let root_disks = root_disks(root, &mounts);
-        Ok(SystemState { mounts, swaps: parse_swaps(&swaps), root_disks })
+        Ok(SystemState {
+            mounts,
+            swaps: parse_swaps(&swaps),
+            root_disks,
+        })
     }
 }
 
@@ -296,19 +329,39 @@ fn mounted_at(state: &SystemState, name: &str, dev: &str) -> Option<String> {
 }
 
 /// Every reason not to overwrite `disk` with an image of `image_size` bytes (empty: go ahead).
-pub fn refusals(disk: &Disk, state: &SystemState, image_size: u64, allow_non_removable: bool) -> Vec<Refusal> {
+pub fn refusals(
+    disk: &Disk,
+    state: &SystemState,
+    image_size: u64,
+    allow_non_removable: bool,
+) -> Vec<Refusal> {
     let mut found = Vec::new();
     let whole = std::iter::once((disk.name.as_str(), disk.dev.as_str(), &disk.holders));
-    let parts = disk.partitions.iter().map(|p| (p.name.as_str(), p.dev.as_str(), &p.holders));
+    let parts = disk
+        .partitions
+        .iter()
+        .map(|p| (p.name.as_str(), p.dev.as_str(), &p.holders));
     for (name, dev, holders) in whole.chain(parts) {
         if let Some(at) = mounted_at(state, name, dev) {
-            found.push(Refusal::Mounted { name: name.to_string(), at });
+            found.push(Refusal::Mounted {
+                name: name.to_string(),
+                at,
+            });
         }
-        if state.swaps.iter().any(|s| kernel_name(s).as_deref() == Some(name)) {
-            found.push(Refusal::Swap { name: name.to_string() });
+        if state
+            .swaps
+            .iter()
+            .any(|s| kernel_name(s).as_deref() == Some(name))
+        {
+            found.push(Refusal::Swap {
+                name: name.to_string(),
+            });
         }
         if !holders.is_empty() {
-            found.push(Refusal::Held { name: name.to_string(), holders: holders.clone() });
+            found.push(Refusal::Held {
+                name: name.to_string(),
+                holders: holders.clone(),
+            });
         }
     }
     if state.root_disks.contains(&disk.name) {
@@ -321,7 +374,10 @@ pub fn refusals(disk: &Disk, state: &SystemState, image_size: u64, allow_non_rem
         found.push(Refusal::ReadOnly);
     }
     if disk.size_bytes < image_size {
-        found.push(Refusal::TooSmall { device: disk.size_bytes, image: image_size });
+        found.push(Refusal::TooSmall {
+            device: disk.size_bytes,
+            image: image_size,
+        });
     }
     found
 }
@@ -358,8 +414,13 @@ mod tests {
     use super::*;
 
     fn fixture(tree: &str) -> SystemRoot {
-        let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sysfs").join(tree);
-        SystemRoot { sys: base.join("sys"), proc: base.join("proc") }
+        let base = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/sysfs")
+            .join(tree);
+        SystemRoot {
+            sys: base.join("sys"),
+            proc: base.join("proc"),
+        }
     }
 
     fn refusals_for(tree: &str, disk: &str, image_size: u64) -> Vec<Refusal> {
@@ -384,7 +445,10 @@ mod tests {
     fn usb_reader_with_a_mounted_partition_is_refused() {
         assert_eq!(
             refusals_for("desktop", "sdb", IMAGE),
-            vec![Refusal::Mounted { name: "sdb1".into(), at: "/media/user/BOOT".into() }]
+            vec![Refusal::Mounted {
+                name: "sdb1".into(),
+                at: "/media/user/BOOT".into()
+            }]
         );
     }
 
@@ -399,20 +463,31 @@ mod tests {
         let disk = read_disk(&fixture("desktop"), "mmcblk0").unwrap();
         assert_eq!(
             refusals(&disk, &state, IMAGE, false),
-            vec![Refusal::Mounted { name: "mmcblk0p2".into(), at: "/mnt".into() }]
+            vec![Refusal::Mounted {
+                name: "mmcblk0p2".into(),
+                at: "/mnt".into()
+            }]
         );
     }
 
     #[test]
     fn partition_used_as_swap_is_refused() {
-        assert_eq!(refusals_for("desktop", "sdd", IMAGE), vec![Refusal::Swap { name: "sdd2".into() }]);
+        assert_eq!(
+            refusals_for("desktop", "sdd", IMAGE),
+            vec![Refusal::Swap {
+                name: "sdd2".into()
+            }]
+        );
     }
 
     #[test]
     fn partition_held_by_luks_mapping_is_refused() {
         assert_eq!(
             refusals_for("desktop", "sdc", IMAGE),
-            vec![Refusal::Held { name: "sdc1".into(), holders: vec!["dm-0".into()] }]
+            vec![Refusal::Held {
+                name: "sdc1".into(),
+                holders: vec!["dm-0".into()]
+            }]
         );
     }
 
@@ -430,31 +505,52 @@ mod tests {
         assert_eq!(state.root_disks, vec!["nvme0n1".to_string()]);
         let found = refusals(&read_disk(&root, "nvme0n1").unwrap(), &state, IMAGE, true);
         assert!(found.contains(&Refusal::RootDisk), "{found:?}");
-        assert!(found.contains(&Refusal::Held { name: "nvme0n1p2".into(), holders: vec!["dm-0".into()] }));
+        assert!(found.contains(&Refusal::Held {
+            name: "nvme0n1p2".into(),
+            holders: vec!["dm-0".into()]
+        }));
     }
 
     #[test]
     fn emmc_is_not_removable_unless_allowed() {
-        assert_eq!(refusals_for("desktop", "mmcblk1", IMAGE), vec![Refusal::NotRemovable]);
+        assert_eq!(
+            refusals_for("desktop", "mmcblk1", IMAGE),
+            vec![Refusal::NotRemovable]
+        );
         let root = fixture("desktop");
         let state = SystemState::read(&root).unwrap();
-        assert_eq!(refusals(&read_disk(&root, "mmcblk1").unwrap(), &state, IMAGE, true), vec![]);
+        assert_eq!(
+            refusals(&read_disk(&root, "mmcblk1").unwrap(), &state, IMAGE, true),
+            vec![]
+        );
     }
 
     #[test]
     fn too_small_and_read_only_are_refused() {
         assert_eq!(
             refusals_for("desktop", "sde", IMAGE),
-            vec![Refusal::ReadOnly, Refusal::TooSmall { device: 64 << 20, image: IMAGE }]
+            vec![
+                Refusal::ReadOnly,
+                Refusal::TooSmall {
+                    device: 64 << 20,
+                    image: IMAGE
+                }
+            ]
         );
     }
 
     #[test]
     fn devices_found_by_number_and_name() {
         let root = fixture("desktop");
-        assert_eq!(find_by_dev(&root, "8:17"), Some(("sdb".into(), Some("sdb1".into()))));
+        assert_eq!(
+            find_by_dev(&root, "8:17"),
+            Some(("sdb".into(), Some("sdb1".into())))
+        );
         assert_eq!(find_by_dev(&root, "179:0"), Some(("mmcblk0".into(), None)));
-        assert_eq!(find_by_name(&root, "sdc1"), Some(("sdc".into(), Some("sdc1".into()))));
+        assert_eq!(
+            find_by_name(&root, "sdc1"),
+            Some(("sdc".into(), Some("sdc1".into())))
+        );
         assert_eq!(find_by_dev(&root, "9:9"), None);
     }
 
@@ -462,9 +558,16 @@ mod tests {
     fn description_lists_partitions_and_mounts() {
         let root = fixture("desktop");
         let state = SystemState::read(&root).unwrap();
-        let text = describe(&read_disk(&root, "sdb").unwrap(), Path::new("/dev/sdb"), &state);
+        let text = describe(
+            &read_disk(&root, "sdb").unwrap(),
+            Path::new("/dev/sdb"),
+            &state,
+        );
         assert!(text.contains("Generic STORAGE DEVICE"), "{text}");
-        assert!(text.contains("sdb1 (256.0 MiB, mounted at /media/user/BOOT)"), "{text}");
+        assert!(
+            text.contains("sdb1 (256.0 MiB, mounted at /media/user/BOOT)"),
+            "{text}"
+        );
         assert!(text.contains("removable  yes"), "{text}");
     }
 
@@ -481,7 +584,9 @@ mod tests {
         let root = SystemRoot::live();
         let state = SystemState::read(&root).unwrap();
         let Some(disk) = state.root_disks.first() else {
-            eprintln!("SKIPPED this_machines_root_disk_is_refused: / is not on a block device here");
+            eprintln!(
+                "SKIPPED this_machines_root_disk_is_refused: / is not on a block device here"
+            );
             return;
         };
         let found = refusals(&read_disk(&root, disk).unwrap(), &state, 0, true);

@@ -13,7 +13,12 @@ use crate::util::sha256_hex;
 pub const SECTOR: u64 = 512;
 
 /// The Hardkernel chain: (blob, sector on SD, sector on eMMC boot0).
-pub const CHAIN: [(&str, u64, u64); 4] = [("BL1", 1, 0), ("BL2", 31, 30), ("U-Boot", 63, 62), ("TZSW", 1503, 1502)];
+pub const CHAIN: [(&str, u64, u64); 4] = [
+    ("BL1", 1, 0),
+    ("BL2", 31, 30),
+    ("U-Boot", 63, 62),
+    ("TZSW", 1503, 1502),
+];
 /// TZSW is 256 KiB; the chain ends at SD sector 2015.
 pub const TZSW_SECTORS: u64 = 512;
 
@@ -50,7 +55,10 @@ pub fn read_sd_head(image: &Path, compression: super::writer::Compression) -> Re
 /// `/dev/mmcblkNboot0` and its sysfs folder for an eMMC disk `mmcblkN`.
 pub fn boot0_of(disk: &str, sys: &Path) -> (PathBuf, PathBuf) {
     let name = format!("{disk}boot0");
-    (PathBuf::from("/dev").join(&name), sys.join("block").join(name))
+    (
+        PathBuf::from("/dev").join(&name),
+        sys.join("block").join(name),
+    )
 }
 
 /// Holds boot0 writable and puts `force_ro` back as it was, also on error or panic.
@@ -66,14 +74,28 @@ impl ForceRoUnlock {
             .with_context(|| format!("could not read {}", path.display()))?
             .trim()
             .to_string();
-        std::fs::write(path, "0").with_context(|| format!("could not unlock eMMC boot0 by writing 0 to {}", path.display()))?;
-        Ok(ForceRoUnlock { path: path.to_path_buf(), original, restored: false })
+        std::fs::write(path, "0").with_context(|| {
+            format!(
+                "could not unlock eMMC boot0 by writing 0 to {}",
+                path.display()
+            )
+        })?;
+        Ok(ForceRoUnlock {
+            path: path.to_path_buf(),
+            original,
+            restored: false,
+        })
     }
 
     fn restore(&mut self) -> Result<()> {
         self.restored = true;
-        std::fs::write(&self.path, &self.original)
-            .with_context(|| format!("could not restore {} to {}", self.path.display(), self.original))
+        std::fs::write(&self.path, &self.original).with_context(|| {
+            format!(
+                "could not restore {} to {}",
+                self.path.display(),
+                self.original
+            )
+        })
     }
 }
 
@@ -97,15 +119,21 @@ pub fn write_boot0(device: &Path, force_ro: &Path, data: &[u8], block_device: bo
         if block_device {
             options.custom_flags(rustix::fs::OFlags::EXCL.bits() as i32);
         }
-        let file = options.open(device).with_context(|| format!("could not open {} for writing", device.display()))?;
-        file.write_all_at(data, 0).with_context(|| format!("could not write the bootloader to {}", device.display()))?;
-        file.sync_data().with_context(|| format!("could not flush {}", device.display()))?;
+        let file = options
+            .open(device)
+            .with_context(|| format!("could not open {} for writing", device.display()))?;
+        file.write_all_at(data, 0)
+            .with_context(|| format!("could not write the bootloader to {}", device.display()))?;
+        file.sync_data()
+            .with_context(|| format!("could not flush {}", device.display()))?;
     }
     let mut back = vec![0u8; data.len()];
-    let mut file = File::open(device).with_context(|| format!("could not open {} to verify it", device.display()))?;
+    let mut file = File::open(device)
+        .with_context(|| format!("could not open {} to verify it", device.display()))?;
     rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::DontNeed)
         .with_context(|| format!("could not drop cached pages of {}", device.display()))?;
-    file.read_exact(&mut back).with_context(|| format!("could not read {} back", device.display()))?;
+    file.read_exact(&mut back)
+        .with_context(|| format!("could not read {} back", device.display()))?;
     ensure!(
         sha256_hex(&back) == sha256_hex(data),
         "verification failed: the bootloader read back from {} differs from what was written",
@@ -136,14 +164,28 @@ mod tests {
         sd[2015 * 512] = 0xee; // past the chain: not copied
         let boot0 = boot0_from_sd_head(&sd).unwrap();
         assert_eq!(boot0.len(), 2014 * 512);
-        assert_eq!((boot0[0], boot0[30 * 512], boot0[62 * 512], boot0[1502 * 512]), (0xb1, 0xb2, 0xb0, 0x72));
+        assert_eq!(
+            (
+                boot0[0],
+                boot0[30 * 512],
+                boot0[62 * 512],
+                boot0[1502 * 512]
+            ),
+            (0xb1, 0xb2, 0xb0, 0x72)
+        );
         assert!(!boot0.contains(&0xee));
     }
 
     #[test]
     fn image_without_bl1_is_rejected() {
-        assert!(boot0_from_sd_head(&vec![0u8; 1 << 20]).unwrap_err().to_string().contains("BL1"));
-        assert!(boot0_from_sd_head(&[1u8; 4096]).unwrap_err().to_string().contains("too short"));
+        assert!(boot0_from_sd_head(&vec![0u8; 1 << 20])
+            .unwrap_err()
+            .to_string()
+            .contains("BL1"));
+        assert!(boot0_from_sd_head(&[1u8; 4096])
+            .unwrap_err()
+            .to_string()
+            .contains("too short"));
     }
 
     #[test]

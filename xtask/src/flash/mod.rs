@@ -71,10 +71,12 @@ fn find_map(image: &Path, given: Option<&Path>, compression: Compression) -> Opt
     let mut candidates = vec![with_suffix(image, ".bmap")];
     if compression != Compression::None {
         if let Some(stem) = image.file_stem() {
-            candidates.push(image.with_file_name(stem).with_extension(match Path::new(stem).extension() {
-                Some(ext) => format!("{}.bmap", ext.to_string_lossy()),
-                None => "bmap".into(),
-            }));
+            candidates.push(image.with_file_name(stem).with_extension(
+                match Path::new(stem).extension() {
+                    Some(ext) => format!("{}.bmap", ext.to_string_lossy()),
+                    None => "bmap".into(),
+                },
+            ));
         }
     }
     candidates.into_iter().find(|c| c.is_file())
@@ -92,9 +94,16 @@ fn whole_image_map(image_size: u64) -> Bmap {
         Vec::new()
     } else {
         let last = (image_size - 1) / bmap::BLOCK_SIZE;
-        vec![MappedRange { blocks: BlockRange { first: 0, last }, sha256: None }]
+        vec![MappedRange {
+            blocks: BlockRange { first: 0, last },
+            sha256: None,
+        }]
     };
-    Bmap { image_size, block_size: bmap::BLOCK_SIZE, ranges }
+    Bmap {
+        image_size,
+        block_size: bmap::BLOCK_SIZE,
+        ranges,
+    }
 }
 
 /// Where boot0 is and how to unlock it.
@@ -107,31 +116,59 @@ struct Boot0Target {
 
 fn boot0_data(args: &FlashArgs, compression: Compression) -> Result<Vec<u8>> {
     let beside = args.image.with_file_name("emmc-boot0.img");
-    let artifact = args.boot0_image.clone().or_else(|| beside.is_file().then_some(beside));
+    let artifact = args
+        .boot0_image
+        .clone()
+        .or_else(|| beside.is_file().then_some(beside));
     match artifact {
         Some(path) => {
-            let data = std::fs::read(&path).with_context(|| format!("could not read eMMC bootloader {}", path.display()))?;
-            ensure!(!data.is_empty(), "eMMC bootloader {} is empty", path.display());
-            eprintln!("eMMC boot0: {} ({})", path.display(), human_size(data.len() as u64));
+            let data = std::fs::read(&path)
+                .with_context(|| format!("could not read eMMC bootloader {}", path.display()))?;
+            ensure!(
+                !data.is_empty(),
+                "eMMC bootloader {} is empty",
+                path.display()
+            );
+            eprintln!(
+                "eMMC boot0: {} ({})",
+                path.display(),
+                human_size(data.len() as u64)
+            );
             Ok(data)
         }
         None => {
             let data = emmc::boot0_from_sd_head(&emmc::read_sd_head(&args.image, compression)?)
-                .with_context(|| format!("no emmc-boot0.img beside {}, and", args.image.display()))?;
-            eprintln!("eMMC boot0: derived from the SD image's sectors 1..2015, shifted down one sector");
+                .with_context(|| {
+                    format!("no emmc-boot0.img beside {}, and", args.image.display())
+                })?;
+            eprintln!(
+                "eMMC boot0: derived from the SD image's sectors 1..2015, shifted down one sector"
+            );
             Ok(data)
         }
     }
 }
 
-fn plan_boot0(args: &FlashArgs, disk: Option<&device::Disk>, compression: Compression) -> Result<Option<Boot0Target>> {
+fn plan_boot0(
+    args: &FlashArgs,
+    disk: Option<&device::Disk>,
+    compression: Compression,
+) -> Result<Option<Boot0Target>> {
     if !args.emmc {
         return Ok(None);
     }
     let data = boot0_data(args, compression)?;
     if let Some(file) = &args.boot0_file {
-        let force_ro = args.force_ro_file.clone().context("--boot0-file needs --force-ro-file")?;
-        return Ok(Some(Boot0Target { device: file.clone(), force_ro, data, block_device: false }));
+        let force_ro = args
+            .force_ro_file
+            .clone()
+            .context("--boot0-file needs --force-ro-file")?;
+        return Ok(Some(Boot0Target {
+            device: file.clone(),
+            force_ro,
+            data,
+            block_device: false,
+        }));
     }
     let disk = disk.context("--emmc needs a real eMMC device (or --boot0-file with --to-file)")?;
     let sys = SystemRoot::live().sys;
@@ -154,13 +191,19 @@ fn plan_boot0(args: &FlashArgs, disk: Option<&device::Disk>, compression: Compre
         dev.display(),
         data.len()
     );
-    Ok(Some(Boot0Target { device: dev, force_ro: sysdir.join("force_ro"), data, block_device: true }))
+    Ok(Some(Boot0Target {
+        device: dev,
+        force_ro: sysdir.join("force_ro"),
+        data,
+        block_device: true,
+    }))
 }
 
 /// Checks the device against every refusal rule, shows it, asks, and opens it exclusively.
 fn select_device(args: &FlashArgs, image_size: u64) -> Result<(Target, Option<device::Disk>)> {
     let path = &args.device;
-    let meta = std::fs::metadata(path).with_context(|| format!("target {} does not exist", path.display()))?;
+    let meta = std::fs::metadata(path)
+        .with_context(|| format!("target {} does not exist", path.display()))?;
     if !meta.file_type().is_block_device() {
         bail!(
             "refusing to write {}: it is not a block device (to write into a regular file, pass --to-file); nothing was written",
@@ -168,7 +211,11 @@ fn select_device(args: &FlashArgs, image_size: u64) -> Result<(Target, Option<de
         );
     }
     use std::os::unix::fs::MetadataExt;
-    let dev = format!("{}:{}", rustix::fs::major(meta.rdev()), rustix::fs::minor(meta.rdev()));
+    let dev = format!(
+        "{}:{}",
+        rustix::fs::major(meta.rdev()),
+        rustix::fs::minor(meta.rdev())
+    );
     let root = SystemRoot::live();
     let (name, partition) = device::find_by_dev(&root, &dev)
         .with_context(|| format!("{} ({dev}) is not listed under /sys/block", path.display()))?;
@@ -183,9 +230,16 @@ fn select_device(args: &FlashArgs, image_size: u64) -> Result<(Target, Option<de
     let refusals = device::refusals(&disk, &state, image_size, args.allow_non_removable);
     if !refusals.is_empty() {
         let reasons: Vec<String> = refusals.iter().map(|r| format!("  - {r}")).collect();
-        bail!("refusing to write {}; nothing was written:\n{}", path.display(), reasons.join("\n"));
+        bail!(
+            "refusing to write {}; nothing was written:\n{}",
+            path.display(),
+            reasons.join("\n")
+        );
     }
-    eprintln!("This will overwrite:\n{}", device::describe(&disk, path, &state));
+    eprintln!(
+        "This will overwrite:\n{}",
+        device::describe(&disk, path, &state)
+    );
     if !args.yes {
         confirm(path)?;
     }
@@ -205,10 +259,16 @@ fn confirm(path: &Path) -> Result<()> {
         "refusing to write {} without confirmation: stdin is not a terminal (pass --yes); nothing was written",
         path.display()
     );
-    eprint!("Everything on {} will be lost. Type yes to continue: ", path.display());
+    eprint!(
+        "Everything on {} will be lost. Type yes to continue: ",
+        path.display()
+    );
     std::io::stderr().flush().ok();
     let mut answer = String::new();
-    std::io::stdin().lock().read_line(&mut answer).context("could not read the answer")?;
+    std::io::stdin()
+        .lock()
+        .read_line(&mut answer)
+        .context("could not read the answer")?;
     ensure!(answer.trim() == "yes", "not confirmed; nothing was written");
     Ok(())
 }
@@ -227,7 +287,11 @@ fn progress_bar(total: u64, verb: &str) -> ProgressBar {
 
 pub fn run(args: FlashArgs) -> Result<()> {
     let compression = writer::detect_compression(&args.image)?;
-    let map_path = if args.no_bmap { None } else { find_map(&args.image, args.bmap.as_deref(), compression) };
+    let map_path = if args.no_bmap {
+        None
+    } else {
+        find_map(&args.image, args.bmap.as_deref(), compression)
+    };
     let map = match &map_path {
         Some(path) => Some(bmap::load(path).context("refusing to flash; nothing was written")?),
         None => None,
@@ -251,7 +315,10 @@ pub fn run(args: FlashArgs) -> Result<()> {
             (whole_image_map(size), None)
         }
         (None, _) => {
-            eprintln!("no block map: decompressing {} once to learn its size", args.image.display());
+            eprintln!(
+                "no block map: decompressing {} once to learn its size",
+                args.image.display()
+            );
             let (size, digest) = writer::measure(&args.image, compression)?;
             (whole_image_map(size), Some(digest))
         }
@@ -267,7 +334,12 @@ pub fn run(args: FlashArgs) -> Result<()> {
     flash(&args, compression, map, map_path.as_deref())
 }
 
-fn flash(args: &FlashArgs, compression: Compression, map: Bmap, map_path: Option<&Path>) -> Result<()> {
+fn flash(
+    args: &FlashArgs,
+    compression: Compression,
+    map: Bmap,
+    map_path: Option<&Path>,
+) -> Result<()> {
     match map_path {
         Some(path) => eprintln!(
             "image {} ({}), map {}: {} to write",
@@ -291,7 +363,9 @@ fn flash(args: &FlashArgs, compression: Compression, map: Bmap, map_path: Option
 
     // From here on the target is being changed: Ctrl-C must not leave it claiming to be whole.
     if ctrlc::set_handler(|| writer::INTERRUPTED.store(true, Ordering::SeqCst)).is_err() {
-        eprintln!("warning: could not catch Ctrl-C; an interrupted flash will stop without a message");
+        eprintln!(
+            "warning: could not catch Ctrl-C; an interrupted flash will stop without a message"
+        );
     }
     let incomplete = |e: anyhow::Error| {
         e.context(format!(
@@ -323,24 +397,44 @@ fn flash(args: &FlashArgs, compression: Compression, map: Bmap, map_path: Option
 
     if !args.no_verify {
         let bar = progress_bar(map.mapped_bytes(), "verifying");
-        writer::verify(&args.device, &map, &outcome.range_sums, &bar)
-            .map_err(|e| e.context(format!("{} does not hold the image; do not use it", args.device.display())))?;
+        writer::verify(&args.device, &map, &outcome.range_sums, &bar).map_err(|e| {
+            e.context(format!(
+                "{} does not hold the image; do not use it",
+                args.device.display()
+            ))
+        })?;
         bar.finish_and_clear();
-        eprintln!("verified {} read back from {}", human_size(outcome.written), args.device.display());
+        eprintln!(
+            "verified {} read back from {}",
+            human_size(outcome.written),
+            args.device.display()
+        );
     }
 
     if let Some(boot0) = boot0 {
         emmc::write_boot0(&boot0.device, &boot0.force_ro, &boot0.data, boot0.block_device)
             .context("the eMMC user area is written, but its boot0 bootloader is not: the board will not boot from eMMC")?;
-        eprintln!("wrote and verified {} of bootloader in {}", human_size(boot0.data.len() as u64), boot0.device.display());
+        eprintln!(
+            "wrote and verified {} of bootloader in {}",
+            human_size(boot0.data.len() as u64),
+            boot0.device.display()
+        );
     }
-    let what = if kind == TargetKind::BlockDevice { "the card is ready" } else { "the file is ready" };
+    let what = if kind == TargetKind::BlockDevice {
+        "the card is ready"
+    } else {
+        "the file is ready"
+    };
     println!(
         "done in {:.1} s: {} written to {}{}; {what}",
         started.elapsed().as_secs_f64(),
         human_size(outcome.written),
         args.device.display(),
-        if args.no_verify { " (not verified)" } else { " and verified" }
+        if args.no_verify {
+            " (not verified)"
+        } else {
+            " and verified"
+        }
     );
     Ok(())
 }
@@ -354,10 +448,19 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let xz = dir.path().join("sdcard.img.xz");
         std::fs::write(dir.path().join("sdcard.img.bmap"), "").unwrap();
-        assert_eq!(find_map(&xz, None, Compression::Xz), Some(dir.path().join("sdcard.img.bmap")));
+        assert_eq!(
+            find_map(&xz, None, Compression::Xz),
+            Some(dir.path().join("sdcard.img.bmap"))
+        );
         std::fs::write(dir.path().join("sdcard.img.xz.bmap"), "").unwrap();
-        assert_eq!(find_map(&xz, None, Compression::Xz), Some(dir.path().join("sdcard.img.xz.bmap")));
-        assert_eq!(find_map(&dir.path().join("other.img"), None, Compression::None), None);
+        assert_eq!(
+            find_map(&xz, None, Compression::Xz),
+            Some(dir.path().join("sdcard.img.xz.bmap"))
+        );
+        assert_eq!(
+            find_map(&dir.path().join("other.img"), None, Compression::None),
+            None
+        );
     }
 
     #[test]

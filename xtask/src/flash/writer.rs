@@ -46,8 +46,11 @@ pub fn compression_of(magic: &[u8]) -> Compression {
 
 pub fn detect_compression(path: &Path) -> Result<Compression> {
     let mut magic = [0u8; 6];
-    let mut file = File::open(path).with_context(|| format!("could not open image {}", path.display()))?;
-    let n = file.read(&mut magic).with_context(|| format!("could not read {}", path.display()))?;
+    let mut file =
+        File::open(path).with_context(|| format!("could not open image {}", path.display()))?;
+    let n = file
+        .read(&mut magic)
+        .with_context(|| format!("could not read {}", path.display()))?;
     Ok(compression_of(&magic[..n]))
 }
 
@@ -61,13 +64,29 @@ pub struct Source {
 
 impl Source {
     pub fn open(path: &Path, compression: Compression) -> Result<Source> {
-        let file = File::open(path).with_context(|| format!("could not open image {}", path.display()))?;
+        let file =
+            File::open(path).with_context(|| format!("could not open image {}", path.display()))?;
         let (plain, stream): (Option<File>, Option<Box<dyn Read>>) = match compression {
             Compression::None => (Some(file), None),
-            Compression::Xz => (None, Some(Box::new(liblzma::read::XzDecoder::new_multi_decoder(BufReader::new(file))))),
-            Compression::Gzip => (None, Some(Box::new(flate2::read::MultiGzDecoder::new(BufReader::new(file))))),
+            Compression::Xz => (
+                None,
+                Some(Box::new(liblzma::read::XzDecoder::new_multi_decoder(
+                    BufReader::new(file),
+                ))),
+            ),
+            Compression::Gzip => (
+                None,
+                Some(Box::new(flate2::read::MultiGzDecoder::new(BufReader::new(
+                    file,
+                )))),
+            ),
         };
-        Ok(Source { plain, stream, pos: 0, path: path.to_path_buf() })
+        Ok(Source {
+            plain,
+            stream,
+            pos: 0,
+            path: path.to_path_buf(),
+        })
     }
 
     pub fn is_stream(&self) -> bool {
@@ -82,7 +101,11 @@ impl Source {
             (None, None) => unreachable!("a source is either plain or a stream"),
         };
         result.with_context(|| {
-            format!("could not read {} at byte {} (is it truncated or corrupt?)", self.path.display(), self.pos)
+            format!(
+                "could not read {} at byte {} (is it truncated or corrupt?)",
+                self.path.display(),
+                self.pos
+            )
         })?;
         self.pos += buf.len() as u64;
         Ok(())
@@ -107,7 +130,11 @@ impl Source {
         if let Some(stream) = &mut self.stream {
             loop {
                 let n = stream.read(buf).with_context(|| {
-                    format!("{} is truncated or corrupt after byte {}", self.path.display(), self.pos)
+                    format!(
+                        "{} is truncated or corrupt after byte {}",
+                        self.path.display(),
+                        self.pos
+                    )
                 })?;
                 if n == 0 {
                     break;
@@ -122,14 +149,20 @@ impl Source {
 /// Decompresses a whole image once, for its length and sha256 (compressed image without a map).
 pub fn measure(path: &Path, compression: Compression) -> Result<(u64, String)> {
     let mut source = Source::open(path, compression)?;
-    let stream = source.stream.as_mut().context("internal error: measuring a plain file")?;
+    let stream = source
+        .stream
+        .as_mut()
+        .context("internal error: measuring a plain file")?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; CHUNK];
     let mut len = 0u64;
     loop {
-        let n = stream
-            .read(&mut buf)
-            .with_context(|| format!("{} is truncated or corrupt after byte {len}", path.display()))?;
+        let n = stream.read(&mut buf).with_context(|| {
+            format!(
+                "{} is truncated or corrupt after byte {len}",
+                path.display()
+            )
+        })?;
         if n == 0 {
             break;
         }
@@ -168,9 +201,16 @@ impl Target {
             .custom_flags(rustix::fs::OFlags::EXCL.bits() as i32)
             .open(path)
             .with_context(|| {
-                format!("could not open {} exclusively (is it mounted or in use by another program?)", path.display())
+                format!(
+                    "could not open {} exclusively (is it mounted or in use by another program?)",
+                    path.display()
+                )
             })?;
-        Ok(Target { file, path: path.to_path_buf(), kind: TargetKind::BlockDevice })
+        Ok(Target {
+            file,
+            path: path.to_path_buf(),
+            kind: TargetKind::BlockDevice,
+        })
     }
 
     /// A regular file as target (tests, benchmarks), grown to the image size as a sparse file.
@@ -182,11 +222,19 @@ impl Target {
             .truncate(false)
             .open(path)
             .with_context(|| format!("could not open target file {}", path.display()))?;
-        let len = file.metadata().with_context(|| format!("could not stat {}", path.display()))?.len();
+        let len = file
+            .metadata()
+            .with_context(|| format!("could not stat {}", path.display()))?
+            .len();
         if len < image_size {
-            file.set_len(image_size).with_context(|| format!("could not grow {}", path.display()))?;
+            file.set_len(image_size)
+                .with_context(|| format!("could not grow {}", path.display()))?;
         }
-        Ok(Target { file, path: path.to_path_buf(), kind: TargetKind::RegularFile })
+        Ok(Target {
+            file,
+            path: path.to_path_buf(),
+            kind: TargetKind::RegularFile,
+        })
     }
 
     pub fn size(&self) -> Result<u64> {
@@ -194,7 +242,8 @@ impl Target {
             TargetKind::RegularFile => Ok(self.file.metadata()?.len()),
             TargetKind::BlockDevice => {
                 // SAFETY: BLKGETSIZE64 writes one u64.
-                let getter = unsafe { rustix::ioctl::Getter::<{ ioctls::BLKGETSIZE64 }, u64>::new() };
+                let getter =
+                    unsafe { rustix::ioctl::Getter::<{ ioctls::BLKGETSIZE64 }, u64>::new() };
                 // SAFETY: the fd is an open block device and the getter matches the opcode.
                 unsafe { rustix::ioctl::ioctl(self.file.as_fd(), getter) }
                     .with_context(|| format!("could not read the size of {}", self.path.display()))
@@ -203,7 +252,8 @@ impl Target {
     }
 
     fn sync(&self) -> Result<()> {
-        rustix::fs::fdatasync(self.file.as_fd()).with_context(|| format!("could not flush {}", self.path.display()))
+        rustix::fs::fdatasync(self.file.as_fd())
+            .with_context(|| format!("could not flush {}", self.path.display()))
     }
 
     /// Tells the device (or file system) a span holds nothing: BLKDISCARD, or a punched hole.
@@ -212,7 +262,9 @@ impl Target {
         let result = match self.kind {
             TargetKind::BlockDevice => {
                 // SAFETY: BLKDISCARD reads a [start, length] pair of u64.
-                let setter = unsafe { rustix::ioctl::Setter::<{ ioctls::BLKDISCARD }, [u64; 2]>::new([start, len]) };
+                let setter = unsafe {
+                    rustix::ioctl::Setter::<{ ioctls::BLKDISCARD }, [u64; 2]>::new([start, len])
+                };
                 // SAFETY: the fd is an open block device and the setter matches the opcode.
                 unsafe { rustix::ioctl::ioctl(self.file.as_fd(), setter) }
             }
@@ -225,8 +277,15 @@ impl Target {
         };
         match result {
             Ok(()) => Ok(true),
-            Err(rustix::io::Errno::OPNOTSUPP | rustix::io::Errno::NOTTY | rustix::io::Errno::INVAL) => Ok(false),
-            Err(e) => Err(e).with_context(|| format!("could not discard bytes {start}.. of {}", self.path.display())),
+            Err(
+                rustix::io::Errno::OPNOTSUPP | rustix::io::Errno::NOTTY | rustix::io::Errno::INVAL,
+            ) => Ok(false),
+            Err(e) => Err(e).with_context(|| {
+                format!(
+                    "could not discard bytes {start}.. of {}",
+                    self.path.display()
+                )
+            }),
         }
     }
 
@@ -279,10 +338,18 @@ pub fn discard_spans(map: &Bmap, head: u64) -> Vec<(u64, u64)> {
 
 /// Writes the image's mapped ranges to the target, head last; checks each range's sha256 (when
 /// the map has one) as it streams, and the stream's total length.
-pub fn write_image(source: &mut Source, target: &Target, map: &Bmap, progress: &ProgressBar) -> Result<Outcome> {
+pub fn write_image(
+    source: &mut Source,
+    target: &Target,
+    map: &Bmap,
+    progress: &ProgressBar,
+) -> Result<Outcome> {
     let head_len = HEAD_BYTES.min(map.image_size);
     let mut head = vec![0u8; head_len as usize];
-    target.file.write_all_at(&head, 0).with_context(|| format!("could not clear the first MiB of {}", target.path.display()))?;
+    target
+        .file
+        .write_all_at(&head, 0)
+        .with_context(|| format!("could not clear the first MiB of {}", target.path.display()))?;
     target.sync()?;
 
     let mut outcome = Outcome::default();
@@ -317,7 +384,9 @@ pub fn write_image(source: &mut Source, target: &Target, map: &Bmap, progress: &
                 target
                     .file
                     .write_all_at(&chunk[in_head..], pos + in_head as u64)
-                    .with_context(|| format!("could not write {} at byte {}", target.path.display(), pos))?;
+                    .with_context(|| {
+                        format!("could not write {} at byte {}", target.path.display(), pos)
+                    })?;
             }
             pos += n as u64;
             since_flush += n as u64;
@@ -384,7 +453,8 @@ fn open_uncached(path: &Path) -> Result<File> {
     match direct {
         Ok(file) => Ok(file),
         Err(e) if e.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()) => {
-            let file = File::open(path).with_context(|| format!("could not open {} to verify it", path.display()))?;
+            let file = File::open(path)
+                .with_context(|| format!("could not open {} to verify it", path.display()))?;
             rustix::fs::fadvise(file.as_fd(), 0, None, rustix::fs::Advice::DontNeed)
                 .with_context(|| format!("could not drop cached pages of {}", path.display()))?;
             Ok(file)
@@ -395,7 +465,12 @@ fn open_uncached(path: &Path) -> Result<File> {
 
 /// Reads every written range back from the target, bypassing the page cache, and compares its
 /// sha256 with the image's; the first difference is an error naming the range.
-pub fn verify(path: &Path, map: &Bmap, range_sums: &[String], progress: &ProgressBar) -> Result<()> {
+pub fn verify(
+    path: &Path,
+    map: &Bmap,
+    range_sums: &[String],
+    progress: &ProgressBar,
+) -> Result<()> {
     let file = open_uncached(path)?;
     let mut buf = AlignedBuf::new(CHUNK);
     for (range, expected) in map.ranges.iter().zip(range_sums) {
@@ -410,7 +485,12 @@ pub fn verify(path: &Path, map: &Bmap, range_sums: &[String], progress: &Progres
             let got = file
                 .read_at(chunk, pos)
                 .with_context(|| format!("could not read {} back at byte {pos}", path.display()))?;
-            ensure!(got > 0, "{} ends at byte {pos}, inside {} of the image", path.display(), range.blocks);
+            ensure!(
+                got > 0,
+                "{} ends at byte {pos}, inside {} of the image",
+                path.display(),
+                range.blocks
+            );
             let used = got.min(want);
             hasher.update(&chunk[..used]);
             pos += used as u64;
@@ -448,7 +528,10 @@ mod tests {
 
     #[test]
     fn magic_bytes_pick_the_decoder() {
-        assert_eq!(compression_of(&[0xfd, b'7', b'z', b'X', b'Z', 0]), Compression::Xz);
+        assert_eq!(
+            compression_of(&[0xfd, b'7', b'z', b'X', b'Z', 0]),
+            Compression::Xz
+        );
         assert_eq!(compression_of(&[0x1f, 0x8b, 8, 0]), Compression::Gzip);
         assert_eq!(compression_of(&[0x55, 0xaa]), Compression::None);
         assert_eq!(compression_of(&[]), Compression::None);
@@ -460,21 +543,39 @@ mod tests {
             image_size: 3 * HEAD_BYTES + 100,
             block_size: 4096,
             ranges: vec![
-                MappedRange { blocks: BlockRange { first: 0, last: 0 }, sha256: None },
-                MappedRange { blocks: BlockRange { first: 512, last: 512 }, sha256: None },
+                MappedRange {
+                    blocks: BlockRange { first: 0, last: 0 },
+                    sha256: None,
+                },
+                MappedRange {
+                    blocks: BlockRange {
+                        first: 512,
+                        last: 512,
+                    },
+                    sha256: None,
+                },
             ],
         };
         // Hole 1: 4096..2 MiB, head part dropped. Hole 2: 2 MiB + 4096 .. end, short tail dropped.
         assert_eq!(
             discard_spans(&map, HEAD_BYTES),
-            vec![(HEAD_BYTES, 2 * HEAD_BYTES), (2 * HEAD_BYTES + 4096, 3 * HEAD_BYTES)]
+            vec![
+                (HEAD_BYTES, 2 * HEAD_BYTES),
+                (2 * HEAD_BYTES + 4096, 3 * HEAD_BYTES)
+            ]
         );
     }
 
     #[test]
     fn unmapped_report_names_stale_data() {
-        let outcome = Outcome { discarded: 0, left_as_is: 5 << 20, ..Default::default() };
-        assert!(describe_unmapped(&outcome).unwrap().contains("data from an earlier image may remain"));
+        let outcome = Outcome {
+            discarded: 0,
+            left_as_is: 5 << 20,
+            ..Default::default()
+        };
+        assert!(describe_unmapped(&outcome)
+            .unwrap()
+            .contains("data from an earlier image may remain"));
         assert_eq!(describe_unmapped(&Outcome::default()), None);
     }
 }

@@ -46,16 +46,22 @@ pub fn sparse_image(dir: &Path, name: &str, size: u64) -> PathBuf {
 
 pub fn sha(path: &Path) -> String {
     let out = Command::new("sha256sum").arg(path).output().unwrap();
-    String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap().to_string()
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
 }
 
 pub fn read_prefix(path: &Path, len: u64) -> Vec<u8> {
     use std::io::Read;
     let mut buf = vec![0u8; len as usize];
-    std::fs::File::open(path).unwrap().read_exact(&mut buf).unwrap();
+    std::fs::File::open(path)
+        .unwrap()
+        .read_exact(&mut buf)
+        .unwrap();
     buf
 }
-
 
 pub fn xtask(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Output {
     let mut cmd = crate::common::xtask();
@@ -76,4 +82,3 @@ pub fn make_map(image: &Path) -> PathBuf {
     map.push(".bmap");
     PathBuf::from(map)
 }
-
