@@ -225,6 +225,33 @@ fn regular_file_is_refused_without_to_file() {
 }
 
 #[test]
+fn to_file_refuses_a_block_device_and_the_image_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = sparse_image(dir.path(), "sdcard.img", 8 * MIB);
+    let before = sha(&image);
+    let out = xtask(&[&"flash", &image, &image, &"--to-file"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("onto itself"), "{}", stderr(&out));
+    assert_eq!(sha(&image), before);
+    // /dev/null is a character device; a block device needs one to exist: use a loop device.
+    let backing = backing_file(dir.path(), 8 * MIB);
+    let Some(lo) = loop_device("to_file_refuses_a_block_device", &backing, false) else {
+        return;
+    };
+    let out = xtask(&[&"flash", &image, &lo.dev, &"--to-file"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("it is a block device"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        read_prefix(&backing, 8 * MIB),
+        vec![0xa5u8; 8 * MIB as usize]
+    );
+}
+
+#[test]
 fn emmc_boot0_from_artifact_or_derived_with_force_ro_restored() {
     let dir = tempfile::tempdir().unwrap();
     let image = sparse_image(dir.path(), "sdcard.img", 8 * MIB);

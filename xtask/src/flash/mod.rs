@@ -253,6 +253,25 @@ fn select_device(args: &FlashArgs, image_size: u64) -> Result<(Target, Option<de
     Ok((target, Some(disk)))
 }
 
+/// `--to-file` skips the device checks, so it must never reach a device, nor the image itself.
+fn check_file_target(image: &Path, target: &Path) -> Result<()> {
+    if let Ok(meta) = std::fs::metadata(target) {
+        ensure!(
+            !meta.file_type().is_block_device(),
+            "refusing to write {}: it is a block device, and --to-file skips the device checks \
+             (drop --to-file); nothing was written",
+            target.display()
+        );
+        let same = std::fs::canonicalize(image).ok() == std::fs::canonicalize(target).ok();
+        ensure!(
+            !same,
+            "refusing to write {} onto itself; nothing was written",
+            image.display()
+        );
+    }
+    Ok(())
+}
+
 fn confirm(path: &Path) -> Result<()> {
     ensure!(
         std::io::stdin().is_terminal(),
@@ -355,11 +374,13 @@ fn flash(
         ),
     }
     let (target, disk) = if args.to_file {
+        check_file_target(&args.image, &args.device)?;
         (Target::open_file(&args.device, map.image_size)?, None)
     } else {
         select_device(args, map.image_size)?
     };
-    let boot0 = plan_boot0(args, disk.as_ref(), compression)?;
+    let boot0 = plan_boot0(args, disk.as_ref(), compression)
+        .context("refusing to flash; nothing was written")?;
 
     // From here on the target is being changed: Ctrl-C must not leave it claiming to be whole.
     if ctrlc::set_handler(|| writer::INTERRUPTED.store(true, Ordering::SeqCst)).is_err() {
