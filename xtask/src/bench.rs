@@ -157,7 +157,8 @@ fn flash(args: FlashBench) -> Result<()> {
             bail!("{tool} is not installed (bmaptool: apt-get install bmap-tools)");
         }
     }
-    let work = tempfile_dir(&args.dir)?;
+    let work_dir = WorkDir::create(&args.dir)?;
+    let work = work_dir.0.clone();
     let image = work.join("bench.img");
     let map = work.join("bench.img.bmap");
     let target = work.join("target.img");
@@ -271,16 +272,29 @@ fn flash(args: FlashBench) -> Result<()> {
         }
         fresh(&backing);
     }
-    std::fs::remove_dir_all(&work)
-        .with_context(|| format!("could not remove {}", work.display()))?;
+    drop(work_dir);
     println!("{}", report(&timings, args.image_mib, args.data_mib));
     Ok(())
 }
 
-fn tempfile_dir(parent: &Path) -> Result<PathBuf> {
-    let dir = parent.join(format!("berth-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).with_context(|| format!("could not create {}", dir.display()))?;
-    Ok(dir)
+/// The bench's scratch folder, removed however the bench ends.
+struct WorkDir(PathBuf);
+
+impl WorkDir {
+    fn create(parent: &Path) -> Result<Self> {
+        let dir = parent.join(format!("berth-bench-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("could not create {}", dir.display()))?;
+        Ok(WorkDir(dir))
+    }
+}
+
+impl Drop for WorkDir {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::remove_dir_all(&self.0) {
+            eprintln!("warning: could not remove {}: {e}", self.0.display());
+        }
+    }
 }
 
 /// The results table: each time, and for each target how dd and bmaptool compare with Berth.

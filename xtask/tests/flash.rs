@@ -529,3 +529,43 @@ fn loop_device_with_mounted_partition_is_refused() {
         "the first MiB of the mounted disk changed"
     );
 }
+
+#[test]
+fn bench_flash_times_all_three_tools() {
+    if !common::have_tool(
+        "bench_flash_times_all_three_tools",
+        "bmaptool",
+        "bmap-tools",
+    ) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = xtask(&[
+        &"bench",
+        &"flash",
+        &"--dir",
+        &dir.path(),
+        &"--image-mib",
+        &"64",
+        &"--data-mib",
+        &"8",
+        &"--no-loop",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let table = String::from_utf8_lossy(&out.stdout);
+    for row in [
+        "| dd bs=4M conv=fsync | file |",
+        "| bmaptool copy | file |",
+        "| berth flash | file |",
+    ] {
+        assert!(table.contains(row), "{table}");
+    }
+    assert!(
+        table.contains("| berth flash | file | ") && table.contains(" 1.00x |"),
+        "{table}"
+    );
+    assert!(
+        std::fs::read_dir(dir.path()).unwrap().next().is_none(),
+        "the bench left files behind"
+    );
+}
