@@ -229,6 +229,9 @@ pub fn parse_swaps(text: &str) -> Vec<String> {
 /// The kernel name a `/dev/...` path stands for: the canonical path's file name when it exists
 /// (so `/dev/mapper/x` becomes `dm-0`), else the path's own file name.
 fn kernel_name(path: &str) -> Option<String> {
+    if !path.starts_with("/dev/") {
+        return None; // proc, tmpfs, overlay…: not a block device
+    }
     let canonical = std::fs::canonicalize(path).unwrap_or_else(|_| PathBuf::from(path));
     canonical
         .file_name()

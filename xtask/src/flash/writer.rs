@@ -129,6 +129,7 @@ impl Source {
     pub fn finish(&mut self, buf: &mut [u8]) -> Result<u64> {
         if let Some(stream) = &mut self.stream {
             loop {
+                check_interrupted()?;
                 let n = stream.read(buf).with_context(|| {
                     format!(
                         "{} is truncated or corrupt after byte {}",
