@@ -327,11 +327,13 @@ pub fn run(args: FlashArgs) -> Result<()> {
             map.image_size
         );
     }
-    let (map, whole_digest) = match (map, compression) {
-        (Some(map), _) => (map, None),
+    let map = match (map, compression) {
+        (Some(map), _) => map,
         (None, Compression::None) => {
-            let size = std::fs::metadata(&args.image)?.len();
-            (whole_image_map(size), None)
+            let size = std::fs::metadata(&args.image)
+                .with_context(|| format!("could not stat {}", args.image.display()))?
+                .len();
+            whole_image_map(size)
         }
         (None, _) => {
             eprintln!(
@@ -339,17 +341,14 @@ pub fn run(args: FlashArgs) -> Result<()> {
                 args.image.display()
             );
             let (size, digest) = writer::measure(&args.image, compression)?;
-            (whole_image_map(size), Some(digest))
+            let mut map = whole_image_map(size);
+            // The second decompression, the one written, must give the same bytes.
+            if let Some(range) = map.ranges.first_mut() {
+                range.sha256 = Some(digest);
+            }
+            map
         }
     };
-    if let Some(digest) = whole_digest {
-        // A compressed image read twice must give the same bytes both times.
-        let mut map_with_sum = map.clone();
-        if let Some(range) = map_with_sum.ranges.first_mut() {
-            range.sha256 = Some(digest);
-        }
-        return flash(&args, compression, map_with_sum, map_path.as_deref());
-    }
     flash(&args, compression, map, map_path.as_deref())
 }
 
