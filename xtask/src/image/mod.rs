@@ -1,0 +1,346 @@
+//! `cargo xtask image`: drive the pinned Buildroot to a flashable image with checksums, block map and manifest.
+//!
+//! Every cheap check (settings, SSH key, repository state, host tools, Buildroot tree, network)
+//! runs before the long build. `SHA256SUMS` and `manifest.toml` are removed first and written
+//! last, after everything succeeded, so a folder that has them holds a finished image.
+
+mod config;
+mod network;
+mod prereqs;
+mod progress;
+mod ssh_keys;
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use xshell::{cmd, Shell};
+
+use crate::kconfig::Resolved;
+use crate::manifest::{self, Artifact, BerthInfo, BuildrootInfo, DefconfigInfo, Manifest};
+use crate::project::{self, BUILDROOT_VERSION};
+use crate::util;
+
+use config::BerthConfig;
+
+#[derive(Args)]
+pub struct ImageArgs {
+    /// Board to build for (see project.rs; default odroid-xu4, which also serves the XU3 Lite).
+    #[arg(long)]
+    board: Option<String>,
+    /// Buildroot 2026.02.3 tree to use instead of the cached clone (also BERTH_BUILDROOT).
+    #[arg(long, value_name = "DIR")]
+    buildroot: Option<PathBuf>,
+    /// Buildroot output folder (O=); default output/<board> in the repository.
+    #[arg(long, value_name = "DIR")]
+    output: Option<PathBuf>,
+    /// Parallel jobs inside each package build (BR2_JLEVEL; 0 = CPUs + 1).
+    #[arg(long, value_name = "N")]
+    jobs: Option<u32>,
+    /// authorized_keys file for SSH login into the image (key-only; no password anywhere).
+    #[arg(long, value_name = "FILE")]
+    ssh_authorized_keys: Option<PathBuf>,
+}
+
+/// Images the board's genimage configuration produces, each given a block map.
+const IMAGES: &[&str] = &["sdcard.img", "emmc-boot0.img"];
+const SUMS: &str = "SHA256SUMS";
+const MANIFEST: &str = "manifest.toml";
+/// Lines of build output shown when it fails.
+const TAIL_LINES: usize = 30;
+/// How long the network preflight may take in total.
+const PROBE_BUDGET: Duration = Duration::from_secs(8);
+
+pub fn run(args: ImageArgs) -> Result<()> {
+    let started = Instant::now();
+    let repo = util::repo_root();
+    let settings = Settings::gather(args, &repo)?;
+    let sh = Shell::new().context("could not start a shell")?;
+
+    let keys = ssh_keys::check_file(&settings.ssh_keys)?;
+    eprintln!("SSH: {keys} public key(s) from {}", settings.ssh_keys.display());
+    let defconfig = repo.join("configs").join(settings.board.defconfig);
+    if !defconfig.is_file() {
+        bail!("the board {} has no defconfig at {}", settings.board.name, defconfig.display());
+    }
+    let (commit, dirty) = repository_state(&sh, &repo)?;
+    if let Some(problems) = prereqs::report(&prereqs::check_host(&sh)) {
+        bail!(problems);
+    }
+
+    let br = crate::buildroot::resolve(settings.buildroot.as_deref(), true)?;
+    let output = prepare_output(&settings.output)?;
+    let images = output.join("images");
+    remove_finished_markers(&images)?;
+
+    eprintln!("Configuring {} from {} (Buildroot {BUILDROOT_VERSION} at {})", output.display(), defconfig.display(), br.root.display());
+    br.load_defconfig(&sh, &output, &defconfig)?;
+    let info = br.show_info(&sh, &output)?;
+    let dl_root = util::cache_dir()?.join("dl");
+    check_sources_reachable(&info, &dl_root)?;
+
+    let mut env = crate::reproducible::build_env(&repo)
+        .context("could not prepare the reproducible build environment")?;
+    let source_date_epoch = source_date_epoch(&env)?;
+    env.push(("BR2_DL_DIR".into(), dl_root.display().to_string()));
+    env.push(("BERTH_SSH_AUTHORIZED_KEYS".into(), settings.ssh_keys.display().to_string()));
+    // Buildroot's `>>>` lines are wrapped in `tput smso`; a dumb terminal keeps the log plain.
+    env.push(("TERM".into(), "dumb".into()));
+
+    let names = manifest::buildable_package_names(&info)?;
+    let built_before = names.iter().filter(|n| is_installed(&info, &output, n)).cloned().collect::<Vec<_>>();
+    let jlevel = settings.jobs.map(|j| format!("BR2_JLEVEL={j}"));
+    let targets: Vec<&str> = jlevel.iter().map(String::as_str).collect();
+    let build = br.make(&sh, &output, &targets).envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    run_build(build.into(), &output, progress::Tracker::new(names.len(), built_before), started)?;
+
+    for image in IMAGES {
+        let path = images.join(image);
+        if !path.is_file() {
+            bail!("the build finished but did not produce {} (check the board's genimage configuration)", path.display());
+        }
+    }
+    crate::audit::audit_output(&output, false).context("the image failed its hardening audit")?;
+    let mut artifacts: Vec<String> = IMAGES.iter().map(|i| i.to_string()).collect();
+    for image in IMAGES {
+        let bmap = format!("{image}.bmap");
+        crate::bmap::write_for_image(&images.join(image), &images.join(&bmap))
+            .with_context(|| format!("could not write the block map {bmap}"))?;
+        artifacts.push(bmap);
+    }
+    for file in crate::sbom::write_sbom_and_legal_info(&br, &sh, &output)
+        .context("could not write the SBOM and license information")?
+    {
+        artifacts.push(name_in(&images, &file)?);
+    }
+
+    let manifest = Manifest {
+        berth: BerthInfo { commit, dirty, board: settings.board.name.into(), source_date_epoch },
+        buildroot: BuildrootInfo { version: BUILDROOT_VERSION.into(), commit: br.commit.clone() },
+        defconfig: DefconfigInfo {
+            path: name_in(&repo, &defconfig)?,
+            sha256: util::sha256_file(&defconfig)?,
+        },
+        toolchain: manifest::toolchain_info(&read_config(&output)?, &info)?,
+        packages: manifest::packages_from_show_info(&info)?,
+        artifacts: describe(&images, &artifacts)?,
+    };
+    write_atomically(&images.join(MANIFEST), manifest.to_toml()?.as_bytes())?;
+    let mut sums: Vec<(String, String)> =
+        manifest.artifacts.iter().map(|a| (a.name.clone(), a.sha256.clone())).collect();
+    sums.push((MANIFEST.into(), util::sha256_file(&images.join(MANIFEST))?));
+    write_atomically(&images.join(SUMS), manifest::sha256sums(&sums).as_bytes())?;
+
+    eprintln!(
+        "Image ready in {} after {}:\n{}",
+        images.display(),
+        indicatif::HumanDuration(started.elapsed()),
+        sums.iter().map(|(name, _)| format!("  {name}")).collect::<Vec<_>>().join("\n")
+    );
+    Ok(())
+}
+
+/// Flags merged with berth.toml.
+struct Settings {
+    board: &'static project::Board,
+    buildroot: Option<PathBuf>,
+    output: PathBuf,
+    jobs: Option<u32>,
+    ssh_keys: PathBuf,
+}
+
+impl Settings {
+    fn gather(args: ImageArgs, repo: &Path) -> Result<Self> {
+        let file = BerthConfig::load(repo)?;
+        let cwd = std::env::current_dir().context("could not read the current directory")?;
+        let home = std::env::var_os("HOME").map(PathBuf::from);
+        let pick = |flag: Option<&Path>, configured: Option<&Path>| {
+            config::pick_path(flag, configured, &cwd, repo, home.as_deref())
+        };
+        let board = project::board(args.board.as_deref().or(file.board.as_deref()).unwrap_or(project::DEFAULT_BOARD))?;
+        Ok(Settings {
+            board,
+            buildroot: pick(args.buildroot.as_deref(), file.buildroot.as_deref())?,
+            output: pick(args.output.as_deref(), file.output.as_deref())?
+                .unwrap_or_else(|| repo.join("output").join(board.name)),
+            jobs: args.jobs.or(file.jobs),
+            ssh_keys: config::require_ssh_keys(pick(args.ssh_authorized_keys.as_deref(), file.ssh_authorized_keys.as_deref())?)?,
+        })
+    }
+}
+
+/// This repository's commit and whether tracked files differ from it; both go into the manifest.
+fn repository_state(sh: &Shell, repo: &Path) -> Result<(String, bool)> {
+    let commit = cmd!(sh, "git -C {repo} rev-parse HEAD").quiet().ignore_stderr().read().with_context(|| {
+        format!("{} is not a git checkout with a commit: the manifest records which commit an image comes from", repo.display())
+    })?;
+    let changes = cmd!(sh, "git -C {repo} status --porcelain --untracked-files=no")
+        .quiet()
+        .read()
+        .context("could not ask git whether the repository has local changes")?;
+    Ok((commit, !changes.is_empty()))
+}
+
+/// Create the output folder, refusing a non-empty folder that is not a Buildroot output (so
+/// a mistyped --output cannot scatter build files among the user's own).
+fn prepare_output(output: &Path) -> Result<PathBuf> {
+    if output.is_dir() && !output.join(".config").exists() && !output.join("Makefile").exists() {
+        let mut entries = std::fs::read_dir(output).with_context(|| format!("could not list {}", output.display()))?;
+        if entries.next().is_some() {
+            bail!(
+                "the output folder {} is not empty and is not a Buildroot output folder (no .config); \
+                 choose another --output so nothing in it is overwritten",
+                output.display()
+            );
+        }
+    }
+    std::fs::create_dir_all(output).with_context(|| format!("could not create the output folder {}", output.display()))?;
+    // Buildroot runs with `make -C <tree>`, so O= must not be relative.
+    output.canonicalize().with_context(|| format!("could not resolve the output folder {}", output.display()))
+}
+
+/// Remove what marks a finished build, so no failure can leave an old or partial image looking complete.
+fn remove_finished_markers(images: &Path) -> Result<()> {
+    for name in [SUMS, MANIFEST] {
+        for path in [images.join(name), partial_path(&images.join(name))] {
+            match std::fs::remove_file(&path) {
+                Ok(()) => eprintln!("Removed {} from an earlier build", path.display()),
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+                Err(err) => return Err(err).with_context(|| format!("could not remove the stale {}", path.display())),
+            }
+        }
+    }
+    Ok(())
+}
+
+fn partial_path(path: &Path) -> PathBuf {
+    PathBuf::from(format!("{}.partial", path.display()))
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let partial = partial_path(path);
+    std::fs::write(&partial, bytes).with_context(|| format!("could not write {}", partial.display()))?;
+    std::fs::rename(&partial, path).with_context(|| format!("could not move {} into place", path.display()))
+}
+
+/// Fail at once, naming the files, when sources are missing and no host offering them answers.
+fn check_sources_reachable(info: &serde_json::Value, dl_root: &Path) -> Result<()> {
+    let missing: Vec<_> = network::downloads_from_show_info(info)
+        .into_iter()
+        .filter(|d| !dl_root.join(&d.dl_dir).join(&d.file).is_file())
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let proxy = |name: &str| std::env::var(name).ok();
+    let target = |uri: &str| network::endpoint(uri).map(|e| network::through_proxy(e, uri, &proxy));
+    let endpoints: BTreeSet<_> = missing.iter().flat_map(|d| d.uris.iter().filter_map(|u| target(u))).collect();
+    eprintln!("{} source file(s) to download; checking that {} host(s) answer", missing.len(), endpoints.len());
+    let started = Instant::now();
+    let (reachable, failed) = network::probe(&endpoints, PROBE_BUDGET);
+    let unfetchable = network::unfetchable(&missing, &|uri| target(uri).is_none_or(|e| reachable.contains(&e)));
+    if unfetchable.is_empty() {
+        return Ok(());
+    }
+    bail!(network::report(&unfetchable, &failed, dl_root, started.elapsed()))
+}
+
+fn source_date_epoch(env: &[(String, String)]) -> Result<u64> {
+    let (_, value) = env
+        .iter()
+        .find(|(k, _)| k == "SOURCE_DATE_EPOCH")
+        .context("the reproducible build environment does not set SOURCE_DATE_EPOCH")?;
+    value.parse().with_context(|| format!("SOURCE_DATE_EPOCH={value} is not a number of seconds"))
+}
+
+/// Whether an earlier run already installed this package (its final stamp exists).
+fn is_installed(info: &serde_json::Value, output: &Path, package: &str) -> bool {
+    info.get(package)
+        .and_then(|e| e.get("stamp_dir"))
+        .and_then(|d| d.as_str())
+        .is_some_and(|dir| output.join(dir).join(".stamp_installed").exists())
+}
+
+fn read_config(output: &Path) -> Result<Resolved> {
+    let path = output.join(".config");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("could not read {}", path.display()))?;
+    Resolved::parse(&text, &path.display().to_string())
+}
+
+/// `file` as a path relative to `base`, which must contain it.
+fn name_in(base: &Path, file: &Path) -> Result<String> {
+    let relative = file.strip_prefix(base).with_context(|| format!("{} is not inside {}", file.display(), base.display()))?;
+    Ok(relative.to_string_lossy().into_owned())
+}
+
+fn describe(images: &Path, names: &[String]) -> Result<Vec<Artifact>> {
+    names
+        .iter()
+        .map(|name| {
+            let path = images.join(name);
+            let size = std::fs::metadata(&path).with_context(|| format!("could not read {}", path.display()))?.len();
+            Ok(Artifact { name: name.clone(), size, sha256: util::sha256_file(&path)? })
+        })
+        .collect()
+}
+
+/// Run the build, logging everything to `<output>/build.log` and showing progress.
+fn run_build(mut command: std::process::Command, output: &Path, mut tracker: progress::Tracker, started: Instant) -> Result<()> {
+    let log_path = output.join("build.log");
+    let mut log = std::io::BufWriter::new(
+        std::fs::File::create(&log_path).with_context(|| format!("could not create the build log {}", log_path.display()))?,
+    );
+    let (reader, writer) = std::io::pipe().context("could not create a pipe for the build output")?;
+    command
+        .stdin(Stdio::null())
+        .stdout(writer.try_clone().context("could not duplicate the output pipe")?)
+        .stderr(writer);
+    let mut child = command.spawn().context("could not start make for the Buildroot build")?;
+    // The command holds the pipe's write end; drop it so reading ends when make exits.
+    drop(command);
+
+    let bar = ProgressBar::new(tracker.total() as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} packages  {wide_msg}")
+            .expect("the progress template is valid"),
+    );
+    bar.enable_steady_tick(Duration::from_millis(200));
+    bar.set_position(tracker.done() as u64);
+    bar.set_message("starting");
+    let mut tail = progress::Tail::new(TAIL_LINES);
+    let mut reader = BufReader::new(reader);
+    let mut raw = Vec::new();
+    loop {
+        raw.clear();
+        let n = reader.read_until(b'\n', &mut raw).context("could not read the build output")?;
+        if n == 0 {
+            break;
+        }
+        log.write_all(&raw).with_context(|| format!("could not write {}", log_path.display()))?;
+        let line = String::from_utf8_lossy(&raw);
+        let line = line.trim_end_matches(['\n', '\r']);
+        tail.push(line);
+        if tracker.feed(line) {
+            let current = tracker.current().map(ToString::to_string).unwrap_or_default();
+            bar.set_position(tracker.done() as u64);
+            bar.set_message(current.clone());
+            if bar.is_hidden() {
+                eprintln!("[{}] {}/{} {current}", indicatif::FormattedDuration(started.elapsed()), tracker.done(), tracker.total());
+            }
+        }
+    }
+    log.flush().with_context(|| format!("could not write {}", log_path.display()))?;
+    let status = child.wait().context("could not wait for make")?;
+    if !status.success() {
+        bar.abandon_with_message("failed");
+        bail!(progress::failure_report(tracker.current(), &tail, &log_path, &status.to_string()));
+    }
+    bar.set_position(tracker.total() as u64);
+    bar.finish_with_message(format!("built; log in {}", log_path.display()));
+    Ok(())
+}
