@@ -33,7 +33,7 @@ impl std::fmt::Display for Endpoint {
     }
 }
 
-/// Every distinct download of the configured build.
+/// Every distinct download of the configured build, target packages first.
 pub fn downloads_from_show_info(info: &serde_json::Value) -> Vec<Download> {
     let mut seen = BTreeSet::new();
     let mut downloads = Vec::new();
@@ -53,6 +53,8 @@ pub fn downloads_from_show_info(info: &serde_json::Value) -> Vec<Download> {
             downloads.push(Download { package: package.clone(), dl_dir: dl_dir.clone(), file: file.into(), uris });
         }
     }
+    // Target packages (the toolchain, kernel, Docker...) first: those are the names users know.
+    downloads.sort_by_key(|d| (d.package.starts_with("host-"), d.package.clone()));
     downloads
 }
 
@@ -120,9 +122,9 @@ pub fn unfetchable<'a>(missing: &'a [Download], reachable: &dyn Fn(&str) -> bool
 pub fn report(unfetchable: &[&Download], tried: &[(Endpoint, String)], dl_root: &Path, waited: Duration) -> String {
     const SHOWN: usize = 12;
     let mut text = format!(
-        "cannot fetch the sources this build needs: none of their download hosts answered within {}s \
-         (no network?).\n{} file(s) are missing from the download cache {}:\n",
-        waited.as_secs().max(1),
+        "cannot fetch the sources this build needs: no host offering them could be reached \
+         (checked for {:.1}s; no network?).\n{} file(s) are missing from the download cache {}:\n",
+        waited.as_secs_f32(),
         unfetchable.len(),
         dl_root.display()
     );
@@ -239,8 +241,8 @@ mod tests {
         });
         let downloads = downloads_from_show_info(&info);
         assert_eq!(downloads.len(), 2);
-        assert_eq!(downloads[0].file, "tar-1.35.cpio.gz");
-        assert_eq!((downloads[1].package.as_str(), downloads[1].uris.len()), ("linux", 2));
+        assert_eq!((downloads[0].package.as_str(), downloads[0].uris.len()), ("linux", 2));
+        assert_eq!(downloads[1].file, "tar-1.35.cpio.gz");
     }
 
     #[test]
@@ -274,7 +276,7 @@ mod tests {
             .collect();
         let refs: Vec<&Download> = downloads.iter().collect();
         let text = report(&refs, &[(ep("example.org", 443), "name not resolved".into())], Path::new("/c/dl"), Duration::from_secs(3));
-        assert!(text.contains("within 3s"), "{text}");
+        assert!(text.contains("no host offering them could be reached (checked for 3.0s; no network?)"), "{text}");
         assert!(text.contains("14 file(s) are missing from the download cache /c/dl"), "{text}");
         assert!(text.contains("  - p0/p0-1.0.tar.gz (package p0, from https://example.org/p0)"), "{text}");
         assert!(text.contains("... and 2 more"), "{text}");
