@@ -97,7 +97,8 @@ pub fn run(args: ImageArgs) -> Result<()> {
     let jlevel = settings.jobs.map(|j| format!("BR2_JLEVEL={j}"));
     let targets: Vec<&str> = jlevel.iter().map(String::as_str).collect();
     let build = br.make(&sh, &output, &targets).envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-    run_build(build.into(), &output, progress::Tracker::new(names.len(), built_before), started)?;
+    let tracker = progress::Tracker::new(names.len(), built_before);
+    run_build(build.into(), &output, &info, tracker, started)?;
 
     for image in IMAGES {
         let path = images.join(image);
@@ -290,7 +291,13 @@ fn describe(images: &Path, names: &[String]) -> Result<Vec<Artifact>> {
 }
 
 /// Run the build, logging everything to `<output>/build.log` and showing progress.
-fn run_build(mut command: std::process::Command, output: &Path, mut tracker: progress::Tracker, started: Instant) -> Result<()> {
+fn run_build(
+    mut command: std::process::Command,
+    output: &Path,
+    info: &serde_json::Value,
+    mut tracker: progress::Tracker,
+    started: Instant,
+) -> Result<()> {
     let log_path = output.join("build.log");
     let mut log = std::io::BufWriter::new(
         std::fs::File::create(&log_path).with_context(|| format!("could not create the build log {}", log_path.display()))?,
@@ -338,9 +345,25 @@ fn run_build(mut command: std::process::Command, output: &Path, mut tracker: pro
     let status = child.wait().context("could not wait for make")?;
     if !status.success() {
         bar.abandon_with_message("failed");
-        bail!(progress::failure_report(tracker.current(), &tail, &log_path, &status.to_string()));
+        let failed = tracker.failed().map(|(dir, step)| (package_of_build_dir(info, output, dir), step));
+        let failed = failed.as_ref().map(|(package, step)| (package.as_str(), *step));
+        bail!(progress::failure_report(failed, tracker.current(), &tail, &log_path, &status.to_string()));
     }
     bar.set_position(tracker.total() as u64);
     bar.finish_with_message(format!("built; log in {}", log_path.display()));
     Ok(())
+}
+
+/// The show-info package whose build folder make named (`<output>/build/host-m4-1.4.21`); the
+/// folder's name when no package claims it.
+fn package_of_build_dir(info: &serde_json::Value, output: &Path, dir: &str) -> String {
+    let relative = Path::new(dir).strip_prefix(output).map_or_else(|_| dir.to_string(), |r| r.display().to_string());
+    info.as_object()
+        .and_then(|entries| {
+            entries.iter().find(|(_, e)| {
+                e.get("stamp_dir").and_then(|d| d.as_str()).is_some_and(|d| d.trim_end_matches('/') == relative)
+            })
+        })
+        .map(|(name, _)| name.clone())
+        .unwrap_or_else(|| relative.rsplit('/').next().unwrap_or(dir).to_string())
 }

@@ -66,6 +66,34 @@ pub fn parse_step(line: &str) -> Option<Step> {
     Some(Step { package: (!package.is_empty()).then_some(package), version, step })
 }
 
+/// Buildroot's per-step stamp files and the step each one finishes.
+const STAMPS: &[(&str, &str)] = &[
+    ("downloaded", "Downloading"),
+    ("actual_downloaded", "Downloading"),
+    ("extracted", "Extracting"),
+    ("rsynced", "Syncing from source dir"),
+    ("patched", "Patching"),
+    ("configured", "Configuring"),
+    ("built", "Building"),
+    ("host_installed", "Installing to host directory"),
+    ("staging_installed", "Installing to staging directory"),
+    ("images_installed", "Installing to images directory"),
+    ("target_installed", "Installing to target"),
+    ("installed", "Installing"),
+];
+
+/// The package build folder and step of a failed stamp target, from make's error line
+/// `make: *** [package/pkg-generic.mk:179: /o/build/host-m4-1.4.21/.stamp_downloaded] Error 1`.
+/// More reliable than the last `>>>` line: a step may fail before printing one (e.g. a corrupt
+/// file already in the download cache is fetched again silently).
+pub fn failed_stamp(line: &str) -> Option<(String, &'static str)> {
+    let target = line.split("*** [").nth(1)?.split(']').next()?;
+    let path = target.rsplit(": ").next()?;
+    let (dir, stamp) = path.rsplit_once("/.stamp_")?;
+    let step = STAMPS.iter().find(|(name, _)| *name == stamp)?.1;
+    Some((dir.to_string(), step))
+}
+
 /// Packages done out of the total, and the step in progress.
 #[derive(Debug)]
 pub struct Tracker {
@@ -73,17 +101,28 @@ pub struct Tracker {
     built_before: BTreeSet<String>,
     started: BTreeSet<String>,
     current: Option<Step>,
+    /// The first failed stamp make reported (later ones are make unwinding).
+    failed: Option<(String, &'static str)>,
 }
 
 impl Tracker {
     /// `total`: packages in this build (`show-info` minus root filesystems); `built_before`: those
     /// already installed by an earlier run, which make will not print again.
     pub fn new(total: usize, built_before: impl IntoIterator<Item = String>) -> Self {
-        Tracker { total, built_before: built_before.into_iter().collect(), started: BTreeSet::new(), current: None }
+        Tracker {
+            total,
+            built_before: built_before.into_iter().collect(),
+            started: BTreeSet::new(),
+            current: None,
+            failed: None,
+        }
     }
 
     /// Take one output line; returns true when it was a step line (the display should update).
     pub fn feed(&mut self, line: &str) -> bool {
+        if self.failed.is_none() {
+            self.failed = failed_stamp(line);
+        }
         let Some(step) = parse_step(line) else { return false };
         if let Some(package) = &step.package {
             if !self.built_before.contains(package) {
@@ -111,6 +150,11 @@ impl Tracker {
     pub fn current(&self) -> Option<&Step> {
         self.current.as_ref()
     }
+
+    /// Build folder (as make printed it) and step of the stamp whose recipe failed, if any.
+    pub fn failed(&self) -> Option<(&str, &'static str)> {
+        self.failed.as_ref().map(|(dir, step)| (dir.as_str(), *step))
+    }
 }
 
 /// The last `capacity` lines of output, for the failure report.
@@ -137,12 +181,20 @@ impl Tail {
     }
 }
 
-/// What to tell the user when `make` fails.
-pub fn failure_report(current: Option<&Step>, tail: &Tail, log: &std::path::Path, status: &str) -> String {
-    let during = match current {
-        Some(step @ Step { package: Some(_), .. }) => format!("while building {step}"),
-        Some(step) => format!("during \"{}\"", step.step),
-        None => "before any package step started".to_string(),
+/// What to tell the user when `make` fails. `failed` is the package and step of the failed
+/// stamp, when make named one; otherwise the last `>>>` line tells.
+pub fn failure_report(
+    failed: Option<(&str, &str)>,
+    current: Option<&Step>,
+    tail: &Tail,
+    log: &std::path::Path,
+    status: &str,
+) -> String {
+    let during = match (failed, current) {
+        (Some((package, step)), _) => format!("in package {package}, step \"{step}\""),
+        (None, Some(step @ Step { package: Some(_), .. })) => format!("while building {step}"),
+        (None, Some(step)) => format!("during \"{}\"", step.step),
+        (None, None) => "before any package step started".to_string(),
     };
     let mut report = format!("the Buildroot build failed ({status}) {during}.\nLast lines of output:\n");
     for line in tail.lines() {
@@ -231,12 +283,42 @@ mod tests {
         tail.push("wget: unable to resolve host address 'cdn.kernel.org'");
         tail.push("make: *** [package/pkg-generic.mk:185: .stamp_downloaded] Error 1");
         let current = step(Some("linux"), "6.12.91", "Downloading");
-        let report = failure_report(Some(&current), &tail, std::path::Path::new("/o/build.log"), "exit status 2");
+        let report = failure_report(None, Some(&current), &tail, std::path::Path::new("/o/build.log"), "exit status 2");
         assert!(report.contains("while building linux 6.12.91: Downloading"), "{report}");
         assert!(report.contains("  wget: unable to resolve host address"), "{report}");
         assert!(report.ends_with("Full log: /o/build.log"), "{report}");
-        let global = failure_report(Some(&step(None, "", "Executing post-image script p.sh")), &tail, "/l".as_ref(), "x");
+        let global = failure_report(None, Some(&step(None, "", "Executing post-image script p.sh")), &tail, "/l".as_ref(), "x");
         assert!(global.contains("during \"Executing post-image script p.sh\""), "{global}");
-        assert!(failure_report(None, &tail, "/l".as_ref(), "x").contains("before any package step"));
+        assert!(failure_report(None, None, &tail, "/l".as_ref(), "x").contains("before any package step"));
+        let stamped = failure_report(Some(("host-m4", "Downloading")), Some(&current), &tail, "/l".as_ref(), "x");
+        assert!(stamped.contains("in package host-m4, step \"Downloading\""), "{stamped}");
+    }
+
+    #[test]
+    fn finds_the_failed_stamp_in_makes_error_line() {
+        assert_eq!(
+            failed_stamp("make: *** [package/pkg-generic.mk:179: /o/build/host-m4-1.4.21/.stamp_downloaded] Error 1"),
+            Some(("/o/build/host-m4-1.4.21".to_string(), "Downloading"))
+        );
+        assert_eq!(
+            failed_stamp("make[1]: *** [package/pkg-generic.mk:273: /o/build/runc-1.3.0/.stamp_built] Error 2"),
+            Some(("/o/build/runc-1.3.0".to_string(), "Building"))
+        );
+        assert_eq!(
+            failed_stamp("make: *** [/o/build/linux-6.12.91/.stamp_target_installed] Error 2"),
+            Some(("/o/build/linux-6.12.91".to_string(), "Installing to target"))
+        );
+        assert_eq!(failed_stamp("make: *** [Makefile:123: target-post-image] Error 1"), None);
+        assert_eq!(failed_stamp("gcc: error: foo.c"), None);
+    }
+
+    #[test]
+    fn tracker_keeps_the_first_failure() {
+        let mut t = Tracker::new(2, []);
+        t.feed(">>> host-skeleton  Installing to host directory");
+        t.feed("make[1]: *** [package/pkg-generic.mk:179: /o/build/host-m4-1.4.21/.stamp_downloaded] Error 1");
+        t.feed("make: *** [Makefile:83: _all] Error 2");
+        t.feed("make: *** [package/pkg-generic.mk:1: /o/build/other-1/.stamp_built] Error 1");
+        assert_eq!(t.failed(), Some(("/o/build/host-m4-1.4.21", "Downloading")));
     }
 }
