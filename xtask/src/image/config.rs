@@ -116,6 +116,12 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_example_is_valid() {
+        let example = BerthConfig::parse(include_str!("../../../berth.example.toml"), "berth.example.toml").unwrap();
+        assert_eq!(example.ssh_authorized_keys.as_deref(), Some(Path::new("~/.ssh/id_ed25519.pub")));
+    }
+
+    #[test]
     fn load_without_a_file_gives_defaults() {
         let dir = tempfile::tempdir().unwrap();
         assert_eq!(BerthConfig::load(dir.path()).unwrap(), BerthConfig::default());

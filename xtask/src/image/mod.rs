@@ -117,7 +117,10 @@ pub fn run(args: ImageArgs) -> Result<()> {
     for file in crate::sbom::write_sbom_and_legal_info(&br, &sh, &output)
         .context("could not write the SBOM and license information")?
     {
-        artifacts.push(name_in(&images, &file)?);
+        let name = name_in(&images, &file)?;
+        if !artifacts.contains(&name) {
+            artifacts.push(name);
+        }
     }
 
     let manifest = Manifest {
@@ -318,7 +321,7 @@ fn run_build(
     );
     bar.enable_steady_tick(Duration::from_millis(200));
     bar.set_position(tracker.done() as u64);
-    bar.set_message("starting");
+    bar.set_message("Buildroot is checking the host and configuration");
     let mut tail = progress::Tail::new(TAIL_LINES);
     let mut reader = BufReader::new(reader);
     let mut raw = Vec::new();
@@ -344,7 +347,8 @@ fn run_build(
     log.flush().with_context(|| format!("could not write {}", log_path.display()))?;
     let status = child.wait().context("could not wait for make")?;
     if !status.success() {
-        bar.abandon_with_message("failed");
+        // The report below says where it stopped; a half-drawn bar would only garble it.
+        bar.finish_and_clear();
         let failed = tracker.failed().map(|(dir, step)| (package_of_build_dir(info, output, dir), step));
         let failed = failed.as_ref().map(|(package, step)| (package.as_str(), *step));
         bail!(progress::failure_report(failed, tracker.current(), &tail, &log_path, &status.to_string()));
