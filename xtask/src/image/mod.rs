@@ -169,7 +169,12 @@ impl Settings {
         let board = project::board(args.board.as_deref().or(file.board.as_deref()).unwrap_or(project::DEFAULT_BOARD))?;
         Ok(Settings {
             board,
-            buildroot: pick(args.buildroot.as_deref(), file.buildroot.as_deref())?,
+            // Flag, then BERTH_BUILDROOT (read by buildroot::resolve), then berth.toml.
+            buildroot: if args.buildroot.is_none() && std::env::var_os("BERTH_BUILDROOT").is_some_and(|v| !v.is_empty()) {
+                None
+            } else {
+                pick(args.buildroot.as_deref(), file.buildroot.as_deref())?
+            },
             output: pick(args.output.as_deref(), file.output.as_deref())?
                 .unwrap_or_else(|| repo.join("output").join(board.name)),
             jobs: args.jobs.or(file.jobs),
@@ -251,7 +256,7 @@ fn check_sources_reachable(info: &serde_json::Value, dl_root: &Path) -> Result<(
     if unfetchable.is_empty() {
         return Ok(());
     }
-    bail!(network::report(&unfetchable, &failed, dl_root, started.elapsed()))
+    bail!(network::report(&unfetchable, &failed, &reachable, dl_root, started.elapsed()))
 }
 
 fn source_date_epoch(env: &[(String, String)]) -> Result<u64> {
@@ -370,4 +375,65 @@ fn package_of_build_dir(info: &serde_json::Value, output: &Path, dir: &str) -> S
         })
         .map(|(name, _)| name.clone())
         .unwrap_or_else(|| relative.rsplit('/').next().unwrap_or(dir).to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn maps_a_failed_build_folder_to_its_package() {
+        let info = json!({
+            "host-m4": {"stamp_dir": "build/host-m4-1.4.21"},
+            "m4": {"stamp_dir": "build/m4-1.4.21"},
+            "toolchain": {"stamp_dir": "build/toolchain/"}
+        });
+        let out = Path::new("/o");
+        assert_eq!(package_of_build_dir(&info, out, "/o/build/host-m4-1.4.21"), "host-m4");
+        assert_eq!(package_of_build_dir(&info, out, "/o/build/toolchain"), "toolchain");
+        assert_eq!(package_of_build_dir(&info, out, "/o/build/mystery-2.0"), "mystery-2.0");
+    }
+
+    #[test]
+    fn source_date_epoch_must_be_set_and_numeric() {
+        let env = |v: &str| vec![("TZ".to_string(), "UTC".to_string()), ("SOURCE_DATE_EPOCH".to_string(), v.to_string())];
+        assert_eq!(source_date_epoch(&env("1700000000")).unwrap(), 1_700_000_000);
+        assert!(format!("{:#}", source_date_epoch(&env("yesterday")).unwrap_err()).contains("yesterday"));
+        assert!(source_date_epoch(&[]).unwrap_err().to_string().contains("does not set SOURCE_DATE_EPOCH"));
+    }
+
+    #[test]
+    fn finished_markers_are_removed_and_replaced_atomically() {
+        let dir = tempfile::tempdir().unwrap();
+        let images = dir.path();
+        for name in ["SHA256SUMS", "manifest.toml", "SHA256SUMS.partial", "sdcard.img"] {
+            std::fs::write(images.join(name), "old").unwrap();
+        }
+        remove_finished_markers(images).unwrap();
+        let left: BTreeSet<_> = std::fs::read_dir(images).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(left, [std::ffi::OsString::from("sdcard.img")].into());
+        remove_finished_markers(&images.join("missing")).unwrap();
+        write_atomically(&images.join("SHA256SUMS"), b"new\n").unwrap();
+        assert_eq!(std::fs::read_to_string(images.join("SHA256SUMS")).unwrap(), "new\n");
+        assert!(!images.join("SHA256SUMS.partial").exists());
+    }
+
+    #[test]
+    fn a_foreign_non_empty_folder_is_not_used_as_output() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("thesis.tex"), "mine").unwrap();
+        let err = prepare_output(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("not a Buildroot output folder"), "{err}");
+        std::fs::write(dir.path().join(".config"), "").unwrap();
+        assert_eq!(prepare_output(dir.path()).unwrap(), dir.path().canonicalize().unwrap());
+        let fresh = dir.path().join("new/out");
+        assert!(prepare_output(&fresh).unwrap().is_absolute());
+    }
+
+    #[test]
+    fn artifact_names_are_relative_to_the_images_folder() {
+        assert_eq!(name_in(Path::new("/o/images"), Path::new("/o/images/sbom/berth.cdx.json")).unwrap(), "sbom/berth.cdx.json");
+        assert!(name_in(Path::new("/o/images"), Path::new("/o/legal-info/x")).is_err());
+    }
 }

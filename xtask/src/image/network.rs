@@ -53,8 +53,14 @@ pub fn downloads_from_show_info(info: &serde_json::Value) -> Vec<Download> {
             downloads.push(Download { package: package.clone(), dl_dir: dl_dir.clone(), file: file.into(), uris });
         }
     }
-    // Target packages (the toolchain, kernel, Docker...) first: those are the names users know.
-    downloads.sort_by_key(|d| (d.package.starts_with("host-"), d.package.clone()));
+    // The toolchain (needed first, and the largest), then target packages (the names users
+    // know), then host tools.
+    let rank = |d: &Download| match d.package.as_str() {
+        p if p.starts_with("toolchain") => 0,
+        p if p.starts_with("host-") => 2,
+        _ => 1,
+    };
+    downloads.sort_by_key(|d| (rank(d), d.package.clone()));
     downloads
 }
 
@@ -119,7 +125,13 @@ pub fn unfetchable<'a>(missing: &'a [Download], reachable: &dyn Fn(&str) -> bool
 }
 
 /// The message when sources cannot be fetched.
-pub fn report(unfetchable: &[&Download], tried: &[(Endpoint, String)], dl_root: &Path, waited: Duration) -> String {
+pub fn report(
+    unfetchable: &[&Download],
+    failed: &[(Endpoint, String)],
+    reachable: &BTreeSet<Endpoint>,
+    dl_root: &Path,
+    waited: Duration,
+) -> String {
     const SHOWN: usize = 12;
     let mut text = format!(
         "cannot fetch the sources this build needs: no host offering them could be reached \
@@ -135,9 +147,12 @@ pub fn report(unfetchable: &[&Download], tried: &[(Endpoint, String)], dl_root: 
     if unfetchable.len() > SHOWN {
         text.push_str(&format!("  ... and {} more\n", unfetchable.len() - SHOWN));
     }
-    text.push_str("Hosts tried: ");
-    let tried: Vec<String> = tried.iter().map(|(e, why)| format!("{e} ({why})")).collect();
-    text.push_str(&tried.join(", "));
+    let failed: Vec<String> = failed.iter().map(|(e, why)| format!("{e} ({why})")).collect();
+    text.push_str(&format!("Unreachable: {}", failed.join(", ")));
+    if !reachable.is_empty() {
+        let reachable: Vec<String> = reachable.iter().map(ToString::to_string).collect();
+        text.push_str(&format!("\nReachable, but offering none of the files above: {}", reachable.join(", ")));
+    }
     text.push_str(&format!(
         "\nConnect this machine to the network and run again, or copy those files into {} \
          (e.g. from `make source` on a networked machine with the same Buildroot and defconfig).",
@@ -237,12 +252,15 @@ mod tests {
                 "uris": ["https+https://cdn.kernel.org/pub/linux/kernel/v6.x", "https|urlencode+https://sources.buildroot.net/linux"]}]},
             "linux-headers": {"dl_dir": "linux", "downloads": [{"source": "linux-6.12.91.tar.xz", "uris": []}]},
             "toolchain": {"virtual": true},
+            "toolchain-external-bootlin": {"dl_dir": "toolchain-external-bootlin", "downloads": [{"source": "armv7.tar.xz",
+                "uris": ["https+https://toolchains.bootlin.com/downloads"]}]},
             "host-tar": {"dl_dir": "tar", "downloads": [{"source": "tar-1.35.cpio.gz", "uris": ["https+https://ftp.gnu.org/gnu/tar"]}]}
         });
         let downloads = downloads_from_show_info(&info);
-        assert_eq!(downloads.len(), 2);
-        assert_eq!((downloads[0].package.as_str(), downloads[0].uris.len()), ("linux", 2));
-        assert_eq!(downloads[1].file, "tar-1.35.cpio.gz");
+        let order: Vec<_> = downloads.iter().map(|d| d.package.as_str()).collect();
+        assert_eq!(order, ["toolchain-external-bootlin", "linux", "host-tar"], "toolchain, target, host");
+        assert_eq!(downloads[1].uris.len(), 2);
+        assert_eq!(downloads[2].file, "tar-1.35.cpio.gz");
     }
 
     #[test]
@@ -275,12 +293,16 @@ mod tests {
             })
             .collect();
         let refs: Vec<&Download> = downloads.iter().collect();
-        let text = report(&refs, &[(ep("example.org", 443), "name not resolved".into())], Path::new("/c/dl"), Duration::from_secs(3));
+        let failed = [(ep("example.org", 443), "name not resolved".to_string())];
+        let text = report(&refs, &failed, &BTreeSet::new(), Path::new("/c/dl"), Duration::from_secs(3));
         assert!(text.contains("no host offering them could be reached (checked for 3.0s; no network?)"), "{text}");
         assert!(text.contains("14 file(s) are missing from the download cache /c/dl"), "{text}");
         assert!(text.contains("  - p0/p0-1.0.tar.gz (package p0, from https://example.org/p0)"), "{text}");
         assert!(text.contains("... and 2 more"), "{text}");
-        assert!(text.contains("example.org:443 (name not resolved)"), "{text}");
+        assert!(text.contains("Unreachable: example.org:443 (name not resolved)"), "{text}");
+        assert!(!text.contains("Reachable"), "{text}");
+        let partly = report(&refs, &failed, &[ep("pypi.org", 443)].into(), Path::new("/c/dl"), Duration::from_secs(3));
+        assert!(partly.contains("Reachable, but offering none of the files above: pypi.org:443"), "{partly}");
     }
 
     #[test]
