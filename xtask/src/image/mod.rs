@@ -132,13 +132,9 @@ pub fn run(args: ImageArgs) -> Result<()> {
         },
         toolchain: manifest::toolchain_info(&read_config(&output)?, &info)?,
         packages: manifest::packages_from_show_info(&info)?,
-        artifacts: describe(&images, &artifacts)?,
+        artifacts: Vec::new(),
     };
-    write_atomically(&images.join(MANIFEST), manifest.to_toml()?.as_bytes())?;
-    let mut sums: Vec<(String, String)> =
-        manifest.artifacts.iter().map(|a| (a.name.clone(), a.sha256.clone())).collect();
-    sums.push((MANIFEST.into(), util::sha256_file(&images.join(MANIFEST))?));
-    write_atomically(&images.join(SUMS), manifest::sha256sums(&sums).as_bytes())?;
+    let sums = seal(&images, manifest, &artifacts)?;
 
     eprintln!(
         "Image ready in {} after {}:\n{}",
@@ -225,6 +221,18 @@ fn remove_finished_markers(images: &Path) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The last step: digest the artifacts into the manifest, write it, then SHA256SUMS over the
+/// artifacts and the manifest. Returns SHA256SUMS's entries.
+fn seal(images: &Path, mut manifest: Manifest, artifacts: &[String]) -> Result<Vec<(String, String)>> {
+    manifest.artifacts = describe(images, artifacts)?;
+    write_atomically(&images.join(MANIFEST), manifest.to_toml()?.as_bytes())?;
+    let mut sums: Vec<(String, String)> =
+        manifest.artifacts.iter().map(|a| (a.name.clone(), a.sha256.clone())).collect();
+    sums.push((MANIFEST.into(), util::sha256_file(&images.join(MANIFEST))?));
+    write_atomically(&images.join(SUMS), manifest::sha256sums(&sums).as_bytes())?;
+    Ok(sums)
 }
 
 fn partial_path(path: &Path) -> PathBuf {
@@ -429,6 +437,39 @@ mod tests {
         assert_eq!(prepare_output(dir.path()).unwrap(), dir.path().canonicalize().unwrap());
         let fresh = dir.path().join("new/out");
         assert!(prepare_output(&fresh).unwrap().is_absolute());
+    }
+
+    #[test]
+    fn seal_writes_a_manifest_and_sums_that_sha256sum_accepts() {
+        let dir = tempfile::tempdir().unwrap();
+        let images = dir.path();
+        std::fs::create_dir(images.join("sbom")).unwrap();
+        let names = ["sdcard.img", "sdcard.img.bmap", "sbom/berth.cdx.json"];
+        for (i, name) in names.iter().enumerate() {
+            std::fs::write(images.join(name), vec![b'x'; 1000 * (i + 1)]).unwrap();
+        }
+        let manifest = Manifest {
+            berth: BerthInfo { commit: "0".repeat(40), dirty: true, board: "odroid-xu4".into(), source_date_epoch: 1 },
+            buildroot: BuildrootInfo { version: BUILDROOT_VERSION.into(), commit: None },
+            defconfig: DefconfigInfo { path: "configs/x".into(), sha256: "1".repeat(64) },
+            toolchain: Default::default(),
+            packages: Vec::new(),
+            artifacts: Vec::new(),
+        };
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let sums = seal(images, manifest, &names).unwrap();
+        assert_eq!(sums.len(), 4);
+        let written = Manifest::load(&images.join(MANIFEST)).unwrap();
+        assert_eq!(written.artifacts[2].name, "sbom/berth.cdx.json");
+        assert_eq!(written.artifacts[2].size, 3000);
+        assert_eq!(written.artifacts[0].sha256, util::sha256_file(&images.join("sdcard.img")).unwrap());
+        let text = std::fs::read_to_string(images.join(SUMS)).unwrap();
+        assert!(text.contains("  manifest.toml\n") && text.contains("  sbom/berth.cdx.json\n"), "{text}");
+        let check = std::process::Command::new("sha256sum").args(["--check", "--strict", SUMS]).current_dir(images).output();
+        if let Ok(out) = check {
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+        }
+        assert!(seal(images, written, &["missing.img".to_string()]).is_err());
     }
 
     #[test]
