@@ -133,8 +133,8 @@ pub fn packages_from_show_info(info: &serde_json::Value) -> Result<Vec<Package>>
             continue;
         }
         let field = |key: &str| entry.get(key).and_then(|v| v.as_str()).map(str::to_owned);
-        let version = field("version")
-            .with_context(|| format!("`show-info` gives package {name} no version"))?;
+        let version =
+            field("version").with_context(|| format!("`show-info` gives package {name} no version"))?;
         let licenses = field("licenses").unwrap_or_else(|| "unknown".into());
         packages.push(Package { name: name.clone(), version, licenses });
     }
@@ -167,10 +167,14 @@ pub fn toolchain_info(config: &Resolved, info: &serde_json::Value) -> Result<Too
             name.starts_with("toolchain-") && !e.get("virtual").and_then(|v| v.as_bool()).unwrap_or(false)
         })
     });
-    let libc = [("BR2_TOOLCHAIN_USES_GLIBC", "glibc"), ("BR2_TOOLCHAIN_USES_MUSL", "musl"), ("BR2_TOOLCHAIN_USES_UCLIBC", "uclibc")]
-        .iter()
-        .find(|(symbol, _)| config.is_enabled(symbol))
-        .map(|(_, name)| name.to_string());
+    let libc = [
+        ("BR2_TOOLCHAIN_USES_GLIBC", "glibc"),
+        ("BR2_TOOLCHAIN_USES_MUSL", "musl"),
+        ("BR2_TOOLCHAIN_USES_UCLIBC", "uclibc"),
+    ]
+    .iter()
+    .find(|(symbol, _)| config.is_enabled(symbol))
+    .map(|(_, name)| name.to_string());
     Ok(ToolchainInfo {
         kind: kind.into(),
         package: provider.map(|(name, _)| name.clone()),
@@ -246,9 +250,20 @@ mod tests {
 
     fn manifest() -> Manifest {
         Manifest {
-            berth: BerthInfo { commit: "a".repeat(40), dirty: false, board: "odroid-xu4".into(), source_date_epoch: 1_700_000_000 },
-            buildroot: BuildrootInfo { version: "2026.02.3".into(), commit: Some("679b9ead7620bbf193620d1ebf56f53c1764d37a".into()) },
-            defconfig: DefconfigInfo { path: "configs/berth_odroid_xu4_defconfig".into(), sha256: "b".repeat(64) },
+            berth: BerthInfo {
+                commit: "a".repeat(40),
+                dirty: false,
+                board: "odroid-xu4".into(),
+                source_date_epoch: 1_700_000_000,
+            },
+            buildroot: BuildrootInfo {
+                version: "2026.02.3".into(),
+                commit: Some("679b9ead7620bbf193620d1ebf56f53c1764d37a".into()),
+            },
+            defconfig: DefconfigInfo {
+                path: "configs/berth_odroid_xu4_defconfig".into(),
+                sha256: "b".repeat(64),
+            },
             toolchain: toolchain_info(&config(), &show_info()).unwrap(),
             packages: packages_from_show_info(&show_info()).unwrap(),
             artifacts: vec![Artifact { name: "sdcard.img".into(), size: 1 << 30, sha256: "c".repeat(64) }],
@@ -260,7 +275,10 @@ mod tests {
         let packages = packages_from_show_info(&show_info()).unwrap();
         let names: Vec<_> = packages.iter().map(|p| p.name.as_str()).collect();
         assert_eq!(names, ["host-tar", "linux", "skeleton-init-systemd", "toolchain-external-bootlin"]);
-        assert_eq!(packages[1], Package { name: "linux".into(), version: "6.12.91".into(), licenses: "GPL-2.0".into() });
+        assert_eq!(
+            packages[1],
+            Package { name: "linux".into(), version: "6.12.91".into(), licenses: "GPL-2.0".into() }
+        );
         assert_eq!(packages[2].licenses, "unknown", "a package without a license field says so");
     }
 
@@ -302,7 +320,10 @@ mod tests {
         .unwrap();
         let info = json!({"toolchain-buildroot": {"type": "target", "virtual": true}});
         let tc = toolchain_info(&config, &info).unwrap();
-        assert_eq!((tc.kind.as_str(), tc.package, tc.gcc.as_deref(), tc.libc.as_deref()), ("buildroot", None, Some("14.3.0"), Some("musl")));
+        assert_eq!(
+            (tc.kind.as_str(), tc.package, tc.gcc.as_deref(), tc.libc.as_deref()),
+            ("buildroot", None, Some("14.3.0"), Some("musl"))
+        );
         assert!(toolchain_info(&Resolved::parse("BR2_arm=y\n", ".config").unwrap(), &info).is_err());
     }
 
@@ -310,7 +331,8 @@ mod tests {
     fn manifest_uses_the_agreed_table_names_and_round_trips() {
         let m = manifest();
         let text = m.to_toml().unwrap();
-        for header in ["[berth]", "[buildroot]", "[defconfig]", "[toolchain]", "[[package]]", "[[artifact]]"] {
+        for header in ["[berth]", "[buildroot]", "[defconfig]", "[toolchain]", "[[package]]", "[[artifact]]"]
+        {
             assert!(text.contains(&format!("\n{header}\n")), "{header} missing in:\n{text}");
         }
         assert!(text.contains("source_date_epoch = 1700000000"), "{text}");
@@ -349,7 +371,8 @@ mod tests {
 
     #[test]
     fn sha256sums_is_sorted_sha256sum_format() {
-        let sums = sha256sums(&[("sdcard.img".into(), "1".repeat(64)), ("emmc-boot0.img".into(), "2".repeat(64))]);
+        let sums =
+            sha256sums(&[("sdcard.img".into(), "1".repeat(64)), ("emmc-boot0.img".into(), "2".repeat(64))]);
         assert_eq!(sums, format!("{}  emmc-boot0.img\n{}  sdcard.img\n", "2".repeat(64), "1".repeat(64)));
     }
 }

@@ -74,9 +74,10 @@ fn a_private_key_is_refused_before_anything_is_touched() {
     fake_repo(&repo);
     earlier_output(&output);
     let key = repo.join("keys/id_ed25519");
-    let out = image(&repo, &["--output", output.to_str().unwrap(), "--ssh-authorized-keys", key.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let out =
+        image(&repo, &["--output", output.to_str().unwrap(), "--ssh-authorized-keys", key.to_str().unwrap()])
+            .output()
+            .unwrap();
     assert!(!out.status.success());
     let err = stderr(&out);
     assert!(err.contains("holds a PRIVATE key"), "{err}");
@@ -100,10 +101,17 @@ fn berth_toml_is_read_and_the_flag_wins() {
     let dir = tempfile::tempdir().unwrap();
     let repo = dir.path().join("repo");
     fake_repo(&repo);
-    std::fs::write(repo.join("berth.toml"), "ssh_authorized_keys = \"keys/id_ed25519\"\nboard = \"odroid-xu4\"\n").unwrap();
+    std::fs::write(
+        repo.join("berth.toml"),
+        "ssh_authorized_keys = \"keys/id_ed25519\"\nboard = \"odroid-xu4\"\n",
+    )
+    .unwrap();
     // From berth.toml, relative to the repository: the private key is found and refused.
     let err = stderr(&image(&repo, &[]).output().unwrap());
-    assert!(err.contains(&format!("{} holds a PRIVATE key", repo.join("keys/id_ed25519").display())), "{err}");
+    assert!(
+        err.contains(&format!("{} holds a PRIVATE key", repo.join("keys/id_ed25519").display())),
+        "{err}"
+    );
     // The flag overrides it; the public key passes, and the run stops later on a missing defconfig.
     std::fs::remove_file(repo.join("configs/berth_odroid_xu4_defconfig")).unwrap();
     let public = repo.join("keys/id_ed25519.pub");
@@ -123,7 +131,9 @@ fn an_unknown_board_is_named() {
     let dir = tempfile::tempdir().unwrap();
     let key = dir.path().join("k.pub");
     std::fs::write(&key, PUBLIC_KEY).unwrap();
-    let out = image(dir.path(), &["--board", "odroid-c4", "--ssh-authorized-keys", key.to_str().unwrap()]).output().unwrap();
+    let out = image(dir.path(), &["--board", "odroid-c4", "--ssh-authorized-keys", key.to_str().unwrap()])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     assert!(stderr(&out).contains("unknown board 'odroid-c4'"), "{}", stderr(&out));
 }
@@ -194,7 +204,11 @@ fn offline_image_fails_fast(test: &str, repo: Option<&Path>, must_name: &[&str])
 fn without_network_a_minimal_build_fails_fast_and_leaves_no_finished_image() {
     let dir = tempfile::tempdir().unwrap();
     let repo = dir.path().join("repo");
-    if common::have_tool("without_network_a_minimal_build_fails_fast_and_leaves_no_finished_image", "git", "git") {
+    if common::have_tool(
+        "without_network_a_minimal_build_fails_fast_and_leaves_no_finished_image",
+        "git",
+        "git",
+    ) {
         fake_repo(&repo);
     }
     offline_image_fails_fast(

@@ -50,7 +50,13 @@ pub fn resolve_path(path: &Path, base: &Path, home: Option<&Path>) -> Result<Pat
 }
 
 /// One setting from the flag, else from berth.toml (relative to the repository), else `None`.
-pub fn pick_path(flag: Option<&Path>, configured: Option<&Path>, cwd: &Path, repo: &Path, home: Option<&Path>) -> Result<Option<PathBuf>> {
+pub fn pick_path(
+    flag: Option<&Path>,
+    configured: Option<&Path>,
+    cwd: &Path,
+    repo: &Path,
+    home: Option<&Path>,
+) -> Result<Option<PathBuf>> {
     match (flag, configured) {
         (Some(p), _) => resolve_path(p, cwd, home).map(Some),
         (None, Some(p)) => resolve_path(p, repo, home).map(Some),
@@ -88,7 +94,10 @@ mod tests {
 
     #[test]
     fn misspelled_keys_are_errors_naming_the_file() {
-        let err = format!("{:#}", BerthConfig::parse("ssh_authorised_keys = \"k\"\n", "/r/berth.toml").unwrap_err());
+        let err = format!(
+            "{:#}",
+            BerthConfig::parse("ssh_authorised_keys = \"k\"\n", "/r/berth.toml").unwrap_err()
+        );
         assert!(err.contains("/r/berth.toml"), "{err}");
         assert!(err.contains("ssh_authorised_keys"), "{err}");
         assert!(BerthConfig::parse("jobs = \"four\"\n", "b").is_err());
@@ -117,7 +126,8 @@ mod tests {
 
     #[test]
     fn the_shipped_example_is_valid() {
-        let example = BerthConfig::parse(include_str!("../../../berth.example.toml"), "berth.example.toml").unwrap();
+        let example =
+            BerthConfig::parse(include_str!("../../../berth.example.toml"), "berth.example.toml").unwrap();
         assert_eq!(example.ssh_authorized_keys.as_deref(), Some(Path::new("~/.ssh/id_ed25519.pub")));
     }
 

@@ -21,6 +21,7 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use xshell::{cmd, Shell};
 
+use crate::buildroot::Buildroot;
 use crate::kconfig::Resolved;
 use crate::manifest::{self, Artifact, BerthInfo, BuildrootInfo, DefconfigInfo, Manifest};
 use crate::project::{self, BUILDROOT_VERSION};
@@ -78,7 +79,12 @@ pub fn run(args: ImageArgs) -> Result<()> {
     let images = output.join("images");
     remove_finished_markers(&images)?;
 
-    eprintln!("Configuring {} from {} (Buildroot {BUILDROOT_VERSION} at {})", output.display(), defconfig.display(), br.root.display());
+    eprintln!(
+        "Configuring {} from {} (Buildroot {BUILDROOT_VERSION} at {})",
+        output.display(),
+        defconfig.display(),
+        br.root.display()
+    );
     br.load_defconfig(&sh, &output, &defconfig)?;
     let info = br.show_info(&sh, &output)?;
     let dl_root = util::cache_dir()?.join("dl");
@@ -100,29 +106,7 @@ pub fn run(args: ImageArgs) -> Result<()> {
     let tracker = progress::Tracker::new(names.len(), built_before);
     run_build(build.into(), &output, &info, tracker, started)?;
 
-    for image in IMAGES {
-        let path = images.join(image);
-        if !path.is_file() {
-            bail!("the build finished but did not produce {} (check the board's genimage configuration)", path.display());
-        }
-    }
-    crate::audit::audit_output(&output, false).context("the image failed its hardening audit")?;
-    let mut artifacts: Vec<String> = IMAGES.iter().map(|i| i.to_string()).collect();
-    for image in IMAGES {
-        let bmap = format!("{image}.bmap");
-        crate::bmap::write_for_image(&images.join(image), &images.join(&bmap))
-            .with_context(|| format!("could not write the block map {bmap}"))?;
-        artifacts.push(bmap);
-    }
-    for file in crate::sbom::write_sbom_and_legal_info(&br, &sh, &output)
-        .context("could not write the SBOM and license information")?
-    {
-        let name = name_in(&images, &file)?;
-        if !artifacts.contains(&name) {
-            artifacts.push(name);
-        }
-    }
-
+    let artifacts = audit_and_describe(&br, &sh, &output)?;
     let manifest = Manifest {
         berth: BerthInfo { commit, dirty, board: settings.board.name.into(), source_date_epoch },
         buildroot: BuildrootInfo { version: BUILDROOT_VERSION.into(), commit: br.commit.clone() },
@@ -145,6 +129,38 @@ pub fn run(args: ImageArgs) -> Result<()> {
     Ok(())
 }
 
+/// After the build: check the images exist, audit them, add block maps and the SBOM. Returns
+/// every artifact's name relative to `<output>/images`.
+fn audit_and_describe(br: &Buildroot, sh: &Shell, output: &Path) -> Result<Vec<String>> {
+    let images = output.join("images");
+    for image in IMAGES {
+        let path = images.join(image);
+        if !path.is_file() {
+            bail!(
+                "the build finished but did not produce {} (check the board's genimage configuration)",
+                path.display()
+            );
+        }
+    }
+    crate::audit::audit_output(output, false).context("the image failed its hardening audit")?;
+    let mut artifacts: Vec<String> = IMAGES.iter().map(|i| i.to_string()).collect();
+    for image in IMAGES {
+        let bmap = format!("{image}.bmap");
+        crate::bmap::write_for_image(&images.join(image), &images.join(&bmap))
+            .with_context(|| format!("could not write the block map {bmap}"))?;
+        artifacts.push(bmap);
+    }
+    for file in crate::sbom::write_sbom_and_legal_info(br, sh, output)
+        .context("could not write the SBOM and license information")?
+    {
+        let name = name_in(&images, &file)?;
+        if !artifacts.contains(&name) {
+            artifacts.push(name);
+        }
+    }
+    Ok(artifacts)
+}
+
 /// Flags merged with berth.toml.
 struct Settings {
     board: &'static project::Board,
@@ -162,11 +178,15 @@ impl Settings {
         let pick = |flag: Option<&Path>, configured: Option<&Path>| {
             config::pick_path(flag, configured, &cwd, repo, home.as_deref())
         };
-        let board = project::board(args.board.as_deref().or(file.board.as_deref()).unwrap_or(project::DEFAULT_BOARD))?;
+        let board = project::board(
+            args.board.as_deref().or(file.board.as_deref()).unwrap_or(project::DEFAULT_BOARD),
+        )?;
         Ok(Settings {
             board,
             // Flag, then BERTH_BUILDROOT (read by buildroot::resolve), then berth.toml.
-            buildroot: if args.buildroot.is_none() && std::env::var_os("BERTH_BUILDROOT").is_some_and(|v| !v.is_empty()) {
+            buildroot: if args.buildroot.is_none()
+                && std::env::var_os("BERTH_BUILDROOT").is_some_and(|v| !v.is_empty())
+            {
                 None
             } else {
                 pick(args.buildroot.as_deref(), file.buildroot.as_deref())?
@@ -174,7 +194,10 @@ impl Settings {
             output: pick(args.output.as_deref(), file.output.as_deref())?
                 .unwrap_or_else(|| repo.join("output").join(board.name)),
             jobs: args.jobs.or(file.jobs),
-            ssh_keys: config::require_ssh_keys(pick(args.ssh_authorized_keys.as_deref(), file.ssh_authorized_keys.as_deref())?)?,
+            ssh_keys: config::require_ssh_keys(pick(
+                args.ssh_authorized_keys.as_deref(),
+                file.ssh_authorized_keys.as_deref(),
+            )?)?,
         })
     }
 }
@@ -195,7 +218,8 @@ fn repository_state(sh: &Shell, repo: &Path) -> Result<(String, bool)> {
 /// a mistyped --output cannot scatter build files among the user's own).
 fn prepare_output(output: &Path) -> Result<PathBuf> {
     if output.is_dir() && !output.join(".config").exists() && !output.join("Makefile").exists() {
-        let mut entries = std::fs::read_dir(output).with_context(|| format!("could not list {}", output.display()))?;
+        let mut entries =
+            std::fs::read_dir(output).with_context(|| format!("could not list {}", output.display()))?;
         if entries.next().is_some() {
             bail!(
                 "the output folder {} is not empty and is not a Buildroot output folder (no .config); \
@@ -204,7 +228,8 @@ fn prepare_output(output: &Path) -> Result<PathBuf> {
             );
         }
     }
-    std::fs::create_dir_all(output).with_context(|| format!("could not create the output folder {}", output.display()))?;
+    std::fs::create_dir_all(output)
+        .with_context(|| format!("could not create the output folder {}", output.display()))?;
     // Buildroot runs with `make -C <tree>`, so O= must not be relative.
     output.canonicalize().with_context(|| format!("could not resolve the output folder {}", output.display()))
 }
@@ -216,7 +241,9 @@ fn remove_finished_markers(images: &Path) -> Result<()> {
             match std::fs::remove_file(&path) {
                 Ok(()) => eprintln!("Removed {} from an earlier build", path.display()),
                 Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
-                Err(err) => return Err(err).with_context(|| format!("could not remove the stale {}", path.display())),
+                Err(err) => {
+                    return Err(err).with_context(|| format!("could not remove the stale {}", path.display()))
+                }
             }
         }
     }
@@ -256,11 +283,17 @@ fn check_sources_reachable(info: &serde_json::Value, dl_root: &Path) -> Result<(
     }
     let proxy = |name: &str| std::env::var(name).ok();
     let target = |uri: &str| network::endpoint(uri).map(|e| network::through_proxy(e, uri, &proxy));
-    let endpoints: BTreeSet<_> = missing.iter().flat_map(|d| d.uris.iter().filter_map(|u| target(u))).collect();
-    eprintln!("{} source file(s) to download; checking that {} host(s) answer", missing.len(), endpoints.len());
+    let endpoints: BTreeSet<_> =
+        missing.iter().flat_map(|d| d.uris.iter().filter_map(|u| target(u))).collect();
+    eprintln!(
+        "{} source file(s) to download; checking that {} host(s) answer",
+        missing.len(),
+        endpoints.len()
+    );
     let started = Instant::now();
     let (reachable, failed) = network::probe(&endpoints, PROBE_BUDGET);
-    let unfetchable = network::unfetchable(&missing, &|uri| target(uri).is_none_or(|e| reachable.contains(&e)));
+    let unfetchable =
+        network::unfetchable(&missing, &|uri| target(uri).is_none_or(|e| reachable.contains(&e)));
     if unfetchable.is_empty() {
         return Ok(());
     }
@@ -285,13 +318,16 @@ fn is_installed(info: &serde_json::Value, output: &Path, package: &str) -> bool 
 
 fn read_config(output: &Path) -> Result<Resolved> {
     let path = output.join(".config");
-    let text = std::fs::read_to_string(&path).with_context(|| format!("could not read {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("could not read {}", path.display()))?;
     Resolved::parse(&text, &path.display().to_string())
 }
 
 /// `file` as a path relative to `base`, which must contain it.
 fn name_in(base: &Path, file: &Path) -> Result<String> {
-    let relative = file.strip_prefix(base).with_context(|| format!("{} is not inside {}", file.display(), base.display()))?;
+    let relative = file
+        .strip_prefix(base)
+        .with_context(|| format!("{} is not inside {}", file.display(), base.display()))?;
     Ok(relative.to_string_lossy().into_owned())
 }
 
@@ -300,7 +336,8 @@ fn describe(images: &Path, names: &[String]) -> Result<Vec<Artifact>> {
         .iter()
         .map(|name| {
             let path = images.join(name);
-            let size = std::fs::metadata(&path).with_context(|| format!("could not read {}", path.display()))?.len();
+            let size =
+                std::fs::metadata(&path).with_context(|| format!("could not read {}", path.display()))?.len();
             Ok(Artifact { name: name.clone(), size, sha256: util::sha256_file(&path)? })
         })
         .collect()
@@ -316,7 +353,8 @@ fn run_build(
 ) -> Result<()> {
     let log_path = output.join("build.log");
     let mut log = std::io::BufWriter::new(
-        std::fs::File::create(&log_path).with_context(|| format!("could not create the build log {}", log_path.display()))?,
+        std::fs::File::create(&log_path)
+            .with_context(|| format!("could not create the build log {}", log_path.display()))?,
     );
     let (reader, writer) = std::io::pipe().context("could not create a pipe for the build output")?;
     command
@@ -329,8 +367,10 @@ fn run_build(
 
     let bar = ProgressBar::new(tracker.total() as u64);
     bar.set_style(
-        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} packages  {wide_msg}")
-            .expect("the progress template is valid"),
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} packages  {wide_msg}",
+        )
+        .expect("the progress template is valid"),
     );
     bar.enable_steady_tick(Duration::from_millis(200));
     bar.set_position(tracker.done() as u64);
@@ -353,7 +393,12 @@ fn run_build(
             bar.set_position(tracker.done() as u64);
             bar.set_message(current.clone());
             if bar.is_hidden() {
-                eprintln!("[{}] {}/{} {current}", indicatif::FormattedDuration(started.elapsed()), tracker.done(), tracker.total());
+                eprintln!(
+                    "[{}] {}/{} {current}",
+                    indicatif::FormattedDuration(started.elapsed()),
+                    tracker.done(),
+                    tracker.total()
+                );
             }
         }
     }
@@ -374,11 +419,14 @@ fn run_build(
 /// The show-info package whose build folder make named (`<output>/build/host-m4-1.4.21`); the
 /// folder's name when no package claims it.
 fn package_of_build_dir(info: &serde_json::Value, output: &Path, dir: &str) -> String {
-    let relative = Path::new(dir).strip_prefix(output).map_or_else(|_| dir.to_string(), |r| r.display().to_string());
+    let relative =
+        Path::new(dir).strip_prefix(output).map_or_else(|_| dir.to_string(), |r| r.display().to_string());
     info.as_object()
         .and_then(|entries| {
             entries.iter().find(|(_, e)| {
-                e.get("stamp_dir").and_then(|d| d.as_str()).is_some_and(|d| d.trim_end_matches('/') == relative)
+                e.get("stamp_dir")
+                    .and_then(|d| d.as_str())
+                    .is_some_and(|d| d.trim_end_matches('/') == relative)
             })
         })
         .map(|(name, _)| name.clone())
@@ -405,7 +453,9 @@ mod tests {
 
     #[test]
     fn source_date_epoch_must_be_set_and_numeric() {
-        let env = |v: &str| vec![("TZ".to_string(), "UTC".to_string()), ("SOURCE_DATE_EPOCH".to_string(), v.to_string())];
+        let env = |v: &str| {
+            vec![("TZ".to_string(), "UTC".to_string()), ("SOURCE_DATE_EPOCH".to_string(), v.to_string())]
+        };
         assert_eq!(source_date_epoch(&env("1700000000")).unwrap(), 1_700_000_000);
         assert!(format!("{:#}", source_date_epoch(&env("yesterday")).unwrap_err()).contains("yesterday"));
         assert!(source_date_epoch(&[]).unwrap_err().to_string().contains("does not set SOURCE_DATE_EPOCH"));
@@ -449,7 +499,12 @@ mod tests {
             std::fs::write(images.join(name), vec![b'x'; 1000 * (i + 1)]).unwrap();
         }
         let manifest = Manifest {
-            berth: BerthInfo { commit: "0".repeat(40), dirty: true, board: "odroid-xu4".into(), source_date_epoch: 1 },
+            berth: BerthInfo {
+                commit: "0".repeat(40),
+                dirty: true,
+                board: "odroid-xu4".into(),
+                source_date_epoch: 1,
+            },
             buildroot: BuildrootInfo { version: BUILDROOT_VERSION.into(), commit: None },
             defconfig: DefconfigInfo { path: "configs/x".into(), sha256: "1".repeat(64) },
             toolchain: Default::default(),
@@ -465,7 +520,10 @@ mod tests {
         assert_eq!(written.artifacts[0].sha256, util::sha256_file(&images.join("sdcard.img")).unwrap());
         let text = std::fs::read_to_string(images.join(SUMS)).unwrap();
         assert!(text.contains("  manifest.toml\n") && text.contains("  sbom/berth.cdx.json\n"), "{text}");
-        let check = std::process::Command::new("sha256sum").args(["--check", "--strict", SUMS]).current_dir(images).output();
+        let check = std::process::Command::new("sha256sum")
+            .args(["--check", "--strict", SUMS])
+            .current_dir(images)
+            .output();
         if let Ok(out) = check {
             assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
         }
@@ -474,7 +532,10 @@ mod tests {
 
     #[test]
     fn artifact_names_are_relative_to_the_images_folder() {
-        assert_eq!(name_in(Path::new("/o/images"), Path::new("/o/images/sbom/berth.cdx.json")).unwrap(), "sbom/berth.cdx.json");
+        assert_eq!(
+            name_in(Path::new("/o/images"), Path::new("/o/images/sbom/berth.cdx.json")).unwrap(),
+            "sbom/berth.cdx.json"
+        );
         assert!(name_in(Path::new("/o/images"), Path::new("/o/legal-info/x")).is_err());
     }
 }

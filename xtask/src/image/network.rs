@@ -50,7 +50,12 @@ pub fn downloads_from_show_info(info: &serde_json::Value) -> Vec<Download> {
                 .and_then(|u| u.as_array())
                 .map(|u| u.iter().filter_map(|s| s.as_str().map(str::to_owned)).collect())
                 .unwrap_or_default();
-            downloads.push(Download { package: package.clone(), dl_dir: dl_dir.clone(), file: file.into(), uris });
+            downloads.push(Download {
+                package: package.clone(),
+                dl_dir: dl_dir.clone(),
+                file: file.into(),
+                uris,
+            });
         }
     }
     // The toolchain (needed first, and the largest), then target packages (the names users
@@ -99,7 +104,9 @@ fn split_port(authority: &str, default_port: u16) -> Endpoint {
         }
     }
     match authority.rsplit_once(':') {
-        Some((host, port)) if port.parse::<u16>().is_ok() => Endpoint { host: host.into(), port: port.parse().unwrap() },
+        Some((host, port)) if port.parse::<u16>().is_ok() => {
+            Endpoint { host: host.into(), port: port.parse().unwrap() }
+        }
         _ => Endpoint { host: authority.into(), port: default_port },
     }
 }
@@ -114,7 +121,8 @@ pub fn through_proxy(target: Endpoint, uri: &str, proxy: &dyn Fn(&str) -> Option
         _ => return target,
     };
     let Some(value) = variable.iter().find_map(|v| proxy(v).filter(|s| !s.is_empty())) else { return target };
-    let authority = value.split_once("://").map_or(value.as_str(), |(_, rest)| rest).split('/').next().unwrap_or("");
+    let authority =
+        value.split_once("://").map_or(value.as_str(), |(_, rest)| rest).split('/').next().unwrap_or("");
     let authority = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
     split_port(authority, 80)
 }
@@ -141,7 +149,8 @@ pub fn report(
         dl_root.display()
     );
     for d in unfetchable.iter().take(SHOWN) {
-        let from = d.uris.first().map(|u| u.split_once('+').map_or(u.as_str(), |(_, url)| url)).unwrap_or("?");
+        let from =
+            d.uris.first().map(|u| u.split_once('+').map_or(u.as_str(), |(_, url)| url)).unwrap_or("?");
         text.push_str(&format!("  - {}/{} (package {}, from {from})\n", d.dl_dir, d.file, d.package));
     }
     if unfetchable.len() > SHOWN {
@@ -151,7 +160,10 @@ pub fn report(
     text.push_str(&format!("Unreachable: {}", failed.join(", ")));
     if !reachable.is_empty() {
         let reachable: Vec<String> = reachable.iter().map(ToString::to_string).collect();
-        text.push_str(&format!("\nReachable, but offering none of the files above: {}", reachable.join(", ")));
+        text.push_str(&format!(
+            "\nReachable, but offering none of the files above: {}",
+            reachable.join(", ")
+        ));
     }
     text.push_str(&format!(
         "\nConnect this machine to the network and run again, or copy those files into {} \
@@ -163,7 +175,10 @@ pub fn report(
 
 /// Try a TCP connection to each endpoint at once; give up on all of them after `budget`.
 /// Returns the reachable endpoints and, for the others, why not.
-pub fn probe(endpoints: &BTreeSet<Endpoint>, budget: Duration) -> (BTreeSet<Endpoint>, Vec<(Endpoint, String)>) {
+pub fn probe(
+    endpoints: &BTreeSet<Endpoint>,
+    budget: Duration,
+) -> (BTreeSet<Endpoint>, Vec<(Endpoint, String)>) {
     let (sender, receiver) = mpsc::channel();
     for endpoint in endpoints {
         let (sender, endpoint) = (sender.clone(), endpoint.clone());
@@ -223,8 +238,14 @@ mod tests {
 
     #[test]
     fn endpoints_of_buildroot_uris() {
-        assert_eq!(endpoint("https+https://cdn.kernel.org/pub/linux/kernel/v6.x"), Some(ep("cdn.kernel.org", 443)));
-        assert_eq!(endpoint("https|urlencode+https://sources.buildroot.net/linux"), Some(ep("sources.buildroot.net", 443)));
+        assert_eq!(
+            endpoint("https+https://cdn.kernel.org/pub/linux/kernel/v6.x"),
+            Some(ep("cdn.kernel.org", 443))
+        );
+        assert_eq!(
+            endpoint("https|urlencode+https://sources.buildroot.net/linux"),
+            Some(ep("sources.buildroot.net", 443))
+        );
         assert_eq!(endpoint("git+https://github.com/hardkernel/u-boot"), Some(ep("github.com", 443)));
         assert_eq!(endpoint("git+git://git.example.org/x.git"), Some(ep("git.example.org", 9418)));
         assert_eq!(endpoint("http+http://mirror.local:8080/dl"), Some(ep("mirror.local", 8080)));
@@ -295,13 +316,17 @@ mod tests {
         let refs: Vec<&Download> = downloads.iter().collect();
         let failed = [(ep("example.org", 443), "name not resolved".to_string())];
         let text = report(&refs, &failed, &BTreeSet::new(), Path::new("/c/dl"), Duration::from_secs(3));
-        assert!(text.contains("no host offering them could be reached (checked for 3.0s; no network?)"), "{text}");
+        assert!(
+            text.contains("no host offering them could be reached (checked for 3.0s; no network?)"),
+            "{text}"
+        );
         assert!(text.contains("14 file(s) are missing from the download cache /c/dl"), "{text}");
         assert!(text.contains("  - p0/p0-1.0.tar.gz (package p0, from https://example.org/p0)"), "{text}");
         assert!(text.contains("... and 2 more"), "{text}");
         assert!(text.contains("Unreachable: example.org:443 (name not resolved)"), "{text}");
         assert!(!text.contains("Reachable"), "{text}");
-        let partly = report(&refs, &failed, &[ep("pypi.org", 443)].into(), Path::new("/c/dl"), Duration::from_secs(3));
+        let partly =
+            report(&refs, &failed, &[ep("pypi.org", 443)].into(), Path::new("/c/dl"), Duration::from_secs(3));
         assert!(partly.contains("Reachable, but offering none of the files above: pypi.org:443"), "{partly}");
     }
 

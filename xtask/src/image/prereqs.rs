@@ -49,11 +49,25 @@ const MINIMUM_VERSIONS: &[(&str, &str, (u32, u32), &str)] = &[
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Problem {
-    Missing { tool: String, package: String },
-    TooOld { tool: String, found: String, need: (u32, u32), package: String },
+    Missing {
+        tool: String,
+        package: String,
+    },
+    TooOld {
+        tool: String,
+        found: String,
+        need: (u32, u32),
+        package: String,
+    },
     /// A version we could not read (e.g. a BSD `patch` where GNU patch is required).
-    Unrecognised { tool: String, output: String, package: String },
-    PerlModule { module: String },
+    Unrecognised {
+        tool: String,
+        output: String,
+        package: String,
+    },
+    PerlModule {
+        module: String,
+    },
     /// Buildroot refuses a PATH with `.`, an empty entry, or whitespace.
     Path(String),
 }
@@ -102,7 +116,9 @@ pub fn version_problem(tool: &str, output: &str, need: (u32, u32), package: &str
     let first = output.lines().next().unwrap_or("").trim();
     let parsed = if gnu_only && !first.starts_with("GNU patch") { None } else { parse_version(output) };
     match parsed {
-        None => Some(Problem::Unrecognised { tool: tool.into(), output: first.into(), package: package.into() }),
+        None => {
+            Some(Problem::Unrecognised { tool: tool.into(), output: first.into(), package: package.into() })
+        }
         Some(found) if found < need => Some(Problem::TooOld {
             tool: tool.into(),
             found: format!("{}.{}", found.0, found.1),
@@ -122,7 +138,8 @@ pub fn path_problems(path: &str) -> Vec<Problem> {
         ));
     }
     if path.contains([' ', '\t', '\n']) {
-        problems.push(Problem::Path("contains spaces, tabs or newlines, which Buildroot cannot handle".into()));
+        problems
+            .push(Problem::Path("contains spaces, tabs or newlines, which Buildroot cannot handle".into()));
     }
     problems
 }
@@ -194,7 +211,10 @@ mod tests {
         assert_eq!(package("xargs"), Some("findutils"));
         assert_eq!(package("/usr/bin/file"), Some("file"));
         assert_eq!(package("ld"), Some("binutils"));
-        for tool in ["which", "sed", "make", "bash", "patch", "gzip", "bzip2", "perl", "tar", "unzip", "rsync", "bc", "wget", "git"] {
+        for tool in [
+            "which", "sed", "make", "bash", "patch", "gzip", "bzip2", "perl", "tar", "unzip", "rsync", "bc",
+            "wget", "git",
+        ] {
             assert!(package(tool).is_some(), "{tool} must be checked");
         }
     }
@@ -214,7 +234,12 @@ mod tests {
         assert_eq!(version_problem("make", "GNU Make 4.3", (4, 0), "make"), None);
         assert_eq!(
             version_problem("make", "GNU Make 3.81", (4, 0), "make"),
-            Some(Problem::TooOld { tool: "make".into(), found: "3.81".into(), need: (4, 0), package: "make".into() })
+            Some(Problem::TooOld {
+                tool: "make".into(),
+                found: "3.81".into(),
+                need: (4, 0),
+                package: "make".into()
+            })
         );
         assert!(matches!(
             version_problem("patch", "patch 2.0-12u11-Apple", (2, 7), "patch"),
@@ -245,7 +270,10 @@ mod tests {
         assert!(text.contains("  - `rsync` is not installed\n"), "{text}");
         assert!(text.contains("  - the Perl module IPC::Cmd is missing\n"), "{text}");
         assert!(text.contains("  - PATH contains the current directory\n"), "{text}");
-        assert!(text.contains("Install them with: sudo apt-get install cpio diffutils perl rsync\n"), "{text}");
+        assert!(
+            text.contains("Install them with: sudo apt-get install cpio diffutils perl rsync\n"),
+            "{text}"
+        );
         assert_eq!(report(&[]), None);
     }
 

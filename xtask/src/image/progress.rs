@@ -216,7 +216,10 @@ mod tests {
 
     #[test]
     fn parses_package_virtual_and_global_steps() {
-        assert_eq!(parse_step(">>> host-tar 1.35 Downloading"), Some(step(Some("host-tar"), "1.35", "Downloading")));
+        assert_eq!(
+            parse_step(">>> host-tar 1.35 Downloading"),
+            Some(step(Some("host-tar"), "1.35", "Downloading"))
+        );
         assert_eq!(
             parse_step(">>> linux 6.12.91 Installing to target"),
             Some(step(Some("linux"), "6.12.91", "Installing to target"))
@@ -242,7 +245,10 @@ mod tests {
     fn step_display_reads_naturally() {
         assert_eq!(step(Some("linux"), "6.12.91", "Building").to_string(), "linux 6.12.91: Building");
         assert_eq!(step(Some("toolchain"), "", "Extracting").to_string(), "toolchain: Extracting");
-        assert_eq!(step(None, "", "Executing post-image script x.sh").to_string(), "Executing post-image script x.sh");
+        assert_eq!(
+            step(None, "", "Executing post-image script x.sh").to_string(),
+            "Executing post-image script x.sh"
+        );
     }
 
     #[test]
@@ -283,25 +289,42 @@ mod tests {
         tail.push("wget: unable to resolve host address 'cdn.kernel.org'");
         tail.push("make: *** [package/pkg-generic.mk:185: .stamp_downloaded] Error 1");
         let current = step(Some("linux"), "6.12.91", "Downloading");
-        let report = failure_report(None, Some(&current), &tail, std::path::Path::new("/o/build.log"), "exit status 2");
+        let report = failure_report(
+            None,
+            Some(&current),
+            &tail,
+            std::path::Path::new("/o/build.log"),
+            "exit status 2",
+        );
         assert!(report.contains("while building linux 6.12.91: Downloading"), "{report}");
         assert!(report.contains("  wget: unable to resolve host address"), "{report}");
         assert!(report.ends_with("Full log: /o/build.log"), "{report}");
-        let global = failure_report(None, Some(&step(None, "", "Executing post-image script p.sh")), &tail, "/l".as_ref(), "x");
+        let global = failure_report(
+            None,
+            Some(&step(None, "", "Executing post-image script p.sh")),
+            &tail,
+            "/l".as_ref(),
+            "x",
+        );
         assert!(global.contains("during \"Executing post-image script p.sh\""), "{global}");
         assert!(failure_report(None, None, &tail, "/l".as_ref(), "x").contains("before any package step"));
-        let stamped = failure_report(Some(("host-m4", "Downloading")), Some(&current), &tail, "/l".as_ref(), "x");
+        let stamped =
+            failure_report(Some(("host-m4", "Downloading")), Some(&current), &tail, "/l".as_ref(), "x");
         assert!(stamped.contains("in package host-m4, step \"Downloading\""), "{stamped}");
     }
 
     #[test]
     fn finds_the_failed_stamp_in_makes_error_line() {
         assert_eq!(
-            failed_stamp("make: *** [package/pkg-generic.mk:179: /o/build/host-m4-1.4.21/.stamp_downloaded] Error 1"),
+            failed_stamp(
+                "make: *** [package/pkg-generic.mk:179: /o/build/host-m4-1.4.21/.stamp_downloaded] Error 1"
+            ),
             Some(("/o/build/host-m4-1.4.21".to_string(), "Downloading"))
         );
         assert_eq!(
-            failed_stamp("make[1]: *** [package/pkg-generic.mk:273: /o/build/runc-1.3.0/.stamp_built] Error 2"),
+            failed_stamp(
+                "make[1]: *** [package/pkg-generic.mk:273: /o/build/runc-1.3.0/.stamp_built] Error 2"
+            ),
             Some(("/o/build/runc-1.3.0".to_string(), "Building"))
         );
         assert_eq!(
@@ -316,7 +339,9 @@ mod tests {
     fn tracker_keeps_the_first_failure() {
         let mut t = Tracker::new(2, []);
         t.feed(">>> host-skeleton  Installing to host directory");
-        t.feed("make[1]: *** [package/pkg-generic.mk:179: /o/build/host-m4-1.4.21/.stamp_downloaded] Error 1");
+        t.feed(
+            "make[1]: *** [package/pkg-generic.mk:179: /o/build/host-m4-1.4.21/.stamp_downloaded] Error 1",
+        );
         t.feed("make: *** [Makefile:83: _all] Error 2");
         t.feed("make: *** [package/pkg-generic.mk:1: /o/build/other-1/.stamp_built] Error 1");
         assert_eq!(t.failed(), Some(("/o/build/host-m4-1.4.21", "Downloading")));

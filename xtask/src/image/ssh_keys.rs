@@ -44,8 +44,11 @@ pub fn check(text: &str, name: &str) -> Result<usize> {
             );
         };
         let key_type = tokens[position];
-        let blob = tokens.get(position + 1).with_context(|| format!("{at}: the {key_type} key itself is missing"))?;
-        let decoded = base64_decode(blob).with_context(|| format!("{at}: the {key_type} key is not valid base64"))?;
+        let blob = tokens
+            .get(position + 1)
+            .with_context(|| format!("{at}: the {key_type} key itself is missing"))?;
+        let decoded =
+            base64_decode(blob).with_context(|| format!("{at}: the {key_type} key is not valid base64"))?;
         if embedded_type(&decoded) != Some(key_type.as_bytes()) {
             bail!("{at}: the key data does not match its type {key_type} (truncated or pasted wrongly?)");
         }
@@ -106,7 +109,8 @@ mod tests {
     use super::*;
 
     // A well-formed ed25519 public key line (type, 32 key bytes, comment).
-    const ED25519: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGp0b3hYbEtWc3Jtc0N6b2ZxVnVGbUJ6a0hUa1ZvRHVx user@host";
+    const ED25519: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGp0b3hYbEtWc3Jtc0N6b2ZxVnVGbUJ6a0hUa1ZvRHVx user@host";
 
     #[test]
     fn accepts_keys_with_options_and_comments() {
