@@ -227,3 +227,39 @@ fn without_network_the_berth_image_fails_fast_and_leaves_no_finished_image() {
     }
     offline_image_fails_fast(test, None, &["toolchain-external-bootlin/armv7-eabihf--glibc--stable-"]);
 }
+
+#[test]
+fn without_network_or_a_buildroot_tree_it_fails_fast_naming_the_upstream() {
+    let test = "without_network_or_a_buildroot_tree_it_fails_fast_naming_the_upstream";
+    if !common::have_tool(test, "git", "git") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (repo, output, cache) = (dir.path().join("repo"), dir.path().join("out"), dir.path().join("cache"));
+    fake_repo(&repo);
+    let mut cmd = image(&repo, &["--output", output.to_str().unwrap()]);
+    cmd.env("XDG_CACHE_HOME", &cache).arg("--ssh-authorized-keys").arg(repo.join("keys/id_ed25519.pub"));
+    for var in ["http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"] {
+        cmd.env_remove(var);
+    }
+    if online() {
+        let proxy = dead_proxy();
+        cmd.env("http_proxy", &proxy).env("https_proxy", &proxy);
+    }
+    let started = Instant::now();
+    let out = cmd.output().unwrap();
+    let err = stderr(&out);
+    if err.contains("lacks what Buildroot needs") {
+        common::skip(test, &format!("host prerequisites missing: {}", err.lines().last().unwrap_or("")));
+        return;
+    }
+    assert!(!out.status.success());
+    assert!(started.elapsed() < Duration::from_secs(60), "{err}");
+    assert!(err.contains("could not fetch Buildroot 2026.02.3 from https://"), "{err}");
+    assert!(err.contains("--buildroot DIR"), "{err}");
+    assert!(
+        !cache.join("berth/buildroot-2026.02.3").exists(),
+        "no partial tree is left to be mistaken for a cache"
+    );
+    assert!(!output.join("images/SHA256SUMS").exists());
+}
