@@ -356,6 +356,9 @@ fn run_build(
         std::fs::File::create(&log_path)
             .with_context(|| format!("could not create the build log {}", log_path.display()))?,
     );
+    // The exact command and the environment it adds, for whoever reads the log later.
+    writeln!(log, "# cargo xtask image ran: {command:?}")
+        .with_context(|| format!("could not write {}", log_path.display()))?;
     let (reader, writer) = std::io::pipe().context("could not create a pipe for the build output")?;
     command
         .stdin(Stdio::null())
@@ -528,6 +531,51 @@ mod tests {
             assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
         }
         assert!(seal(images, written, &["missing.img".to_string()]).is_err());
+    }
+
+    /// A stand-in for `make`: a script printing step lines on stdout and errors on stderr.
+    fn fake_make(dir: &Path, body: &str) -> std::process::Command {
+        let script = dir.join("fake-make.sh");
+        std::fs::write(&script, body).unwrap();
+        let mut command = std::process::Command::new("sh");
+        command.arg(script);
+        command
+    }
+
+    #[test]
+    fn a_failing_build_is_logged_whole_and_reported_with_package_step_and_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let info = json!({"host-m4": {"type": "host", "stamp_dir": "build/host-m4-1.4.21"}});
+        let failed_dir = dir.path().join("build/host-m4-1.4.21");
+        let body = format!(
+            "echo '>>> host-m4 1.4.21 Downloading'\n\
+             for i in $(seq 1 40); do echo \"noise $i\"; done\n\
+             echo 'wget: unable to resolve host address' >&2\n\
+             echo 'make: *** [package/pkg-generic.mk:179: {}/.stamp_downloaded] Error 1' >&2\n\
+             exit 2\n",
+            failed_dir.display()
+        );
+        let tracker = progress::Tracker::new(1, []);
+        let err = run_build(fake_make(dir.path(), &body), dir.path(), &info, tracker, Instant::now())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("failed (exit status: 2) in package host-m4, step \"Downloading\""), "{err}");
+        assert!(err.contains("  wget: unable to resolve host address\n"), "{err}");
+        assert!(!err.contains("noise 5\n"), "only the last lines: {err}");
+        assert!(err.contains("noise 40"), "{err}");
+        assert!(err.ends_with(&format!("Full log: {}", dir.path().join("build.log").display())), "{err}");
+        let log = std::fs::read_to_string(dir.path().join("build.log")).unwrap();
+        assert!(log.starts_with("# cargo xtask image ran: "), "{log}");
+        assert!(log.contains("noise 1\n") && log.contains("Error 1\n"), "the log keeps everything: {log}");
+    }
+
+    #[test]
+    fn a_successful_build_returns_after_the_output_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let body = "echo '>>> host-m4 1.4.21 Building'\necho '>>>   Finalizing target directory'\nexit 0\n";
+        let tracker = progress::Tracker::new(1, []);
+        run_build(fake_make(dir.path(), body), dir.path(), &json!({}), tracker, Instant::now()).unwrap();
+        assert!(std::fs::read_to_string(dir.path().join("build.log")).unwrap().contains("Finalizing"));
     }
 
     #[test]
