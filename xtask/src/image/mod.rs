@@ -29,23 +29,29 @@ use crate::util;
 
 use config::BerthConfig;
 
+/// Every option can also be set in `berth.toml` at the repository root (see berth.example.toml);
+/// the command line wins.
 #[derive(Args)]
 pub struct ImageArgs {
-    /// Board to build for (see project.rs; default odroid-xu4, which also serves the XU3 Lite).
+    /// Board to build for [default: odroid-xu4, one image for the XU4, XU3 Lite, XU3 and HC1].
     #[arg(long)]
     board: Option<String>,
-    /// Buildroot 2026.02.3 tree to use instead of the cached clone (also BERTH_BUILDROOT).
+    /// Buildroot 2026.02.3 tree to use instead of the cached clone [env BERTH_BUILDROOT].
     #[arg(long, value_name = "DIR")]
     buildroot: Option<PathBuf>,
-    /// Buildroot output folder (O=); default output/<board> in the repository.
+    /// Buildroot output folder (O=) [default: output/<board> in the repository].
     #[arg(long, value_name = "DIR")]
     output: Option<PathBuf>,
     /// Parallel jobs inside each package build (BR2_JLEVEL; 0 = CPUs + 1).
     #[arg(long, value_name = "N")]
     jobs: Option<u32>,
-    /// authorized_keys file for SSH login into the image (key-only; no password anywhere).
+    /// Public keys (authorized_keys format) allowed to log in over SSH; the image has no password.
     #[arg(long, value_name = "FILE")]
     ssh_authorized_keys: Option<PathBuf>,
+    /// Skip the check that download hosts answer (for proxies set outside the environment,
+    /// e.g. in /etc/wgetrc or git config, which the check cannot see).
+    #[arg(long)]
+    skip_network_check: bool,
 }
 
 /// Images the board's genimage configuration produces, each given a block map.
@@ -60,6 +66,7 @@ const PROBE_BUDGET: Duration = Duration::from_secs(8);
 pub fn run(args: ImageArgs) -> Result<()> {
     let started = Instant::now();
     let repo = util::repo_root();
+    let skip_network_check = args.skip_network_check;
     let settings = Settings::gather(args, &repo)?;
     let sh = Shell::new().context("could not start a shell")?;
 
@@ -88,7 +95,9 @@ pub fn run(args: ImageArgs) -> Result<()> {
     br.load_defconfig(&sh, &output, &defconfig)?;
     let info = br.show_info(&sh, &output)?;
     let dl_root = util::cache_dir()?.join("dl");
-    check_sources_reachable(&info, &dl_root)?;
+    if !skip_network_check {
+        check_sources_reachable(&info, &dl_root)?;
+    }
 
     let mut env = crate::reproducible::build_env(&repo)
         .context("could not prepare the reproducible build environment")?;

@@ -167,7 +167,9 @@ pub fn report(
     }
     text.push_str(&format!(
         "\nConnect this machine to the network and run again, or copy those files into {} \
-         (e.g. from `make source` on a networked machine with the same Buildroot and defconfig).",
+         (e.g. from `make source` on a networked machine with the same Buildroot and defconfig). \
+         If downloads go through a proxy set outside the environment (/etc/wgetrc, git config), \
+         pass --skip-network-check.",
         dl_root.display()
     ));
     text
@@ -323,6 +325,7 @@ mod tests {
         assert!(text.contains("14 file(s) are missing from the download cache /c/dl"), "{text}");
         assert!(text.contains("  - p0/p0-1.0.tar.gz (package p0, from https://example.org/p0)"), "{text}");
         assert!(text.contains("... and 2 more"), "{text}");
+        assert!(text.ends_with("pass --skip-network-check."), "{text}");
         assert!(text.contains("Unreachable: example.org:443 (name not resolved)"), "{text}");
         assert!(!text.contains("Reachable"), "{text}");
         let partly =
