@@ -199,6 +199,16 @@ impl Buildroot {
             .with_context(|| format!("Buildroot could not load the defconfig {}", defconfig.display()))
     }
 
+    /// Write the minimal defconfig of the configured `output` to `defconfig` (`make savedefconfig`).
+    pub fn save_defconfig(&self, sh: &Shell, output: &Path, defconfig: &Path) -> Result<()> {
+        let arg = format!("BR2_DEFCONFIG={}", defconfig.display());
+        self.make(sh, output, &[&arg, "savedefconfig"])
+            .quiet()
+            .ignore_stdout()
+            .run()
+            .with_context(|| format!("Buildroot could not save a defconfig to {}", defconfig.display()))
+    }
+
     /// Buildroot's own description of every selected package (`make show-info`), as JSON.
     pub fn show_info(&self, sh: &Shell, output: &Path) -> Result<serde_json::Value> {
         let json = self

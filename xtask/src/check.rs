@@ -167,8 +167,22 @@ fn check_defconfig(sh: &Shell, tree: &Buildroot, repo: &Path, defconfig: &Path, 
     for missing in missing_options(&resolved.config) {
         problems.add(Stage::Kconfig, format!("{name}: {missing}"));
     }
+    let saved = output.path().join("savedefconfig");
+    match tree.save_defconfig(sh, output.path(), &saved).and_then(|()| {
+        std::fs::read_to_string(&saved).with_context(|| format!("could not read {}", saved.display()))
+    }) {
+        Ok(saved_text) => {
+            for difference in savedefconfig_differences(&resolved.text, &saved_text) {
+                problems.add(Stage::Kconfig, format!("{name}: not in savedefconfig form: {difference}"));
+            }
+        }
+        Err(err) => problems.add(Stage::Kconfig, format!("{name}: {err:#}")),
+    }
     if problems.count(Stage::Kconfig) == before {
-        println!("[kconfig] {name}: all {} settings kept by Buildroot", resolved.requested);
+        println!(
+            "[kconfig] {name}: all {} settings kept by Buildroot, in savedefconfig form",
+            resolved.requested
+        );
     }
 
     let bar = spinner(format!("asking Buildroot for the packages of {name}"));
@@ -191,6 +205,8 @@ fn check_defconfig(sh: &Shell, tree: &Buildroot, repo: &Path, defconfig: &Path, 
 }
 
 struct RoundTrip {
+    /// The defconfig as written.
+    text: String,
     requested: usize,
     dropped: Vec<kconfig::Dropped>,
     config: Resolved,
@@ -204,7 +220,29 @@ fn round_trip(sh: &Shell, tree: &Buildroot, output: &Path, defconfig: &Path, nam
     let resolved_text = std::fs::read_to_string(&dot_config)
         .with_context(|| format!("Buildroot wrote no {} for {name}", dot_config.display()))?;
     let config = Resolved::parse(&resolved_text, ".config")?;
-    Ok(RoundTrip { requested: requested.len(), dropped: kconfig::dropped(&requested, &config), config })
+    Ok(RoundTrip { requested: requested.len(), dropped: kconfig::dropped(&requested, &config), config, text })
+}
+
+/// How a defconfig differs from what `make savedefconfig` writes for it (the form the Buildroot
+/// manual asks for, so a later savedefconfig never reshuffles it).
+fn savedefconfig_differences(ours: &str, saved: &str) -> Vec<String> {
+    let lines = |text: &str| -> Vec<String> {
+        text.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect()
+    };
+    let (ours, saved) = (lines(ours), lines(saved));
+    if ours == saved {
+        return Vec::new();
+    }
+    let mut differences: Vec<String> = ours
+        .iter()
+        .filter(|l| !saved.contains(l))
+        .map(|l| format!("'{l}' is not in savedefconfig's output (a default, or dropped)"))
+        .collect();
+    differences.extend(saved.iter().filter(|l| !ours.contains(l)).map(|l| format!("savedefconfig adds '{l}'")));
+    if differences.is_empty() {
+        differences.push("the lines are in a different order than savedefconfig writes them".into());
+    }
+    differences
 }
 
 /// Options Berth relies on whether or not the defconfig spells them out: savedefconfig leaves
@@ -569,6 +607,23 @@ mod tests {
         assert!(missing[0].contains("BR2_SSP_STRONG or BR2_SSP_ALL"));
         assert!(missing[1].contains("BR2_RELRO_FULL"));
         assert!(missing[2].contains("BR2_PIC_PIE"));
+    }
+
+    #[test]
+    fn compares_with_savedefconfig_output() {
+        let saved = "BR2_arm=y\nBR2_cortex_a15_a7=y\n# BR2_TARGET_ROOTFS_TAR is not set\n";
+        assert!(savedefconfig_differences(saved, saved).is_empty());
+        assert!(savedefconfig_differences("BR2_arm=y\n\nBR2_cortex_a15_a7=y\n# BR2_TARGET_ROOTFS_TAR is not set", saved).is_empty());
+        let ours = "BR2_arm=y\nBR2_cortex_a15_a7=y\nBR2_PIC_PIE=y\n";
+        assert_eq!(
+            savedefconfig_differences(ours, saved),
+            vec![
+                "'BR2_PIC_PIE=y' is not in savedefconfig's output (a default, or dropped)".to_string(),
+                "savedefconfig adds '# BR2_TARGET_ROOTFS_TAR is not set'".to_string(),
+            ]
+        );
+        let reordered = "BR2_cortex_a15_a7=y\nBR2_arm=y\n# BR2_TARGET_ROOTFS_TAR is not set\n";
+        assert_eq!(savedefconfig_differences(reordered, saved).len(), 1);
     }
 
     #[test]

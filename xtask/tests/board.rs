@@ -1,0 +1,196 @@
+//! The board scripts and the genimage layout of board/odroid-xu4, run on stand-in inputs (random
+//! bytes in place of the Hardkernel blobs, U-Boot, kernel and root filesystem).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const SECTOR: usize = 512;
+
+fn board_dir() -> PathBuf {
+    common::repo_root().join("board/odroid-xu4")
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Bytes that differ from file to file, so a blob found at an offset is that blob.
+fn stand_in(path: &Path, len: usize, seed: u8) {
+    let bytes: Vec<u8> = (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) ^ (i >> 8) as u8).collect();
+    std::fs::write(path, bytes).unwrap();
+}
+
+/// Everything post-image.sh and genimage.cfg read from the images folder.
+fn stand_in_images(dir: &Path, uboot_len: usize) {
+    stand_in(&dir.join("bl1.bin.hardkernel"), 15360, 1);
+    stand_in(&dir.join("bl2.bin.hardkernel.720k_uboot"), 14336, 2);
+    stand_in(&dir.join("u-boot-dtb.bin"), uboot_len, 3);
+    stand_in(&dir.join("tzsw.bin.hardkernel"), 262_144, 4);
+    stand_in(&dir.join("zImage"), 1 << 20, 5);
+    for board in ["odroidxu3-lite", "odroidxu4", "odroidxu3", "odroidhc1"] {
+        stand_in(&dir.join(format!("exynos5422-{board}.dtb")), 4096, 6);
+    }
+    std::fs::write(dir.join("extlinux.conf"), "default berth\n").unwrap();
+    stand_in(&dir.join("rootfs.ext4"), 8 << 20, 7);
+}
+
+fn cmdline() -> String {
+    std::fs::read_to_string(board_dir().join("cmdline.txt")).unwrap().trim_end().to_string()
+}
+
+#[test]
+fn post_build_fails_clearly_without_ssh_keys() {
+    let tmp = tempfile::tempdir().unwrap();
+    let target = tmp.path().join("target");
+    std::fs::create_dir(&target).unwrap();
+    let output = Command::new(board_dir().join("post-build.sh"))
+        .arg(&target)
+        .env("BINARIES_DIR", tmp.path())
+        .env_remove("BERTH_SSH_AUTHORIZED_KEYS")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("BERTH_SSH_AUTHORIZED_KEYS is not set"), "{}", stderr(&output));
+    assert!(!target.join("root/.ssh").exists());
+}
+
+#[test]
+fn post_build_writes_the_boot_menu_and_root_keys() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let target = tmp.path().join("target");
+    std::fs::create_dir(&target).unwrap();
+    let keys = tmp.path().join("keys.pub");
+    std::fs::write(&keys, "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBerthTestKeyOnly test@berth\n").unwrap();
+    let run = |keys: &Path| {
+        Command::new(board_dir().join("post-build.sh"))
+            .arg(&target)
+            .env("BINARIES_DIR", tmp.path())
+            .env("BERTH_SSH_AUTHORIZED_KEYS", keys)
+            .output()
+            .unwrap()
+    };
+    let output = run(&keys);
+    assert!(output.status.success(), "{}", stderr(&output));
+
+    let menu = std::fs::read_to_string(tmp.path().join("extlinux.conf")).unwrap();
+    assert!(menu.contains(&format!("\tappend {}\n", cmdline())), "{menu}");
+    assert!(menu.contains("\tkernel /zImage\n") && menu.contains("\tfdtdir /\n"), "{menu}");
+    let installed = target.join("root/.ssh/authorized_keys");
+    assert_eq!(std::fs::read(&installed).unwrap(), std::fs::read(&keys).unwrap());
+    assert_eq!(std::fs::metadata(&installed).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(std::fs::metadata(target.join("root/.ssh")).unwrap().permissions().mode() & 0o777, 0o700);
+
+    let private = tmp.path().join("id_ed25519");
+    std::fs::write(&private, "-----BEGIN OPENSSH PRIVATE KEY-----\nxxx\n").unwrap();
+    let output = run(&private);
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("holds a private key"), "{}", stderr(&output));
+}
+
+#[test]
+fn post_image_rejects_a_uboot_too_big_for_the_720k_slot() {
+    let tmp = tempfile::tempdir().unwrap();
+    stand_in(&tmp.path().join("u-boot-dtb.bin"), 720 * 1024 + 1, 3);
+    let output = Command::new(board_dir().join("post-image.sh"))
+        .arg(tmp.path())
+        .env("BINARIES_DIR", tmp.path())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("more than the 737280-byte slot"), "{}", stderr(&output));
+    assert!(!tmp.path().join("sdcard.img").exists());
+}
+
+struct MbrEntry {
+    bootable: bool,
+    kind: u8,
+    start: u64,
+    sectors: u64,
+}
+
+fn mbr(image: &[u8]) -> (u32, Vec<MbrEntry>) {
+    assert_eq!(&image[510..512], &[0x55, 0xaa], "no MBR boot signature");
+    let u32_at = |at: usize| u32::from_le_bytes(image[at..at + 4].try_into().unwrap());
+    let entries = (0..4)
+        .map(|i| 446 + 16 * i)
+        .filter(|&e| image[e + 4] != 0)
+        .map(|e| MbrEntry {
+            bootable: image[e] == 0x80,
+            kind: image[e + 4],
+            start: u32_at(e + 8).into(),
+            sectors: u32_at(e + 12).into(),
+        })
+        .collect();
+    (u32_at(440), entries)
+}
+
+fn assert_blob_at(image: &[u8], blob: &Path, sector: usize) {
+    let bytes = std::fs::read(blob).unwrap();
+    let at = sector * SECTOR;
+    assert!(image[at..at + bytes.len()] == bytes[..], "{} is not at sector {sector}", blob.display());
+}
+
+#[test]
+fn post_image_lays_out_the_sd_card_and_emmc_boot0_images() {
+    let test = "post_image_lays_out_the_sd_card_and_emmc_boot0_images";
+    let Some(buildroot) = common::buildroot_tree(test) else { return };
+    if !(common::have_tool(test, "genimage", "genimage")
+        && common::have_tool(test, "mkdosfs", "dosfstools")
+        && common::have_tool(test, "mcopy", "mtools"))
+    {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let images = tmp.path().join("images");
+    std::fs::create_dir(&images).unwrap();
+    stand_in_images(&images, 577_000);
+    // Buildroot runs post-image scripts from its top folder with these set.
+    let output = Command::new(board_dir().join("post-image.sh"))
+        .arg(&images)
+        .current_dir(&buildroot)
+        .env("BINARIES_DIR", &images)
+        .env("BUILD_DIR", tmp.path())
+        .env("BR2_CONFIG", tmp.path().join("no-config"))
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+
+    let sd = std::fs::read(images.join("sdcard.img")).unwrap();
+    for (blob, sector) in [
+        ("bl1.bin.hardkernel", 1),
+        ("bl2.bin.hardkernel.720k_uboot", 31),
+        ("u-boot-dtb.bin", 63),
+        ("tzsw.bin.hardkernel", 1503),
+    ] {
+        assert_blob_at(&sd, &images.join(blob), sector);
+    }
+    let (signature, parts) = mbr(&sd);
+    assert_eq!(parts.len(), 3);
+    let (boot, rootfs, data) = (&parts[0], &parts[1], &parts[2]);
+    assert!(boot.bootable && boot.kind == 0x0c, "p1 must be the bootable FAT partition");
+    assert!(boot.start * SECTOR as u64 >= 4 << 20, "p1 starts before 4 MiB, over U-Boot's environment offset");
+    assert!(rootfs.kind == 0x83 && rootfs.start == boot.start + boot.sectors);
+    assert!(data.kind == 0x83 && data.start == rootfs.start + rootfs.sectors && data.sectors >= (16 << 20) / 512);
+    assert_eq!(sd.len() as u64, (data.start + data.sectors) * SECTOR as u64, "image shorter than its partitions");
+    let rootfs_image = std::fs::read(images.join("rootfs.ext4")).unwrap();
+    let at = rootfs.start as usize * SECTOR;
+    assert!(sd[at..at + rootfs_image.len()] == rootfs_image[..], "rootfs.ext4 is not p2");
+    assert!(
+        cmdline().contains(&format!("root=PARTUUID={signature:08x}-02 ")),
+        "cmdline.txt does not boot p2 of disk signature {signature:08x}: {}",
+        cmdline()
+    );
+
+    let boot0 = std::fs::read(images.join("emmc-boot0.img")).unwrap();
+    for (blob, sector) in [
+        ("bl1.bin.hardkernel", 0),
+        ("bl2.bin.hardkernel.720k_uboot", 30),
+        ("u-boot-dtb.bin", 62),
+        ("tzsw.bin.hardkernel", 1502),
+    ] {
+        assert_blob_at(&boot0, &images.join(blob), sector);
+    }
+}
