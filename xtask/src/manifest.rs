@@ -19,9 +19,9 @@ pub struct Manifest {
     pub buildroot: BuildrootInfo,
     pub defconfig: DefconfigInfo,
     pub toolchain: ToolchainInfo,
-    #[serde(rename = "package", default)]
+    #[serde(rename = "package", default, skip_serializing_if = "Vec::is_empty")]
     pub packages: Vec<Package>,
-    #[serde(rename = "artifact", default)]
+    #[serde(rename = "artifact", default, skip_serializing_if = "Vec::is_empty")]
     pub artifacts: Vec<Artifact>,
 }
 
@@ -192,9 +192,18 @@ pub fn toolchain_info(config: &Resolved, info: &serde_json::Value) -> Result<Too
 impl Manifest {
     pub fn to_toml(&self) -> Result<String> {
         let body = toml::to_string_pretty(self).context("could not render the build manifest as TOML")?;
-        Ok(format!(
-            "# Berth build manifest, written by `cargo xtask image`; every artifact is also in SHA256SUMS.\n{body}"
-        ))
+        let mut text = String::from(
+            "# Berth build manifest, written by `cargo xtask image`; every artifact is also in SHA256SUMS.\n",
+        );
+        // A blank line before each table header, for people reading it.
+        for line in body.lines() {
+            if line.starts_with('[') {
+                text.push('\n');
+            }
+            text.push_str(line);
+            text.push('\n');
+        }
+        Ok(text)
     }
 
     // Read back by `cargo xtask verify`.
@@ -338,6 +347,18 @@ mod tests {
         assert!(text.contains("source_date_epoch = 1700000000"), "{text}");
         assert!(text.contains("commit = \"679b9ead7620bbf193620d1ebf56f53c1764d37a\""), "{text}");
         assert_eq!(Manifest::parse(&text, "manifest.toml").unwrap(), m);
+    }
+
+    #[test]
+    fn empty_lists_are_left_out_and_read_back_empty() {
+        let mut m = manifest();
+        m.packages.clear();
+        m.artifacts.clear();
+        let text = m.to_toml().unwrap();
+        assert!(!text.contains("[[package]]") && !text.contains("[[artifact]]"), "{text}");
+        assert!(!text.contains("= []"), "{text}");
+        assert!(text.contains("\n\n[buildroot]\n"), "tables are separated by a blank line:\n{text}");
+        assert_eq!(Manifest::parse(&text, "m").unwrap(), m);
     }
 
     #[test]
