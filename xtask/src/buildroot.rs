@@ -5,7 +5,6 @@
 //! marker naming the commit, so an interrupted or mismatched cache is detected and refetched.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
@@ -160,9 +159,9 @@ fn fetch_into(sh: &Shell, dest: &Path) -> Result<()> {
     .run()
     .with_context(|| {
         format!(
-            "could not fetch Buildroot {BUILDROOT_VERSION} from {BUILDROOT_GIT_URL} after {:?} \
-             (no network? pass --buildroot DIR to use a tree you already have)",
-            round(started.elapsed())
+            "could not fetch Buildroot {BUILDROOT_VERSION} from {BUILDROOT_GIT_URL} (gave up after {:.1}s; \
+             no network? pass --buildroot DIR to use a tree you already have)",
+            started.elapsed().as_secs_f32()
         )
     })?;
     let head = cmd!(sh, "git -C {partial} rev-parse HEAD").quiet().read()?;
@@ -178,10 +177,6 @@ fn fetch_into(sh: &Shell, dest: &Path) -> Result<()> {
     std::fs::write(&marker, format!("{BUILDROOT_COMMIT}\n"))
         .with_context(|| format!("could not write {}", marker.display()))?;
     Ok(())
-}
-
-fn round(d: Duration) -> Duration {
-    Duration::from_secs(d.as_secs())
 }
 
 impl Buildroot {

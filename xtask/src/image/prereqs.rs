@@ -1,0 +1,294 @@
+//! Host prerequisites Buildroot checks for (`support/dependencies/dependencies.sh`), checked up
+//! front so a missing tool is named with the command that installs it, before any long step.
+
+use std::path::{Path, PathBuf};
+
+use xshell::{cmd, Shell};
+
+/// Every command Buildroot needs on the host, and the Debian package that provides it.
+pub const TOOLS: &[(&str, &str)] = &[
+    ("which", "debianutils"),
+    ("sed", "sed"),
+    ("make", "make"),
+    ("gcc", "build-essential"),
+    ("g++", "build-essential"),
+    ("ld", "binutils"),
+    ("diff", "diffutils"),
+    ("cmp", "diffutils"),
+    ("bash", "bash"),
+    ("patch", "patch"),
+    ("gzip", "gzip"),
+    ("bzip2", "bzip2"),
+    ("perl", "perl"),
+    ("tar", "tar"),
+    ("cpio", "cpio"),
+    ("unzip", "unzip"),
+    ("rsync", "rsync"),
+    // libtool breaks unless it is exactly /usr/bin/file.
+    ("/usr/bin/file", "file"),
+    ("bc", "bc"),
+    ("find", "findutils"),
+    ("xargs", "findutils"),
+    ("awk", "gawk"),
+    ("wget", "wget"),
+    ("git", "git"),
+    ("flock", "util-linux"),
+];
+
+/// Perl modules Buildroot requires (host-autoconf, host-automake, libopenssl...), all in Debian's `perl`.
+pub const PERL_MODULES: &[&str] =
+    &["Data::Dumper", "English", "ExtUtils::MakeMaker", "Thread::Queue", "FindBin", "IPC::Cmd"];
+
+/// Minimum versions: (command, version arguments, minimum, package to upgrade).
+const MINIMUM_VERSIONS: &[(&str, &str, (u32, u32), &str)] = &[
+    ("make", "--version", (4, 0), "make"),
+    ("gcc", "-dumpfullversion", (4, 8), "build-essential"),
+    ("patch", "--version", (2, 7), "patch"),
+    ("git", "--version", (2, 0), "git"),
+];
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Problem {
+    Missing {
+        tool: String,
+        package: String,
+    },
+    TooOld {
+        tool: String,
+        found: String,
+        need: (u32, u32),
+        package: String,
+    },
+    /// A version we could not read (e.g. a BSD `patch` where GNU patch is required).
+    Unrecognised {
+        tool: String,
+        output: String,
+        package: String,
+    },
+    PerlModule {
+        module: String,
+    },
+    /// Buildroot refuses a PATH with `.`, an empty entry, or whitespace.
+    Path(String),
+}
+
+impl Problem {
+    fn package(&self) -> Option<&str> {
+        match self {
+            Problem::Missing { package, .. }
+            | Problem::TooOld { package, .. }
+            | Problem::Unrecognised { package, .. } => Some(package),
+            Problem::PerlModule { .. } => Some("perl"),
+            Problem::Path(_) => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Problem::Missing { tool, .. } => write!(f, "`{tool}` is not installed"),
+            Problem::TooOld { tool, found, need, .. } => {
+                write!(f, "`{tool}` {found} is too old (Buildroot needs {}.{} or newer)", need.0, need.1)
+            }
+            Problem::Unrecognised { tool, output, .. } => {
+                write!(f, "`{tool}` is not the GNU version Buildroot needs (it says: {output})")
+            }
+            Problem::PerlModule { module } => write!(f, "the Perl module {module} is missing"),
+            Problem::Path(why) => write!(f, "PATH {why}"),
+        }
+    }
+}
+
+/// `GNU Make 4.3`, `git version 2.39.5`, `GNU patch 2.7.6`, `12.2.0` → (major, minor).
+pub fn parse_version(output: &str) -> Option<(u32, u32)> {
+    let first = output.lines().next()?;
+    let word = first.split_whitespace().find(|w| w.starts_with(|c: char| c.is_ascii_digit()))?;
+    let mut parts = word.split(|c: char| !c.is_ascii_digit());
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next().and_then(|m| m.parse().ok()).unwrap_or(0);
+    Some((major, minor))
+}
+
+/// Judge a version command's output against the minimum.
+pub fn version_problem(tool: &str, output: &str, need: (u32, u32), package: &str) -> Option<Problem> {
+    let gnu_only = tool == "patch";
+    let first = output.lines().next().unwrap_or("").trim();
+    let parsed = if gnu_only && !first.starts_with("GNU patch") { None } else { parse_version(output) };
+    match parsed {
+        None => {
+            Some(Problem::Unrecognised { tool: tool.into(), output: first.into(), package: package.into() })
+        }
+        Some(found) if found < need => Some(Problem::TooOld {
+            tool: tool.into(),
+            found: format!("{}.{}", found.0, found.1),
+            need,
+            package: package.into(),
+        }),
+        Some(_) => None,
+    }
+}
+
+/// What is wrong with a PATH value, in Buildroot's terms.
+pub fn path_problems(path: &str) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    if path.split(':').any(|entry| entry.is_empty() || entry == ".") {
+        problems.push(Problem::Path(
+            "contains the current directory (an empty entry or `.`), which breaks package builds".into(),
+        ));
+    }
+    if path.contains([' ', '\t', '\n']) {
+        problems
+            .push(Problem::Path("contains spaces, tabs or newlines, which Buildroot cannot handle".into()));
+    }
+    problems
+}
+
+/// The message for a list of problems, ending with the one `apt-get install` that fixes them.
+pub fn report(problems: &[Problem]) -> Option<String> {
+    if problems.is_empty() {
+        return None;
+    }
+    let mut text = String::from("this machine lacks what Buildroot needs to build the image:\n");
+    for problem in problems {
+        text.push_str(&format!("  - {problem}\n"));
+    }
+    let mut packages: Vec<&str> = problems.iter().filter_map(Problem::package).collect();
+    packages.sort_unstable();
+    packages.dedup();
+    if !packages.is_empty() {
+        text.push_str(&format!("Install them with: sudo apt-get install {}\n", packages.join(" ")));
+    }
+    text.push_str("(Debian/Ubuntu package names; the Buildroot manual's \"System requirements\" lists them for other systems.)");
+    Some(text)
+}
+
+/// `tool` on `path` (or itself when given as an absolute path).
+pub fn find_in_path(tool: &str, path: &str) -> Option<PathBuf> {
+    if tool.starts_with('/') {
+        return Path::new(tool).is_file().then(|| PathBuf::from(tool));
+    }
+    std::env::split_paths(path).map(|dir| dir.join(tool)).find(|candidate| candidate.is_file())
+}
+
+/// Look at this machine: every tool, the versions that matter, Perl modules and PATH.
+pub fn check_host(sh: &Shell) -> Vec<Problem> {
+    let path = std::env::var("PATH").unwrap_or_default();
+    let mut problems = path_problems(&path);
+    for (tool, package) in TOOLS {
+        if find_in_path(tool, &path).is_none() {
+            problems.push(Problem::Missing { tool: tool.to_string(), package: package.to_string() });
+        }
+    }
+    for (tool, arg, need, package) in MINIMUM_VERSIONS {
+        if find_in_path(tool, &path).is_none() {
+            continue;
+        }
+        let output = cmd!(sh, "{tool} {arg}").quiet().ignore_stderr().read().unwrap_or_default();
+        problems.extend(version_problem(tool, &output, *need, package));
+    }
+    if find_in_path("perl", &path).is_some() {
+        for module in PERL_MODULES {
+            let require = format!("require {module}");
+            if cmd!(sh, "perl -e {require}").quiet().ignore_stderr().ignore_stdout().run().is_err() {
+                problems.push(Problem::PerlModule { module: module.to_string() });
+            }
+        }
+    }
+    problems
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_tool_maps_to_a_debian_package() {
+        let package = |tool: &str| TOOLS.iter().find(|(t, _)| *t == tool).map(|(_, p)| *p);
+        assert_eq!(package("cpio"), Some("cpio"));
+        assert_eq!(package("g++"), Some("build-essential"));
+        assert_eq!(package("cmp"), Some("diffutils"));
+        assert_eq!(package("xargs"), Some("findutils"));
+        assert_eq!(package("/usr/bin/file"), Some("file"));
+        assert_eq!(package("ld"), Some("binutils"));
+        for tool in [
+            "which", "sed", "make", "bash", "patch", "gzip", "bzip2", "perl", "tar", "unzip", "rsync", "bc",
+            "wget", "git",
+        ] {
+            assert!(package(tool).is_some(), "{tool} must be checked");
+        }
+    }
+
+    #[test]
+    fn parses_versions_of_the_tools_we_check() {
+        assert_eq!(parse_version("GNU Make 4.3\nBuilt for x86_64-pc-linux-gnu"), Some((4, 3)));
+        assert_eq!(parse_version("git version 2.39.5"), Some((2, 39)));
+        assert_eq!(parse_version("GNU patch 2.7.6\nCopyright"), Some((2, 7)));
+        assert_eq!(parse_version("12.2.0"), Some((12, 2)));
+        assert_eq!(parse_version("14"), Some((14, 0)));
+        assert_eq!(parse_version("no digits here"), None);
+    }
+
+    #[test]
+    fn old_or_foreign_versions_are_problems() {
+        assert_eq!(version_problem("make", "GNU Make 4.3", (4, 0), "make"), None);
+        assert_eq!(
+            version_problem("make", "GNU Make 3.81", (4, 0), "make"),
+            Some(Problem::TooOld {
+                tool: "make".into(),
+                found: "3.81".into(),
+                need: (4, 0),
+                package: "make".into()
+            })
+        );
+        assert!(matches!(
+            version_problem("patch", "patch 2.0-12u11-Apple", (2, 7), "patch"),
+            Some(Problem::Unrecognised { .. })
+        ));
+        assert!(matches!(version_problem("git", "", (2, 0), "git"), Some(Problem::Unrecognised { .. })));
+    }
+
+    #[test]
+    fn path_with_current_directory_or_spaces_is_refused() {
+        assert!(path_problems("/usr/bin:/bin").is_empty());
+        assert_eq!(path_problems("/usr/bin::/bin").len(), 1);
+        assert_eq!(path_problems(".:/usr/bin").len(), 1);
+        assert_eq!(path_problems("/usr/bin:/opt/my tools/bin").len(), 1);
+    }
+
+    #[test]
+    fn report_names_each_problem_and_one_apt_command() {
+        let problems = vec![
+            Problem::Missing { tool: "rsync".into(), package: "rsync".into() },
+            Problem::Missing { tool: "cpio".into(), package: "cpio".into() },
+            Problem::Missing { tool: "cmp".into(), package: "diffutils".into() },
+            Problem::Missing { tool: "diff".into(), package: "diffutils".into() },
+            Problem::PerlModule { module: "IPC::Cmd".into() },
+            Problem::Path("contains the current directory".into()),
+        ];
+        let text = report(&problems).unwrap();
+        assert!(text.contains("  - `rsync` is not installed\n"), "{text}");
+        assert!(text.contains("  - the Perl module IPC::Cmd is missing\n"), "{text}");
+        assert!(text.contains("  - PATH contains the current directory\n"), "{text}");
+        assert!(
+            text.contains("Install them with: sudo apt-get install cpio diffutils perl rsync\n"),
+            "{text}"
+        );
+        assert_eq!(report(&[]), None);
+    }
+
+    #[test]
+    fn path_problem_alone_has_no_apt_command() {
+        let text = report(&[Problem::Path("contains spaces".into())]).unwrap();
+        assert!(!text.contains("apt-get"), "{text}");
+    }
+
+    #[test]
+    fn finds_tools_on_a_given_path_only() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("cpio"), "").unwrap();
+        let path = dir.path().display().to_string();
+        assert_eq!(find_in_path("cpio", &path), Some(dir.path().join("cpio")));
+        assert_eq!(find_in_path("rsync", &path), None);
+    }
+}
