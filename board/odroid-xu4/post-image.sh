@@ -17,6 +17,9 @@ if [ "${uboot_size}" -gt "${uboot_slot}" ]; then
 	exit 1
 fi
 
+# Must match MARKER in br2-external/package/berth-data-crypt/berth-data-crypt.
+printf 'BERTH_DATA_BLANK' > "${BINARIES_DIR}/data-blank.img"
+
 support/scripts/genimage.sh -c "${genimage_cfg}"
 
 # genimage stops the file at the last byte it wrote; the data partition is
