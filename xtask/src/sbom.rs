@@ -30,36 +30,22 @@ pub const LEGAL_INFO_FILE: &str = "legal-info.tar.gz";
 pub fn write_sbom_and_legal_info(br: &Buildroot, sh: &Shell, output: &Path) -> Result<Vec<PathBuf>> {
     let images = output.join("images");
     std::fs::create_dir_all(&images).with_context(|| format!("could not create {}", images.display()))?;
-    let dl = download_dir(br, sh, output)?;
+    let dl = download_dir(sh)?;
     ensure_spdx_schema(sh, &dl)?;
     let sbom = images.join(SBOM_FILE);
     write_sbom(br, sh, output, &dl, &sbom)?;
     let legal = images.join(LEGAL_INFO_FILE);
-    write_legal_info(br, sh, output, &legal)?;
+    write_legal_info(br, sh, output, &dl, &legal)?;
     Ok(vec![sbom, legal])
 }
 
-/// The download folder this output uses: `BR2_DL_DIR` from the environment wins, as in Buildroot.
-fn download_dir(br: &Buildroot, sh: &Shell, output: &Path) -> Result<PathBuf> {
-    if let Some(dir) = sh.var_os("BR2_DL_DIR").filter(|v| !v.is_empty()) {
-        return Ok(PathBuf::from(dir));
+/// The download folder of this build: `BR2_DL_DIR` when the caller set it (as `cargo xtask image`
+/// does for the build), else the xtask's own, `<cache>/dl`.
+fn download_dir(sh: &Shell) -> Result<PathBuf> {
+    match sh.var_os("BR2_DL_DIR").filter(|v| !v.is_empty()) {
+        Some(dir) => Ok(PathBuf::from(dir)),
+        None => Ok(util::cache_dir()?.join("dl")),
     }
-    let printed = br
-        .make(sh, output, &["-s", "printvars", "VARS=BR2_DL_DIR"])
-        .quiet()
-        .read()
-        .context("could not ask Buildroot for its download folder (make printvars VARS=BR2_DL_DIR)")?;
-    parse_printvars(&printed, "BR2_DL_DIR")
-        .map(PathBuf::from)
-        .context("`make printvars VARS=BR2_DL_DIR` printed no BR2_DL_DIR")
-}
-
-/// `NAME=value` from `make printvars` output. Pure.
-pub fn parse_printvars<'a>(text: &'a str, name: &str) -> Option<&'a str> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix('='))
-        .map(|v| v.trim().trim_matches(|c| c == '\'' || c == '"'))
-        .filter(|v| !v.is_empty())
 }
 
 /// Is this the pinned schema? Pure, so the refusal message is tested.
@@ -149,8 +135,11 @@ fn berth_version(sh: &Shell) -> Result<String> {
 }
 
 /// `make legal-info`, then a tarball that depends only on its contents and SOURCE_DATE_EPOCH.
-fn write_legal_info(br: &Buildroot, sh: &Shell, output: &Path, dest: &Path) -> Result<()> {
+fn write_legal_info(br: &Buildroot, sh: &Shell, output: &Path, dl: &Path, dest: &Path) -> Result<()> {
+    let env = reproducible::build_env(&util::repo_root())?;
     br.make(sh, output, &["legal-info"])
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .env("BR2_DL_DIR", dl)
         .quiet()
         .ignore_stdout()
         .run()
@@ -184,15 +173,6 @@ pub fn tar_args(epoch: u64) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn reads_printvars() {
-        assert_eq!(parse_printvars("BR2_DL_DIR=/cache/dl\n", "BR2_DL_DIR"), Some("/cache/dl"));
-        assert_eq!(parse_printvars("BR2_DL_DIR='/a b'\n", "BR2_DL_DIR"), Some("/a b"));
-        assert_eq!(parse_printvars("BR2_DL_DIR=\"/br/dl\"\n", "BR2_DL_DIR"), Some("/br/dl"));
-        assert_eq!(parse_printvars("BR2_DL_DIR_X=/x\n", "BR2_DL_DIR"), None);
-        assert_eq!(parse_printvars("", "BR2_DL_DIR"), None);
-    }
 
     #[test]
     fn refuses_a_schema_that_is_not_the_pinned_one() {
