@@ -41,7 +41,12 @@ pub fn run(args: DiffArgs) -> Result<()> {
         println!("{} and {} are identical", a.display(), b.display());
         return Ok(());
     }
-    println!("{} difference(s) between {} and {}:", differences.len(), a.display(), b.display());
+    println!(
+        "{} difference(s) between {} and {}:",
+        differences.len(),
+        a.display(),
+        b.display()
+    );
     for d in &differences {
         println!("  {d}");
     }
@@ -57,19 +62,38 @@ fn images_dir(path: &Path) -> Result<PathBuf> {
     let meta = std::fs::metadata(path)
         .with_context(|| format!("{} does not exist or cannot be read", path.display()))?;
     if !meta.is_dir() {
-        bail!("{} is not a folder (give a build output or its images folder)", path.display());
+        bail!(
+            "{} is not a folder (give a build output or its images folder)",
+            path.display()
+        );
     }
     let images = path.join("images");
-    Ok(if images.is_dir() { images } else { path.to_path_buf() })
+    Ok(if images.is_dir() {
+        images
+    } else {
+        path.to_path_buf()
+    })
 }
 
 /// What is at one path of a tree, as far as comparing builds goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Entry {
-    Dir { mode: u32, owner: (u32, u32) },
-    File { size: u64, sha256: String, mode: u32, owner: (u32, u32) },
-    Symlink { target: String },
-    Other { kind: String },
+    Dir {
+        mode: u32,
+        owner: (u32, u32),
+    },
+    File {
+        size: u64,
+        sha256: String,
+        mode: u32,
+        owner: (u32, u32),
+    },
+    Symlink {
+        target: String,
+    },
+    Other {
+        kind: String,
+    },
 }
 
 /// A difference, named by where it is (`sdcard.img[p2]:/etc/hostname`).
@@ -86,18 +110,31 @@ impl std::fmt::Display for Difference {
 }
 
 /// Compare two snapshots; `prefix` names the tree in the result. Pure.
-pub fn compare_trees(prefix: &str, a: &BTreeMap<String, Entry>, b: &BTreeMap<String, Entry>) -> Vec<Difference> {
+pub fn compare_trees(
+    prefix: &str,
+    a: &BTreeMap<String, Entry>,
+    b: &BTreeMap<String, Entry>,
+) -> Vec<Difference> {
     let mut out = Vec::new();
     let name = |p: &str| format!("{prefix}{p}");
     for (path, ea) in a {
         match b.get(path) {
-            None => out.push(Difference { path: name(path), what: "only in A".into() }),
+            None => out.push(Difference {
+                path: name(path),
+                what: "only in A".into(),
+            }),
             Some(eb) if ea == eb => {}
-            Some(eb) => out.push(Difference { path: name(path), what: describe(ea, eb) }),
+            Some(eb) => out.push(Difference {
+                path: name(path),
+                what: describe(ea, eb),
+            }),
         }
     }
     for path in b.keys().filter(|p| !a.contains_key(*p)) {
-        out.push(Difference { path: name(path), what: "only in B".into() });
+        out.push(Difference {
+            path: name(path),
+            what: "only in B".into(),
+        });
     }
     out.sort_by(|x, y| x.path.cmp(&y.path));
     out
@@ -105,7 +142,20 @@ pub fn compare_trees(prefix: &str, a: &BTreeMap<String, Entry>, b: &BTreeMap<Str
 
 fn describe(a: &Entry, b: &Entry) -> String {
     match (a, b) {
-        (Entry::File { size: sa, sha256: ha, mode: ma, owner: oa }, Entry::File { size: sb, sha256: hb, mode: mb, owner: ob }) => {
+        (
+            Entry::File {
+                size: sa,
+                sha256: ha,
+                mode: ma,
+                owner: oa,
+            },
+            Entry::File {
+                size: sb,
+                sha256: hb,
+                mode: mb,
+                owner: ob,
+            },
+        ) => {
             let mut parts = Vec::new();
             if ha != hb {
                 parts.push(if sa == sb {
@@ -122,14 +172,25 @@ fn describe(a: &Entry, b: &Entry) -> String {
             }
             parts.join(", ")
         }
-        (Entry::Dir { mode: ma, owner: oa }, Entry::Dir { mode: mb, owner: ob }) => {
+        (
+            Entry::Dir {
+                mode: ma,
+                owner: oa,
+            },
+            Entry::Dir {
+                mode: mb,
+                owner: ob,
+            },
+        ) => {
             if ma != mb {
                 format!("directory mode {ma:o} vs {mb:o}")
             } else {
                 format!("directory owner {}:{} vs {}:{}", oa.0, oa.1, ob.0, ob.1)
             }
         }
-        (Entry::Symlink { target: ta }, Entry::Symlink { target: tb }) => format!("symlink to {ta} vs {tb}"),
+        (Entry::Symlink { target: ta }, Entry::Symlink { target: tb }) => {
+            format!("symlink to {ta} vs {tb}")
+        }
         _ => format!("{} vs {}", kind_name(a), kind_name(b)),
     }
 }
@@ -151,7 +212,12 @@ pub fn snapshot(root: &Path, with_owners: bool) -> Result<BTreeMap<String, Entry
     Ok(out)
 }
 
-fn walk(root: &Path, dir: &Path, with_owners: bool, out: &mut BTreeMap<String, Entry>) -> Result<()> {
+fn walk(
+    root: &Path,
+    dir: &Path,
+    with_owners: bool,
+    out: &mut BTreeMap<String, Entry>,
+) -> Result<()> {
     let mut entries: Vec<_> = std::fs::read_dir(dir)
         .with_context(|| format!("could not list {}", dir.display()))?
         .collect::<std::io::Result<_>>()
@@ -161,8 +227,17 @@ fn walk(root: &Path, dir: &Path, with_owners: bool, out: &mut BTreeMap<String, E
         let path = entry.path();
         let meta = std::fs::symlink_metadata(&path)
             .with_context(|| format!("could not stat {}", path.display()))?;
-        let rel = format!("/{}", path.strip_prefix(root).expect("walk stays under root").display());
-        let (mode, owner) = if with_owners { (meta.mode() & 0o7777, (meta.uid(), meta.gid())) } else { (0, (0, 0)) };
+        let rel = format!(
+            "/{}",
+            path.strip_prefix(root)
+                .expect("walk stays under root")
+                .display()
+        );
+        let (mode, owner) = if with_owners {
+            (meta.mode() & 0o7777, (meta.uid(), meta.gid()))
+        } else {
+            (0, (0, 0))
+        };
         let ft = meta.file_type();
         let e = if ft.is_dir() {
             walk(root, &path, with_owners, out)?;
@@ -170,11 +245,20 @@ fn walk(root: &Path, dir: &Path, with_owners: bool, out: &mut BTreeMap<String, E
         } else if ft.is_symlink() {
             let target = std::fs::read_link(&path)
                 .with_context(|| format!("could not read the link {}", path.display()))?;
-            Entry::Symlink { target: target.display().to_string() }
+            Entry::Symlink {
+                target: target.display().to_string(),
+            }
         } else if ft.is_file() {
-            Entry::File { size: meta.len(), sha256: util::sha256_file(&path)?, mode, owner }
+            Entry::File {
+                size: meta.len(),
+                sha256: util::sha256_file(&path)?,
+                mode,
+                owner,
+            }
         } else {
-            Entry::Other { kind: format!("special file (mode {:o})", meta.mode()) }
+            Entry::Other {
+                kind: format!("special file (mode {:o})", meta.mode()),
+            }
         };
         out.insert(rel, e);
     }
@@ -199,7 +283,8 @@ pub fn classify(head: &[u8]) -> Content {
         return Content::Other;
     }
     let fat_boot = matches!(head[0], 0xEB | 0xE9)
-        && (head.get(54..57) == Some(b"FAT".as_slice()) || head.get(82..87) == Some(b"FAT32".as_slice()));
+        && (head.get(54..57) == Some(b"FAT".as_slice())
+            || head.get(82..87) == Some(b"FAT32".as_slice()));
     if fat_boot {
         return Content::Fat;
     }
@@ -244,7 +329,10 @@ fn read_head(path: &Path) -> Result<Vec<u8>> {
     let mut head = vec![0u8; 4096];
     let mut n = 0;
     while n < head.len() {
-        match f.read(&mut head[n..]).with_context(|| format!("could not read {}", path.display()))? {
+        match f
+            .read(&mut head[n..])
+            .with_context(|| format!("could not read {}", path.display()))?
+        {
             0 => break,
             k => n += k,
         }
@@ -255,7 +343,13 @@ fn read_head(path: &Path) -> Result<Vec<u8>> {
 
 /// Compare the two images folders; returns every difference found, deepest names first
 /// within each file.
-pub fn compare_outputs(sh: &Shell, a: &Path, b: &Path, scratch: &Path, diffoscope: bool) -> Result<Vec<Difference>> {
+pub fn compare_outputs(
+    sh: &Shell,
+    a: &Path,
+    b: &Path,
+    scratch: &Path,
+    diffoscope: bool,
+) -> Result<Vec<Difference>> {
     let snap_a = snapshot(a, false)?;
     let snap_b = snapshot(b, false)?;
     let top = compare_trees("", &snap_a, &snap_b);
@@ -266,7 +360,10 @@ pub fn compare_outputs(sh: &Shell, a: &Path, b: &Path, scratch: &Path, diffoscop
         let (pa, pb) = (a.join(&rel), b.join(&rel));
         let both_files = matches!(snap_a.get(&d.path), Some(Entry::File { .. }))
             && matches!(snap_b.get(&d.path), Some(Entry::File { .. }));
-        out.push(Difference { path: rel.clone(), what: d.what });
+        out.push(Difference {
+            path: rel.clone(),
+            what: d.what,
+        });
         if !both_files {
             continue;
         }
@@ -293,7 +390,13 @@ pub fn compare_outputs(sh: &Shell, a: &Path, b: &Path, scratch: &Path, diffoscop
 
 /// For a filesystem or disk image present on both sides, the differences inside it; `None`
 /// when the file is neither. Dumps land under `work/{a,b}/<label>`.
-fn look_inside(sh: &Shell, name: &str, a: &Path, b: &Path, work: &Path) -> Result<Option<Vec<Difference>>> {
+fn look_inside(
+    sh: &Shell,
+    name: &str,
+    a: &Path,
+    b: &Path,
+    work: &Path,
+) -> Result<Option<Vec<Difference>>> {
     let (ka, kb) = (classify(&read_head(a)?), classify(&read_head(b)?));
     if ka != kb || ka == Content::Other {
         return Ok(None);
@@ -306,7 +409,10 @@ fn look_inside(sh: &Shell, name: &str, a: &Path, b: &Path, work: &Path) -> Resul
         Content::Disk => {
             let (pa, pb) = (parse_mbr(&read_head(a)?), parse_mbr(&read_head(b)?));
             if pa != pb {
-                out.push(Difference { path: format!("{name}[partition table]"), what: "partition tables differ".into() });
+                out.push(Difference {
+                    path: format!("{name}[partition table]"),
+                    what: "partition tables differ".into(),
+                });
             }
             let first_start = pa.iter().map(|p| p.start).min().unwrap_or(512);
             if digest_range(a, 0, first_start)? != digest_range(b, 0, first_start)? {
@@ -316,17 +422,22 @@ fn look_inside(sh: &Shell, name: &str, a: &Path, b: &Path, work: &Path) -> Resul
                 });
             }
             for part in pa.iter().filter(|p| pb.contains(p)) {
-                if digest_range(a, part.start, part.size)? == digest_range(b, part.start, part.size)? {
+                if digest_range(a, part.start, part.size)?
+                    == digest_range(b, part.start, part.size)?
+                {
                     continue;
                 }
                 let label = format!("{name}[p{}]", part.number);
                 let dir = work.join(format!("p{}", part.number));
-                std::fs::create_dir_all(&dir).with_context(|| format!("could not create {}", dir.display()))?;
+                std::fs::create_dir_all(&dir)
+                    .with_context(|| format!("could not create {}", dir.display()))?;
                 let (ia, ib) = (dir.join("a.img"), dir.join("b.img"));
                 extract(a, part, &ia)?;
                 extract(b, part, &ib)?;
                 let kind = classify(&read_head(&ia)?);
-                let found = if matches!(kind, Content::Ext | Content::Fat) && kind == classify(&read_head(&ib)?) {
+                let found = if matches!(kind, Content::Ext | Content::Fat)
+                    && kind == classify(&read_head(&ib)?)
+                {
                     compare_filesystems(sh, kind, &label, &ia, &ib, &dir, "fs")?
                 } else {
                     Vec::new()
@@ -360,11 +471,16 @@ fn compare_filesystems(
     let (da, db) = (work.join("a").join(leaf), work.join("b").join(leaf));
     dump(sh, kind, a, &da)?;
     dump(sh, kind, b, &db)?;
-    let found = compare_trees(&format!("{label}:"), &snapshot(&da, true)?, &snapshot(&db, true)?);
+    let found = compare_trees(
+        &format!("{label}:"),
+        &snapshot(&da, true)?,
+        &snapshot(&db, true)?,
+    );
     if found.is_empty() {
         return Ok(vec![Difference {
             path: label.to_string(),
-            what: "filesystem bytes differ but no file in it does (metadata: times, ids, layout)".into(),
+            what: "filesystem bytes differ but no file in it does (metadata: times, ids, layout)"
+                .into(),
         }]);
     }
     Ok(found)
@@ -372,7 +488,8 @@ fn compare_filesystems(
 
 /// Unpack a filesystem image into `dest` without mounting it.
 fn dump(sh: &Shell, kind: Content, image: &Path, dest: &Path) -> Result<()> {
-    std::fs::create_dir_all(dest).with_context(|| format!("could not create {}", dest.display()))?;
+    std::fs::create_dir_all(dest)
+        .with_context(|| format!("could not create {}", dest.display()))?;
     match kind {
         Content::Ext => {
             let request = format!("rdump / {}", dest.display());
@@ -381,7 +498,12 @@ fn dump(sh: &Shell, kind: Content, image: &Path, dest: &Path) -> Result<()> {
                 .ignore_stdout()
                 .ignore_stderr()
                 .run()
-                .with_context(|| format!("debugfs could not dump {} (apt-get install e2fsprogs)", image.display()))
+                .with_context(|| {
+                    format!(
+                        "debugfs could not dump {} (apt-get install e2fsprogs)",
+                        image.display()
+                    )
+                })
         }
         Content::Fat => {
             let dest_arg = format!("{}/", dest.display());
@@ -393,13 +515,21 @@ fn dump(sh: &Shell, kind: Content, image: &Path, dest: &Path) -> Result<()> {
                 .run()
                 .or_else(|err| {
                     // An empty FAT has nothing to copy, which mcopy reports as failure.
-                    let empty = cmd!(sh, "mdir -b -i {image} ::/").env("MTOOLS_SKIP_CHECK", "1").quiet().read();
+                    let empty = cmd!(sh, "mdir -b -i {image} ::/")
+                        .env("MTOOLS_SKIP_CHECK", "1")
+                        .quiet()
+                        .read();
                     match empty {
                         Ok(listing) if listing.trim().is_empty() => Ok(()),
                         _ => Err(err),
                     }
                 })
-                .with_context(|| format!("mtools could not dump {} (apt-get install mtools)", image.display()))
+                .with_context(|| {
+                    format!(
+                        "mtools could not dump {} (apt-get install mtools)",
+                        image.display()
+                    )
+                })
         }
         _ => bail!("{} is not a filesystem image", image.display()),
     }
@@ -418,26 +548,37 @@ fn dumped_pair(work: &Path, path: &str) -> Option<(PathBuf, PathBuf)> {
 }
 
 fn extract(image: &Path, part: &Partition, dest: &Path) -> Result<()> {
-    let mut src = File::open(image).with_context(|| format!("could not open {}", image.display()))?;
-    src.seek(SeekFrom::Start(part.start))
-        .with_context(|| format!("{} is shorter than its partition table says", image.display()))?;
-    let mut out = File::create(dest).with_context(|| format!("could not create {}", dest.display()))?;
+    let mut src =
+        File::open(image).with_context(|| format!("could not open {}", image.display()))?;
+    src.seek(SeekFrom::Start(part.start)).with_context(|| {
+        format!(
+            "{} is shorter than its partition table says",
+            image.display()
+        )
+    })?;
+    let mut out =
+        File::create(dest).with_context(|| format!("could not create {}", dest.display()))?;
     let mut left = part.size;
     let mut buf = vec![0u8; 1 << 20];
     while left > 0 {
         let want = left.min(buf.len() as u64) as usize;
-        let n = src.read(&mut buf[..want]).with_context(|| format!("could not read {}", image.display()))?;
+        let n = src
+            .read(&mut buf[..want])
+            .with_context(|| format!("could not read {}", image.display()))?;
         if n == 0 {
             bail!("{} ends inside partition {}", image.display(), part.number);
         }
         if buf[..n].iter().all(|&x| x == 0) {
-            out.seek(SeekFrom::Current(n as i64)).context("could not seek in a scratch file")?;
+            out.seek(SeekFrom::Current(n as i64))
+                .context("could not seek in a scratch file")?;
         } else {
-            out.write_all(&buf[..n]).with_context(|| format!("could not write {}", dest.display()))?;
+            out.write_all(&buf[..n])
+                .with_context(|| format!("could not write {}", dest.display()))?;
         }
         left -= n as u64;
     }
-    out.set_len(part.size).context("could not size a scratch file")?;
+    out.set_len(part.size)
+        .context("could not size a scratch file")?;
     Ok(())
 }
 
@@ -445,10 +586,12 @@ fn extract(image: &Path, part: &Partition, dest: &Path) -> Result<()> {
 fn digest_range(path: &Path, start: u64, len: u64) -> Result<String> {
     use sha2::{Digest, Sha256};
     let mut f = File::open(path).with_context(|| format!("could not open {}", path.display()))?;
-    f.seek(SeekFrom::Start(start)).with_context(|| format!("could not seek in {}", path.display()))?;
+    f.seek(SeekFrom::Start(start))
+        .with_context(|| format!("could not seek in {}", path.display()))?;
     let mut hasher = Sha256::new();
     let mut take = f.take(len);
-    std::io::copy(&mut take, &mut hasher).with_context(|| format!("could not read {}", path.display()))?;
+    std::io::copy(&mut take, &mut hasher)
+        .with_context(|| format!("could not read {}", path.display()))?;
     Ok(util::hex(&hasher.finalize()))
 }
 
@@ -462,7 +605,10 @@ fn on_path(tool: &str) -> bool {
 fn run_diffoscope(sh: &Shell, name: &str, a: &Path, b: &Path) {
     println!("--- diffoscope {name}");
     // diffoscope exits 1 when the files differ, which they do.
-    let _ = cmd!(sh, "diffoscope --no-progress --text - {a} {b}").quiet().ignore_status().run();
+    let _ = cmd!(sh, "diffoscope --no-progress --text - {a} {b}")
+        .quiet()
+        .ignore_status()
+        .run();
 }
 
 #[cfg(test)]
@@ -470,7 +616,12 @@ mod tests {
     use super::*;
 
     fn file(sha: &str, size: u64) -> Entry {
-        Entry::File { size, sha256: sha.into(), mode: 0o644, owner: (0, 0) }
+        Entry::File {
+            size,
+            sha256: sha.into(),
+            mode: 0o644,
+            owner: (0, 0),
+        }
     }
 
     #[test]
@@ -484,7 +635,13 @@ mod tests {
         let mut b = a.clone();
         b.insert("/changed".into(), file("2", 3));
         b.remove("/gone");
-        b.insert("/new".into(), Entry::Dir { mode: 0o755, owner: (0, 0) });
+        b.insert(
+            "/new".into(),
+            Entry::Dir {
+                mode: 0o755,
+                owner: (0, 0),
+            },
+        );
         b.insert("/link".into(), Entry::Symlink { target: "y".into() });
         let d = compare_trees("img:", &a, &b);
         let got: Vec<String> = d.iter().map(|d| d.to_string()).collect();
@@ -505,9 +662,17 @@ mod tests {
         let a = BTreeMap::from([("/f".to_string(), file("1", 1))]);
         let b = BTreeMap::from([(
             "/f".to_string(),
-            Entry::File { size: 1, sha256: "1".into(), mode: 0o600, owner: (0, 1000) },
+            Entry::File {
+                size: 1,
+                sha256: "1".into(),
+                mode: 0o600,
+                owner: (0, 1000),
+            },
         )]);
-        assert_eq!(compare_trees("", &a, &b)[0].what, "mode 644 vs 600, owner 0:0 vs 0:1000");
+        assert_eq!(
+            compare_trees("", &a, &b)[0].what,
+            "mode 644 vs 600, owner 0:0 vs 0:1000"
+        );
     }
 
     fn mbr(parts: &[(u8, u32, u32)]) -> Vec<u8> {
@@ -529,8 +694,18 @@ mod tests {
         assert_eq!(
             parse_mbr(&s),
             vec![
-                Partition { number: 1, kind: 0x0c, start: 8192 * 512, size: 65536 * 512 },
-                Partition { number: 2, kind: 0x83, start: 73728 * 512, size: 131072 * 512 },
+                Partition {
+                    number: 1,
+                    kind: 0x0c,
+                    start: 8192 * 512,
+                    size: 65536 * 512
+                },
+                Partition {
+                    number: 2,
+                    kind: 0x83,
+                    start: 73728 * 512,
+                    size: 131072 * 512
+                },
             ]
         );
         let mut unsigned = s.clone();
@@ -549,7 +724,11 @@ mod tests {
         fat[0] = 0xEB;
         fat[54..57].copy_from_slice(b"FAT");
         assert_eq!(classify(&fat), Content::Fat);
-        assert_eq!(classify(&mbr(&[])), Content::Other, "a signature without partitions is no disk");
+        assert_eq!(
+            classify(&mbr(&[])),
+            Content::Other,
+            "a signature without partitions is no disk"
+        );
         assert_eq!(classify(b"hello"), Content::Other);
     }
 

@@ -36,7 +36,8 @@ pub fn source_date_epoch(repo: &Path) -> Result<u64> {
                 repo.display()
             )
         })?;
-    parse_epoch(&out).with_context(|| format!("git gave an unusable commit time for {}", repo.display()))
+    parse_epoch(&out)
+        .with_context(|| format!("git gave an unusable commit time for {}", repo.display()))
 }
 
 /// `"1700000000\n"` → 1700000000; anything else is an error naming the text.
@@ -93,7 +94,10 @@ mod tests {
         assert!(parse_epoch("\n").is_err());
         assert!(parse_epoch("0").is_err());
         assert!(parse_epoch("-5").is_err());
-        let err = format!("{:#}", parse_epoch("fatal: not a git repository").unwrap_err());
+        let err = format!(
+            "{:#}",
+            parse_epoch("fatal: not a git repository").unwrap_err()
+        );
         assert!(err.contains("not a git repository"), "{err}");
     }
 
@@ -126,10 +130,22 @@ mod tests {
                 .unwrap()
         };
         git(&["init", "-q"]);
-        assert!(source_date_epoch(repo).is_err(), "a repository without commits has no epoch");
+        assert!(
+            source_date_epoch(repo).is_err(),
+            "a repository without commits has no epoch"
+        );
         std::fs::write(repo.join("f"), "x").unwrap();
         git(&["add", "f"]);
-        git(&["-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-q", "-m", "m"]);
+        git(&[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@example.org",
+            "commit",
+            "-q",
+            "-m",
+            "m",
+        ]);
         assert_eq!(source_date_epoch(repo).unwrap(), 1_700_000_123);
         let env = build_env(repo).unwrap();
         assert!(env.contains(&("SOURCE_DATE_EPOCH".into(), "1700000123".into())));

@@ -19,7 +19,8 @@ use crate::{reproducible, util};
 pub const SPDX_SCHEMA_URL: &str =
     "https://raw.githubusercontent.com/CycloneDX/specification/1.6/schema/spdx.schema.json";
 /// sha256 of that file at tag 1.6 (commit 55343ba19dee1785acf1ce9191540d5fd7b590db).
-pub const SPDX_SCHEMA_SHA256: &str = "baa9d3bd1ed57b6751b0887edead6b5063ff53ff7429cf85d476c6c94af0166e";
+pub const SPDX_SCHEMA_SHA256: &str =
+    "baa9d3bd1ed57b6751b0887edead6b5063ff53ff7429cf85d476c6c94af0166e";
 /// Where generate-cyclonedx looks for it, relative to the download folder.
 pub const SPDX_SCHEMA_IN_DL: &str = "cyclonedx/spdx-1.6.schema.json";
 
@@ -27,9 +28,14 @@ pub const SBOM_FILE: &str = "sbom.cdx.json";
 pub const LEGAL_INFO_FILE: &str = "legal-info.tar.gz";
 
 /// Write the SBOM and the license bundle into `<output>/images/`; return the files written.
-pub fn write_sbom_and_legal_info(br: &Buildroot, sh: &Shell, output: &Path) -> Result<Vec<PathBuf>> {
+pub fn write_sbom_and_legal_info(
+    br: &Buildroot,
+    sh: &Shell,
+    output: &Path,
+) -> Result<Vec<PathBuf>> {
     let images = output.join("images");
-    std::fs::create_dir_all(&images).with_context(|| format!("could not create {}", images.display()))?;
+    std::fs::create_dir_all(&images)
+        .with_context(|| format!("could not create {}", images.display()))?;
     let dl = download_dir(sh)?;
     ensure_spdx_schema(sh, &dl)?;
     let sbom = images.join(SBOM_FILE);
@@ -70,7 +76,9 @@ fn ensure_spdx_schema(sh: &Shell, dl: &Path) -> Result<()> {
     let dir = path.parent().expect("the schema path has a folder");
     std::fs::create_dir_all(dir).with_context(|| format!("could not create {}", dir.display()))?;
     let partial = path.with_extension("json.partial");
-    let fetched = cmd!(sh, "curl -fsSL --retry 3 -o {partial} {SPDX_SCHEMA_URL}").quiet().run();
+    let fetched = cmd!(sh, "curl -fsSL --retry 3 -o {partial} {SPDX_SCHEMA_URL}")
+        .quiet()
+        .run();
     if let Err(err) = fetched {
         let _ = std::fs::remove_file(&partial);
         bail!(
@@ -79,12 +87,14 @@ fn ensure_spdx_schema(sh: &Shell, dl: &Path) -> Result<()> {
             path.display()
         );
     }
-    let bytes = std::fs::read(&partial).with_context(|| format!("could not read {}", partial.display()))?;
+    let bytes =
+        std::fs::read(&partial).with_context(|| format!("could not read {}", partial.display()))?;
     if let Err(err) = check_spdx_schema(&bytes, &partial) {
         let _ = std::fs::remove_file(&partial);
         return Err(err);
     }
-    std::fs::rename(&partial, &path).with_context(|| format!("could not move the schema to {}", path.display()))
+    std::fs::rename(&partial, &path)
+        .with_context(|| format!("could not move the schema to {}", path.display()))
 }
 
 /// `make show-info | utils/generate-cyclonedx` into `dest`.
@@ -94,9 +104,11 @@ fn write_sbom(br: &Buildroot, sh: &Shell, output: &Path, dl: &Path, dest: &Path)
         .quiet()
         .read()
         .context("`make show-info` failed in the configured output folder")?;
-    serde_json::from_str::<serde_json::Value>(&info).context("`make show-info` did not print valid JSON")?;
+    serde_json::from_str::<serde_json::Value>(&info)
+        .context("`make show-info` did not print valid JSON")?;
     let info_file = output.join("show-info.json");
-    std::fs::write(&info_file, &info).with_context(|| format!("could not write {}", info_file.display()))?;
+    std::fs::write(&info_file, &info)
+        .with_context(|| format!("could not write {}", info_file.display()))?;
     let script = br.root.join("utils/generate-cyclonedx");
     let version = berth_version(sh)?;
     let partial = dest.with_extension("json.partial");
@@ -108,7 +120,8 @@ fn write_sbom(br: &Buildroot, sh: &Shell, output: &Path, dl: &Path, dest: &Path)
     .quiet()
     .run()
     .context("Buildroot's utils/generate-cyclonedx could not write the SBOM")?;
-    let text = std::fs::read_to_string(&partial).with_context(|| format!("could not read {}", partial.display()))?;
+    let text = std::fs::read_to_string(&partial)
+        .with_context(|| format!("could not read {}", partial.display()))?;
     check_sbom(&text)?;
     std::fs::rename(&partial, dest).with_context(|| format!("could not write {}", dest.display()))
 }
@@ -117,7 +130,11 @@ fn write_sbom(br: &Buildroot, sh: &Shell, output: &Path, dl: &Path, dest: &Path)
 pub fn check_sbom(text: &str) -> Result<()> {
     let doc: serde_json::Value = serde_json::from_str(text).context("the SBOM is not JSON")?;
     if doc["bomFormat"] != "CycloneDX" || doc["specVersion"] != "1.6" {
-        bail!("the SBOM is not CycloneDX 1.6 (bomFormat {}, specVersion {})", doc["bomFormat"], doc["specVersion"]);
+        bail!(
+            "the SBOM is not CycloneDX 1.6 (bomFormat {}, specVersion {})",
+            doc["bomFormat"],
+            doc["specVersion"]
+        );
     }
     match doc["components"].as_array() {
         Some(c) if !c.is_empty() => Ok(()),
@@ -131,11 +148,22 @@ fn berth_version(sh: &Shell) -> Result<String> {
     cmd!(sh, "git -C {repo} describe --tags --always --dirty")
         .quiet()
         .read()
-        .with_context(|| format!("could not describe the Berth checkout {} with git", repo.display()))
+        .with_context(|| {
+            format!(
+                "could not describe the Berth checkout {} with git",
+                repo.display()
+            )
+        })
 }
 
 /// `make legal-info`, then a tarball that depends only on its contents and SOURCE_DATE_EPOCH.
-fn write_legal_info(br: &Buildroot, sh: &Shell, output: &Path, dl: &Path, dest: &Path) -> Result<()> {
+fn write_legal_info(
+    br: &Buildroot,
+    sh: &Shell,
+    output: &Path,
+    dl: &Path,
+    dest: &Path,
+) -> Result<()> {
     let env = reproducible::build_env(&util::repo_root())?;
     br.make(sh, output, &["legal-info"])
         .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
@@ -143,7 +171,9 @@ fn write_legal_info(br: &Buildroot, sh: &Shell, output: &Path, dl: &Path, dest: 
         .quiet()
         .ignore_stdout()
         .run()
-        .context("`make legal-info` failed (it needs every package's sources in the download folder)")?;
+        .context(
+            "`make legal-info` failed (it needs every package's sources in the download folder)",
+        )?;
     let epoch = reproducible::source_date_epoch(&util::repo_root())?;
     let tar = dest.with_extension(""); // legal-info.tar
     let args = tar_args(epoch);
@@ -152,7 +182,10 @@ fn write_legal_info(br: &Buildroot, sh: &Shell, output: &Path, dl: &Path, dest: 
         .run()
         .context("could not pack legal-info")?;
     let _ = std::fs::remove_file(dest);
-    cmd!(sh, "gzip -n -f {tar}").quiet().run().context("could not compress legal-info.tar")?;
+    cmd!(sh, "gzip -n -f {tar}")
+        .quiet()
+        .run()
+        .context("could not compress legal-info.tar")?;
     Ok(())
 }
 
@@ -176,14 +209,25 @@ mod tests {
 
     #[test]
     fn refuses_a_schema_that_is_not_the_pinned_one() {
-        let err = format!("{:#}", check_spdx_schema(br#"{"enum": ["MIT"]}"#, Path::new("/dl/s.json")).unwrap_err());
-        assert!(err.contains("/dl/s.json") && err.contains(SPDX_SCHEMA_SHA256), "{err}");
+        let err = format!(
+            "{:#}",
+            check_spdx_schema(br#"{"enum": ["MIT"]}"#, Path::new("/dl/s.json")).unwrap_err()
+        );
+        assert!(
+            err.contains("/dl/s.json") && err.contains(SPDX_SCHEMA_SHA256),
+            "{err}"
+        );
     }
 
     #[test]
     fn accepts_only_cyclonedx_with_components() {
-        check_sbom(r#"{"bomFormat":"CycloneDX","specVersion":"1.6","components":[{"name":"busybox"}]}"#).unwrap();
-        assert!(check_sbom(r#"{"bomFormat":"CycloneDX","specVersion":"1.6","components":[]}"#).is_err());
+        check_sbom(
+            r#"{"bomFormat":"CycloneDX","specVersion":"1.6","components":[{"name":"busybox"}]}"#,
+        )
+        .unwrap();
+        assert!(
+            check_sbom(r#"{"bomFormat":"CycloneDX","specVersion":"1.6","components":[]}"#).is_err()
+        );
         assert!(check_sbom(r#"{"bomFormat":"SPDX"}"#).is_err());
         assert!(check_sbom("not json").is_err());
     }
@@ -191,8 +235,16 @@ mod tests {
     #[test]
     fn tarball_is_made_deterministic() {
         let args = tar_args(1_700_000_000);
-        for want in ["--sort=name", "--mtime=@1700000000", "--owner=0", "--numeric-owner"] {
-            assert!(args.iter().any(|a| a == want), "{want} missing from {args:?}");
+        for want in [
+            "--sort=name",
+            "--mtime=@1700000000",
+            "--owner=0",
+            "--numeric-owner",
+        ] {
+            assert!(
+                args.iter().any(|a| a == want),
+                "{want} missing from {args:?}"
+            );
         }
     }
 
@@ -212,7 +264,9 @@ mod tests {
             cmd!(sh, "touch -d {stamp} {tree}/LICENSE").run().unwrap();
             let tar = out.join("legal-info.tar");
             let args = tar_args(1_700_000_000);
-            cmd!(sh, "tar {args...} -C {out} -cf {tar} legal-info").run().unwrap();
+            cmd!(sh, "tar {args...} -C {out} -cf {tar} legal-info")
+                .run()
+                .unwrap();
             cmd!(sh, "gzip -n -f {tar}").run().unwrap();
             digests.push(util::sha256_file(&out.join("legal-info.tar.gz")).unwrap());
             std::thread::sleep(std::time::Duration::from_millis(1100));
@@ -234,19 +288,30 @@ mod buildroot_tests {
             return;
         };
         let sh = Shell::new().unwrap();
-        let br = crate::buildroot::verify(&sh, Path::new(&tree), crate::buildroot::Origin::Environment).unwrap();
+        let br =
+            crate::buildroot::verify(&sh, Path::new(&tree), crate::buildroot::Origin::Environment)
+                .unwrap();
         let work = tempfile::tempdir().unwrap();
         let output = work.path().join("output");
         let dl = work.path().join("dl");
         std::fs::create_dir_all(dl.join("cyclonedx")).unwrap();
-        std::fs::write(dl.join(SPDX_SCHEMA_IN_DL), r#"{"enum": ["MIT", "Apache-2.0", "GPL-2.0"]}"#).unwrap();
+        std::fs::write(
+            dl.join(SPDX_SCHEMA_IN_DL),
+            r#"{"enum": ["MIT", "Apache-2.0", "GPL-2.0"]}"#,
+        )
+        .unwrap();
         let defconfig = util::repo_root().join("configs/berth_odroid_xu4_defconfig");
         br.load_defconfig(&sh, &output, &defconfig).unwrap();
         let sbom = work.path().join(SBOM_FILE);
         write_sbom(&br, &sh, &output, &dl, &sbom).unwrap();
         let text = std::fs::read_to_string(&sbom).unwrap();
         let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
-        let names: Vec<&str> = doc["components"].as_array().unwrap().iter().filter_map(|c| c["name"].as_str()).collect();
+        let names: Vec<&str> = doc["components"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|c| c["name"].as_str())
+            .collect();
         for want in ["docker-engine", "containerd", "runc", "linux", "uboot"] {
             assert!(names.contains(&want), "the SBOM has no {want}: {names:?}");
         }
@@ -254,6 +319,9 @@ mod buildroot_tests {
         // Same input, same SBOM.
         let again = work.path().join("again.json");
         write_sbom(&br, &sh, &output, &dl, &again).unwrap();
-        assert_eq!(std::fs::read(&sbom).unwrap(), std::fs::read(&again).unwrap());
+        assert_eq!(
+            std::fs::read(&sbom).unwrap(),
+            std::fs::read(&again).unwrap()
+        );
     }
 }

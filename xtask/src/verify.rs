@@ -75,13 +75,15 @@ pub fn parse_sums(text: &str) -> Result<Vec<SumEntry>> {
         if line.trim().is_empty() {
             continue;
         }
-        let (digest, rest) = line
-            .split_once(' ')
-            .with_context(|| format!("line {lineno} of {SUMS_FILE} is not `<sha256>  <name>`: {line:?}"))?;
+        let (digest, rest) = line.split_once(' ').with_context(|| {
+            format!("line {lineno} of {SUMS_FILE} is not `<sha256>  <name>`: {line:?}")
+        })?;
         let name = rest
             .strip_prefix(' ')
             .or_else(|| rest.strip_prefix('*'))
-            .with_context(|| format!("line {lineno} of {SUMS_FILE} is not `<sha256>  <name>`: {line:?}"))?;
+            .with_context(|| {
+                format!("line {lineno} of {SUMS_FILE} is not `<sha256>  <name>`: {line:?}")
+            })?;
         ensure!(
             is_sha256_hex(digest),
             "line {lineno} of {SUMS_FILE} does not start with a 64-digit lower-case hex sha256: {line:?}"
@@ -91,14 +93,19 @@ pub fn parse_sums(text: &str) -> Result<Vec<SumEntry>> {
             !entries.iter().any(|e| e.name == name),
             "{SUMS_FILE} lists {name} twice (line {lineno})"
         );
-        entries.push(SumEntry { sha256: digest.to_string(), name: name.to_string() });
+        entries.push(SumEntry {
+            sha256: digest.to_string(),
+            name: name.to_string(),
+        });
     }
     ensure!(!entries.is_empty(), "{SUMS_FILE} lists no files");
     Ok(entries)
 }
 
 fn is_sha256_hex(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// Artifacts are plain names inside the folder: nothing may point outside it.
@@ -127,13 +134,26 @@ pub struct ManifestArtifact {
 
 /// The `[[artifact]]` tables of a manifest.
 pub fn parse_manifest_artifacts(text: &str) -> Result<Vec<ManifestArtifact>> {
-    let view: ManifestView = toml::from_str(text).context("manifest.toml is not a valid Berth manifest")?;
-    ensure!(!view.artifacts.is_empty(), "manifest.toml lists no [[artifact]]");
+    let view: ManifestView =
+        toml::from_str(text).context("manifest.toml is not a valid Berth manifest")?;
+    ensure!(
+        !view.artifacts.is_empty(),
+        "manifest.toml lists no [[artifact]]"
+    );
     let mut seen = BTreeSet::new();
     for a in &view.artifacts {
         check_artifact_name(&a.name).context("an [[artifact]] in manifest.toml")?;
-        ensure!(is_sha256_hex(&a.sha256), "manifest.toml gives {} an invalid sha256 {:?}", a.name, a.sha256);
-        ensure!(seen.insert(a.name.as_str()), "manifest.toml lists {} twice", a.name);
+        ensure!(
+            is_sha256_hex(&a.sha256),
+            "manifest.toml gives {} an invalid sha256 {:?}",
+            a.name,
+            a.sha256
+        );
+        ensure!(
+            seen.insert(a.name.as_str()),
+            "manifest.toml lists {} twice",
+            a.name
+        );
     }
     Ok(view.artifacts)
 }
@@ -143,7 +163,10 @@ pub fn parse_manifest_artifacts(text: &str) -> Result<Vec<ManifestArtifact>> {
 pub fn cross_check(sums: &[SumEntry], manifest: &[ManifestArtifact]) -> Result<()> {
     for artifact in manifest {
         match sums.iter().find(|s| s.name == artifact.name) {
-            None => bail!("{}: listed in {MANIFEST_FILE} but not in {SUMS_FILE}", artifact.name),
+            None => bail!(
+                "{}: listed in {MANIFEST_FILE} but not in {SUMS_FILE}",
+                artifact.name
+            ),
             Some(s) if s.sha256 != artifact.sha256 => bail!(
                 "{}: {MANIFEST_FILE} says sha256 {}, {SUMS_FILE} says {}",
                 artifact.name,
@@ -187,8 +210,12 @@ pub fn verify_folder(dir: &Path, wanted_xz: Option<&str>) -> Result<usize> {
         .with_context(|| format!("{SUMS_FILE} is missing or unreadable in {}", dir.display()))?;
     let sums = parse_sums(&sums_text)?;
     let manifest_path = dir.join(MANIFEST_FILE);
-    let manifest_text = std::fs::read_to_string(&manifest_path)
-        .with_context(|| format!("{MANIFEST_FILE} is missing or unreadable in {}", dir.display()))?;
+    let manifest_text = std::fs::read_to_string(&manifest_path).with_context(|| {
+        format!(
+            "{MANIFEST_FILE} is missing or unreadable in {}",
+            dir.display()
+        )
+    })?;
     let manifest = parse_manifest_artifacts(&manifest_text)?;
 
     if let Some(xz) = wanted_xz {
@@ -212,9 +239,14 @@ pub fn verify_folder(dir: &Path, wanted_xz: Option<&str>) -> Result<usize> {
         if actual != entry.sha256 {
             let what = match &file {
                 Found::Plain(_) => entry.name.clone(),
-                Found::Decompressed { xz, .. } => format!("{} (decompressed from {})", entry.name, xz.display()),
+                Found::Decompressed { xz, .. } => {
+                    format!("{} (decompressed from {})", entry.name, xz.display())
+                }
             };
-            bail!("{what}: sha256 is {actual}, but {SUMS_FILE} says {}", entry.sha256);
+            bail!(
+                "{what}: sha256 is {actual}, but {SUMS_FILE} says {}",
+                entry.sha256
+            );
         }
         println!("ok  {}", entry.name);
         checked += 1;
@@ -222,7 +254,9 @@ pub fn verify_folder(dir: &Path, wanted_xz: Option<&str>) -> Result<usize> {
     }
 
     for artifact in &manifest {
-        let file = found.get(&artifact.name).expect("cross_check put every artifact in SHA256SUMS");
+        let file = found
+            .get(&artifact.name)
+            .expect("cross_check put every artifact in SHA256SUMS");
         let size = std::fs::metadata(file.path())
             .with_context(|| format!("could not read the size of {}", file.path().display()))?
             .len();
@@ -236,10 +270,14 @@ pub fn verify_folder(dir: &Path, wanted_xz: Option<&str>) -> Result<usize> {
     }
 
     for bmap_name in block_maps(dir, &sums)? {
-        let image_name = bmap_name.strip_suffix(".bmap").expect("block_maps returns *.bmap");
+        let image_name = bmap_name
+            .strip_suffix(".bmap")
+            .expect("block_maps returns *.bmap");
         let image = match found.remove(image_name) {
             Some(f) => f,
-            None => find(dir, image_name).with_context(|| format!("{bmap_name} maps {image_name}"))?,
+            None => {
+                find(dir, image_name).with_context(|| format!("{bmap_name} maps {image_name}"))?
+            }
         };
         crate::bmap::check_image_against_bmap(image.path(), &dir.join(&bmap_name))
             .with_context(|| format!("{image_name} does not match its block map {bmap_name}"))?;
@@ -249,7 +287,10 @@ pub fn verify_folder(dir: &Path, wanted_xz: Option<&str>) -> Result<usize> {
 
     let unlisted = unlisted_files(dir, &sums)?;
     if !unlisted.is_empty() {
-        eprintln!("note: not covered by {SUMS_FILE} (not checked): {}", unlisted.join(", "));
+        eprintln!(
+            "note: not covered by {SUMS_FILE} (not checked): {}",
+            unlisted.join(", ")
+        );
     }
     Ok(checked)
 }
@@ -266,15 +307,23 @@ fn find(dir: &Path, name: &str) -> Result<Found> {
         decompress_sparse(&xz, &scratch.0)?;
         return Ok(Found::Decompressed { xz, scratch });
     }
-    bail!("{name}: listed in {SUMS_FILE} but missing from {} (no {name}.xz either)", dir.display())
+    bail!(
+        "{name}: listed in {SUMS_FILE} but missing from {} (no {name}.xz either)",
+        dir.display()
+    )
 }
 
 /// Block maps to check: every `*.bmap` in the folder (listed or not: a stray map that does not
 /// fit its image is worth knowing about).
 fn block_maps(dir: &Path, sums: &[SumEntry]) -> Result<Vec<String>> {
-    let mut maps: BTreeSet<String> =
-        sums.iter().filter(|s| s.name.ends_with(".bmap")).map(|s| s.name.clone()).collect();
-    for entry in std::fs::read_dir(dir).with_context(|| format!("could not list {}", dir.display()))? {
+    let mut maps: BTreeSet<String> = sums
+        .iter()
+        .filter(|s| s.name.ends_with(".bmap"))
+        .map(|s| s.name.clone())
+        .collect();
+    for entry in
+        std::fs::read_dir(dir).with_context(|| format!("could not list {}", dir.display()))?
+    {
         let entry = entry.with_context(|| format!("could not list {}", dir.display()))?;
         if let Some(name) = entry.file_name().to_str() {
             if name.ends_with(".bmap") && name.len() > ".bmap".len() {
@@ -288,13 +337,17 @@ fn block_maps(dir: &Path, sums: &[SumEntry]) -> Result<Vec<String>> {
 fn unlisted_files(dir: &Path, sums: &[SumEntry]) -> Result<Vec<String>> {
     let listed: BTreeSet<&str> = sums.iter().map(|s| s.name.as_str()).collect();
     let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).with_context(|| format!("could not list {}", dir.display()))? {
+    for entry in
+        std::fs::read_dir(dir).with_context(|| format!("could not list {}", dir.display()))?
+    {
         let entry = entry.with_context(|| format!("could not list {}", dir.display()))?;
         let name = entry.file_name().to_string_lossy().into_owned();
         let covered = listed.contains(name.as_str())
             || name == SUMS_FILE
             || name.starts_with('.')
-            || name.strip_suffix(".xz").is_some_and(|base| listed.contains(base));
+            || name
+                .strip_suffix(".xz")
+                .is_some_and(|base| listed.contains(base));
         if !covered && entry.file_type().map(|t| t.is_file()).unwrap_or(false) {
             out.push(name);
         }
@@ -314,26 +367,29 @@ fn decompress_sparse(xz: &Path, dest: &Path) -> Result<()> {
         .stderr(Stdio::piped())
         .spawn()
         .context("could not run xz to decompress the release (apt-get install xz-utils)")?;
-    let mut out =
-        File::create(dest).with_context(|| format!("could not create the scratch file {}", dest.display()))?;
+    let mut out = File::create(dest)
+        .with_context(|| format!("could not create the scratch file {}", dest.display()))?;
     let mut stdout = child.stdout.take().expect("stdout is piped");
     let mut buf = vec![0u8; BLOCK];
     let mut total: u64 = 0;
     loop {
-        let n = read_full(&mut stdout, &mut buf)
-            .with_context(|| format!("could not read the decompressed stream of {}", xz.display()))?;
+        let n = read_full(&mut stdout, &mut buf).with_context(|| {
+            format!("could not read the decompressed stream of {}", xz.display())
+        })?;
         if n == 0 {
             break;
         }
         if buf[..n].iter().all(|&b| b == 0) {
-            out.seek(SeekFrom::Current(n as i64)).context("could not seek in the scratch file")?;
+            out.seek(SeekFrom::Current(n as i64))
+                .context("could not seek in the scratch file")?;
         } else {
             out.write_all(&buf[..n])
                 .with_context(|| format!("could not write the scratch file {}", dest.display()))?;
         }
         total += n as u64;
     }
-    out.set_len(total).context("could not size the scratch file")?;
+    out.set_len(total)
+        .context("could not size the scratch file")?;
     let output = child.wait_with_output().context("xz did not finish")?;
     if !output.status.success() {
         bail!(
@@ -374,7 +430,13 @@ mod tests {
         let text = format!("{A}  sdcard.img\n{A} *manifest.toml\n\n");
         let sums = parse_sums(&text).unwrap();
         assert_eq!(sums.len(), 2);
-        assert_eq!(sums[0], SumEntry { sha256: A.into(), name: "sdcard.img".into() });
+        assert_eq!(
+            sums[0],
+            SumEntry {
+                sha256: A.into(),
+                name: "sdcard.img".into()
+            }
+        );
         assert_eq!(sums[1].name, "manifest.toml");
         assert_eq!(digest(b"abc"), A);
     }
@@ -382,8 +444,8 @@ mod tests {
     #[test]
     fn rejects_malformed_sums() {
         let bad = [
-            format!("{A} sdcard.img"),           // one space, no binary marker
-            format!("{}  x", &A[..63]),          // short digest
+            format!("{A} sdcard.img"),          // one space, no binary marker
+            format!("{}  x", &A[..63]),         // short digest
             format!("{}  x", A.to_uppercase()), // sha256sum writes lower case
             format!("{A}  ../etc/passwd"),
             format!("{A}  /abs"),
@@ -393,7 +455,10 @@ mod tests {
         for text in bad {
             assert!(parse_sums(&text).is_err(), "accepted {text:?}");
         }
-        let err = format!("{:#}", parse_sums(&format!("{A}  a\nnonsense\n")).unwrap_err());
+        let err = format!(
+            "{:#}",
+            parse_sums(&format!("{A}  a\nnonsense\n")).unwrap_err()
+        );
         assert!(err.contains("line 2"), "{err}");
     }
 
@@ -404,32 +469,66 @@ mod tests {
              [[artifact]]\nname = \"sdcard.img\"\nsize = 1024\nsha256 = \"{A}\"\n"
         );
         let arts = parse_manifest_artifacts(&text).unwrap();
-        assert_eq!(arts, vec![ManifestArtifact { name: "sdcard.img".into(), size: 1024, sha256: A.into() }]);
+        assert_eq!(
+            arts,
+            vec![ManifestArtifact {
+                name: "sdcard.img".into(),
+                size: 1024,
+                sha256: A.into()
+            }]
+        );
         assert!(parse_manifest_artifacts("[berth]\n").is_err());
-        assert!(parse_manifest_artifacts("[[artifact]]\nname = \"x\"\nsize = 1\nsha256 = \"zz\"\n").is_err());
+        assert!(parse_manifest_artifacts(
+            "[[artifact]]\nname = \"x\"\nsize = 1\nsha256 = \"zz\"\n"
+        )
+        .is_err());
         assert!(parse_manifest_artifacts("[[artifact]]\nname = \"x\"\n").is_err());
     }
 
     #[test]
     fn cross_check_names_the_disagreeing_artifact() {
-        let sums = vec![SumEntry { sha256: A.into(), name: "sdcard.img".into() }];
-        let same = vec![ManifestArtifact { name: "sdcard.img".into(), size: 1, sha256: A.into() }];
+        let sums = vec![SumEntry {
+            sha256: A.into(),
+            name: "sdcard.img".into(),
+        }];
+        let same = vec![ManifestArtifact {
+            name: "sdcard.img".into(),
+            size: 1,
+            sha256: A.into(),
+        }];
         cross_check(&sums, &same).unwrap();
-        let other = vec![ManifestArtifact { name: "sdcard.img".into(), size: 1, sha256: "0".repeat(64) }];
+        let other = vec![ManifestArtifact {
+            name: "sdcard.img".into(),
+            size: 1,
+            sha256: "0".repeat(64),
+        }];
         let err = format!("{:#}", cross_check(&sums, &other).unwrap_err());
         assert!(err.starts_with("sdcard.img:"), "{err}");
-        let absent = vec![ManifestArtifact { name: "emmc-boot0.img".into(), size: 1, sha256: A.into() }];
+        let absent = vec![ManifestArtifact {
+            name: "emmc-boot0.img".into(),
+            size: 1,
+            sha256: A.into(),
+        }];
         let err = format!("{:#}", cross_check(&sums, &absent).unwrap_err());
-        assert!(err.contains("emmc-boot0.img") && err.contains("not in SHA256SUMS"), "{err}");
+        assert!(
+            err.contains("emmc-boot0.img") && err.contains("not in SHA256SUMS"),
+            "{err}"
+        );
     }
 
     #[test]
     fn locates_folder_and_xz() {
         let dir = tempfile::tempdir().unwrap();
-        assert_eq!(locate(dir.path()).unwrap(), (dir.path().to_path_buf(), None));
+        assert_eq!(
+            locate(dir.path()).unwrap(),
+            (dir.path().to_path_buf(), None)
+        );
         let xz = dir.path().join("sdcard.img.xz");
         std::fs::write(&xz, b"x").unwrap();
-        assert_eq!(locate(&xz).unwrap(), (dir.path().to_path_buf(), Some("sdcard.img.xz".into())));
+        assert_eq!(
+            locate(&xz).unwrap(),
+            (dir.path().to_path_buf(), Some("sdcard.img.xz".into()))
+        );
         let other = dir.path().join("sdcard.img");
         std::fs::write(&other, b"x").unwrap();
         assert!(locate(&other).is_err());

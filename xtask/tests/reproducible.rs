@@ -30,7 +30,9 @@ fn have_tools(test: &str) -> bool {
     let path = std::env::var("PATH").unwrap_or_default();
     // mkfs tools live in sbin, which a non-root PATH may lack.
     std::env::set_var("PATH", format!("{path}:/usr/sbin:/sbin"));
-    TOOLS.iter().all(|(tool, pkg)| common::have_tool(test, tool, pkg))
+    TOOLS
+        .iter()
+        .all(|(tool, pkg)| common::have_tool(test, tool, pkg))
 }
 
 fn board_file(rel: &str) -> PathBuf {
@@ -51,8 +53,13 @@ impl Recipe {
             .expect("board/odroid-xu4/genimage.cfg is readable");
         let defconfig = std::fs::read_to_string(board_file("configs/berth_odroid_xu4_defconfig"))
             .expect("configs/berth_odroid_xu4_defconfig is readable");
-        let env = reproducible::build_env(&common::repo_root()).expect("build_env works in this checkout");
-        Recipe { genimage_cfg: cfg, mkfs_options: mkfs_options(&defconfig), env }
+        let env = reproducible::build_env(&common::repo_root())
+            .expect("build_env works in this checkout");
+        Recipe {
+            genimage_cfg: cfg,
+            mkfs_options: mkfs_options(&defconfig),
+            env,
+        }
     }
 }
 
@@ -78,9 +85,13 @@ fn mkfs_options(defconfig: &str) -> Vec<String> {
         kconfig(defconfig, "BR2_TARGET_ROOTFS_EXT2_INODE_SIZE", "256").into(),
     ];
     args.extend(
-        kconfig(defconfig, "BR2_TARGET_ROOTFS_EXT2_MKFS_OPTIONS", "-O ^64bit")
-            .split_whitespace()
-            .map(String::from),
+        kconfig(
+            defconfig,
+            "BR2_TARGET_ROOTFS_EXT2_MKFS_OPTIONS",
+            "-O ^64bit",
+        )
+        .split_whitespace()
+        .map(String::from),
     );
     args
 }
@@ -152,7 +163,9 @@ fn parse_size(v: &str) -> Option<u64> {
 
 /// Deterministic filler bytes, different per name.
 fn filler(name: &str, len: usize) -> Vec<u8> {
-    let mut state: u32 = name.bytes().fold(2166136261, |h, b| (h ^ b as u32).wrapping_mul(16777619));
+    let mut state: u32 = name
+        .bytes()
+        .fold(2166136261, |h, b| (h ^ b as u32).wrapping_mul(16777619));
     (0..len)
         .map(|_| {
             state ^= state << 13;
@@ -164,7 +177,9 @@ fn filler(name: &str, len: usize) -> Vec<u8> {
 }
 
 fn run(cmd: &mut Command, what: &str) {
-    let out = cmd.output().unwrap_or_else(|e| panic!("could not run {what}: {e}"));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("could not run {what}: {e}"));
     assert!(
         out.status.success(),
         "{what} failed: {}\n{}",
@@ -184,7 +199,8 @@ struct Inputs {
 
 impl Inputs {
     fn create(root: &Path, recipe: &Recipe) -> Inputs {
-        let defconfig = std::fs::read_to_string(board_file("configs/berth_odroid_xu4_defconfig")).unwrap();
+        let defconfig =
+            std::fs::read_to_string(board_file("configs/berth_odroid_xu4_defconfig")).unwrap();
         let files = root.join("inputs");
         let tree = root.join("tree");
         std::fs::create_dir_all(&files).unwrap();
@@ -195,7 +211,9 @@ impl Inputs {
                 continue;
             }
             // Blobs fill most of their slot; other files are kernel/DTB/script sized.
-            let len = slot.map(|s| (s - 512) as usize).unwrap_or(if name == "zImage" { 3 << 20 } else { 40_000 });
+            let len = slot
+                .map(|s| (s - 512) as usize)
+                .unwrap_or(if name == "zImage" { 3 << 20 } else { 40_000 });
             let path = files.join(&name);
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
             std::fs::write(&path, filler(&name, len)).unwrap();
@@ -230,14 +248,23 @@ impl Inputs {
     /// SOURCE_DATE_EPOCH), and the two test builds share this one tree.
     fn settle_tree(&self) {
         run(
-            Command::new("sh").args(["-c", "find \"$1\" -print0 | xargs -0 touch -hd \"@$2\"", "sh"])
+            Command::new("sh")
+                .args([
+                    "-c",
+                    "find \"$1\" -print0 | xargs -0 touch -hd \"@$2\"",
+                    "sh",
+                ])
                 .arg(&self.tree)
                 .arg(&self.epoch),
             "touch",
         );
         run(
             Command::new("sh")
-                .args(["-c", "find \"$1\" -type f -exec cat {} + >/dev/null; ls -laR \"$1\" >/dev/null", "sh"])
+                .args([
+                    "-c",
+                    "find \"$1\" -type f -exec cat {} + >/dev/null; ls -laR \"$1\" >/dev/null",
+                    "sh",
+                ])
                 .arg(&self.tree),
             "read the tree",
         );
@@ -250,13 +277,23 @@ fn build(inputs: &Inputs, recipe: &Recipe, out: &Path) -> PathBuf {
     let _ = std::fs::remove_dir_all(out);
     std::fs::create_dir_all(&images).unwrap();
     // Fresh copies, so every build's inputs have new modification times, as in a real build.
-    run(Command::new("cp").arg("-r").arg(format!("{}/.", inputs.files.display())).arg(&images), "cp");
+    run(
+        Command::new("cp")
+            .arg("-r")
+            .arg(format!("{}/.", inputs.files.display()))
+            .arg(&images),
+        "cp",
+    );
     let cfg = out.join("genimage.cfg");
     std::fs::write(&cfg, &recipe.genimage_cfg).unwrap();
 
     let mut mkfs = Command::new("mkfs.ext4");
-    mkfs.arg("-q").arg("-d").arg(&inputs.tree).args(&recipe.mkfs_options);
-    mkfs.arg(images.join(&inputs.rootfs_name)).arg(&inputs.rootfs_size);
+    mkfs.arg("-q")
+        .arg("-d")
+        .arg(&inputs.tree)
+        .args(&recipe.mkfs_options);
+    mkfs.arg(images.join(&inputs.rootfs_name))
+        .arg(&inputs.rootfs_size);
     with_env(&mut mkfs, recipe);
     run(&mut mkfs, "mkfs.ext4");
 
@@ -322,7 +359,11 @@ fn xtask_diff(a: &Path, b: &Path) -> (bool, String) {
         .arg(b)
         .output()
         .expect("xtask runs");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     (out.status.success(), text)
 }
 
@@ -338,12 +379,20 @@ fn image_assembly_is_bit_identical_and_diff_names_a_changed_input() {
 
     let (a, b) = twice(&inputs, &recipe, root.path(), "same");
     let (da, db) = (digests(&a), digests(&b));
-    for name in ["sdcard.img", "boot.vfat", "emmc-boot0.img", inputs.rootfs_name.as_str()] {
+    for name in [
+        "sdcard.img",
+        "boot.vfat",
+        "emmc-boot0.img",
+        inputs.rootfs_name.as_str(),
+    ] {
         assert!(da.contains_key(name), "the build made no {name}: {da:?}");
     }
     assert_eq!(da, db, "two builds from the same inputs differ");
     let (same, text) = xtask_diff(a.parent().unwrap(), b.parent().unwrap());
-    assert!(same && text.contains("identical"), "xtask diff on identical builds: {text}");
+    assert!(
+        same && text.contains("identical"),
+        "xtask diff on identical builds: {text}"
+    );
 
     // One changed file in the root filesystem.
     std::fs::write(inputs.tree.join("etc/hostname"), "berth2\n").unwrap();
@@ -352,20 +401,40 @@ fn image_assembly_is_bit_identical_and_diff_names_a_changed_input() {
     assert_ne!(digests(&c)["sdcard.img"], da["sdcard.img"]);
     let (same, text) = xtask_diff(&a, &c);
     assert!(!same, "xtask diff passed on different builds: {text}");
-    for named in ["sdcard.img[p2]:/etc/hostname: content differs", "rootfs.ext4:/etc/hostname"] {
-        assert!(text.contains(named), "xtask diff does not name {named}:\n{text}");
+    for named in [
+        "sdcard.img[p2]:/etc/hostname: content differs",
+        "rootfs.ext4:/etc/hostname",
+    ] {
+        assert!(
+            text.contains(named),
+            "xtask diff does not name {named}:\n{text}"
+        );
     }
-    assert!(!text.contains("[p1]"), "the boot partition did not change:\n{text}");
+    assert!(
+        !text.contains("[p1]"),
+        "the boot partition did not change:\n{text}"
+    );
 
     // One changed file on the boot partition.
     std::fs::write(inputs.tree.join("etc/hostname"), "berth\n").unwrap();
     inputs.settle_tree();
-    std::fs::write(inputs.files.join("zImage"), filler("another kernel", 3 << 20)).unwrap();
+    std::fs::write(
+        inputs.files.join("zImage"),
+        filler("another kernel", 3 << 20),
+    )
+    .unwrap();
     let d = build(&inputs, &recipe, &root.path().join("changed-kernel"));
     let (same, text) = xtask_diff(&a, &d);
     assert!(!same, "xtask diff passed on different builds: {text}");
-    for named in ["sdcard.img[p1]:/zImage: content differs", "boot.vfat:/zImage", "zImage: content differs"] {
-        assert!(text.contains(named), "xtask diff does not name {named}:\n{text}");
+    for named in [
+        "sdcard.img[p1]:/zImage: content differs",
+        "boot.vfat:/zImage",
+        "zImage: content differs",
+    ] {
+        assert!(
+            text.contains(named),
+            "xtask diff does not name {named}:\n{text}"
+        );
     }
 }
 
@@ -381,7 +450,9 @@ fn each_determinism_setting_is_needed() {
     let inputs = Inputs::create(root.path(), &full);
 
     let mut no_env = full.clone();
-    no_env.env.retain(|(k, _)| k != "SOURCE_DATE_EPOCH" && k != "E2FSPROGS_FAKE_TIME");
+    no_env
+        .env
+        .retain(|(k, _)| k != "SOURCE_DATE_EPOCH" && k != "E2FSPROGS_FAKE_TIME");
 
     let mut no_ext4_ids = full.clone();
     let mut kept = Vec::new();
@@ -393,7 +464,10 @@ fn each_determinism_setting_is_needed() {
             }
             "-E" => {
                 let v = opts.next().expect("-E has a value");
-                let rest: Vec<&str> = v.split(',').filter(|e| !e.starts_with("hash_seed=")).collect();
+                let rest: Vec<&str> = v
+                    .split(',')
+                    .filter(|e| !e.starts_with("hash_seed="))
+                    .collect();
                 if !rest.is_empty() {
                     kept.push("-E".to_string());
                     kept.push(rest.join(","));
@@ -402,7 +476,10 @@ fn each_determinism_setting_is_needed() {
             _ => kept.push(o.clone()),
         }
     }
-    assert_ne!(kept, full.mkfs_options, "the defconfig's mkfs options pin no UUID or hash seed");
+    assert_ne!(
+        kept, full.mkfs_options,
+        "the defconfig's mkfs options pin no UUID or hash seed"
+    );
     no_ext4_ids.mkfs_options = kept;
 
     let mut no_fat_ids = full.clone();
@@ -488,13 +565,22 @@ fn release_workflow_lints_clean() {
     let text = std::fs::read_to_string(&workflow).unwrap();
     for line in text.lines().filter(|l| l.contains("uses:")) {
         let reference = line.split('@').nth(1).unwrap_or("");
-        let hash: String = reference.chars().take_while(|c| c.is_ascii_hexdigit()).collect();
-        assert_eq!(hash.len(), 40, "action not pinned by a full commit hash: {line}");
+        let hash: String = reference
+            .chars()
+            .take_while(|c| c.is_ascii_hexdigit())
+            .collect();
+        assert_eq!(
+            hash.len(),
+            40,
+            "action not pinned by a full commit hash: {line}"
+        );
     }
     let mut actionlint = Command::new("actionlint");
     actionlint.arg("-no-color").arg(&workflow);
     run(&mut actionlint, "actionlint");
     let mut zizmor = Command::new("zizmor");
-    zizmor.args(["--offline", "--no-progress", "--persona=pedantic"]).arg(&workflow);
+    zizmor
+        .args(["--offline", "--no-progress", "--persona=pedantic"])
+        .arg(&workflow);
     run(&mut zizmor, "zizmor");
 }

@@ -53,7 +53,11 @@ fn write_manifest(dir: &Path, names: &[&str]) {
     );
     for n in names {
         let bytes = std::fs::read(dir.join(n)).unwrap();
-        text += &format!("\n[[artifact]]\nname = \"{n}\"\nsize = {}\nsha256 = \"{}\"\n", bytes.len(), sha256(&bytes));
+        text += &format!(
+            "\n[[artifact]]\nname = \"{n}\"\nsize = {}\nsha256 = \"{}\"\n",
+            bytes.len(),
+            sha256(&bytes)
+        );
     }
     std::fs::write(dir.join("manifest.toml"), text).unwrap();
 }
@@ -67,16 +71,30 @@ fn artifacts(dir: &Path) {
 }
 
 fn verify(path: &Path) -> (bool, String) {
-    let out = common::xtask().arg("verify").arg(path).output().expect("xtask runs");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let out = common::xtask()
+        .arg("verify")
+        .arg(path)
+        .output()
+        .expect("xtask runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     (out.status.success(), text)
 }
 
 fn assert_fails_naming(path: &Path, expected: &str) {
     let (ok, text) = verify(path);
     assert!(!ok, "verify accepted a corrupt folder:\n{text}");
-    let error = text.lines().find(|l| l.starts_with("error:")).unwrap_or_else(|| panic!("no error line:\n{text}"));
-    assert!(error.contains(expected), "the error does not name {expected:?}:\n{text}");
+    let error = text
+        .lines()
+        .find(|l| l.starts_with("error:"))
+        .unwrap_or_else(|| panic!("no error line:\n{text}"));
+    assert!(
+        error.contains(expected),
+        "the error does not name {expected:?}:\n{text}"
+    );
 }
 
 #[test]
@@ -85,7 +103,10 @@ fn good_artifacts_pass() {
     artifacts(dir.path());
     let (ok, text) = verify(dir.path());
     assert!(ok, "verify refused good artifacts:\n{text}");
-    assert!(text.contains("ok  sdcard.img") && text.contains("checks passed"), "{text}");
+    assert!(
+        text.contains("ok  sdcard.img") && text.contains("checks passed"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -103,7 +124,10 @@ fn a_missing_file_is_named() {
     let dir = tempfile::tempdir().unwrap();
     artifacts(dir.path());
     std::fs::remove_file(dir.path().join("emmc-boot0.img")).unwrap();
-    assert_fails_naming(dir.path(), "emmc-boot0.img: listed in SHA256SUMS but missing");
+    assert_fails_naming(
+        dir.path(),
+        "emmc-boot0.img: listed in SHA256SUMS but missing",
+    );
     std::fs::remove_file(dir.path().join("SHA256SUMS")).unwrap();
     assert_fails_naming(dir.path(), "SHA256SUMS is missing");
 }
@@ -115,23 +139,46 @@ fn a_manifest_that_disagrees_is_named() {
     // Both files rewritten consistently, but the manifest describes another image.
     let manifest = std::fs::read_to_string(dir.path().join("manifest.toml")).unwrap();
     let good = sha256(&image_bytes(1));
-    std::fs::write(dir.path().join("manifest.toml"), manifest.replace(&good, &sha256(&image_bytes(2)))).unwrap();
-    write_sums(dir.path(), &["sdcard.img", "emmc-boot0.img", "manifest.toml"]);
+    std::fs::write(
+        dir.path().join("manifest.toml"),
+        manifest.replace(&good, &sha256(&image_bytes(2))),
+    )
+    .unwrap();
+    write_sums(
+        dir.path(),
+        &["sdcard.img", "emmc-boot0.img", "manifest.toml"],
+    );
     assert_fails_naming(dir.path(), "sdcard.img: manifest.toml says sha256");
 
     // The right digest but the wrong size.
     let size = format!("size = {}", 4 << 20);
-    std::fs::write(dir.path().join("manifest.toml"), manifest.replace(&size, "size = 12")).unwrap();
-    write_sums(dir.path(), &["sdcard.img", "emmc-boot0.img", "manifest.toml"]);
-    assert_fails_naming(dir.path(), "sdcard.img: 4194304 bytes, but manifest.toml says 12");
+    std::fs::write(
+        dir.path().join("manifest.toml"),
+        manifest.replace(&size, "size = 12"),
+    )
+    .unwrap();
+    write_sums(
+        dir.path(),
+        &["sdcard.img", "emmc-boot0.img", "manifest.toml"],
+    );
+    assert_fails_naming(
+        dir.path(),
+        "sdcard.img: 4194304 bytes, but manifest.toml says 12",
+    );
 
     // An artifact the sums do not cover.
     write_manifest(dir.path(), &["sdcard.img", "emmc-boot0.img"]);
     write_sums(dir.path(), &["sdcard.img", "manifest.toml"]);
-    assert_fails_naming(dir.path(), "emmc-boot0.img: listed in manifest.toml but not in SHA256SUMS");
+    assert_fails_naming(
+        dir.path(),
+        "emmc-boot0.img: listed in manifest.toml but not in SHA256SUMS",
+    );
 
     std::fs::write(dir.path().join("manifest.toml"), "[[artifact]]\nname = 3\n").unwrap();
-    write_sums(dir.path(), &["sdcard.img", "emmc-boot0.img", "manifest.toml"]);
+    write_sums(
+        dir.path(),
+        &["sdcard.img", "emmc-boot0.img", "manifest.toml"],
+    );
     assert_fails_naming(dir.path(), "manifest.toml is not a valid Berth manifest");
 }
 
@@ -140,7 +187,11 @@ fn a_malformed_sums_file_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     artifacts(dir.path());
     let sums = std::fs::read_to_string(dir.path().join("SHA256SUMS")).unwrap();
-    std::fs::write(dir.path().join("SHA256SUMS"), format!("{sums}deadbeef  sdcard.img\n")).unwrap();
+    std::fs::write(
+        dir.path().join("SHA256SUMS"),
+        format!("{sums}deadbeef  sdcard.img\n"),
+    )
+    .unwrap();
     assert_fails_naming(dir.path(), "line 4 of SHA256SUMS");
     let escaping = sums.replace("  emmc-boot0.img", "  ../emmc-boot0.img");
     std::fs::write(dir.path().join("SHA256SUMS"), escaping).unwrap();
@@ -156,7 +207,11 @@ fn a_downloaded_xz_release_is_checked_decompressed() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     artifacts(d);
-    let status = std::process::Command::new("xz").args(["-T1", "-q"]).arg(d.join("sdcard.img")).status().unwrap();
+    let status = std::process::Command::new("xz")
+        .args(["-T1", "-q"])
+        .arg(d.join("sdcard.img"))
+        .status()
+        .unwrap();
     assert!(status.success());
     assert!(!d.join("sdcard.img").exists());
     // The release adds the download's own digest to the build's sums.
@@ -167,14 +222,28 @@ fn a_downloaded_xz_release_is_checked_decompressed() {
 
     let (ok, text) = verify(&d.join("sdcard.img.xz"));
     assert!(ok, "verify refused a good .xz release:\n{text}");
-    assert!(text.contains("ok  sdcard.img\n") && text.contains("ok  sdcard.img.xz"), "{text}");
-    let leftovers: Vec<_> = std::fs::read_dir(d).unwrap().map(|e| e.unwrap().file_name()).collect();
-    assert_eq!(leftovers.len(), 4, "verify left scratch files behind: {leftovers:?}");
+    assert!(
+        text.contains("ok  sdcard.img\n") && text.contains("ok  sdcard.img.xz"),
+        "{text}"
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(d)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        leftovers.len(),
+        4,
+        "verify left scratch files behind: {leftovers:?}"
+    );
 
     // A download whose compressed bytes decompress to another image.
     let other = d.join("other.img");
     write_sparse(&other, &image_bytes(2));
-    let status = std::process::Command::new("xz").args(["-T1", "-q", "-f"]).arg(&other).status().unwrap();
+    let status = std::process::Command::new("xz")
+        .args(["-T1", "-q", "-f"])
+        .arg(&other)
+        .status()
+        .unwrap();
     assert!(status.success());
     std::fs::rename(d.join("other.img.xz"), d.join("sdcard.img.xz")).unwrap();
     let sums = std::fs::read_to_string(d.join("SHA256SUMS")).unwrap();
@@ -182,7 +251,10 @@ fn a_downloaded_xz_release_is_checked_decompressed() {
         .lines()
         .map(|l| {
             if l.ends_with("  sdcard.img.xz") {
-                format!("{}  sdcard.img.xz\n", sha256(&std::fs::read(d.join("sdcard.img.xz")).unwrap()))
+                format!(
+                    "{}  sdcard.img.xz\n",
+                    sha256(&std::fs::read(d.join("sdcard.img.xz")).unwrap())
+                )
             } else {
                 format!("{l}\n")
             }
@@ -220,12 +292,23 @@ fn block_maps_are_checked_against_their_images() {
         assert!(status.success(), "bmaptool create failed");
     };
     bmap(&d.join("sdcard.img"), &d.join("sdcard.img.bmap"));
-    let listed = ["sdcard.img", "sdcard.img.bmap", "emmc-boot0.img", "manifest.toml"];
+    let listed = [
+        "sdcard.img",
+        "sdcard.img.bmap",
+        "emmc-boot0.img",
+        "manifest.toml",
+    ];
     write_manifest(d, &["sdcard.img", "sdcard.img.bmap", "emmc-boot0.img"]);
     write_sums(d, &listed);
     let (ok, text) = verify(d);
-    assert!(ok, "verify refused good artifacts with a block map:\n{text}");
-    assert!(text.contains("ok  sdcard.img against sdcard.img.bmap"), "{text}");
+    assert!(
+        ok,
+        "verify refused good artifacts with a block map:\n{text}"
+    );
+    assert!(
+        text.contains("ok  sdcard.img against sdcard.img.bmap"),
+        "{text}"
+    );
 
     // A map made for another image, with sums and manifest made over what is there.
     let other = tempfile::tempdir().unwrap();
@@ -236,9 +319,15 @@ fn block_maps_are_checked_against_their_images() {
     assert_fails_naming(d, "sdcard.img does not match its block map sdcard.img.bmap");
 
     // A stray map nobody listed is still checked.
-    bmap(&other.path().join("sdcard.img"), &d.join("emmc-boot0.img.bmap"));
+    bmap(
+        &other.path().join("sdcard.img"),
+        &d.join("emmc-boot0.img.bmap"),
+    );
     bmap(&d.join("sdcard.img"), &d.join("sdcard.img.bmap"));
     write_manifest(d, &["sdcard.img", "sdcard.img.bmap", "emmc-boot0.img"]);
     write_sums(d, &listed);
-    assert_fails_naming(d, "emmc-boot0.img does not match its block map emmc-boot0.img.bmap");
+    assert_fails_naming(
+        d,
+        "emmc-boot0.img does not match its block map emmc-boot0.img.bmap",
+    );
 }
