@@ -48,11 +48,16 @@ pub fn linux_tree(test: &str) -> Option<PathBuf> {
 
 /// True when `tool` is on PATH; otherwise prints a skip naming the Debian package.
 pub fn have_tool(test: &str, tool: &str, debian_package: &str) -> bool {
+    have_tool_from(test, tool, &format!("apt-get install {debian_package}"))
+}
+
+/// True when `tool` is on PATH; otherwise prints a skip with the command that installs it.
+pub fn have_tool_from(test: &str, tool: &str, install_command: &str) -> bool {
     let found = std::env::var_os("PATH")
         .map(|paths| std::env::split_paths(&paths).any(|d| d.join(tool).is_file()))
         .unwrap_or(false);
     if !found {
-        skip(test, &format!("{tool} is not installed (apt-get install {debian_package})"));
+        skip(test, &format!("{tool} is not installed ({install_command})"));
     }
     found
 }
