@@ -50,7 +50,7 @@ pub fn check(linux_src: &Path) -> Result<()> {
     }
     println!("kernel: every fragment line survived olddefconfig");
 
-    let board = repo.join("board/odroid-xu4");
+    let board = crate::project::default_board().dir();
     let sysctl = [board.join("rootfs-overlay/etc/sysctl.d")];
     let report = audit::audit_files(
         &resolved.config_path,

@@ -20,8 +20,13 @@ pub struct Board {
     pub defconfig: &'static str,
     /// Folder under `board/` with genimage config, boot files, scripts and overlay.
     pub board_dir: &'static str,
-    /// What the board is, for messages.
-    pub description: &'static str,
+}
+
+impl Board {
+    /// The board folder in this checkout (genimage.cfg, cmdline.txt, rootfs-overlay, scripts).
+    pub fn dir(&self) -> std::path::PathBuf {
+        crate::util::repo_root().join(self.board_dir)
+    }
 }
 
 /// One image serves the XU3 Lite and XU4 (and XU3/HC1): mainline U-Boot picks the DTB at boot.
@@ -29,10 +34,14 @@ pub const BOARDS: &[Board] = &[Board {
     name: "odroid-xu4",
     defconfig: "berth_odroid_xu4_defconfig",
     board_dir: "board/odroid-xu4",
-    description: "Hardkernel ODROID-XU3 Lite / XU4 (Samsung Exynos5422)",
 }];
 
 pub const DEFAULT_BOARD: &str = "odroid-xu4";
+
+/// The board whose files `check` and `audit` read when no build says otherwise.
+pub fn default_board() -> &'static Board {
+    board(DEFAULT_BOARD).expect("DEFAULT_BOARD names an entry of BOARDS")
+}
 
 pub fn board(name: &str) -> anyhow::Result<&'static Board> {
     BOARDS.iter().find(|b| b.name == name).ok_or_else(|| {

@@ -64,7 +64,7 @@ pub fn run(args: KernelArgs) -> Result<()> {
 /// Called by `audit::audit_output` at the end of `cargo xtask image`.
 pub fn audit_buildroot_output(output: &Path) -> Result<Report> {
     let config = buildroot_kernel_config(output)?;
-    let cmdline = crate::util::repo_root().join("board/odroid-xu4/cmdline.txt");
+    let cmdline = crate::project::default_board().dir().join("cmdline.txt");
     let target = output.join("target");
     let sysctl = [target.join("usr/lib/sysctl.d"), target.join("etc/sysctl.d")];
     audit_files(
