@@ -5,15 +5,14 @@
 ################################################################################
 
 HARDKERNEL_XU4_BLOBS_VERSION = 88af53fbcef8386cb4d5f04c19f4b2bcb69e90ca
-HARDKERNEL_XU4_BLOBS_SITE = $(call github,hardkernel,u-boot,$(HARDKERNEL_XU4_BLOBS_VERSION))
+# Fetched with git, not as a GitHub-generated tarball: Buildroot makes the
+# archive itself, reproducibly, so the hash below holds for every download.
+HARDKERNEL_XU4_BLOBS_SITE = https://github.com/hardkernel/u-boot.git
+HARDKERNEL_XU4_BLOBS_SITE_METHOD = git
 HARDKERNEL_XU4_BLOBS_LICENSE = PROPRIETARY
 HARDKERNEL_XU4_BLOBS_REDISTRIBUTE = NO
 HARDKERNEL_XU4_BLOBS_INSTALL_TARGET = NO
 HARDKERNEL_XU4_BLOBS_INSTALL_IMAGES = YES
-
-# The archive hash is not known yet (see the .hash file); each blob that is
-# installed is checked against its own sha256 in the .hash file instead.
-BR_NO_CHECK_HASH_FOR += $(HARDKERNEL_XU4_BLOBS_SOURCE)
 
 HARDKERNEL_XU4_BLOBS_FILES = \
 	bl1.bin.hardkernel \
