@@ -17,6 +17,7 @@ mod kernel_check;
 mod project;
 mod reproducible;
 mod sbom;
+mod uboot_check;
 mod report;
 mod util;
 mod verify;
