@@ -9,6 +9,8 @@
 //! - (d) from `show-info`: the package set a Docker host needs, Linux and U-Boot at the pinned
 //!   versions; the resolved package list is printed.
 //! - (e) the kernel fragments, against a Linux tree when one is named.
+//! - (f) the U-Boot fragment and what booting the image needs, against a U-Boot tree when one is
+//!   named.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -34,6 +36,10 @@ pub struct CheckArgs {
     /// when neither is given).
     #[arg(long, value_name = "DIR")]
     pub linux: Option<PathBuf>,
+    /// U-Boot 2026.01 source tree for the U-Boot stage (default: BERTH_UBOOT_SRC; skipped when
+    /// neither is given).
+    #[arg(long, value_name = "DIR")]
+    pub uboot: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +49,7 @@ enum Stage {
     Shellcheck,
     Packages,
     Kernel,
+    Uboot,
 }
 
 impl fmt::Display for Stage {
@@ -53,6 +60,7 @@ impl fmt::Display for Stage {
             Stage::Shellcheck => "shellcheck",
             Stage::Packages => "packages",
             Stage::Kernel => "kernel",
+            Stage::Uboot => "uboot",
         })
     }
 }
@@ -102,6 +110,7 @@ pub fn run(args: CheckArgs) -> Result<()> {
     }
     shellcheck(&sh, &repo, &mut problems);
     kernel_stage(args.linux, &mut problems);
+    uboot_stage(args.uboot, &mut problems);
 
     if problems.0.is_empty() {
         println!("check: every stage passed");
@@ -415,6 +424,19 @@ fn kernel_stage(explicit: Option<PathBuf>, problems: &mut Problems) {
     match crate::kernel_check::check(&dir) {
         Ok(()) => println!("[kernel] fragments resolve in {}", dir.display()),
         Err(err) => problems.add(Stage::Kernel, format!("{}: {err:#}", dir.display())),
+    }
+}
+
+/// Stage (f): the U-Boot fragment and boot needs against a real tree, when one is named.
+fn uboot_stage(explicit: Option<PathBuf>, problems: &mut Problems) {
+    let from_env = std::env::var_os("BERTH_UBOOT_SRC").filter(|v| !v.is_empty()).map(PathBuf::from);
+    let Some(dir) = explicit.or(from_env) else {
+        println!("[uboot] skipped: no U-Boot {UBOOT_VERSION} tree named (pass --uboot DIR or set BERTH_UBOOT_SRC)");
+        return;
+    };
+    match crate::uboot_check::check(&dir) {
+        Ok(()) => println!("[uboot] fragment and boot needs resolve in {}", dir.display()),
+        Err(err) => problems.add(Stage::Uboot, format!("{}: {err:#}", dir.display())),
     }
 }
 

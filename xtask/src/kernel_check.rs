@@ -87,7 +87,7 @@ pub fn merged_fragments(fragments: &[PathBuf]) -> Result<Vec<Setting>> {
     Ok(kconfig::merge(parsed.iter().map(Vec::as_slice)))
 }
 
-fn read_kconfig(path: &Path) -> Result<Vec<Setting>> {
+pub fn read_kconfig(path: &Path) -> Result<Vec<Setting>> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("could not read {}", path.display()))?;
     let name = path.strip_prefix(crate::util::repo_root()).unwrap_or(path);
@@ -130,22 +130,7 @@ pub fn resolve(linux_src: &Path, fragments: &[PathBuf]) -> Result<ResolvedConfig
     let sh = Shell::new()?;
     let (cross, toolchain, compiler) = cross_compile(&sh);
     let out = work.path();
-    let cross_arg = cross.as_ref().map(|c| format!("CROSS_COMPILE={c}"));
-    let output = cmd!(
-        sh,
-        "make -s -C {linux_src} O={out} ARCH=arm {cross_arg...} olddefconfig"
-    )
-    .ignore_status()
-    .output()
-    .with_context(|| "could not run make (apt-get install make gcc flex bison)".to_string())?;
-    if !output.status.success() {
-        bail!(
-            "make ARCH=arm olddefconfig failed in {} (needs a host gcc, flex and bison):\n{}{}",
-            linux_src.display(),
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
+    make_arm_config(&sh, linux_src, out, cross.as_deref(), "olddefconfig")?;
     let text = std::fs::read_to_string(out.join(".config"))
         .with_context(|| format!("olddefconfig left no .config in {}", out.display()))?;
     let settings = kconfig::parse(&text, "resolved .config")?;
@@ -167,33 +152,61 @@ pub fn resolve(linux_src: &Path, fragments: &[PathBuf]) -> Result<ResolvedConfig
     })
 }
 
-/// `CROSS_COMPILE` from the environment, else Debian's ARM cross compiler when installed, else
-/// the host compiler (Kconfig then cannot probe ARM-only compiler features).
-fn cross_compile(sh: &Shell) -> (Option<String>, Toolchain, String) {
+/// Run a Kconfig target (`olddefconfig`, `<board>_defconfig`) with `ARCH=arm` in the out-of-tree
+/// folder `out`; shared by the kernel and U-Boot stages, which both use Kbuild.
+pub fn make_arm_config(
+    sh: &Shell,
+    src: &Path,
+    out: &Path,
+    cross: Option<&str>,
+    target: &str,
+) -> Result<()> {
+    let cross_arg = cross.map(|c| format!("CROSS_COMPILE={c}"));
+    let output = cmd!(
+        sh,
+        "make -s -C {src} O={out} ARCH=arm {cross_arg...} {target}"
+    )
+    .ignore_status()
+    .output()
+    .with_context(|| "could not run make (apt-get install make gcc flex bison)".to_string())?;
+    if !output.status.success() {
+        bail!(
+            "make ARCH=arm {target} failed in {} (needs a host gcc, flex and bison):\n{}{}",
+            src.display(),
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(())
+}
+
+/// The ARM `CROSS_COMPILE` prefix: from the environment, else Debian's cross compiler when it
+/// runs, else `None`.
+pub fn arm_cross_compile(sh: &Shell) -> Option<String> {
     if let Some(prefix) = std::env::var("CROSS_COMPILE")
         .ok()
         .filter(|p| !p.is_empty())
     {
-        return (
-            Some(prefix.clone()),
-            Toolchain::Target,
-            format!("{prefix}gcc"),
-        );
+        return Some(prefix);
     }
     let gcc = format!("{DEFAULT_CROSS_COMPILE}gcc");
-    if cmd!(sh, "{gcc} --version")
+    cmd!(sh, "{gcc} --version")
         .quiet()
         .ignore_stdout()
         .ignore_stderr()
         .run()
         .is_ok()
-    {
-        return (
-            Some(DEFAULT_CROSS_COMPILE.to_string()),
-            Toolchain::Target,
-            gcc,
-        );
+        .then(|| DEFAULT_CROSS_COMPILE.to_string())
+}
+
+/// `CROSS_COMPILE` from the environment, else Debian's ARM cross compiler when installed, else
+/// the host compiler (Kconfig then cannot probe ARM-only compiler features).
+fn cross_compile(sh: &Shell) -> (Option<String>, Toolchain, String) {
+    if let Some(prefix) = arm_cross_compile(sh) {
+        let gcc = format!("{prefix}gcc");
+        return (Some(prefix), Toolchain::Target, gcc);
     }
+    let gcc = format!("{DEFAULT_CROSS_COMPILE}gcc");
     eprintln!(
         "kernel: no ARM cross compiler ({gcc}); Kconfig probes the host gcc, so rules on \
          compiler-probed options only warn (apt-get install gcc-arm-linux-gnueabihf to judge them)"

@@ -17,6 +17,7 @@ mod kernel_check;
 mod project;
 mod reproducible;
 mod sbom;
+mod uboot_check;
 mod report;
 mod util;
 mod verify;
@@ -40,7 +41,7 @@ struct Cli {
 enum Command {
     /// Build the flashable image with the pinned Buildroot and the BERTH BR2_EXTERNAL tree.
     Image(image::ImageArgs),
-    /// Validate offline: Kconfig round trips, check-package, shellcheck, package set, kernel fragments.
+    /// Validate offline: Kconfig round trips, check-package, shellcheck, package set, kernel fragments, U-Boot config.
     Check(check::CheckArgs),
     /// Prove the hardening of a kernel config and of a built image.
     Audit(audit::AuditArgs),

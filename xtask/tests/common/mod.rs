@@ -46,6 +46,11 @@ pub fn linux_tree(test: &str) -> Option<PathBuf> {
     tree_from_env("BERTH_LINUX_SRC", test, "a Linux 6.12 source tree")
 }
 
+/// A U-Boot 2026.01 source tree named by BERTH_UBOOT_SRC, or a printed skip.
+pub fn uboot_tree(test: &str) -> Option<PathBuf> {
+    tree_from_env("BERTH_UBOOT_SRC", test, "a U-Boot 2026.01 source tree")
+}
+
 /// True when `tool` is on PATH; otherwise prints a skip naming the Debian package.
 pub fn have_tool(test: &str, tool: &str, debian_package: &str) -> bool {
     have_tool_from(test, tool, &format!("apt-get install {debian_package}"))
