@@ -726,34 +726,38 @@ impl ReadBack {
             )
             .with_context(|| format!("could not drop cached pages of {path}"))?;
         }
-        let mut buf = AlignedBuf::new(CHUNK);
-        let mut hasher = Sha256::new();
-        let mut pos = start;
-        while pos < end {
-            check_interrupted()?;
-            let want = ((end - pos) as usize).min(CHUNK);
-            let chunk = buf.slice(want.next_multiple_of(DIRECT_ALIGN));
-            let got = self
-                .file
-                .read_at(chunk, pos)
-                .with_context(|| format!("could not read {path} back at byte {pos}"))?;
+        // Reading and hashing overlap here too, on a fourth thread.
+        let read_range = |feed: &Feed| -> Result<()> {
+            let mut pos = start;
+            while pos < end {
+                check_interrupted()?;
+                let want = ((end - pos) as usize).min(CHUNK);
+                let mut buf = feed.buffer()?;
+                let got = self
+                    .file
+                    .read_at(buf.slice(want.next_multiple_of(DIRECT_ALIGN)), pos)
+                    .with_context(|| format!("could not read {path} back at byte {pos}"))?;
+                ensure!(
+                    got > 0,
+                    "{path} ends at byte {pos}, inside {} of the image",
+                    range.blocks
+                );
+                let used = got.min(want);
+                feed.hash(buf, used)?;
+                pos += used as u64;
+                progress.inc(used as u64);
+            }
+            feed.end_range()
+        };
+        let matches_image = |_: usize, actual: &str| -> Result<()> {
             ensure!(
-                got > 0,
-                "{path} ends at byte {pos}, inside {} of the image",
+                actual == expected,
+                "verification failed: {} (bytes {start}..{end}) read back from {path} hash to {actual}, but the image has {expected}: {path} does not hold the image",
                 range.blocks
             );
-            let used = got.min(want);
-            hasher.update(&chunk[..used]);
-            pos += used as u64;
-            progress.inc(used as u64);
-        }
-        let actual = hex(&hasher.finalize());
-        ensure!(
-            actual == expected,
-            "verification failed: {} (bytes {start}..{end}) read back from {path} hash to {actual}, but the image has {expected}: {path} does not hold the image",
-            range.blocks
-        );
-        Ok(())
+            Ok(())
+        };
+        hash_ranges(read_range, matches_image).map(drop)
     }
 }
 
