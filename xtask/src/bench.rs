@@ -18,7 +18,8 @@ pub struct BenchArgs {
 
 #[derive(Subcommand)]
 pub enum BenchWhat {
-    /// Time Berth, `dd bs=4M conv=fsync` and `bmaptool copy` writing the same sparse image.
+    /// Time Berth (with and without read-back), `dd bs=4M conv=fsync` and `bmaptool copy` writing
+    /// the same sparse image, several runs each; report medians and Berth's ratios.
     Flash(FlashBench),
 }
 
