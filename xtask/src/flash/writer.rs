@@ -8,6 +8,7 @@ use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{channel, sync_channel, Receiver, SyncSender};
+use std::sync::{Condvar, Mutex};
 
 use anyhow::{bail, ensure, Context, Result};
 use indicatif::ProgressBar;
@@ -401,8 +402,8 @@ enum Piece {
 }
 
 /// The I/O side of [`hash_ranges`]: takes a free buffer, fills it, hands it over for hashing.
-struct Feed {
-    free: Receiver<AlignedBuf>,
+struct Feed<'a> {
+    free: &'a Receiver<AlignedBuf>,
     full: SyncSender<Piece>,
 }
 
@@ -418,7 +419,7 @@ impl std::fmt::Display for HasherStopped {
 
 impl std::error::Error for HasherStopped {}
 
-impl Feed {
+impl Feed<'_> {
     fn buffer(&self) -> Result<AlignedBuf> {
         self.free.recv().map_err(|_| HasherStopped.into())
     }
@@ -439,15 +440,17 @@ impl Feed {
 /// Runs `io` on this thread and sha256 of what it produces on a second one, so reading, writing
 /// and hashing overlap on two cores. `io` hands over each range's bytes in order, then ends the
 /// range; `check` sees each range's digest as soon as it is known, and its error stops `io`.
+/// `pool` lends the buffers and gets them back, so a caller hashing range after range does not
+/// allocate (and fault in) fresh ones each time.
 fn hash_ranges(
+    pool: &mut Vec<AlignedBuf>,
     io: impl FnOnce(&Feed) -> Result<()>,
     check: impl Fn(usize, &str) -> Result<()> + Send,
 ) -> Result<Vec<String>> {
     let (free_tx, free_rx) = sync_channel(BUFFERS_IN_FLIGHT);
-    for _ in 0..BUFFERS_IN_FLIGHT {
-        free_tx
-            .send(AlignedBuf::new(CHUNK))
-            .expect("the pool holds every buffer");
+    pool.resize_with(BUFFERS_IN_FLIGHT, || AlignedBuf::new(CHUNK));
+    for buf in pool.drain(..) {
+        free_tx.send(buf).expect("the channel holds every buffer");
     }
     let (full_tx, full_rx) = sync_channel::<Piece>(BUFFERS_IN_FLIGHT);
     std::thread::scope(|scope| {
@@ -471,12 +474,13 @@ fn hash_ranges(
             Ok(sums)
         });
         let feed = Feed {
-            free: free_rx,
+            free: &free_rx,
             full: full_tx,
         };
         let io_result = io(&feed);
         drop(feed);
         let hash_result = hasher.join().expect("the hashing thread does not panic");
+        pool.extend(free_rx.try_iter());
         match (io_result, hash_result) {
             (Err(e), Err(hash_error)) if e.is::<HasherStopped>() => Err(hash_error),
             (Err(e), _) => Err(e),
@@ -489,9 +493,9 @@ fn hash_ranges(
 /// the map has one) as it streams, and the stream's total length.
 ///
 /// Hashing runs on a second thread. With `verify`, a third reads every range back from that path
-/// past the page cache and compares its sha256 with the image's, as soon as the range is written
-/// and while later ones are still being written (an uncached read of bytes still in the page
-/// cache makes the kernel write them out first). The head is written only once every other range
+/// past the page cache and compares its sha256 with the image's, following the writer chunk by
+/// chunk (an uncached read of bytes still in the page cache makes the kernel write them out
+/// first). The head is written only once every other range
 /// has read back right, so a mismatch leaves the target without a partition table; ranges inside
 /// the head are read back after it is written and flushed.
 pub fn write_image(
@@ -527,6 +531,7 @@ pub fn write_image(
         start < head_len
     };
 
+    let written_upto = &WrittenUpTo::default();
     std::thread::scope(|scope| -> Result<()> {
         // Written ranges go to the verifier by index, their source digests as the hasher has them;
         // it answers on `checked` when it has checked every range sent before a `Barrier`.
@@ -536,15 +541,25 @@ pub fn write_image(
         let verifier = reader.map(|reader| {
             scope.spawn(move || -> Result<()> {
                 let mut digests = Vec::new();
+                let mut pool = Vec::new();
                 for step in written_rx {
                     let ReadBackStep::Range(index) = step else {
                         let _ = checked_tx.send(());
                         continue;
                     };
+                    let actual = reader.range_digest(map, index, written_upto, &mut pool, progress)?;
                     while digests.len() <= index {
                         digests.push(digest_rx.recv().map_err(|_| HasherStopped)?);
                     }
-                    reader.check_range(map, index, &digests[index], progress)?;
+                    let expected = &digests[index];
+                    let range = &map.ranges[index];
+                    let (start, end) = range.blocks.byte_span(map.block_size, map.image_size);
+                    let path = reader.path.display();
+                    ensure!(
+                        &actual == expected,
+                        "verification failed: {} (bytes {start}..{end}) read back from {path} hash to {actual}, but the image has {expected}: {path} does not hold the image",
+                        range.blocks
+                    );
                 }
                 Ok(())
             })
@@ -560,6 +575,11 @@ pub fn write_image(
                     skipped = vec![0u8; CHUNK];
                 }
                 source.skip_to(start, &mut skipped)?;
+                if verify.is_some() && !touches_head(index) {
+                    written_tx
+                        .send(ReadBackStep::Range(index))
+                        .map_err(|_| verifier_stopped())?;
+                }
                 let mut pos = start;
                 while pos < end {
                     check_interrupted()?;
@@ -583,14 +603,10 @@ pub fn write_image(
                         target.sync()?;
                         since_flush = 0;
                     }
+                    written_upto.advance(pos);
                     progress.inc(n as u64);
                 }
                 feed.end_range()?;
-                if verify.is_some() && !touches_head(index) {
-                    written_tx
-                        .send(ReadBackStep::Range(index))
-                        .map_err(|_| verifier_stopped())?;
-                }
                 outcome.written += end - start;
             }
             if source.is_stream() {
@@ -618,7 +634,12 @@ pub fn write_image(
             let _ = digest_tx.send(sum.to_string());
             Ok(())
         };
-        let written = hash_ranges(write_ranges, matches_map).and_then(|sums| {
+        let hashed = hash_ranges(&mut Vec::new(), write_ranges, matches_map);
+        match &hashed {
+            Ok(_) => written_upto.complete(),
+            Err(_) => written_upto.abort(),
+        }
+        let written = hashed.and_then(|sums| {
             check_interrupted()?;
             target.sync()?;
             if verify.is_some() {
@@ -704,34 +725,36 @@ impl ReadBack {
         })
     }
 
-    /// Reads range `index` back and compares its sha256 with `expected`, the image's.
-    fn check_range(
+    /// Reads range `index` back, each chunk once the writer is past it, and returns its sha256.
+    fn range_digest(
         &self,
         map: &Bmap,
         index: usize,
-        expected: &str,
+        written: &WrittenUpTo,
+        pool: &mut Vec<AlignedBuf>,
         progress: &ProgressBar,
-    ) -> Result<()> {
+    ) -> Result<String> {
         let range = &map.ranges[index];
         let path = self.path.display();
         let (start, end) = range.blocks.byte_span(map.block_size, map.image_size);
-        if !self.direct {
-            rustix::fs::fdatasync(self.file.as_fd())
-                .with_context(|| format!("could not flush {path}"))?;
-            rustix::fs::fadvise(
-                self.file.as_fd(),
-                start,
-                std::num::NonZeroU64::new(end - start),
-                rustix::fs::Advice::DontNeed,
-            )
-            .with_context(|| format!("could not drop cached pages of {path}"))?;
-        }
         // Reading and hashing overlap here too, on a fourth thread.
         let read_range = |feed: &Feed| -> Result<()> {
             let mut pos = start;
             while pos < end {
                 check_interrupted()?;
                 let want = ((end - pos) as usize).min(CHUNK);
+                written.wait_for(pos + want as u64)?;
+                if !self.direct {
+                    rustix::fs::fdatasync(self.file.as_fd())
+                        .with_context(|| format!("could not flush {path}"))?;
+                    rustix::fs::fadvise(
+                        self.file.as_fd(),
+                        pos,
+                        std::num::NonZeroU64::new(want as u64),
+                        rustix::fs::Advice::DontNeed,
+                    )
+                    .with_context(|| format!("could not drop cached pages of {path}"))?;
+                }
                 let mut buf = feed.buffer()?;
                 let got = self
                     .file
@@ -749,15 +772,47 @@ impl ReadBack {
             }
             feed.end_range()
         };
-        let matches_image = |_: usize, actual: &str| -> Result<()> {
-            ensure!(
-                actual == expected,
-                "verification failed: {} (bytes {start}..{end}) read back from {path} hash to {actual}, but the image has {expected}: {path} does not hold the image",
-                range.blocks
-            );
-            Ok(())
-        };
-        hash_ranges(read_range, matches_image).map(drop)
+        let mut digests = hash_ranges(pool, read_range, |_, _| Ok(()))?;
+        digests
+            .pop()
+            .context("internal error: a range read back without a digest")
+    }
+}
+
+/// How far the writer has got through the image, for the verifier to follow chunk by chunk.
+#[derive(Default)]
+struct WrittenUpTo {
+    state: Mutex<(u64, bool)>,
+    moved: Condvar,
+}
+
+impl WrittenUpTo {
+    fn set(&self, update: impl FnOnce(&mut (u64, bool))) {
+        update(&mut self.state.lock().expect("the writer does not panic"));
+        self.moved.notify_all();
+    }
+
+    fn advance(&self, to: u64) {
+        self.set(|state| state.0 = to);
+    }
+
+    /// Everything is written: any range may be read.
+    fn complete(&self) {
+        self.set(|state| state.0 = u64::MAX);
+    }
+
+    /// Writing failed: a verifier waiting for more gives up.
+    fn abort(&self) {
+        self.set(|state| state.1 = true);
+    }
+
+    fn wait_for(&self, end: u64) -> Result<()> {
+        let mut state = self.state.lock().expect("the writer does not panic");
+        while state.0 < end {
+            ensure!(!state.1, "writing stopped before byte {end}");
+            state = self.moved.wait(state).expect("the writer does not panic");
+        }
+        Ok(())
     }
 }
 
