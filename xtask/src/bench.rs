@@ -1,9 +1,8 @@
 //! `cargo xtask bench`: speed claims, measured (flashing against dd and bmaptool copy).
 
-use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
@@ -19,7 +18,8 @@ pub struct BenchArgs {
 
 #[derive(Subcommand)]
 pub enum BenchWhat {
-    /// Time Berth, `dd bs=4M conv=fsync` and `bmaptool copy` writing the same sparse image.
+    /// Time Berth (with and without read-back), `dd bs=4M conv=fsync` and `bmaptool copy` writing
+    /// the same sparse image, several runs each; report medians and Berth's ratios.
     Flash(FlashBench),
 }
 
@@ -37,6 +37,9 @@ pub struct FlashBench {
     /// Skip the loop-device runs even when root.
     #[arg(long)]
     pub no_loop: bool,
+    /// Times each tool is run per target; the report gives the median.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    pub runs: u32,
 }
 
 pub fn run(args: BenchArgs) -> Result<()> {
@@ -93,24 +96,32 @@ fn build_image(path: &Path, image_mib: u64, data_mib: u64) -> Result<()> {
     Ok(())
 }
 
+const DD: &str = "dd bs=4M conv=fsync";
+const BMAPTOOL: &str = "bmaptool copy";
+const BERTH: &str = "berth flash";
+const BERTH_NO_VERIFY: &str = "berth flash --no-verify";
+const TOOLS: [&str; 4] = [DD, BMAPTOOL, BERTH, BERTH_NO_VERIFY];
+/// Berth's two modes, each compared with the two other tools.
+const COMPARISONS: [(&str, &str); 4] = [
+    (BERTH, BMAPTOOL),
+    (BERTH, DD),
+    (BERTH_NO_VERIFY, BMAPTOOL),
+    (BERTH_NO_VERIFY, DD),
+];
+
+#[derive(Debug, Clone, PartialEq)]
 struct Timing {
     tool: &'static str,
     target: &'static str,
-    time: Duration,
+    seconds: f64,
 }
 
-fn timed(
-    tool: &'static str,
-    target: &'static str,
-    run: impl FnOnce() -> Result<()>,
-) -> Result<Timing> {
-    eprint!("  {tool:<24} -> {target:<12} ");
-    std::io::stderr().flush().ok();
-    let started = Instant::now();
-    run().with_context(|| format!("{tool} writing to a {target} failed"))?;
-    let time = started.elapsed();
-    eprintln!("{:>7.2} s", time.as_secs_f64());
-    Ok(Timing { tool, target, time })
+/// The tools in the order run `run` uses: rotated each run, so no tool always goes first (after
+/// the image was just read) or always follows the same one.
+fn run_order(run: u32) -> Vec<&'static str> {
+    let mut order = TOOLS.to_vec();
+    order.rotate_left(run as usize % TOOLS.len());
+    order
 }
 
 /// A fresh sparse backing file attached to a loop device, detached on drop.
@@ -142,6 +153,76 @@ fn is_root() -> bool {
     rustix::process::geteuid().is_root()
 }
 
+/// Flushes and empties the page cache so each tool reads the image from disk as on a first
+/// flash; the reason when it cannot.
+fn drop_caches() -> std::result::Result<(), String> {
+    if !is_root() {
+        return Err("not root".into());
+    }
+    rustix::fs::sync();
+    std::fs::write("/proc/sys/vm/drop_caches", "3")
+        .map_err(|e| format!("writing /proc/sys/vm/drop_caches failed: {e}"))
+}
+
+/// The 1-minute load average from /proc/loadavg's text.
+fn load_average(loadavg: &str) -> Option<f64> {
+    loadavg.split_whitespace().next()?.parse().ok()
+}
+
+fn current_load() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .as_deref()
+        .and_then(load_average)
+        .map_or_else(|| "unknown".to_string(), |load| format!("{load:.2}"))
+}
+
+/// Everything one tool run needs.
+struct Bench<'a> {
+    sh: &'a Shell,
+    image: PathBuf,
+    map: PathBuf,
+    berth: PathBuf,
+    /// Why the page cache could not be dropped, once that is known.
+    cache_kept: Option<String>,
+}
+
+impl Bench<'_> {
+    /// Runs `tool` writing the image to `target` (a device when `device`), timed from process
+    /// start to exit, after dropping the page cache.
+    fn time(&mut self, tool: &'static str, target: &Path, device: bool) -> Result<f64> {
+        if self.cache_kept.is_none() {
+            if let Err(reason) = drop_caches() {
+                self.cache_kept = Some(reason);
+            }
+        }
+        let (sh, image, map, berth) = (self.sh, &self.image, &self.map, &self.berth);
+        let berth_target: &[&str] = if device {
+            &["--allow-non-removable"]
+        } else {
+            &["--to-file"]
+        };
+        let command = match tool {
+            DD => cmd!(sh, "dd if={image} of={target} bs=4M conv=fsync status=none"),
+            BMAPTOOL => cmd!(sh, "bmaptool -q copy --bmap {map} {image} {target}"),
+            BERTH => cmd!(sh, "{berth} flash {image} {target} --yes {berth_target...}"),
+            BERTH_NO_VERIFY => cmd!(
+                sh,
+                "{berth} flash {image} {target} --yes --no-verify {berth_target...}"
+            ),
+            _ => unreachable!("TOOLS lists every tool"),
+        };
+        let started = Instant::now();
+        command
+            .quiet()
+            .ignore_stdout()
+            .ignore_stderr()
+            .run()
+            .with_context(|| format!("{tool} writing to {} failed", target.display()))?;
+        Ok(started.elapsed().as_secs_f64())
+    }
+}
+
 fn flash(args: FlashBench) -> Result<()> {
     if args.data_mib + 1 >= args.image_mib {
         bail!("--data-mib must be well below --image-mib for a sparse image");
@@ -171,110 +252,149 @@ fn flash(args: FlashBench) -> Result<()> {
     );
     build_image(&image, args.image_mib, args.data_mib)?;
     crate::bmap::write_for_image(&image, &map)?;
-    // Warm the page cache once so every tool reads the image at the same speed.
+    // Where the cache cannot be dropped, every tool should at least find the image cached.
     crate::util::sha256_file(&image)?;
-    let berth = std::env::current_exe().context("could not find the xtask binary")?;
     let size = args.image_mib * MIB;
-
-    let mut timings = Vec::new();
-    let fresh = |path: &Path| {
-        let _ = std::fs::remove_file(path);
+    let load_before = current_load();
+    let mut bench = Bench {
+        sh: &sh,
+        image,
+        map,
+        berth: std::env::current_exe().context("could not find the xtask binary")?,
+        cache_kept: None,
     };
-    eprintln!("writing to a file:");
-    fresh(&target);
-    timings.push(timed("dd bs=4M conv=fsync", "file", || {
-        Ok(
-            cmd!(sh, "dd if={image} of={target} bs=4M conv=fsync status=none")
-                .quiet()
-                .run()?,
-        )
-    })?);
-    fresh(&target);
-    timings.push(timed("bmaptool copy", "file", || {
-        Ok(cmd!(sh, "bmaptool -q copy --bmap {map} {image} {target}")
-            .quiet()
-            .run()?)
-    })?);
-    fresh(&target);
-    timings.push(timed("berth flash", "file", || {
-        Ok(cmd!(sh, "{berth} flash {image} {target} --to-file --yes")
-            .quiet()
-            .ignore_stderr()
-            .ignore_stdout()
-            .run()?)
-    })?);
-    fresh(&target);
-    timings.push(timed("berth flash --no-verify", "file", || {
-        Ok(cmd!(
-            sh,
-            "{berth} flash {image} {target} --to-file --yes --no-verify"
-        )
-        .quiet()
-        .ignore_stderr()
-        .ignore_stdout()
-        .run()?)
-    })?);
-    fresh(&target);
 
-    if args.no_loop {
-        eprintln!("loop device: skipped (--no-loop)");
+    let loop_note = if args.no_loop {
+        Some("loop device: skipped (--no-loop)")
     } else if !is_root() {
-        eprintln!("loop device: skipped (needs root)");
+        Some("loop device: skipped (needs root)")
     } else {
-        eprintln!("writing to a loop device:");
-        {
-            let lo = LoopDevice::attach(&sh, &backing, size)?;
-            let dev = &lo.dev;
-            timings.push(timed("dd bs=4M conv=fsync", "loop device", || {
-                Ok(
-                    cmd!(sh, "dd if={image} of={dev} bs=4M conv=fsync status=none")
-                        .quiet()
-                        .run()?,
-                )
-            })?);
+        None
+    };
+    let mut timings = Vec::new();
+    for run in 0..args.runs {
+        eprintln!("run {} of {}:", run + 1, args.runs);
+        for tool in run_order(run) {
+            let _ = std::fs::remove_file(&target);
+            let seconds = bench.time(tool, &target, false)?;
+            eprintln!("  {tool:<24} -> file        {seconds:>7.2} s");
+            timings.push(Timing {
+                tool,
+                target: "file",
+                seconds,
+            });
         }
-        {
-            let lo = LoopDevice::attach(&sh, &backing, size)?;
-            let dev = &lo.dev;
-            timings.push(timed("bmaptool copy", "loop device", || {
-                Ok(cmd!(sh, "bmaptool -q copy --bmap {map} {image} {dev}")
-                    .quiet()
-                    .run()?)
-            })?);
+        let _ = std::fs::remove_file(&target);
+        if loop_note.is_some() {
+            continue;
         }
-        {
-            let lo = LoopDevice::attach(&sh, &backing, size)?;
-            let dev = &lo.dev;
-            timings.push(timed("berth flash", "loop device", || {
-                Ok(cmd!(
-                    sh,
-                    "{berth} flash {image} {dev} --yes --allow-non-removable"
-                )
-                .quiet()
-                .ignore_stderr()
-                .ignore_stdout()
-                .run()?)
-            })?);
+        for tool in run_order(run) {
+            let seconds = {
+                let lo = LoopDevice::attach(&sh, &backing, size)?;
+                bench.time(tool, Path::new(&lo.dev), true)?
+            };
+            eprintln!("  {tool:<24} -> loop device {seconds:>7.2} s");
+            timings.push(Timing {
+                tool,
+                target: "loop device",
+                seconds,
+            });
         }
-        {
-            let lo = LoopDevice::attach(&sh, &backing, size)?;
-            let dev = &lo.dev;
-            timings.push(timed("berth flash --no-verify", "loop device", || {
-                Ok(cmd!(
-                    sh,
-                    "{berth} flash {image} {dev} --yes --allow-non-removable --no-verify"
-                )
-                .quiet()
-                .ignore_stderr()
-                .ignore_stdout()
-                .run()?)
-            })?);
-        }
-        fresh(&backing);
+        let _ = std::fs::remove_file(&backing);
     }
+    if let Some(note) = loop_note {
+        eprintln!("{note}");
+    }
+    let cache = match &bench.cache_kept {
+        None => "page cache dropped before every run".to_string(),
+        Some(reason) => format!(
+            "page cache NOT dropped ({reason}): the image was read once first, so every tool finds it cached"
+        ),
+    };
     drop(work_dir);
-    println!("{}", report(&timings, args.image_mib, args.data_mib));
+    let conditions = format!(
+        "{} MiB sparse image, {} MiB of data, {} run(s) per tool in rotating order, {cache}; \
+         1-minute load average {load_before} before, {} after",
+        args.image_mib,
+        args.data_mib,
+        args.runs,
+        current_load()
+    );
+    println!("{}", report(&timings, &conditions));
     Ok(())
+}
+
+/// The median of some times (the mean of the middle two for an even count).
+fn median(values: &[f64]) -> Option<f64> {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let n = sorted.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(sorted[n / 2]),
+        _ => Some((sorted[n / 2 - 1] + sorted[n / 2]) / 2.0),
+    }
+}
+
+fn times_of(timings: &[Timing], tool: &str, target: &str) -> Vec<f64> {
+    timings
+        .iter()
+        .filter(|t| t.tool == tool && t.target == target)
+        .map(|t| t.seconds)
+        .collect()
+}
+
+/// Targets in the order first timed.
+fn targets(timings: &[Timing]) -> Vec<&'static str> {
+    let mut seen = Vec::new();
+    for t in timings {
+        if !seen.contains(&t.target) {
+            seen.push(t.target);
+        }
+    }
+    seen
+}
+
+/// The results: per tool and target the median and every run, then Berth's medians as a
+/// fraction of the other tools' (below 1.00 means Berth was faster).
+fn report(timings: &[Timing], conditions: &str) -> String {
+    let mut out = format!(
+        "flash benchmark: {conditions}\n\n| tool | target | median s | runs s |\n|---|---|---:|---|\n"
+    );
+    for target in targets(timings) {
+        for tool in TOOLS {
+            let times = times_of(timings, tool, target);
+            let Some(mid) = median(&times) else { continue };
+            let runs: Vec<String> = times.iter().map(|t| format!("{t:.2}")).collect();
+            out.push_str(&format!(
+                "| {tool} | {target} | {mid:.2} | {} |\n",
+                runs.join(" ")
+            ));
+        }
+    }
+    out.push_str(
+        "\n| target | berth mode | vs | ratio of medians | berth is |\n|---|---|---|---:|---|\n",
+    );
+    for target in targets(timings) {
+        for (berth, other) in COMPARISONS {
+            let (Some(b), Some(o)) = (
+                median(&times_of(timings, berth, target)),
+                median(&times_of(timings, other, target)),
+            ) else {
+                continue;
+            };
+            let ratio = b / o.max(1e-6);
+            let verdict = if ratio <= 1.0 {
+                format!("{:.1}x faster", 1.0 / ratio.max(1e-6))
+            } else {
+                format!("{ratio:.2}x slower")
+            };
+            out.push_str(&format!(
+                "| {target} | {berth} | {other} | {ratio:.2} | {verdict} |\n"
+            ));
+        }
+    }
+    out
 }
 
 /// The bench's scratch folder, removed however the bench ends.
@@ -297,35 +417,6 @@ impl Drop for WorkDir {
     }
 }
 
-/// The results table: each time, and for each target how dd and bmaptool compare with Berth.
-fn report(timings: &[Timing], image_mib: u64, data_mib: u64) -> String {
-    let mut out = format!(
-        "flash benchmark: {} MiB sparse image, {} MiB of data\n\n| tool | target | seconds | vs berth flash |\n|---|---|---:|---:|\n",
-        image_mib, data_mib
-    );
-    for t in timings {
-        let berth = timings
-            .iter()
-            .find(|b| b.target == t.target && b.tool == "berth flash");
-        let ratio = berth
-            .map(|b| {
-                format!(
-                    "{:.2}x",
-                    t.time.as_secs_f64() / b.time.as_secs_f64().max(1e-6)
-                )
-            })
-            .unwrap_or_default();
-        out.push_str(&format!(
-            "| {} | {} | {:.2} | {} |\n",
-            t.tool,
-            t.target,
-            t.time.as_secs_f64(),
-            ratio
-        ));
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -342,28 +433,87 @@ mod tests {
         assert!(extents.last().unwrap().1 <= 2048 * MIB);
     }
 
+    fn timing(tool: &'static str, target: &'static str, seconds: f64) -> Timing {
+        Timing {
+            tool,
+            target,
+            seconds,
+        }
+    }
+
     #[test]
-    fn report_gives_ratios_per_target() {
+    fn median_of_odd_even_and_empty() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), Some(2.5));
+        assert_eq!(median(&[7.5]), Some(7.5));
+        assert_eq!(median(&[]), None);
+    }
+
+    #[test]
+    fn every_tool_leads_once_in_four_runs() {
+        let firsts: Vec<&str> = (0..4).map(|run| run_order(run)[0]).collect();
+        for tool in TOOLS {
+            assert_eq!(
+                firsts.iter().filter(|&&t| t == tool).count(),
+                1,
+                "{firsts:?}"
+            );
+            assert!((0..4).all(|run| run_order(run).contains(&tool)));
+        }
+    }
+
+    #[test]
+    fn load_average_is_the_first_field() {
+        assert_eq!(load_average("2.29 2.11 2.32 3/812 16269\n"), Some(2.29));
+        assert_eq!(load_average(""), None);
+    }
+
+    #[test]
+    fn report_gives_medians_and_ratios_per_target() {
         let timings = [
-            Timing {
-                tool: "dd bs=4M conv=fsync",
-                target: "file",
-                time: Duration::from_secs(6),
-            },
-            Timing {
-                tool: "berth flash",
-                target: "file",
-                time: Duration::from_secs(2),
-            },
+            timing(DD, "file", 12.0),
+            timing(DD, "file", 14.0),
+            timing(DD, "file", 13.0),
+            timing(BMAPTOOL, "file", 1.0),
+            timing(BMAPTOOL, "file", 3.0),
+            timing(BMAPTOOL, "file", 2.0),
+            timing(BERTH, "file", 1.5),
+            timing(BERTH, "file", 0.5),
+            timing(BERTH, "file", 1.0),
+            timing(BERTH_NO_VERIFY, "file", 0.5),
+            timing(BERTH_NO_VERIFY, "loop device", 4.0),
+            timing(BMAPTOOL, "loop device", 2.0),
         ];
-        let text = report(&timings, 2048, 320);
+        let text = report(&timings, "test");
         assert!(
-            text.contains("| dd bs=4M conv=fsync | file | 6.00 | 3.00x |"),
+            text.contains("| dd bs=4M conv=fsync | file | 13.00 | 12.00 14.00 13.00 |"),
             "{text}"
         );
         assert!(
-            text.contains("| berth flash | file | 2.00 | 1.00x |"),
+            text.contains("| berth flash | file | 1.00 | 1.50 0.50 1.00 |"),
             "{text}"
         );
+        assert!(
+            text.contains("| file | berth flash | bmaptool copy | 0.50 | 2.0x faster |"),
+            "{text}"
+        );
+        assert!(
+            text.contains("| file | berth flash | dd bs=4M conv=fsync | 0.08 | 13.0x faster |"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "| file | berth flash --no-verify | bmaptool copy | 0.25 | 4.0x faster |"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "| loop device | berth flash --no-verify | bmaptool copy | 2.00 | 2.00x slower |"
+            ),
+            "{text}"
+        );
+        // No berth default timing on the loop device: no row compares it.
+        assert!(!text.contains("| loop device | berth flash | "), "{text}");
     }
 }

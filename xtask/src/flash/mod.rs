@@ -395,16 +395,27 @@ fn flash(
     };
     let started = Instant::now();
     let mut source = writer::Source::open(&args.image, compression)?;
-    let bar = progress_bar(map.mapped_bytes(), "writing");
-    let outcome = writer::write_image(&mut source, &target, &map, &bar).map_err(incomplete)?;
+    let verify = (!args.no_verify).then_some(args.device.as_path());
+    let bar = if verify.is_some() {
+        progress_bar(2 * map.mapped_bytes(), "writing and reading back")
+    } else {
+        progress_bar(map.mapped_bytes(), "writing")
+    };
+    let outcome =
+        writer::write_image(&mut source, &target, &map, verify, &bar).map_err(incomplete)?;
     bar.finish_and_clear();
     let write_time = started.elapsed();
     eprintln!(
-        "wrote {} to {} in {:.1} s ({}/s)",
+        "wrote {} to {} in {:.1} s ({}/s){}",
         human_size(outcome.written),
         args.device.display(),
         write_time.as_secs_f64(),
-        human_size((outcome.written as f64 / write_time.as_secs_f64().max(1e-3)) as u64)
+        human_size((outcome.written as f64 / write_time.as_secs_f64().max(1e-3)) as u64),
+        if verify.is_some() {
+            ", and verified it read back past the page cache"
+        } else {
+            ""
+        }
     );
     if let Some(line) = writer::describe_unmapped(&outcome) {
         eprintln!("{line}");
@@ -414,22 +425,6 @@ fn flash(
     }
     let kind = target.kind;
     drop(target);
-
-    if !args.no_verify {
-        let bar = progress_bar(map.mapped_bytes(), "verifying");
-        writer::verify(&args.device, &map, &outcome.range_sums, &bar).map_err(|e| {
-            e.context(format!(
-                "{} does not hold the image; do not use it",
-                args.device.display()
-            ))
-        })?;
-        bar.finish_and_clear();
-        eprintln!(
-            "verified {} read back from {}",
-            human_size(outcome.written),
-            args.device.display()
-        );
-    }
 
     if let Some(boot0) = boot0 {
         emmc::write_boot0(&boot0.device, &boot0.force_ro, &boot0.data, boot0.block_device)

@@ -7,6 +7,8 @@ use std::os::fd::AsFd;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{channel, sync_channel, Receiver, SyncSender};
+use std::sync::{Condvar, Mutex};
 
 use anyhow::{bail, ensure, Context, Result};
 use indicatif::ProgressBar;
@@ -183,6 +185,10 @@ pub struct Target {
     pub file: File,
     pub path: PathBuf,
     pub kind: TargetKind,
+    /// The same target opened O_DIRECT (None where the file system refuses it): whole aligned
+    /// blocks go straight to the device, so the page cache holds no dirty copy to flush later
+    /// and the read-back of a range never waits on its writeback.
+    direct: Option<File>,
 }
 
 mod ioctls {
@@ -208,6 +214,7 @@ impl Target {
                 )
             })?;
         Ok(Target {
+            direct: open_direct(path, true)?,
             file,
             path: path.to_path_buf(),
             kind: TargetKind::BlockDevice,
@@ -232,6 +239,7 @@ impl Target {
                 .with_context(|| format!("could not grow {}", path.display()))?;
         }
         Ok(Target {
+            direct: open_direct(path, true)?,
             file,
             path: path.to_path_buf(),
             kind: TargetKind::RegularFile,
@@ -250,6 +258,21 @@ impl Target {
                     .with_context(|| format!("could not read the size of {}", self.path.display()))
             }
         }
+    }
+
+    /// Writes `data` at `offset`: O_DIRECT when both are whole 4 KiB blocks (and `data` is an
+    /// aligned buffer's), through the page cache otherwise. Says whether it went direct.
+    fn write_at(&self, data: &[u8], offset: u64) -> Result<bool> {
+        let aligned = offset.is_multiple_of(DIRECT_ALIGN as u64)
+            && data.len().is_multiple_of(DIRECT_ALIGN)
+            && data.as_ptr().align_offset(DIRECT_ALIGN) == 0;
+        let (file, direct) = match &self.direct {
+            Some(direct) if aligned => (direct, true),
+            _ => (&self.file, false),
+        };
+        file.write_all_at(data, offset)
+            .with_context(|| format!("could not write {} at byte {offset}", self.path.display()))?;
+        Ok(direct)
     }
 
     fn sync(&self) -> Result<()> {
@@ -308,6 +331,20 @@ impl Target {
     }
 }
 
+/// Opens `path` O_DIRECT, for writing or reading; `None` where the file system does not allow it.
+fn open_direct(path: &Path, write: bool) -> Result<Option<File>> {
+    let opened = std::fs::OpenOptions::new()
+        .read(true)
+        .write(write)
+        .custom_flags(rustix::fs::OFlags::DIRECT.bits() as i32)
+        .open(path);
+    match opened {
+        Ok(file) => Ok(Some(file)),
+        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()) => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("could not open {}", path.display())),
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct Outcome {
     pub written: u64,
@@ -337,12 +374,135 @@ pub fn discard_spans(map: &Bmap, head: u64) -> Vec<(u64, u64)> {
         .collect()
 }
 
+/// Buffers in flight between the I/O thread and the hashing thread: enough that neither waits on
+/// the other while a chunk is being read, written or hashed.
+const BUFFERS_IN_FLIGHT: usize = 4;
+
+/// A buffer O_DIRECT accepts: start and length aligned to 4 KiB.
+struct AlignedBuf {
+    storage: Vec<u8>,
+    offset: usize,
+}
+
+impl AlignedBuf {
+    fn new(len: usize) -> Self {
+        let storage = vec![0u8; len + DIRECT_ALIGN];
+        let offset = storage.as_ptr().align_offset(DIRECT_ALIGN);
+        AlignedBuf { storage, offset }
+    }
+
+    fn slice(&mut self, len: usize) -> &mut [u8] {
+        &mut self.storage[self.offset..self.offset + len]
+    }
+}
+
+enum Piece {
+    Bytes(AlignedBuf, usize),
+    EndOfRange,
+}
+
+/// The I/O side of [`hash_ranges`]: takes a free buffer, fills it, hands it over for hashing.
+struct Feed<'a> {
+    free: &'a Receiver<AlignedBuf>,
+    full: SyncSender<Piece>,
+}
+
+/// The hashing thread stopped (on a checksum mismatch); its error is the one reported.
+#[derive(Debug)]
+struct HasherStopped;
+
+impl std::fmt::Display for HasherStopped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the hashing thread stopped")
+    }
+}
+
+impl std::error::Error for HasherStopped {}
+
+impl Feed<'_> {
+    fn buffer(&self) -> Result<AlignedBuf> {
+        self.free.recv().map_err(|_| HasherStopped.into())
+    }
+
+    fn hash(&self, buf: AlignedBuf, len: usize) -> Result<()> {
+        self.full
+            .send(Piece::Bytes(buf, len))
+            .map_err(|_| HasherStopped.into())
+    }
+
+    fn end_range(&self) -> Result<()> {
+        self.full
+            .send(Piece::EndOfRange)
+            .map_err(|_| HasherStopped.into())
+    }
+}
+
+/// Runs `io` on this thread and sha256 of what it produces on a second one, so reading, writing
+/// and hashing overlap on two cores. `io` hands over each range's bytes in order, then ends the
+/// range; `check` sees each range's digest as soon as it is known, and its error stops `io`.
+/// `pool` lends the buffers and gets them back, so a caller hashing range after range does not
+/// allocate (and fault in) fresh ones each time.
+fn hash_ranges(
+    pool: &mut Vec<AlignedBuf>,
+    io: impl FnOnce(&Feed) -> Result<()>,
+    check: impl Fn(usize, &str) -> Result<()> + Send,
+) -> Result<Vec<String>> {
+    let (free_tx, free_rx) = sync_channel(BUFFERS_IN_FLIGHT);
+    pool.resize_with(BUFFERS_IN_FLIGHT, || AlignedBuf::new(CHUNK));
+    for buf in pool.drain(..) {
+        free_tx.send(buf).expect("the channel holds every buffer");
+    }
+    let (full_tx, full_rx) = sync_channel::<Piece>(BUFFERS_IN_FLIGHT);
+    std::thread::scope(|scope| {
+        let hasher = scope.spawn(move || -> Result<Vec<String>> {
+            let mut sums = Vec::new();
+            let mut hasher = Sha256::new();
+            for piece in full_rx {
+                match piece {
+                    Piece::Bytes(mut buf, len) => {
+                        hasher.update(&buf.slice(len)[..]);
+                        // The I/O side may have finished and dropped its end already.
+                        let _ = free_tx.send(buf);
+                    }
+                    Piece::EndOfRange => {
+                        let sum = hex(&std::mem::take(&mut hasher).finalize());
+                        check(sums.len(), &sum)?;
+                        sums.push(sum);
+                    }
+                }
+            }
+            Ok(sums)
+        });
+        let feed = Feed {
+            free: &free_rx,
+            full: full_tx,
+        };
+        let io_result = io(&feed);
+        drop(feed);
+        let hash_result = hasher.join().expect("the hashing thread does not panic");
+        pool.extend(free_rx.try_iter());
+        match (io_result, hash_result) {
+            (Err(e), Err(hash_error)) if e.is::<HasherStopped>() => Err(hash_error),
+            (Err(e), _) => Err(e),
+            (Ok(()), hashed) => hashed,
+        }
+    })
+}
+
 /// Writes the image's mapped ranges to the target, head last; checks each range's sha256 (when
 /// the map has one) as it streams, and the stream's total length.
+///
+/// Hashing runs on a second thread. With `verify`, a third reads every range back from that path
+/// past the page cache and compares its sha256 with the image's, following the writer chunk by
+/// chunk (an uncached read of bytes still in the page cache makes the kernel write them out
+/// first). The head is written only once every other range
+/// has read back right, so a mismatch leaves the target without a partition table; ranges inside
+/// the head are read back after it is written and flushed.
 pub fn write_image(
     source: &mut Source,
     target: &Target,
     map: &Bmap,
+    verify: Option<&Path>,
     progress: &ProgressBar,
 ) -> Result<Outcome> {
     let head_len = HEAD_BYTES.min(map.image_size);
@@ -363,149 +523,297 @@ pub fn write_image(
             outcome.left_as_is += end - start;
         }
     }
+    let reader = verify.map(ReadBack::open).transpose()?;
+    let touches_head = |index: usize| {
+        let (start, _) = map.ranges[index]
+            .blocks
+            .byte_span(map.block_size, map.image_size);
+        start < head_len
+    };
 
-    let mut buf = vec![0u8; CHUNK];
-    let mut since_flush = 0u64;
-    for range in &map.ranges {
-        let (start, end) = range.blocks.byte_span(map.block_size, map.image_size);
-        source.skip_to(start, &mut buf)?;
-        let mut hasher = Sha256::new();
-        let mut pos = start;
-        while pos < end {
+    let written_upto = &WrittenUpTo::default();
+    std::thread::scope(|scope| -> Result<()> {
+        // Written ranges go to the verifier by index, their source digests as the hasher has them;
+        // it answers on `checked` when it has checked every range sent before a `Barrier`.
+        let (written_tx, written_rx) = channel::<ReadBackStep>();
+        let (digest_tx, digest_rx) = channel::<String>();
+        let (checked_tx, checked_rx) = channel::<()>();
+        let verifier = reader.map(|reader| {
+            scope.spawn(move || -> Result<()> {
+                let mut digests = Vec::new();
+                let mut pool = Vec::new();
+                for step in written_rx {
+                    let ReadBackStep::Range(index) = step else {
+                        let _ = checked_tx.send(());
+                        continue;
+                    };
+                    let actual = reader.range_digest(map, index, written_upto, &mut pool, progress)?;
+                    while digests.len() <= index {
+                        digests.push(digest_rx.recv().map_err(|_| HasherStopped)?);
+                    }
+                    let expected = &digests[index];
+                    let range = &map.ranges[index];
+                    let (start, end) = range.blocks.byte_span(map.block_size, map.image_size);
+                    let path = reader.path.display();
+                    ensure!(
+                        &actual == expected,
+                        "verification failed: {} (bytes {start}..{end}) read back from {path} hash to {actual}, but the image has {expected}: {path} does not hold the image",
+                        range.blocks
+                    );
+                }
+                Ok(())
+            })
+        });
+        let verifier_stopped = || -> anyhow::Error { VerifierStopped.into() };
+
+        let mut skipped = Vec::new();
+        let write_ranges = |feed: &Feed| -> Result<()> {
+            let mut since_flush = 0u64;
+            for (index, range) in map.ranges.iter().enumerate() {
+                let (start, end) = range.blocks.byte_span(map.block_size, map.image_size);
+                if source.is_stream() && skipped.is_empty() {
+                    skipped = vec![0u8; CHUNK];
+                }
+                source.skip_to(start, &mut skipped)?;
+                if verify.is_some() && !touches_head(index) {
+                    written_tx
+                        .send(ReadBackStep::Range(index))
+                        .map_err(|_| verifier_stopped())?;
+                }
+                let mut pos = start;
+                while pos < end {
+                    check_interrupted()?;
+                    let n = ((end - pos) as usize).min(CHUNK);
+                    let mut buf = feed.buffer()?;
+                    let chunk = buf.slice(n);
+                    source.read_exact(chunk)?;
+                    let in_head = head_len.saturating_sub(pos).min(n as u64) as usize;
+                    if in_head > 0 {
+                        head[pos as usize..pos as usize + in_head]
+                            .copy_from_slice(&chunk[..in_head]);
+                    }
+                    let went_direct =
+                        in_head < n && target.write_at(&chunk[in_head..], pos + in_head as u64)?;
+                    feed.hash(buf, n)?;
+                    pos += n as u64;
+                    if !went_direct {
+                        since_flush += n as u64;
+                    }
+                    if since_flush >= FLUSH_EVERY {
+                        target.sync()?;
+                        since_flush = 0;
+                    }
+                    written_upto.advance(pos);
+                    progress.inc(n as u64);
+                }
+                feed.end_range()?;
+                outcome.written += end - start;
+            }
+            if source.is_stream() {
+                let total = source.finish(&mut skipped)?;
+                ensure!(
+                    total == map.image_size,
+                    "the decompressed image is {total} bytes but its block map says {}",
+                    map.image_size
+                );
+            }
+            Ok(())
+        };
+        // Moves the digest sender in, so the verifier stops waiting once the hasher is gone.
+        let matches_map = move |index: usize, sum: &str| -> Result<()> {
+            let range = &map.ranges[index];
+            if let Some(expected) = &range.sha256 {
+                let (start, end) = range.blocks.byte_span(map.block_size, map.image_size);
+                ensure!(
+                    sum == expected,
+                    "{} of the image (bytes {start}..{end}) hash to {sum}, but the block map says {expected}: the image is corrupt",
+                    range.blocks
+                );
+            }
+            // Without a verifier nobody listens, which is fine.
+            let _ = digest_tx.send(sum.to_string());
+            Ok(())
+        };
+        let hashed = hash_ranges(&mut Vec::new(), write_ranges, matches_map);
+        match &hashed {
+            Ok(_) => written_upto.complete(),
+            Err(_) => written_upto.abort(),
+        }
+        let written = hashed.and_then(|sums| {
             check_interrupted()?;
-            let n = ((end - pos) as usize).min(CHUNK);
-            let chunk = &mut buf[..n];
-            source.read_exact(chunk)?;
-            hasher.update(&*chunk);
-            let in_head = head_len.saturating_sub(pos).min(n as u64) as usize;
-            if in_head > 0 {
-                head[pos as usize..pos as usize + in_head].copy_from_slice(&chunk[..in_head]);
+            target.sync()?;
+            if verify.is_some() {
+                // The head goes out only once the rest reads back right: a card that fails
+                // verification keeps no partition table and cannot boot a bad image.
+                written_tx
+                    .send(ReadBackStep::Barrier)
+                    .map_err(|_| verifier_stopped())?;
+                checked_rx.recv().map_err(|_| verifier_stopped())?;
             }
-            if in_head < n {
-                target
-                    .file
-                    .write_all_at(&chunk[in_head..], pos + in_head as u64)
-                    .with_context(|| {
-                        format!("could not write {} at byte {}", target.path.display(), pos)
-                    })?;
+            check_interrupted()?;
+            target.file.write_all_at(&head, 0).with_context(|| {
+                format!("could not write the first MiB of {}", target.path.display())
+            })?;
+            target.sync()?;
+            for index in (0..map.ranges.len()).filter(|&i| touches_head(i)) {
+                if verify.is_some() {
+                    written_tx
+                        .send(ReadBackStep::Range(index))
+                        .map_err(|_| verifier_stopped())?;
+                }
             }
-            pos += n as u64;
-            since_flush += n as u64;
-            if since_flush >= FLUSH_EVERY {
-                target.sync()?;
-                since_flush = 0;
+            Ok(sums)
+        });
+        drop(written_tx);
+        let verified = match verifier {
+            Some(thread) => thread.join().expect("the verifying thread does not panic"),
+            None => Ok(()),
+        };
+        match (written, verified) {
+            (Err(e), Err(verify_error)) if e.is::<VerifierStopped>() => Err(verify_error),
+            (Err(e), _) => Err(e),
+            (Ok(_), Err(e)) => Err(e),
+            (Ok(sums), Ok(())) => {
+                outcome.range_sums = sums;
+                Ok(())
             }
-            progress.inc(n as u64);
         }
-        let sum = hex(&hasher.finalize());
-        if let Some(expected) = &range.sha256 {
-            ensure!(
-                &sum == expected,
-                "{} of the image (bytes {start}..{end}) hash to {sum}, but the block map says {expected}: the image is corrupt",
-                range.blocks
-            );
-        }
-        outcome.range_sums.push(sum);
-        outcome.written += end - start;
-    }
-    if source.is_stream() {
-        let total = source.finish(&mut buf)?;
-        ensure!(
-            total == map.image_size,
-            "the decompressed image is {total} bytes but its block map says {}",
-            map.image_size
-        );
-    }
-    check_interrupted()?;
-    target.sync()?;
-    target
-        .file
-        .write_all_at(&head, 0)
-        .with_context(|| format!("could not write the first MiB of {}", target.path.display()))?;
-    target.sync()?;
+    })?;
     Ok(outcome)
 }
 
-/// A buffer O_DIRECT accepts: start and length aligned to 4 KiB.
-struct AlignedBuf {
-    storage: Vec<u8>,
-    offset: usize,
+enum ReadBackStep {
+    Range(usize),
+    Barrier,
 }
 
-impl AlignedBuf {
-    fn new(len: usize) -> Self {
-        let storage = vec![0u8; len + DIRECT_ALIGN];
-        let offset = storage.as_ptr().align_offset(DIRECT_ALIGN);
-        AlignedBuf { storage, offset }
-    }
+/// The verifying thread stopped (on a mismatch); its error is the one reported.
+#[derive(Debug)]
+struct VerifierStopped;
 
-    fn slice(&mut self, len: usize) -> &mut [u8] {
-        &mut self.storage[self.offset..self.offset + len]
+impl std::fmt::Display for VerifierStopped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the verifying thread stopped")
     }
 }
 
-/// Opens the target for reading past the page cache: O_DIRECT, or where the file system refuses
-/// that, a normal open after dropping the (already flushed) cached pages.
-fn open_uncached(path: &Path) -> Result<File> {
-    let direct = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(rustix::fs::OFlags::DIRECT.bits() as i32)
-        .open(path);
-    match direct {
-        Ok(file) => Ok(file),
-        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()) => {
-            let file = File::open(path)
-                .with_context(|| format!("could not open {} to verify it", path.display()))?;
-            rustix::fs::fadvise(file.as_fd(), 0, None, rustix::fs::Advice::DontNeed)
-                .with_context(|| format!("could not drop cached pages of {}", path.display()))?;
-            Ok(file)
-        }
-        Err(e) => Err(e).with_context(|| format!("could not open {} to verify it", path.display())),
-    }
+impl std::error::Error for VerifierStopped {}
+
+/// The target opened a second time, for reading back what was written past the page cache.
+struct ReadBack {
+    file: File,
+    path: PathBuf,
+    /// O_DIRECT; otherwise (a file system without it) each range is flushed and its cached pages
+    /// dropped before it is read.
+    direct: bool,
 }
 
-/// Reads every written range back from the target, bypassing the page cache, and compares its
-/// sha256 with the image's; the first difference is an error naming the range.
-pub fn verify(
-    path: &Path,
-    map: &Bmap,
-    range_sums: &[String],
-    progress: &ProgressBar,
-) -> Result<()> {
-    let file = open_uncached(path)?;
-    let mut buf = AlignedBuf::new(CHUNK);
-    for (range, expected) in map.ranges.iter().zip(range_sums) {
+impl ReadBack {
+    fn open(path: &Path) -> Result<ReadBack> {
+        let (file, direct) = match open_direct(path, false)? {
+            Some(file) => (file, true),
+            None => (
+                File::open(path)
+                    .with_context(|| format!("could not open {} to verify it", path.display()))?,
+                false,
+            ),
+        };
+        Ok(ReadBack {
+            file,
+            path: path.to_path_buf(),
+            direct,
+        })
+    }
+
+    /// Reads range `index` back, each chunk once the writer is past it, and returns its sha256.
+    fn range_digest(
+        &self,
+        map: &Bmap,
+        index: usize,
+        written: &WrittenUpTo,
+        pool: &mut Vec<AlignedBuf>,
+        progress: &ProgressBar,
+    ) -> Result<String> {
+        let range = &map.ranges[index];
+        let path = self.path.display();
         let (start, end) = range.blocks.byte_span(map.block_size, map.image_size);
-        let mut hasher = Sha256::new();
-        let mut pos = start;
-        while pos < end {
-            check_interrupted()?;
-            let want = ((end - pos) as usize).min(CHUNK);
-            let aligned = want.next_multiple_of(DIRECT_ALIGN);
-            let chunk = buf.slice(aligned);
-            let got = file
-                .read_at(chunk, pos)
-                .with_context(|| format!("could not read {} back at byte {pos}", path.display()))?;
-            ensure!(
-                got > 0,
-                "{} ends at byte {pos}, inside {} of the image",
-                path.display(),
-                range.blocks
-            );
-            let used = got.min(want);
-            hasher.update(&chunk[..used]);
-            pos += used as u64;
-            progress.inc(used as u64);
-        }
-        let actual = hex(&hasher.finalize());
-        ensure!(
-            &actual == expected,
-            "verification failed: {} (bytes {start}..{end}) read back from {} hash to {actual}, but the image has {expected}",
-            range.blocks,
-            path.display()
-        );
+        // Reading and hashing overlap here too, on a fourth thread.
+        let read_range = |feed: &Feed| -> Result<()> {
+            let mut pos = start;
+            while pos < end {
+                check_interrupted()?;
+                let want = ((end - pos) as usize).min(CHUNK);
+                written.wait_for(pos + want as u64)?;
+                if !self.direct {
+                    rustix::fs::fdatasync(self.file.as_fd())
+                        .with_context(|| format!("could not flush {path}"))?;
+                    rustix::fs::fadvise(
+                        self.file.as_fd(),
+                        pos,
+                        std::num::NonZeroU64::new(want as u64),
+                        rustix::fs::Advice::DontNeed,
+                    )
+                    .with_context(|| format!("could not drop cached pages of {path}"))?;
+                }
+                let mut buf = feed.buffer()?;
+                let got = self
+                    .file
+                    .read_at(buf.slice(want.next_multiple_of(DIRECT_ALIGN)), pos)
+                    .with_context(|| format!("could not read {path} back at byte {pos}"))?;
+                ensure!(
+                    got > 0,
+                    "{path} ends at byte {pos}, inside {} of the image",
+                    range.blocks
+                );
+                let used = got.min(want);
+                feed.hash(buf, used)?;
+                pos += used as u64;
+                progress.inc(used as u64);
+            }
+            feed.end_range()
+        };
+        let mut digests = hash_ranges(pool, read_range, |_, _| Ok(()))?;
+        digests
+            .pop()
+            .context("internal error: a range read back without a digest")
     }
-    Ok(())
+}
+
+/// How far the writer has got through the image, for the verifier to follow chunk by chunk.
+#[derive(Default)]
+struct WrittenUpTo {
+    state: Mutex<(u64, bool)>,
+    moved: Condvar,
+}
+
+impl WrittenUpTo {
+    fn set(&self, update: impl FnOnce(&mut (u64, bool))) {
+        update(&mut self.state.lock().expect("the writer does not panic"));
+        self.moved.notify_all();
+    }
+
+    fn advance(&self, to: u64) {
+        self.set(|state| state.0 = to);
+    }
+
+    /// Everything is written: any range may be read.
+    fn complete(&self) {
+        self.set(|state| state.0 = u64::MAX);
+    }
+
+    /// Writing failed: a verifier waiting for more gives up.
+    fn abort(&self) {
+        self.set(|state| state.1 = true);
+    }
+
+    fn wait_for(&self, end: u64) -> Result<()> {
+        let mut state = self.state.lock().expect("the writer does not panic");
+        while state.0 < end {
+            ensure!(!state.1, "writing stopped before byte {end}");
+            state = self.moved.wait(state).expect("the writer does not panic");
+        }
+        Ok(())
+    }
 }
 
 /// One line about what happened to the blocks the map leaves out.
@@ -578,5 +886,69 @@ mod tests {
             .unwrap()
             .contains("data from an earlier image may remain"));
         assert_eq!(describe_unmapped(&Outcome::default()), None);
+    }
+
+    /// A 3 MiB image with data in its first MiB (the head) and its last MiB, and its map.
+    fn two_range_image(dir: &Path) -> (PathBuf, Bmap) {
+        let image = dir.join("image.img");
+        let bytes: Vec<u8> = (0..3 * HEAD_BYTES).map(|i| (i % 251) as u8 + 1).collect();
+        std::fs::write(&image, bytes).unwrap();
+        let range = |first, last| MappedRange {
+            blocks: BlockRange { first, last },
+            sha256: None,
+        };
+        let map = Bmap {
+            image_size: 3 * HEAD_BYTES,
+            block_size: 4096,
+            ranges: vec![range(0, 255), range(512, 767)],
+        };
+        (image, map)
+    }
+
+    #[test]
+    fn written_ranges_are_read_back_and_match() {
+        let dir = tempfile::tempdir().unwrap();
+        let (image, map) = two_range_image(dir.path());
+        let target_path = dir.path().join("target.img");
+        let target = Target::open_file(&target_path, map.image_size).unwrap();
+        let mut source = Source::open(&image, Compression::None).unwrap();
+        let bar = ProgressBar::hidden();
+        let outcome = write_image(&mut source, &target, &map, Some(&target_path), &bar).unwrap();
+        assert_eq!(outcome.written, 2 * HEAD_BYTES);
+        assert_eq!(outcome.range_sums.len(), 2);
+        let (want, got) = (
+            std::fs::read(&image).unwrap(),
+            std::fs::read(&target_path).unwrap(),
+        );
+        assert!(want[..HEAD_BYTES as usize] == got[..HEAD_BYTES as usize]);
+        assert!(want[2 * HEAD_BYTES as usize..] == got[2 * HEAD_BYTES as usize..]);
+    }
+
+    #[test]
+    fn a_read_back_mismatch_names_the_range_and_the_head_stays_zeroed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (image, map) = two_range_image(dir.path());
+        let target_path = dir.path().join("target.img");
+        let target = Target::open_file(&target_path, map.image_size).unwrap();
+        // Reading back from a file that does not hold what was written stands in for a card
+        // that lost or changed it.
+        let wrong = dir.path().join("wrong.img");
+        std::fs::write(&wrong, vec![0x5au8; 3 * HEAD_BYTES as usize]).unwrap();
+        let mut source = Source::open(&image, Compression::None).unwrap();
+        let err = write_image(
+            &mut source,
+            &target,
+            &map,
+            Some(&wrong),
+            &ProgressBar::hidden(),
+        )
+        .unwrap_err();
+        let err = format!("{err:#}");
+        assert!(err.contains("verification failed: blocks 512-767"), "{err}");
+        let head = std::fs::read(&target_path).unwrap();
+        assert!(
+            head[..HEAD_BYTES as usize].iter().all(|&b| b == 0),
+            "the head was written"
+        );
     }
 }
