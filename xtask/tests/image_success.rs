@@ -1,0 +1,607 @@
+//! `cargo xtask image` end to end, offline, on a stand-in Buildroot 2026.02.3 made here: a
+//! Makefile with just the targets the xtask runs (defconfig, show-info, the build, legal-info,
+//! print-version for generate-cyclonedx), printing Buildroot's `>>>` step lines and laying out
+//! `O=` as Buildroot does. What it installs is real wherever it can be: ARMv7 binaries built with
+//! the toolchain hardening flags, the board's rootfs overlay, post-build script and permission
+//! table from a copy of this repository, the kernel .config resolved from a real 6.12 tree with
+//! our fragments, Buildroot's own utils/generate-cyclonedx.
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The stand-in's packages: name, version, license, download site.
+const PACKAGES: &[(&str, &str, &str, &str)] = &[
+    (
+        "toolchain-external-bootlin",
+        "2025.08-1",
+        "unknown",
+        "https://toolchains.bootlin.com/downloads/releases/toolchains/armv7-eabihf/tarballs",
+    ),
+    ("skeleton-init-systemd", "", "unknown", ""),
+    (
+        "linux",
+        "6.12.91",
+        "GPL-2.0 WITH Linux-syscall-note",
+        "https://cdn.kernel.org/pub/linux/kernel/v6.x",
+    ),
+    (
+        "audit",
+        "4.0.5",
+        "GPL-2.0+ (programs), LGPL-2.1+ (libraries)",
+        "https://github.com/linux-audit/audit-userspace/archive/v4.0.5",
+    ),
+    ("berth-data-crypt", "1.0", "MIT", ""),
+    (
+        "runc",
+        "1.3.5",
+        "Apache-2.0, LGPL-2.1 (libseccomp)",
+        "https://github.com/opencontainers/runc/archive/v1.3.5",
+    ),
+    (
+        "containerd",
+        "2.0.7",
+        "Apache-2.0",
+        "https://github.com/containerd/containerd/archive/v2.0.7",
+    ),
+    (
+        "tini",
+        "0.19.0",
+        "MIT",
+        "https://github.com/krallin/tini/archive/v0.19.0",
+    ),
+    (
+        "docker-engine",
+        "28.3.3",
+        "Apache-2.0",
+        "https://github.com/moby/moby/archive/v28.3.3",
+    ),
+];
+
+/// ARMv7 programs each package installs, built with Buildroot's hardening flags
+/// (BR2_SSP_STRONG, BR2_FORTIFY_SOURCE_3, BR2_PIC_PIE, BR2_RELRO_FULL).
+const PROGRAMS: &[(&str, &str)] = &[
+    ("audit", "usr/sbin/auditd"),
+    ("runc", "usr/bin/runc"),
+    ("containerd", "usr/bin/containerd"),
+    ("tini", "usr/bin/docker-init"),
+    ("docker-engine", "usr/bin/dockerd"),
+];
+const HARDENING_FLAGS: &[&str] = &[
+    "-O2",
+    "-fstack-protector-strong",
+    "-D_FORTIFY_SOURCE=3",
+    "-fPIE",
+    "-pie",
+    "-Wl,-z,relro,-z,now",
+];
+const C_PROGRAM: &str = "#include <stdio.h>\n#include <string.h>\n\
+    int main(int argc, char **argv) { char buf[64]; strcpy(buf, argv[0]); printf(\"%s %d\\n\", buf, argc); return 0; }\n";
+
+// Moby's contrib/init/systemd units, which docker-engine installs (not in this repository).
+const DOCKER_SERVICE: &str = "[Unit]\nDescription=Docker Application Container Engine\nAfter=network-online.target docker.socket containerd.service\nRequires=docker.socket\n\n[Service]\nType=notify\nExecStart=/usr/bin/dockerd -H fd:// --containerd=/run/containerd/containerd.sock\n\n[Install]\nWantedBy=multi-user.target\n";
+const DOCKER_SOCKET: &str = "[Unit]\nDescription=Docker Socket for the API\n\n[Socket]\nListenStream=/run/docker.sock\nSocketMode=0660\nSocketUser=root\nSocketGroup=docker\n\n[Install]\nWantedBy=sockets.target\n";
+
+/// Symbols Kconfig adds when it resolves our defconfig (the toolchain's properties).
+const RESOLVED_EXTRA: &str =
+    "BR2_arm=y\nBR2_TOOLCHAIN_USES_GLIBC=y\nBR2_TOOLCHAIN_GCC_AT_LEAST=\"14\"\n\
+    BR2_TOOLCHAIN_HEADERS_AT_LEAST=\"5.4\"\nBR2_GCC_TARGET_CPU=\"cortex-a15.cortex-a7\"\n\
+    BR2_GCC_TARGET_FPU=\"neon-vfpv4\"\nBR2_GCC_TARGET_FLOAT_ABI=\"hard\"\n";
+
+const MAKEFILE_RULES: &str = r#"
+BOARD := $(BR2_EXTERNAL)/../board/odroid-xu4
+.PHONY: all defconfig show-info print-version legal-info
+all: $(O)/images/sdcard.img
+
+defconfig:
+	@test -f $(BR2_EXTERNAL)/external.desc || { echo "BR2_EXTERNAL=$(BR2_EXTERNAL) has no external.desc" >&2; exit 1; }
+	@test -f "$(BR2_DEFCONFIG)" || { echo "BR2_DEFCONFIG=$(BR2_DEFCONFIG) is not a file" >&2; exit 1; }
+	@mkdir -p $(O)
+	@cat $(BR2_DEFCONFIG) resolved-extra.config > $(O)/.config
+
+show-info:
+	@cat show-info.json
+
+print-version:
+	@echo $(BR2_VERSION)
+
+# One package: its steps, stamps in build/<name>-<version>/ as Buildroot keeps them. A file
+# payload/<name>/FAILS makes its build fail, printing that file.
+define package
+$(O)/$($(1)_DIR)/.stamp_built: $(O)/.config
+	@echo '>>> $(1) $($(1)_VERSION) Extracting'
+	@mkdir -p $$(@D)
+	@echo '>>> $(1) $($(1)_VERSION) Building'
+	@if [ -f payload/$(1)/FAILS ]; then cat payload/$(1)/FAILS >&2; exit 1; fi
+	@if [ -d payload/$(1)/build ]; then cp -a payload/$(1)/build/. $$(@D)/; fi
+	@touch $$@
+$(O)/$($(1)_DIR)/.stamp_installed: $(O)/$($(1)_DIR)/.stamp_built
+	@echo '>>> $(1) $($(1)_VERSION) Installing to target'
+	@mkdir -p $(O)/target
+	@if [ -d payload/$(1)/target ]; then cp -a payload/$(1)/target/. $(O)/target/; fi
+	@touch $$@
+STAMPS += $(O)/$($(1)_DIR)/.stamp_installed
+endef
+$(foreach p,$(PACKAGES),$(eval $(call package,$(p))))
+
+# BR2_ROOTFS_OVERLAY, BR2_ROOTFS_POST_BUILD_SCRIPT, BR2_ROOTFS_DEVICE_TABLE (modes and owners;
+# makedevs in real Buildroot), then BR2_TARGET_ROOTFS_EXT2_4.
+$(O)/images/rootfs.ext4: $(STAMPS)
+	@echo '>>>   Finalizing target directory'
+	@cp -a $(BOARD)/rootfs-overlay/. $(O)/target/
+	@mkdir -p $(O)/images
+	@echo '>>>   Executing post-build script $(BOARD)/post-build.sh'
+	@BINARIES_DIR=$(O)/images $(BOARD)/post-build.sh $(O)/target
+	@grep -v '^#' $(BOARD)/permissions.txt | while read -r name type mode uid gid rest; do \
+		chmod $$mode $(O)/target$$name && chown $$uid:$$gid $(O)/target$$name || exit 1; done
+	@echo '>>>   Generating filesystem image rootfs.ext4'
+	@mkfs.ext4 -q -F -O ^64bit -d $(O)/target $@ 48M
+
+# The post-image script's genimage: the root filesystem at 8 MiB of a sparse card image, and a
+# boot0 image with the bootloader's 720 KiB.
+$(O)/images/sdcard.img: $(O)/images/rootfs.ext4
+	@echo '>>>   Executing post-image script $(BOARD)/post-image.sh'
+	@rm -f $@ $(O)/images/emmc-boot0.img
+	@truncate -s 80M $@
+	@dd if=$< of=$@ bs=1M seek=8 conv=notrunc,sparse status=none
+	@truncate -s 4M $(O)/images/emmc-boot0.img
+	@dd if=$< of=$(O)/images/emmc-boot0.img bs=512 count=1440 conv=notrunc status=none
+
+# Buildroot's legal-info copies every package's source archive from the download folder.
+legal-info: $(O)/.config
+	@rm -rf $(O)/legal-info && mkdir -p $(O)/legal-info/sources
+	@echo 'PACKAGE,VERSION,LICENSE,SOURCE ARCHIVE' > $(O)/legal-info/manifest.csv
+	@$(foreach p,$(DOWNLOADED),mkdir -p $(O)/legal-info/sources/$(p)-$($(p)_VERSION) && \
+		cp $(BR2_DL_DIR)/$(p)/$(p)-$($(p)_VERSION).tar.gz $(O)/legal-info/sources/$(p)-$($(p)_VERSION)/ && \
+		echo '"$(p)","$($(p)_VERSION)","$($(p)_LICENSE)","$(p)-$($(p)_VERSION).tar.gz"' >> $(O)/legal-info/manifest.csv && ) true
+"#;
+
+fn run(cmd: &mut Command) -> Output {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("could not run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn write(path: &Path, body: &[u8], mode: u32) {
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    fs::write(path, body).unwrap();
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Everything the test needs from the host and the environment, or None after a printed skip.
+struct Inputs {
+    buildroot: PathBuf,
+    linux: PathBuf,
+    spdx_schema: PathBuf,
+}
+
+fn inputs(test: &str) -> Option<Inputs> {
+    let buildroot = common::buildroot_tree(test)?;
+    let linux = common::linux_tree(test)?;
+    // mkfs.ext4 -d copies owners: only root makes the root-owned image the CIS audit expects.
+    if !common::is_root(test) {
+        return None;
+    }
+    for (tool, package) in [
+        ("arm-linux-gnueabihf-gcc", "gcc-arm-linux-gnueabihf"),
+        ("mkfs.ext4", "e2fsprogs"),
+        ("debugfs", "e2fsprogs"),
+        ("make", "make"),
+        ("git", "git"),
+        ("python3", "python3"),
+        ("sha256sum", "coreutils"),
+    ] {
+        if !common::have_tool(test, tool, package) {
+            return None;
+        }
+    }
+    // generate-cyclonedx needs CycloneDX's SPDX list; offline it must already be in the
+    // download cache (.ci/run puts it there).
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache"));
+    let spdx_schema = cache.join("berth/dl/cyclonedx/spdx-1.6.schema.json");
+    if !spdx_schema.is_file() {
+        common::skip(
+            test,
+            &format!("{} is missing (.ci/run installs it)", spdx_schema.display()),
+        );
+        return None;
+    }
+    Some(Inputs {
+        buildroot,
+        linux,
+        spdx_schema,
+    })
+}
+
+/// The parts of this repository the xtask reads, committed to a fresh git repository, so a
+/// variant can change a shipped file without touching the checkout.
+fn repo_copy(dir: &Path) -> PathBuf {
+    let repo = dir.join("repo");
+    fs::create_dir_all(&repo).unwrap();
+    let root = common::repo_root();
+    run(Command::new("cp")
+        .arg("-a")
+        .args(["configs", "board", "br2-external"].map(|d| root.join(d)))
+        .arg(&repo));
+    run(Command::new("git")
+        .arg("-C")
+        .arg(&repo)
+        .args(["init", "-q"]));
+    run(Command::new("git").arg("-C").arg(&repo).args(["add", "."]));
+    run(Command::new("git").arg("-C").arg(&repo).args([
+        "-c",
+        "user.name=Berth test",
+        "-c",
+        "user.email=test@berth.invalid",
+        "commit",
+        "-q",
+        "-m",
+        "stand-in checkout",
+    ]));
+    repo
+}
+
+/// The kernel .config our fragments resolve to in the real tree (`cargo xtask audit kernel --linux`).
+fn resolved_kernel_config(linux: &Path, dir: &Path) -> PathBuf {
+    let cache = dir.join("kernel-cache");
+    run(common::xtask()
+        .args(["audit", "kernel", "--linux"])
+        .arg(linux)
+        .env("XDG_CACHE_HOME", &cache));
+    cache.join("berth/kernel-check/resolved.config")
+}
+
+/// Buildroot's `build/<name>-<version>`, `build/<name>` for a package without a version.
+fn package_dir(name: &str, version: &str) -> String {
+    if version.is_empty() {
+        format!("build/{name}")
+    } else {
+        format!("build/{name}-{version}")
+    }
+}
+
+fn show_info() -> serde_json::Value {
+    let mut info = serde_json::Map::new();
+    for (name, version, license, site) in PACKAGES {
+        let downloads = if site.is_empty() {
+            serde_json::json!([])
+        } else {
+            serde_json::json!([{ "source": format!("{name}-{version}.tar.gz"), "uris": [format!("https+{site}")] }])
+        };
+        let dir = package_dir(name, version);
+        info.insert(
+            name.to_string(),
+            serde_json::json!({
+                "type": "target", "name": name, "virtual": false, "version": version,
+                "licenses": license, "license_files": [], "redistributable": true,
+                "dl_dir": name, "downloads": downloads,
+                "package_dir": format!("package/{name}"), "stamp_dir": dir, "source_dir": dir, "build_dir": dir,
+                "install_target": true, "install_staging": false, "install_images": false,
+                "dependencies": [], "reverse_dependencies": []
+            }),
+        );
+    }
+    info.insert(
+        "rootfs-ext2".into(),
+        serde_json::json!({"type": "rootfs", "name": "rootfs-ext2", "image_name": "rootfs.ext4"}),
+    );
+    serde_json::Value::Object(info)
+}
+
+/// The stand-in Buildroot tree: Makefile, show-info, generate-cyclonedx, and payload/<package>/
+/// with what each package's build and installation put in place.
+fn stand_in_buildroot(inputs: &Inputs, dir: &Path) -> PathBuf {
+    let tree = dir.join("buildroot");
+    let payload = tree.join("payload");
+    let mut makefile = String::from(
+        "# Stand-in for Buildroot, written by xtask/tests/image_success.rs.\nexport BR2_VERSION := 2026.02.3\n",
+    );
+    let names: Vec<&str> = PACKAGES.iter().map(|p| p.0).collect();
+    let downloaded: Vec<&str> = PACKAGES
+        .iter()
+        .filter(|p| !p.3.is_empty())
+        .map(|p| p.0)
+        .collect();
+    makefile.push_str(&format!(
+        "PACKAGES := {}\nDOWNLOADED := {}\n",
+        names.join(" "),
+        downloaded.join(" ")
+    ));
+    for (name, version, license, _) in PACKAGES {
+        let dir = package_dir(name, version);
+        makefile.push_str(&format!(
+            "{name}_VERSION := {version}\n{name}_LICENSE := {license}\n{name}_DIR := {dir}\n"
+        ));
+    }
+    makefile.push_str(MAKEFILE_RULES);
+    write(&tree.join("Makefile"), makefile.as_bytes(), 0o644);
+    write(
+        &tree.join("resolved-extra.config"),
+        RESOLVED_EXTRA.as_bytes(),
+        0o644,
+    );
+    write(
+        &tree.join("show-info.json"),
+        serde_json::to_string_pretty(&show_info())
+            .unwrap()
+            .as_bytes(),
+        0o644,
+    );
+    let generator = fs::read(inputs.buildroot.join("utils/generate-cyclonedx")).unwrap();
+    write(&tree.join("utils/generate-cyclonedx"), &generator, 0o755);
+
+    let kernel_config = fs::read(resolved_kernel_config(&inputs.linux, dir)).unwrap();
+    write(&payload.join("linux/build/.config"), &kernel_config, 0o644);
+    let source = dir.join("prog.c");
+    fs::write(&source, C_PROGRAM).unwrap();
+    for (package, path) in PROGRAMS {
+        let binary = payload.join(package).join("target").join(path);
+        fs::create_dir_all(binary.parent().unwrap()).unwrap();
+        run(Command::new("arm-linux-gnueabihf-gcc")
+            .args(HARDENING_FLAGS)
+            .arg(&source)
+            .arg("-o")
+            .arg(&binary));
+    }
+    let skeleton = payload.join("skeleton-init-systemd/target/etc");
+    write(
+        &skeleton.join("group"),
+        b"root:x:0:\ndocker:x:101:\ndockremap:x:1000:\n",
+        0o644,
+    );
+    write(
+        &skeleton.join("passwd"),
+        b"root:x:0:0:root:/root:/bin/sh\ndockremap:x:1000:1000::/:/bin/false\n",
+        0o644,
+    );
+    let units = payload.join("docker-engine/target/usr/lib/systemd/system");
+    write(
+        &units.join("docker.service"),
+        DOCKER_SERVICE.as_bytes(),
+        0o644,
+    );
+    write(
+        &units.join("docker.socket"),
+        DOCKER_SOCKET.as_bytes(),
+        0o644,
+    );
+    let crypt = fs::read(
+        common::repo_root().join("br2-external/package/berth-data-crypt/berth-data-crypt"),
+    )
+    .unwrap();
+    write(
+        &payload.join("berth-data-crypt/target/usr/libexec/berth-data-crypt"),
+        &crypt,
+        0o755,
+    );
+    tree
+}
+
+/// The download cache of a machine that fetched every source before: nothing left to download.
+fn filled_cache(inputs: &Inputs, dir: &Path) -> PathBuf {
+    let cache = dir.join("cache");
+    let dl = cache.join("berth/dl");
+    for (name, version, _, site) in PACKAGES.iter().filter(|p| !p.3.is_empty()) {
+        write(
+            &dl.join(name).join(format!("{name}-{version}.tar.gz")),
+            format!("{name} {version} from {site}\n").as_bytes(),
+            0o644,
+        );
+    }
+    write(
+        &dl.join("cyclonedx/spdx-1.6.schema.json"),
+        &fs::read(&inputs.spdx_schema).unwrap(),
+        0o644,
+    );
+    cache
+}
+
+struct Build {
+    _dir: tempfile::TempDir,
+    repo: PathBuf,
+    output: PathBuf,
+    out: Output,
+}
+
+/// Run `cargo xtask image` on a fresh stand-in; `adjust(repo, buildroot)` changes it first.
+fn image(inputs: &Inputs, adjust: impl Fn(&Path, &Path)) -> Build {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = repo_copy(dir.path());
+    let buildroot = stand_in_buildroot(inputs, dir.path());
+    let cache = filled_cache(inputs, dir.path());
+    adjust(&repo, &buildroot);
+    let key = dir.path().join("id_ed25519.pub");
+    fs::write(&key, "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGp0b3hYbEtWc3Jtc0N6b2ZxVnVGbUJ6a0hUa1ZvRHVx test@berth\n").unwrap();
+    let output = dir.path().join("output");
+    let out = common::xtask()
+        .arg("image")
+        .arg("--buildroot")
+        .arg(&buildroot)
+        .arg("--output")
+        .arg(&output)
+        .arg("--ssh-authorized-keys")
+        .arg(&key)
+        .env("BERTH_REPO_ROOT", &repo)
+        .env("XDG_CACHE_HOME", &cache)
+        .env_remove("BERTH_BUILDROOT")
+        .output()
+        .unwrap();
+    Build {
+        _dir: dir,
+        repo,
+        output,
+        out,
+    }
+}
+
+fn assert_nothing_looks_finished(build: &Build) {
+    for name in ["SHA256SUMS", "manifest.toml"] {
+        assert!(
+            !build.output.join("images").join(name).exists(),
+            "{name} left after a failure"
+        );
+    }
+}
+
+#[test]
+fn a_stand_in_build_ends_in_verified_artifacts() {
+    let test = "a_stand_in_build_ends_in_verified_artifacts";
+    let Some(inputs) = inputs(test) else { return };
+    let build = image(&inputs, |_, _| {});
+    let log = text(&build.out);
+    assert!(build.out.status.success(), "{log}");
+    let images = build.output.join("images");
+    for name in [
+        "sdcard.img",
+        "emmc-boot0.img",
+        "sdcard.img.bmap",
+        "emmc-boot0.img.bmap",
+        "sbom.cdx.json",
+        "legal-info.tar.gz",
+        "manifest.toml",
+        "SHA256SUMS",
+    ] {
+        assert!(
+            images.join(name).is_file(),
+            "no {name} in {}: {log}",
+            images.display()
+        );
+    }
+    run(Command::new("sha256sum")
+        .args(["--check", "--strict", "SHA256SUMS"])
+        .current_dir(&images));
+    run(common::xtask()
+        .arg("verify")
+        .arg(&images)
+        .env("BERTH_REPO_ROOT", &build.repo));
+
+    // The post-build script put the key in, read from the file the xtask named.
+    let keys = fs::read_to_string(build.output.join("target/root/.ssh/authorized_keys")).unwrap();
+    assert!(keys.starts_with("ssh-ed25519 "), "{keys}");
+
+    let manifest: toml::Value =
+        toml::from_str(&fs::read_to_string(images.join("manifest.toml")).unwrap()).unwrap();
+    let packages = manifest["package"].as_array().unwrap();
+    assert_eq!(packages.len(), PACKAGES.len(), "{packages:?}");
+    for (name, version, license, _) in PACKAGES {
+        assert!(
+            packages.iter().any(|p| p["name"].as_str() == Some(name)
+                && p["version"].as_str() == Some(version)
+                && p["licenses"].as_str() == Some(license)),
+            "{name} {version} is not in the manifest: {packages:?}"
+        );
+    }
+    assert_eq!(manifest["buildroot"]["version"].as_str(), Some("2026.02.3"));
+    assert_eq!(
+        manifest["toolchain"]["package"].as_str(),
+        Some("toolchain-external-bootlin")
+    );
+    let artifacts = manifest["artifact"].as_array().unwrap();
+    for name in [
+        "sdcard.img",
+        "emmc-boot0.img",
+        "sdcard.img.bmap",
+        "emmc-boot0.img.bmap",
+        "sbom.cdx.json",
+        "legal-info.tar.gz",
+    ] {
+        let artifact = artifacts
+            .iter()
+            .find(|a| a["name"].as_str() == Some(name))
+            .unwrap_or_else(|| panic!("{name} not in the manifest"));
+        let bytes = fs::read(images.join(name)).unwrap();
+        assert_eq!(
+            artifact["size"].as_integer(),
+            Some(bytes.len() as i64),
+            "{name}"
+        );
+        let digest = run(Command::new("sha256sum").arg(images.join(name)));
+        let digest = String::from_utf8_lossy(&digest.stdout);
+        assert_eq!(
+            artifact["sha256"].as_str(),
+            digest.split_whitespace().next(),
+            "{name}"
+        );
+    }
+
+    // The SBOM is generate-cyclonedx's, over the same packages.
+    let sbom: serde_json::Value =
+        serde_json::from_slice(&fs::read(images.join("sbom.cdx.json")).unwrap()).unwrap();
+    let components = sbom["components"].as_array().unwrap();
+    assert!(
+        components
+            .iter()
+            .any(|c| c["name"] == "runc" && c["version"] == "1.3.5"),
+        "{sbom}"
+    );
+    // The progress counted the stand-in's packages.
+    assert!(
+        log.contains(&format!("{}/{}", PACKAGES.len(), PACKAGES.len()))
+            || log.contains("Image ready"),
+        "{log}"
+    );
+}
+
+#[test]
+fn a_failing_package_is_named_and_nothing_looks_finished() {
+    let test = "a_failing_package_is_named_and_nothing_looks_finished";
+    let Some(inputs) = inputs(test) else { return };
+    let build = image(&inputs, |_, buildroot| {
+        fs::write(
+            buildroot.join("payload/runc/FAILS"),
+            "libcontainer/seccomp.c:42: error: 'SCMP_ACT_KILL' undeclared\n",
+        )
+        .unwrap();
+    });
+    let log = text(&build.out);
+    assert!(!build.out.status.success(), "{log}");
+    assert!(log.contains("in package runc, step \"Building\""), "{log}");
+    assert!(
+        log.contains("SCMP_ACT_KILL' undeclared"),
+        "the tail of its output: {log}"
+    );
+    assert_nothing_looks_finished(&build);
+    assert!(!build.output.join("images/sdcard.img").exists(), "{log}");
+}
+
+#[test]
+fn an_image_failing_its_audit_is_not_sealed() {
+    let test = "an_image_failing_its_audit_is_not_sealed";
+    let Some(inputs) = inputs(test) else { return };
+    let build = image(&inputs, |repo, _| {
+        let path = repo.join("board/odroid-xu4/rootfs-overlay/etc/docker/daemon.json");
+        let text = fs::read_to_string(&path)
+            .unwrap()
+            .replace("\"icc\": false", "\"icc\": true");
+        assert!(text.contains("\"icc\": true"));
+        fs::write(path, text).unwrap();
+    });
+    let log = text(&build.out);
+    assert!(!build.out.status.success(), "{log}");
+    assert!(log.contains("CIS 2.2"), "{log}");
+    assert!(
+        build.output.join("images/sdcard.img").is_file(),
+        "the build itself finished: {log}"
+    );
+    assert_nothing_looks_finished(&build);
+}
