@@ -93,7 +93,10 @@ const RESOLVED_EXTRA: &str =
 
 const MAKEFILE_RULES: &str = r#"
 BOARD := $(BR2_EXTERNAL)/../board/odroid-xu4
-.PHONY: all defconfig show-info print-version legal-info
+-include $(O)/.config
+# As in Buildroot, packages are built once (their stamps stay) and the root filesystem and
+# images are made again on every run.
+.PHONY: all defconfig show-info print-version legal-info $(O)/images/rootfs.ext4 $(O)/images/sdcard.img
 all: $(O)/images/sdcard.img
 
 defconfig:
@@ -111,8 +114,10 @@ print-version:
 # One package: its steps, stamps in build/<name>-<version>/ as Buildroot keeps them. A file
 # payload/<name>/FAILS makes its build fail, printing that file.
 define package
-$(O)/$($(1)_DIR)/.stamp_built: $(O)/.config
+$(O)/$($(1)_DIR)/.stamp_built: | $(O)/.config
 	@echo '>>> $(1) $($(1)_VERSION) Extracting'
+	@$(if $(filter $(1),$(DOWNLOADED)),test -f $(BR2_DL_DIR)/$(1)/$(1)-$($(1)_VERSION).tar.gz || \
+		{ echo "$(1): no $(1)-$($(1)_VERSION).tar.gz in BR2_DL_DIR=$(BR2_DL_DIR)" >&2; exit 1; })
 	@mkdir -p $$(@D)
 	@echo '>>> $(1) $($(1)_VERSION) Building'
 	@if [ -f payload/$(1)/FAILS ]; then cat payload/$(1)/FAILS >&2; exit 1; fi
@@ -138,7 +143,7 @@ $(O)/images/rootfs.ext4: $(STAMPS)
 	@grep -v '^#' $(BOARD)/permissions.txt | while read -r name type mode uid gid rest; do \
 		chmod $$mode $(O)/target$$name && chown $$uid:$$gid $(O)/target$$name || exit 1; done
 	@echo '>>>   Generating filesystem image rootfs.ext4'
-	@mkfs.ext4 -q -F -O ^64bit -d $(O)/target $@ 48M
+	@mkfs.ext4 -q -F $(subst ",,$(BR2_TARGET_ROOTFS_EXT2_MKFS_OPTIONS)) -d $(O)/target $@ 48M
 
 # The post-image script's genimage: the root filesystem at 8 MiB of a sparse card image, and a
 # boot0 image with the bootloader's 720 KiB.
@@ -398,7 +403,7 @@ fn stand_in_buildroot(inputs: &Inputs, dir: &Path) -> PathBuf {
 }
 
 /// The download cache of a machine that fetched every source before: nothing left to download.
-fn filled_cache(inputs: &Inputs, dir: &Path) -> PathBuf {
+fn filled_cache(inputs: &Inputs, dir: &Path) {
     let cache = dir.join("cache");
     let dl = cache.join("berth/dl");
     for (name, version, _, site) in PACKAGES.iter().filter(|p| !p.3.is_empty()) {
@@ -413,45 +418,53 @@ fn filled_cache(inputs: &Inputs, dir: &Path) -> PathBuf {
         &fs::read(&inputs.spdx_schema).unwrap(),
         0o644,
     );
-    cache
 }
 
 struct Build {
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     repo: PathBuf,
     output: PathBuf,
-    out: Output,
+}
+
+impl Build {
+    /// `cargo xtask image` with the stand-in, the filled download cache and a public key.
+    fn run(&self) -> Output {
+        let dir = self.dir.path();
+        common::xtask()
+            .arg("image")
+            .arg("--buildroot")
+            .arg(dir.join("buildroot"))
+            .arg("--output")
+            .arg(&self.output)
+            .arg("--ssh-authorized-keys")
+            .arg(dir.join("id_ed25519.pub"))
+            .env("BERTH_REPO_ROOT", &self.repo)
+            .env("XDG_CACHE_HOME", dir.join("cache"))
+            .env_remove("BERTH_BUILDROOT")
+            // A developer's own download folder: the build, legal-info and the SBOM must all use
+            // the xtask's, which the network preflight checked.
+            .env("BR2_DL_DIR", dir.join("elsewhere/dl"))
+            .output()
+            .unwrap()
+    }
 }
 
 /// Run `cargo xtask image` on a fresh stand-in; `adjust(repo, buildroot)` changes it first.
-fn image(inputs: &Inputs, adjust: impl Fn(&Path, &Path)) -> Build {
+fn image(inputs: &Inputs, adjust: impl Fn(&Path, &Path)) -> (Build, Output) {
     let dir = tempfile::tempdir().unwrap();
     let repo = repo_copy(dir.path());
     let buildroot = stand_in_buildroot(inputs, dir.path());
-    let cache = filled_cache(inputs, dir.path());
+    filled_cache(inputs, dir.path());
     adjust(&repo, &buildroot);
-    let key = dir.path().join("id_ed25519.pub");
-    fs::write(&key, "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGp0b3hYbEtWc3Jtc0N6b2ZxVnVGbUJ6a0hUa1ZvRHVx test@berth\n").unwrap();
+    fs::write(
+        dir.path().join("id_ed25519.pub"),
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGp0b3hYbEtWc3Jtc0N6b2ZxVnVGbUJ6a0hUa1ZvRHVx test@berth\n",
+    )
+    .unwrap();
     let output = dir.path().join("output");
-    let out = common::xtask()
-        .arg("image")
-        .arg("--buildroot")
-        .arg(&buildroot)
-        .arg("--output")
-        .arg(&output)
-        .arg("--ssh-authorized-keys")
-        .arg(&key)
-        .env("BERTH_REPO_ROOT", &repo)
-        .env("XDG_CACHE_HOME", &cache)
-        .env_remove("BERTH_BUILDROOT")
-        .output()
-        .unwrap();
-    Build {
-        _dir: dir,
-        repo,
-        output,
-        out,
-    }
+    let build = Build { dir, repo, output };
+    let out = build.run();
+    (build, out)
 }
 
 fn assert_nothing_looks_finished(build: &Build) {
@@ -467,9 +480,9 @@ fn assert_nothing_looks_finished(build: &Build) {
 fn a_stand_in_build_ends_in_verified_artifacts() {
     let test = "a_stand_in_build_ends_in_verified_artifacts";
     let Some(inputs) = inputs(test) else { return };
-    let build = image(&inputs, |_, _| {});
-    let log = text(&build.out);
-    assert!(build.out.status.success(), "{log}");
+    let (build, out) = image(&inputs, |_, _| {});
+    let log = text(&out);
+    assert!(out.status.success(), "{log}");
     let images = build.output.join("images");
     for name in [
         "sdcard.img",
@@ -554,27 +567,55 @@ fn a_stand_in_build_ends_in_verified_artifacts() {
             .any(|c| c["name"] == "runc" && c["version"] == "1.3.5"),
         "{sbom}"
     );
-    // The progress counted the stand-in's packages.
+    // Progress counted the stand-in's packages, from show-info.
+    let total = PACKAGES.len();
     assert!(
-        log.contains(&format!("{}/{}", PACKAGES.len(), PACKAGES.len()))
-            || log.contains("Image ready"),
+        log.contains(&format!("{total}/{total} Finalizing target directory")),
         "{log}"
     );
+
+    // Run again with every package built: the images are made again and sealed again, with the
+    // same SBOM and license bundle.
+    let sums = fs::read_to_string(images.join("SHA256SUMS")).unwrap();
+    let again = build.run();
+    let log = text(&again);
+    assert!(again.status.success(), "{log}");
+    assert!(
+        !log.contains("runc 1.3.5: Building"),
+        "nothing is built twice: {log}"
+    );
+    assert!(
+        log.contains(&format!("{total}/{total} Generating filesystem image")),
+        "{log}"
+    );
+    run(Command::new("sha256sum")
+        .args(["--check", "--strict", "SHA256SUMS"])
+        .current_dir(&images));
+    let resealed = fs::read_to_string(images.join("SHA256SUMS")).unwrap();
+    for name in ["sbom.cdx.json", "legal-info.tar.gz"] {
+        let line = |sums: &str| {
+            sums.lines()
+                .find(|l| l.ends_with(&format!("  {name}")))
+                .map(str::to_owned)
+        };
+        assert_eq!(line(&resealed), line(&sums), "{name}");
+    }
 }
 
 #[test]
 fn a_failing_package_is_named_and_nothing_looks_finished() {
     let test = "a_failing_package_is_named_and_nothing_looks_finished";
     let Some(inputs) = inputs(test) else { return };
-    let build = image(&inputs, |_, buildroot| {
+    let (build, out) = image(&inputs, |_, buildroot| {
         fs::write(
             buildroot.join("payload/runc/FAILS"),
             "libcontainer/seccomp.c:42: error: 'SCMP_ACT_KILL' undeclared\n",
         )
         .unwrap();
     });
-    let log = text(&build.out);
-    assert!(!build.out.status.success(), "{log}");
+    let log = text(&out);
+    eprintln!("DEBUGLOG {log}");
+    assert!(!out.status.success(), "{log}");
     assert!(log.contains("in package runc, step \"Building\""), "{log}");
     assert!(
         log.contains("SCMP_ACT_KILL' undeclared"),
@@ -588,7 +629,7 @@ fn a_failing_package_is_named_and_nothing_looks_finished() {
 fn an_image_failing_its_audit_is_not_sealed() {
     let test = "an_image_failing_its_audit_is_not_sealed";
     let Some(inputs) = inputs(test) else { return };
-    let build = image(&inputs, |repo, _| {
+    let (build, out) = image(&inputs, |repo, _| {
         let path = repo.join("board/odroid-xu4/rootfs-overlay/etc/docker/daemon.json");
         let text = fs::read_to_string(&path)
             .unwrap()
@@ -596,8 +637,9 @@ fn an_image_failing_its_audit_is_not_sealed() {
         assert!(text.contains("\"icc\": true"));
         fs::write(path, text).unwrap();
     });
-    let log = text(&build.out);
-    assert!(!build.out.status.success(), "{log}");
+    let log = text(&out);
+    eprintln!("DEBUGLOG {log}");
+    assert!(!out.status.success(), "{log}");
     assert!(log.contains("CIS 2.2"), "{log}");
     assert!(
         build.output.join("images/sdcard.img").is_file(),

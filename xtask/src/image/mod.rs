@@ -95,6 +95,9 @@ pub fn run(args: ImageArgs) -> Result<()> {
     br.load_defconfig(&sh, &output, &defconfig)?;
     let info = br.show_info(&sh, &output)?;
     let dl_root = util::cache_dir()?.join("dl");
+    // On the shell, not only the build: legal-info and the SBOM script (sbom.rs) read it too, and
+    // a BR2_DL_DIR of the caller's own must not send them to a folder the build never filled.
+    sh.set_var("BR2_DL_DIR", &dl_root);
     if !skip_network_check {
         check_sources_reachable(&info, &dl_root)?;
     }
@@ -102,7 +105,6 @@ pub fn run(args: ImageArgs) -> Result<()> {
     let mut env = crate::reproducible::build_env(&repo)
         .context("could not prepare the reproducible build environment")?;
     let source_date_epoch = source_date_epoch(&env)?;
-    env.push(("BR2_DL_DIR".into(), dl_root.display().to_string()));
     env.push(("BERTH_SSH_AUTHORIZED_KEYS".into(), settings.ssh_keys.display().to_string()));
     // Buildroot's `>>>` lines are wrapped in `tput smso`; a dumb terminal keeps the log plain.
     env.push(("TERM".into(), "dumb".into()));
