@@ -85,25 +85,19 @@ const C_PROGRAM: &str = "#include <stdio.h>\n#include <string.h>\n\
 const DOCKER_SERVICE: &str = "[Unit]\nDescription=Docker Application Container Engine\nAfter=network-online.target docker.socket containerd.service\nRequires=docker.socket\n\n[Service]\nType=notify\nExecStart=/usr/bin/dockerd -H fd:// --containerd=/run/containerd/containerd.sock\n\n[Install]\nWantedBy=multi-user.target\n";
 const DOCKER_SOCKET: &str = "[Unit]\nDescription=Docker Socket for the API\n\n[Socket]\nListenStream=/run/docker.sock\nSocketMode=0660\nSocketUser=root\nSocketGroup=docker\n\n[Install]\nWantedBy=sockets.target\n";
 
-/// Symbols Kconfig adds when it resolves our defconfig (the toolchain's properties).
-const RESOLVED_EXTRA: &str =
-    "BR2_arm=y\nBR2_TOOLCHAIN_USES_GLIBC=y\nBR2_TOOLCHAIN_GCC_AT_LEAST=\"14\"\n\
-    BR2_TOOLCHAIN_HEADERS_AT_LEAST=\"5.4\"\nBR2_GCC_TARGET_CPU=\"cortex-a15.cortex-a7\"\n\
-    BR2_GCC_TARGET_FPU=\"neon-vfpv4\"\nBR2_GCC_TARGET_FLOAT_ABI=\"hard\"\n";
-
 const MAKEFILE_RULES: &str = r#"
 BOARD := $(BR2_EXTERNAL)/../board/odroid-xu4
+# As in Buildroot, BR2_DL_DIR from the environment wins over the one in .config.
+DL_DIR := $(BR2_DL_DIR)
 -include $(O)/.config
 # As in Buildroot, packages are built once (their stamps stay) and the root filesystem and
 # images are made again on every run.
 .PHONY: all defconfig show-info print-version legal-info $(O)/images/rootfs.ext4 $(O)/images/sdcard.img
 all: $(O)/images/sdcard.img
 
+# Kconfig is the real Buildroot's, so .config is our defconfig as Buildroot resolves it.
 defconfig:
-	@test -f $(BR2_EXTERNAL)/external.desc || { echo "BR2_EXTERNAL=$(BR2_EXTERNAL) has no external.desc" >&2; exit 1; }
-	@test -f "$(BR2_DEFCONFIG)" || { echo "BR2_DEFCONFIG=$(BR2_DEFCONFIG) is not a file" >&2; exit 1; }
-	@mkdir -p $(O)
-	@cat $(BR2_DEFCONFIG) resolved-extra.config > $(O)/.config
+	@$(MAKE) --no-print-directory -C $(REAL_BUILDROOT) O=$(O) BR2_EXTERNAL=$(BR2_EXTERNAL) BR2_DEFCONFIG=$(BR2_DEFCONFIG) defconfig
 
 show-info:
 	@cat show-info.json
@@ -116,8 +110,8 @@ print-version:
 define package
 $(O)/$($(1)_DIR)/.stamp_built: | $(O)/.config
 	@echo '>>> $(1) $($(1)_VERSION) Extracting'
-	@$(if $(filter $(1),$(DOWNLOADED)),test -f $(BR2_DL_DIR)/$(1)/$(1)-$($(1)_VERSION).tar.gz || \
-		{ echo "$(1): no $(1)-$($(1)_VERSION).tar.gz in BR2_DL_DIR=$(BR2_DL_DIR)" >&2; exit 1; })
+	@$(if $(filter $(1),$(DOWNLOADED)),test -f $(DL_DIR)/$(1)/$(1)-$($(1)_VERSION).tar.gz || \
+		{ echo "$(1): no $(1)-$($(1)_VERSION).tar.gz in BR2_DL_DIR=$(DL_DIR)" >&2; exit 1; })
 	@mkdir -p $$(@D)
 	@echo '>>> $(1) $($(1)_VERSION) Building'
 	@if [ -f payload/$(1)/FAILS ]; then cat payload/$(1)/FAILS >&2; exit 1; fi
@@ -160,7 +154,7 @@ legal-info: $(O)/.config
 	@rm -rf $(O)/legal-info && mkdir -p $(O)/legal-info/sources
 	@echo 'PACKAGE,VERSION,LICENSE,SOURCE ARCHIVE' > $(O)/legal-info/manifest.csv
 	@$(foreach p,$(DOWNLOADED),mkdir -p $(O)/legal-info/sources/$(p)-$($(p)_VERSION) && \
-		cp $(BR2_DL_DIR)/$(p)/$(p)-$($(p)_VERSION).tar.gz $(O)/legal-info/sources/$(p)-$($(p)_VERSION)/ && \
+		cp $(DL_DIR)/$(p)/$(p)-$($(p)_VERSION).tar.gz $(O)/legal-info/sources/$(p)-$($(p)_VERSION)/ && \
 		echo '"$(p)","$($(p)_VERSION)","$($(p)_LICENSE)","$(p)-$($(p)_VERSION).tar.gz"' >> $(O)/legal-info/manifest.csv && ) true
 "#;
 
@@ -328,7 +322,8 @@ fn stand_in_buildroot(inputs: &Inputs, dir: &Path) -> PathBuf {
         .map(|p| p.0)
         .collect();
     makefile.push_str(&format!(
-        "PACKAGES := {}\nDOWNLOADED := {}\n",
+        "REAL_BUILDROOT := {}\nPACKAGES := {}\nDOWNLOADED := {}\n",
+        inputs.buildroot.display(),
         names.join(" "),
         downloaded.join(" ")
     ));
@@ -340,11 +335,6 @@ fn stand_in_buildroot(inputs: &Inputs, dir: &Path) -> PathBuf {
     }
     makefile.push_str(MAKEFILE_RULES);
     write(&tree.join("Makefile"), makefile.as_bytes(), 0o644);
-    write(
-        &tree.join("resolved-extra.config"),
-        RESOLVED_EXTRA.as_bytes(),
-        0o644,
-    );
     write(
         &tree.join("show-info.json"),
         serde_json::to_string_pretty(&show_info())
@@ -507,6 +497,23 @@ fn a_stand_in_build_ends_in_verified_artifacts() {
         .arg("verify")
         .arg(&images)
         .env("BERTH_REPO_ROOT", &build.repo));
+    // The block maps work with the standard flashing tool: bmaptool writes the same bytes.
+    if common::have_tool(test, "bmaptool", "bmap-tools") {
+        for image in ["sdcard.img", "emmc-boot0.img"] {
+            let copy = build.dir.path().join(format!("flashed-{image}"));
+            let bmap = images.join(format!("{image}.bmap"));
+            run(Command::new("bmaptool")
+                .arg("copy")
+                .arg("--bmap")
+                .arg(&bmap)
+                .arg(images.join(image))
+                .arg(&copy));
+            assert!(
+                fs::read(&copy).unwrap() == fs::read(images.join(image)).unwrap(),
+                "bmaptool wrote another {image}"
+            );
+        }
+    }
 
     // The post-build script put the key in, read from the file the xtask named.
     let keys = fs::read_to_string(build.output.join("target/root/.ssh/authorized_keys")).unwrap();
@@ -525,10 +532,29 @@ fn a_stand_in_build_ends_in_verified_artifacts() {
         );
     }
     assert_eq!(manifest["buildroot"]["version"].as_str(), Some("2026.02.3"));
+    let toolchain = &manifest["toolchain"];
     assert_eq!(
-        manifest["toolchain"]["package"].as_str(),
+        toolchain["package"].as_str(),
         Some("toolchain-external-bootlin")
     );
+    assert_eq!(toolchain["libc"].as_str(), Some("glibc"));
+    let hardening: Vec<&str> = toolchain["hardening"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|h| h.as_str())
+        .collect();
+    for symbol in [
+        "BR2_SSP_STRONG",
+        "BR2_RELRO_FULL",
+        "BR2_FORTIFY_SOURCE_3",
+        "BR2_PIC_PIE",
+    ] {
+        assert!(
+            hardening.contains(&symbol),
+            "{symbol} missing from the manifest: {hardening:?}"
+        );
+    }
     let artifacts = manifest["artifact"].as_array().unwrap();
     for name in [
         "sdcard.img",
