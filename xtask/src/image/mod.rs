@@ -245,10 +245,14 @@ fn prepare_output(output: &Path) -> Result<PathBuf> {
     output.canonicalize().with_context(|| format!("could not resolve the output folder {}", output.display()))
 }
 
-/// Remove what marks a finished build, so no failure can leave an old or partial image looking complete.
+/// Remove what marks a finished build, so no failure can leave an old or partial image looking
+/// complete; and what was derived from the old images (block maps, SBOM, license bundle), so none
+/// lies beside a new image it does not describe (bmaptool picks up `<image>.bmap` by itself).
 fn remove_finished_markers(images: &Path) -> Result<()> {
-    for name in [SUMS, MANIFEST] {
-        for path in [images.join(name), partial_path(&images.join(name))] {
+    let derived = IMAGES.iter().map(|image| format!("{image}.bmap"));
+    let names = [SUMS, MANIFEST, crate::sbom::SBOM_FILE, crate::sbom::LEGAL_INFO_FILE].map(String::from);
+    for name in names.into_iter().chain(derived) {
+        for path in [images.join(&name), partial_path(&images.join(&name))] {
             match std::fs::remove_file(&path) {
                 Ok(()) => eprintln!("Removed {} from an earlier build", path.display()),
                 Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
@@ -479,7 +483,8 @@ mod tests {
     fn finished_markers_are_removed_and_replaced_atomically() {
         let dir = tempfile::tempdir().unwrap();
         let images = dir.path();
-        for name in ["SHA256SUMS", "manifest.toml", "SHA256SUMS.partial", "sdcard.img"] {
+        let old = ["SHA256SUMS", "manifest.toml", "SHA256SUMS.partial", "sdcard.img.bmap", "sbom.cdx.json"];
+        for name in old.iter().chain(&["sdcard.img"]) {
             std::fs::write(images.join(name), "old").unwrap();
         }
         remove_finished_markers(images).unwrap();
