@@ -68,7 +68,7 @@ pub fn check_spdx_schema(bytes: &[u8], path: &Path) -> Result<()> {
 }
 
 /// Make sure the pinned schema sits where generate-cyclonedx looks, fetching it once if needed.
-fn ensure_spdx_schema(sh: &Shell, dl: &Path) -> Result<()> {
+pub fn ensure_spdx_schema(sh: &Shell, dl: &Path) -> Result<()> {
     let path = dl.join(SPDX_SCHEMA_IN_DL);
     if let Ok(bytes) = std::fs::read(&path) {
         return check_spdx_schema(&bytes, &path);

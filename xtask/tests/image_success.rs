@@ -419,8 +419,13 @@ struct Build {
 impl Build {
     /// `cargo xtask image` with the stand-in, the filled download cache and a public key.
     fn run(&self) -> Output {
+        self.run_with(&[])
+    }
+
+    fn run_with(&self, env: &[(&str, &str)]) -> Output {
         let dir = self.dir.path();
         common::xtask()
+            .envs(env.iter().copied())
             .arg("image")
             .arg("--buildroot")
             .arg(dir.join("buildroot"))
@@ -713,4 +718,37 @@ fn an_image_failing_its_audit_is_not_sealed() {
             "the first build's {derived} lies beside the new image"
         );
     }
+}
+
+#[test]
+fn a_missing_sbom_schema_stops_the_build_before_it_starts() {
+    let test = "a_missing_sbom_schema_stops_the_build_before_it_starts";
+    let Some(inputs) = inputs(test) else { return };
+    let schema = "cache/berth/dl/cyclonedx/spdx-1.6.schema.json";
+    let Some((build, out)) = image(test, &inputs, |_, _| {}) else {
+        return;
+    };
+    assert!(out.status.success(), "{}", text(&out));
+    fs::remove_file(build.dir.path().join(schema)).unwrap();
+    // Offline even on a networked machine: the fetch goes to a closed local port.
+    let offline = [
+        ("https_proxy", "http://127.0.0.1:9"),
+        ("HTTPS_PROXY", "http://127.0.0.1:9"),
+        ("no_proxy", ""),
+        ("NO_PROXY", ""),
+    ];
+    fs::remove_file(build.output.join("build.log")).unwrap();
+    let out = build.run_with(&offline);
+    let log = text(&out);
+    assert!(!out.status.success(), "{log}");
+    assert!(
+        log.contains("SPDX license list")
+            && log.contains(&build.dir.path().join(schema).display().to_string()),
+        "{log}"
+    );
+    assert!(
+        !build.output.join("build.log").exists(),
+        "the build started: {log}"
+    );
+    assert_nothing_looks_finished(&build);
 }

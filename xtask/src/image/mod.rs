@@ -101,6 +101,8 @@ pub fn run(args: ImageArgs) -> Result<()> {
     if !skip_network_check {
         check_sources_reachable(&info, &dl_root)?;
     }
+    // The SBOM step at the end needs it too: fetch it now, or fail now, not after the build.
+    crate::sbom::ensure_spdx_schema(&sh, &dl_root)?;
 
     let mut env = crate::reproducible::build_env(&repo)
         .context("could not prepare the reproducible build environment")?;
