@@ -252,6 +252,8 @@ fn repo_copy(dir: &Path) -> PathBuf {
         "user.name=Berth test",
         "-c",
         "user.email=test@berth.invalid",
+        "-c",
+        "commit.gpgsign=false",
         "commit",
         "-q",
         "-m",
