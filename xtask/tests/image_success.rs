@@ -22,12 +22,7 @@ const PACKAGES: &[(&str, &str, &str, &str)] = &[
         "https://toolchains.bootlin.com/downloads/releases/toolchains/armv7-eabihf/tarballs",
     ),
     ("skeleton-init-systemd", "", "unknown", ""),
-    (
-        "linux",
-        "6.12.91",
-        "GPL-2.0 WITH Linux-syscall-note",
-        "https://cdn.kernel.org/pub/linux/kernel/v6.x",
-    ),
+    ("linux", "6.12.91", "GPL-2.0 WITH Linux-syscall-note", "https://cdn.kernel.org/pub/linux/kernel/v6.x"),
     (
         "audit",
         "4.0.5",
@@ -41,24 +36,9 @@ const PACKAGES: &[(&str, &str, &str, &str)] = &[
         "Apache-2.0, LGPL-2.1 (libseccomp)",
         "https://github.com/opencontainers/runc/archive/v1.3.5",
     ),
-    (
-        "containerd",
-        "2.0.7",
-        "Apache-2.0",
-        "https://github.com/containerd/containerd/archive/v2.0.7",
-    ),
-    (
-        "tini",
-        "0.19.0",
-        "MIT",
-        "https://github.com/krallin/tini/archive/v0.19.0",
-    ),
-    (
-        "docker-engine",
-        "28.3.3",
-        "Apache-2.0",
-        "https://github.com/moby/moby/archive/v28.3.3",
-    ),
+    ("containerd", "2.0.7", "Apache-2.0", "https://github.com/containerd/containerd/archive/v2.0.7"),
+    ("tini", "0.19.0", "MIT", "https://github.com/krallin/tini/archive/v0.19.0"),
+    ("docker-engine", "28.3.3", "Apache-2.0", "https://github.com/moby/moby/archive/v28.3.3"),
 ];
 
 /// ARMv7 programs each package installs, built with Buildroot's hardening flags
@@ -70,14 +50,8 @@ const PROGRAMS: &[(&str, &str)] = &[
     ("tini", "usr/bin/docker-init"),
     ("docker-engine", "usr/bin/dockerd"),
 ];
-const HARDENING_FLAGS: &[&str] = &[
-    "-O2",
-    "-fstack-protector-strong",
-    "-D_FORTIFY_SOURCE=3",
-    "-fPIE",
-    "-pie",
-    "-Wl,-z,relro,-z,now",
-];
+const HARDENING_FLAGS: &[&str] =
+    &["-O2", "-fstack-protector-strong", "-D_FORTIFY_SOURCE=3", "-fPIE", "-pie", "-Wl,-z,relro,-z,now"];
 const C_PROGRAM: &str = "#include <stdio.h>\n#include <string.h>\n\
     int main(int argc, char **argv) { char buf[64]; strcpy(buf, argv[0]); printf(\"%s %d\\n\", buf, argc); return 0; }\n";
 
@@ -159,9 +133,7 @@ legal-info: $(O)/.config
 "#;
 
 fn run(cmd: &mut Command) -> Output {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("could not run {cmd:?}: {e}"));
+    let out = cmd.output().unwrap_or_else(|e| panic!("could not run {cmd:?}: {e}"));
     assert!(
         out.status.success(),
         "{cmd:?} failed:\n{}{}",
@@ -178,11 +150,7 @@ fn write(path: &Path, body: &[u8], mode: u32) {
 }
 
 fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
 }
 
 /// Everything the test needs from the host and the environment, or None after a printed skip.
@@ -219,17 +187,10 @@ fn inputs(test: &str) -> Option<Inputs> {
         .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache"));
     let spdx_schema = cache.join("berth/dl/cyclonedx/spdx-1.6.schema.json");
     if !spdx_schema.is_file() {
-        common::skip(
-            test,
-            &format!("{} is missing (.ci/run installs it)", spdx_schema.display()),
-        );
+        common::skip(test, &format!("{} is missing (.ci/run installs it)", spdx_schema.display()));
         return None;
     }
-    Some(Inputs {
-        buildroot,
-        linux,
-        spdx_schema,
-    })
+    Some(Inputs { buildroot, linux, spdx_schema })
 }
 
 /// The parts of this repository the xtask reads, committed to a fresh git repository, so a
@@ -242,10 +203,7 @@ fn repo_copy(dir: &Path) -> PathBuf {
         .arg("-a")
         .args(["configs", "board", "br2-external"].map(|d| root.join(d)))
         .arg(&repo));
-    run(Command::new("git")
-        .arg("-C")
-        .arg(&repo)
-        .args(["init", "-q"]));
+    run(Command::new("git").arg("-C").arg(&repo).args(["init", "-q"]));
     run(Command::new("git").arg("-C").arg(&repo).args(["add", "."]));
     run(Command::new("git").arg("-C").arg(&repo).args([
         "-c",
@@ -265,10 +223,7 @@ fn repo_copy(dir: &Path) -> PathBuf {
 /// The kernel .config our fragments resolve to in the real tree (`cargo xtask audit kernel --linux`).
 fn resolved_kernel_config(linux: &Path, dir: &Path) -> PathBuf {
     let cache = dir.join("kernel-cache");
-    run(common::xtask()
-        .args(["audit", "kernel", "--linux"])
-        .arg(linux)
-        .env("XDG_CACHE_HOME", &cache));
+    run(common::xtask().args(["audit", "kernel", "--linux"]).arg(linux).env("XDG_CACHE_HOME", &cache));
     cache.join("berth/kernel-check/resolved.config")
 }
 
@@ -311,18 +266,14 @@ fn show_info() -> serde_json::Value {
 
 /// The stand-in Buildroot tree: Makefile, show-info, generate-cyclonedx, and payload/<package>/
 /// with what each package's build and installation put in place.
-fn stand_in_buildroot(inputs: &Inputs, dir: &Path) -> PathBuf {
+fn stand_in_buildroot(inputs: &Inputs, dir: &Path) {
     let tree = dir.join("buildroot");
     let payload = tree.join("payload");
     let mut makefile = String::from(
         "# Stand-in for Buildroot, written by xtask/tests/image_success.rs.\nexport BR2_VERSION := 2026.02.3\n",
     );
     let names: Vec<&str> = PACKAGES.iter().map(|p| p.0).collect();
-    let downloaded: Vec<&str> = PACKAGES
-        .iter()
-        .filter(|p| !p.3.is_empty())
-        .map(|p| p.0)
-        .collect();
+    let downloaded: Vec<&str> = PACKAGES.iter().filter(|p| !p.3.is_empty()).map(|p| p.0).collect();
     makefile.push_str(&format!(
         "REAL_BUILDROOT := {}\nPACKAGES := {}\nDOWNLOADED := {}\n",
         inputs.buildroot.display(),
@@ -339,9 +290,7 @@ fn stand_in_buildroot(inputs: &Inputs, dir: &Path) -> PathBuf {
     write(&tree.join("Makefile"), makefile.as_bytes(), 0o644);
     write(
         &tree.join("show-info.json"),
-        serde_json::to_string_pretty(&show_info())
-            .unwrap()
-            .as_bytes(),
+        serde_json::to_string_pretty(&show_info()).unwrap().as_bytes(),
         0o644,
     );
     let generator = fs::read(inputs.buildroot.join("utils/generate-cyclonedx")).unwrap();
@@ -361,37 +310,18 @@ fn stand_in_buildroot(inputs: &Inputs, dir: &Path) -> PathBuf {
             .arg(&binary));
     }
     let skeleton = payload.join("skeleton-init-systemd/target/etc");
-    write(
-        &skeleton.join("group"),
-        b"root:x:0:\ndocker:x:101:\ndockremap:x:1000:\n",
-        0o644,
-    );
+    write(&skeleton.join("group"), b"root:x:0:\ndocker:x:101:\ndockremap:x:1000:\n", 0o644);
     write(
         &skeleton.join("passwd"),
         b"root:x:0:0:root:/root:/bin/sh\ndockremap:x:1000:1000::/:/bin/false\n",
         0o644,
     );
     let units = payload.join("docker-engine/target/usr/lib/systemd/system");
-    write(
-        &units.join("docker.service"),
-        DOCKER_SERVICE.as_bytes(),
-        0o644,
-    );
-    write(
-        &units.join("docker.socket"),
-        DOCKER_SOCKET.as_bytes(),
-        0o644,
-    );
-    let crypt = fs::read(
-        common::repo_root().join("br2-external/package/berth-data-crypt/berth-data-crypt"),
-    )
-    .unwrap();
-    write(
-        &payload.join("berth-data-crypt/target/usr/libexec/berth-data-crypt"),
-        &crypt,
-        0o755,
-    );
-    tree
+    write(&units.join("docker.service"), DOCKER_SERVICE.as_bytes(), 0o644);
+    write(&units.join("docker.socket"), DOCKER_SOCKET.as_bytes(), 0o644);
+    let crypt =
+        fs::read(common::repo_root().join("br2-external/package/berth-data-crypt/berth-data-crypt")).unwrap();
+    write(&payload.join("berth-data-crypt/target/usr/libexec/berth-data-crypt"), &crypt, 0o755);
 }
 
 /// The download cache of a machine that fetched every source before: nothing left to download.
@@ -405,11 +335,7 @@ fn filled_cache(inputs: &Inputs, dir: &Path) {
             0o644,
         );
     }
-    write(
-        &dl.join("cyclonedx/spdx-1.6.schema.json"),
-        &fs::read(&inputs.spdx_schema).unwrap(),
-        0o644,
-    );
+    write(&dl.join("cyclonedx/spdx-1.6.schema.json"), &fs::read(&inputs.spdx_schema).unwrap(), 0o644);
 }
 
 struct Build {
@@ -446,14 +372,13 @@ impl Build {
     }
 }
 
-/// Run `cargo xtask image` on a fresh stand-in; `adjust(repo, buildroot)` changes it first.
-/// None, after a printed skip, when the xtask finds this host lacks what Buildroot needs.
-fn image(test: &str, inputs: &Inputs, adjust: impl Fn(&Path, &Path)) -> Option<(Build, Output)> {
+/// A successful `cargo xtask image` on a fresh stand-in, and its output. None, after a printed
+/// skip, when the xtask finds this host lacks what Buildroot needs.
+fn image(test: &str, inputs: &Inputs) -> Option<(Build, String)> {
     let dir = tempfile::tempdir().unwrap();
     let repo = repo_copy(dir.path());
-    let buildroot = stand_in_buildroot(inputs, dir.path());
+    stand_in_buildroot(inputs, dir.path());
     filled_cache(inputs, dir.path());
-    adjust(&repo, &buildroot);
     fs::write(
         dir.path().join("id_ed25519.pub"),
         "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGp0b3hYbEtWc3Jtc0N6b2ZxVnVGbUJ6a0hUa1ZvRHVx test@berth\n",
@@ -467,17 +392,15 @@ fn image(test: &str, inputs: &Inputs, adjust: impl Fn(&Path, &Path)) -> Option<(
         common::skip(test, &log[at..].replace('\n', " "));
         return None;
     }
+    assert!(out.status.success(), "{log}");
     // Every source is in the download cache: the network preflight passes without probing.
     assert!(!log.contains("to download; checking"), "{log}");
-    Some((build, out))
+    Some((build, log))
 }
 
 fn assert_nothing_looks_finished(build: &Build) {
     for name in ["SHA256SUMS", "manifest.toml"] {
-        assert!(
-            !build.output.join("images").join(name).exists(),
-            "{name} left after a failure"
-        );
+        assert!(!build.output.join("images").join(name).exists(), "{name} left after a failure");
     }
 }
 
@@ -485,11 +408,7 @@ fn assert_nothing_looks_finished(build: &Build) {
 fn a_stand_in_build_ends_in_verified_artifacts() {
     let test = "a_stand_in_build_ends_in_verified_artifacts";
     let Some(inputs) = inputs(test) else { return };
-    let Some((build, out)) = image(test, &inputs, |_, _| {}) else {
-        return;
-    };
-    let log = text(&out);
-    assert!(out.status.success(), "{log}");
+    let Some((build, log)) = image(test, &inputs) else { return };
     let images = build.output.join("images");
     for name in [
         "sdcard.img",
@@ -501,19 +420,10 @@ fn a_stand_in_build_ends_in_verified_artifacts() {
         "manifest.toml",
         "SHA256SUMS",
     ] {
-        assert!(
-            images.join(name).is_file(),
-            "no {name} in {}: {log}",
-            images.display()
-        );
+        assert!(images.join(name).is_file(), "no {name} in {}: {log}", images.display());
     }
-    run(Command::new("sha256sum")
-        .args(["--check", "--strict", "SHA256SUMS"])
-        .current_dir(&images));
-    run(common::xtask()
-        .arg("verify")
-        .arg(&images)
-        .env("BERTH_REPO_ROOT", &build.repo));
+    run(Command::new("sha256sum").args(["--check", "--strict", "SHA256SUMS"]).current_dir(&images));
+    run(common::xtask().arg("verify").arg(&images).env("BERTH_REPO_ROOT", &build.repo));
     // The block maps work with the standard flashing tool: bmaptool writes the same bytes.
     if common::have_tool(test, "bmaptool", "bmap-tools") {
         for image in ["sdcard.img", "emmc-boot0.img"] {
@@ -550,27 +460,12 @@ fn a_stand_in_build_ends_in_verified_artifacts() {
     }
     assert_eq!(manifest["buildroot"]["version"].as_str(), Some("2026.02.3"));
     let toolchain = &manifest["toolchain"];
-    assert_eq!(
-        toolchain["package"].as_str(),
-        Some("toolchain-external-bootlin")
-    );
+    assert_eq!(toolchain["package"].as_str(), Some("toolchain-external-bootlin"));
     assert_eq!(toolchain["libc"].as_str(), Some("glibc"));
-    let hardening: Vec<&str> = toolchain["hardening"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|h| h.as_str())
-        .collect();
-    for symbol in [
-        "BR2_SSP_STRONG",
-        "BR2_RELRO_FULL",
-        "BR2_FORTIFY_SOURCE_3",
-        "BR2_PIC_PIE",
-    ] {
-        assert!(
-            hardening.contains(&symbol),
-            "{symbol} missing from the manifest: {hardening:?}"
-        );
+    let hardening: Vec<&str> =
+        toolchain["hardening"].as_array().unwrap().iter().filter_map(|h| h.as_str()).collect();
+    for symbol in ["BR2_SSP_STRONG", "BR2_RELRO_FULL", "BR2_FORTIFY_SOURCE_3", "BR2_PIC_PIE"] {
+        assert!(hardening.contains(&symbol), "{symbol} missing from the manifest: {hardening:?}");
     }
     let artifacts = manifest["artifact"].as_array().unwrap();
     for name in [
@@ -586,36 +481,20 @@ fn a_stand_in_build_ends_in_verified_artifacts() {
             .find(|a| a["name"].as_str() == Some(name))
             .unwrap_or_else(|| panic!("{name} not in the manifest"));
         let bytes = fs::read(images.join(name)).unwrap();
-        assert_eq!(
-            artifact["size"].as_integer(),
-            Some(bytes.len() as i64),
-            "{name}"
-        );
+        assert_eq!(artifact["size"].as_integer(), Some(bytes.len() as i64), "{name}");
         let digest = run(Command::new("sha256sum").arg(images.join(name)));
         let digest = String::from_utf8_lossy(&digest.stdout);
-        assert_eq!(
-            artifact["sha256"].as_str(),
-            digest.split_whitespace().next(),
-            "{name}"
-        );
+        assert_eq!(artifact["sha256"].as_str(), digest.split_whitespace().next(), "{name}");
     }
 
     // The SBOM is generate-cyclonedx's, over the same packages.
     let sbom: serde_json::Value =
         serde_json::from_slice(&fs::read(images.join("sbom.cdx.json")).unwrap()).unwrap();
     let components = sbom["components"].as_array().unwrap();
-    assert!(
-        components
-            .iter()
-            .any(|c| c["name"] == "runc" && c["version"] == "1.3.5"),
-        "{sbom}"
-    );
+    assert!(components.iter().any(|c| c["name"] == "runc" && c["version"] == "1.3.5"), "{sbom}");
     // Progress counted the stand-in's packages, from show-info.
     let total = PACKAGES.len();
-    assert!(
-        log.contains(&format!("{total}/{total} Finalizing target directory")),
-        "{log}"
-    );
+    assert!(log.contains(&format!("{total}/{total} Finalizing target directory")), "{log}");
 
     // Run again with every package built: the images are made again and sealed again, with the
     // same SBOM and license bundle.
@@ -623,24 +502,12 @@ fn a_stand_in_build_ends_in_verified_artifacts() {
     let again = build.run();
     let log = text(&again);
     assert!(again.status.success(), "{log}");
-    assert!(
-        !log.contains("runc 1.3.5: Building"),
-        "nothing is built twice: {log}"
-    );
-    assert!(
-        log.contains(&format!("{total}/{total} Generating filesystem image")),
-        "{log}"
-    );
-    run(Command::new("sha256sum")
-        .args(["--check", "--strict", "SHA256SUMS"])
-        .current_dir(&images));
+    assert!(!log.contains("runc 1.3.5: Building"), "nothing is built twice: {log}");
+    assert!(log.contains(&format!("{total}/{total} Generating filesystem image")), "{log}");
+    run(Command::new("sha256sum").args(["--check", "--strict", "SHA256SUMS"]).current_dir(&images));
     let resealed = fs::read_to_string(images.join("SHA256SUMS")).unwrap();
     for name in ["sbom.cdx.json", "legal-info.tar.gz"] {
-        let line = |sums: &str| {
-            sums.lines()
-                .find(|l| l.ends_with(&format!("  {name}")))
-                .map(str::to_owned)
-        };
+        let line = |sums: &str| sums.lines().find(|l| l.ends_with(&format!("  {name}"))).map(str::to_owned);
         assert_eq!(line(&resealed), line(&sums), "{name}");
     }
 }
@@ -649,16 +516,14 @@ fn a_stand_in_build_ends_in_verified_artifacts() {
 fn a_failing_package_is_named_and_nothing_looks_finished() {
     let test = "a_failing_package_is_named_and_nothing_looks_finished";
     let Some(inputs) = inputs(test) else { return };
-    let Some((build, out)) = image(test, &inputs, |_, _| {}) else {
-        return;
-    };
-    assert!(out.status.success(), "{}", text(&out));
+    let Some((build, _)) = image(test, &inputs) else { return };
     // runc is rebuilt (as after `make runc-dirclean`) and now fails: the finished image of the
     // first run must not keep looking finished.
     fs::remove_dir_all(build.output.join("build/runc-1.3.5")).unwrap();
     fs::write(
         build.dir.path().join("buildroot/payload/runc/FAILS"),
-        "libcontainer/seccomp/patchbpf/enosys_linux.go:42: error: 'SCMP_ACT_KILL' undeclared\n",
+        "# github.com/opencontainers/runc/libcontainer/seccomp\n\
+         libcontainer/seccomp/seccomp_linux.go:42:9: undefined: libseccomp.ActKillProcess\n",
     )
     .unwrap();
     let out = build.run();
@@ -666,16 +531,10 @@ fn a_failing_package_is_named_and_nothing_looks_finished() {
     assert!(!out.status.success(), "{log}");
     assert!(log.contains("in package runc, step \"Building\""), "{log}");
     assert!(
-        log.contains("SCMP_ACT_KILL' undeclared"),
-        "the tail of its output: {log}"
+        log.contains("  libcontainer/seccomp/seccomp_linux.go:42:9: undefined"),
+        "its output's tail: {log}"
     );
-    assert!(
-        log.contains(&format!(
-            "Full log: {}",
-            build.output.join("build.log").display()
-        )),
-        "{log}"
-    );
+    assert!(log.contains(&format!("Full log: {}", build.output.join("build.log").display())), "{log}");
     assert_nothing_looks_finished(&build);
 }
 
@@ -683,42 +542,21 @@ fn a_failing_package_is_named_and_nothing_looks_finished() {
 fn an_image_failing_its_audit_is_not_sealed() {
     let test = "an_image_failing_its_audit_is_not_sealed";
     let Some(inputs) = inputs(test) else { return };
-    let Some((build, out)) = image(test, &inputs, |_, _| {}) else {
-        return;
-    };
-    assert!(out.status.success(), "{}", text(&out));
+    let Some((build, _)) = image(test, &inputs) else { return };
     // The overlay now lets containers talk to each other (CIS 2.2); the next build takes it in.
-    let path = build
-        .repo
-        .join("board/odroid-xu4/rootfs-overlay/etc/docker/daemon.json");
-    let daemon = fs::read_to_string(&path)
-        .unwrap()
-        .replace("\"icc\": false", "\"icc\": true");
+    let path = build.repo.join("board/odroid-xu4/rootfs-overlay/etc/docker/daemon.json");
+    let daemon = fs::read_to_string(&path).unwrap().replace("\"icc\": false", "\"icc\": true");
     assert!(daemon.contains("\"icc\": true"));
     fs::write(path, daemon).unwrap();
     let out = build.run();
     let log = text(&out);
     assert!(!out.status.success(), "{log}");
-    assert!(
-        log.contains("failed its hardening audit") && log.contains("CIS 2.2"),
-        "{log}"
-    );
+    assert!(log.contains("failed its hardening audit") && log.contains("CIS 2.2"), "{log}");
     let images = build.output.join("images");
-    assert!(
-        images.join("sdcard.img").is_file(),
-        "the build itself finished: {log}"
-    );
+    assert!(images.join("sdcard.img").is_file(), "the build itself finished: {log}");
     assert_nothing_looks_finished(&build);
-    for derived in [
-        "sdcard.img.bmap",
-        "emmc-boot0.img.bmap",
-        "sbom.cdx.json",
-        "legal-info.tar.gz",
-    ] {
-        assert!(
-            !images.join(derived).exists(),
-            "the first build's {derived} lies beside the new image"
-        );
+    for derived in ["sdcard.img.bmap", "emmc-boot0.img.bmap", "sbom.cdx.json", "legal-info.tar.gz"] {
+        assert!(!images.join(derived).exists(), "the first build's {derived} lies beside the new image");
     }
 }
 
@@ -727,10 +565,7 @@ fn a_missing_sbom_schema_stops_the_build_before_it_starts() {
     let test = "a_missing_sbom_schema_stops_the_build_before_it_starts";
     let Some(inputs) = inputs(test) else { return };
     let schema = "cache/berth/dl/cyclonedx/spdx-1.6.schema.json";
-    let Some((build, out)) = image(test, &inputs, |_, _| {}) else {
-        return;
-    };
-    assert!(out.status.success(), "{}", text(&out));
+    let Some((build, _)) = image(test, &inputs) else { return };
     fs::remove_file(build.dir.path().join(schema)).unwrap();
     // Offline even on a networked machine: the fetch goes to a closed local port.
     let offline = [
@@ -748,9 +583,6 @@ fn a_missing_sbom_schema_stops_the_build_before_it_starts() {
             && log.contains(&build.dir.path().join(schema).display().to_string()),
         "{log}"
     );
-    assert!(
-        !build.output.join("build.log").exists(),
-        "the build started: {log}"
-    );
+    assert!(!build.output.join("build.log").exists(), "the build started: {log}");
     assert_nothing_looks_finished(&build);
 }
