@@ -1,10 +1,12 @@
 //! `cargo xtask image` end to end, offline, on a stand-in Buildroot 2026.02.3 made here: a
 //! Makefile with just the targets the xtask runs (defconfig, show-info, the build, legal-info,
 //! print-version for generate-cyclonedx), printing Buildroot's `>>>` step lines and laying out
-//! `O=` as Buildroot does. What it installs is real wherever it can be: ARMv7 binaries built with
-//! the toolchain hardening flags, the board's rootfs overlay, post-build script and permission
-//! table from a copy of this repository, the kernel .config resolved from a real 6.12 tree with
-//! our fragments, Buildroot's own utils/generate-cyclonedx.
+//! `O=` as Buildroot does. What it uses is real wherever it can be: Kconfig (the real tree's, so
+//! `.config` is our defconfig resolved), ARMv7 binaries built with the toolchain's hardening
+//! flags, the board's rootfs overlay, post-build script, permission table and post-image script
+//! with genimage.cfg (from a copy of this repository), the kernel .config resolved from a real 6.12
+//! tree with our fragments, Buildroot's own generate-cyclonedx and genimage.sh. Bootloader blobs,
+//! U-Boot and the kernel image are patterned stand-ins of their real sizes.
 
 mod common;
 
@@ -39,6 +41,29 @@ const PACKAGES: &[(&str, &str, &str, &str)] = &[
     ("containerd", "2.0.7", "Apache-2.0", "https://github.com/containerd/containerd/archive/v2.0.7"),
     ("tini", "0.19.0", "MIT", "https://github.com/krallin/tini/archive/v0.19.0"),
     ("docker-engine", "28.3.3", "Apache-2.0", "https://github.com/moby/moby/archive/v28.3.3"),
+    ("uboot", "2026.01", "GPL-2.0+", "https://ftp.denx.de/pub/u-boot"),
+    (
+        "hardkernel-xu4-blobs",
+        "88af53fbcef8386cb4d5f04c19f4b2bcb69e90ca",
+        "PROPRIETARY",
+        "https://github.com/hardkernel/u-boot/archive/88af53fbcef8386cb4d5f04c19f4b2bcb69e90ca",
+    ),
+];
+/// Packages whose sources legal-info leaves out (`<PKG>_REDISTRIBUTE = NO`).
+const NOT_REDISTRIBUTED: &[&str] = &["hardkernel-xu4-blobs"];
+
+/// Stand-ins (never the real blobs or builds) for what packages install into images/, with
+/// their sizes: what post-image.sh and genimage.cfg read.
+const IMAGE_FILES: &[(&str, &str, usize)] = &[
+    ("hardkernel-xu4-blobs", "bl1.bin.hardkernel", 15360),
+    ("hardkernel-xu4-blobs", "bl2.bin.hardkernel.720k_uboot", 14336),
+    ("hardkernel-xu4-blobs", "tzsw.bin.hardkernel", 262_144),
+    ("uboot", "u-boot-dtb.bin", 577_000),
+    ("linux", "zImage", 1 << 20),
+    ("linux", "exynos5422-odroidxu3-lite.dtb", 4096),
+    ("linux", "exynos5422-odroidxu4.dtb", 4096),
+    ("linux", "exynos5422-odroidxu3.dtb", 4096),
+    ("linux", "exynos5422-odroidhc1.dtb", 4096),
 ];
 
 /// ARMv7 programs each package installs, built with Buildroot's hardening flags
@@ -95,6 +120,8 @@ $(O)/$($(1)_DIR)/.stamp_installed: $(O)/$($(1)_DIR)/.stamp_built
 	@echo '>>> $(1) $($(1)_VERSION) Installing to target'
 	@mkdir -p $(O)/target
 	@if [ -d payload/$(1)/target ]; then cp -a payload/$(1)/target/. $(O)/target/; fi
+	@if [ -d payload/$(1)/images ]; then echo '>>> $(1) $($(1)_VERSION) Installing to images directory'; \
+		mkdir -p $(O)/images && cp -a payload/$(1)/images/. $(O)/images/; fi
 	@touch $$@
 STAMPS += $(O)/$($(1)_DIR)/.stamp_installed
 endef
@@ -113,21 +140,18 @@ $(O)/images/rootfs.ext4: $(STAMPS)
 	@echo '>>>   Generating filesystem image rootfs.ext4'
 	@mkfs.ext4 -q -F $(subst ",,$(BR2_TARGET_ROOTFS_EXT2_MKFS_OPTIONS)) -d $(O)/target $@ 48M
 
-# The post-image script's genimage: the root filesystem at 8 MiB of a sparse card image, and a
-# boot0 image with the bootloader's 720 KiB.
+# The board's post-image script, run as Buildroot runs it: from the top of the tree (it calls
+# support/scripts/genimage.sh, Buildroot's, copied here) with Buildroot's variables set.
 $(O)/images/sdcard.img: $(O)/images/rootfs.ext4
 	@echo '>>>   Executing post-image script $(BOARD)/post-image.sh'
-	@rm -f $@ $(O)/images/emmc-boot0.img
-	@truncate -s 80M $@
-	@dd if=$< of=$@ bs=1M seek=8 conv=notrunc,sparse status=none
-	@truncate -s 4M $(O)/images/emmc-boot0.img
-	@dd if=$< of=$(O)/images/emmc-boot0.img bs=512 count=1440 conv=notrunc status=none
+	@BR2_CONFIG=$(O)/.config BUILD_DIR=$(O)/build BINARIES_DIR=$(O)/images TARGET_DIR=$(O)/target \
+		$(BOARD)/post-image.sh $(O)/images
 
 # Buildroot's legal-info copies every package's source archive from the download folder.
 legal-info: $(O)/.config
 	@rm -rf $(O)/legal-info && mkdir -p $(O)/legal-info/sources
 	@echo 'PACKAGE,VERSION,LICENSE,SOURCE ARCHIVE' > $(O)/legal-info/manifest.csv
-	@$(foreach p,$(DOWNLOADED),mkdir -p $(O)/legal-info/sources/$(p)-$($(p)_VERSION) && \
+	@$(foreach p,$(REDISTRIBUTED),mkdir -p $(O)/legal-info/sources/$(p)-$($(p)_VERSION) && \
 		cp $(DL_DIR)/$(p)/$(p)-$($(p)_VERSION).tar.gz $(O)/legal-info/sources/$(p)-$($(p)_VERSION)/ && \
 		echo '"$(p)","$($(p)_VERSION)","$($(p)_LICENSE)","$(p)-$($(p)_VERSION).tar.gz"' >> $(O)/legal-info/manifest.csv && ) true
 "#;
@@ -170,6 +194,9 @@ fn inputs(test: &str) -> Option<Inputs> {
     for (tool, package) in [
         ("arm-linux-gnueabihf-gcc", "gcc-arm-linux-gnueabihf"),
         ("mkfs.ext4", "e2fsprogs"),
+        ("genimage", "genimage"),
+        ("mkdosfs", "dosfstools"),
+        ("mcopy", "mtools"),
         ("debugfs", "e2fsprogs"),
         ("make", "make"),
         ("git", "git"),
@@ -249,7 +276,7 @@ fn show_info() -> serde_json::Value {
             name.to_string(),
             serde_json::json!({
                 "type": "target", "name": name, "virtual": false, "version": version,
-                "licenses": license, "license_files": [], "redistributable": true,
+                "licenses": license, "license_files": [], "redistributable": !NOT_REDISTRIBUTED.contains(name),
                 "dl_dir": name, "downloads": downloads,
                 "package_dir": format!("package/{name}"), "stamp_dir": dir, "source_dir": dir, "build_dir": dir,
                 "install_target": true, "install_staging": false, "install_images": false,
@@ -274,11 +301,14 @@ fn stand_in_buildroot(inputs: &Inputs, dir: &Path) {
     );
     let names: Vec<&str> = PACKAGES.iter().map(|p| p.0).collect();
     let downloaded: Vec<&str> = PACKAGES.iter().filter(|p| !p.3.is_empty()).map(|p| p.0).collect();
+    let redistributed: Vec<&str> =
+        downloaded.iter().copied().filter(|name| !NOT_REDISTRIBUTED.contains(name)).collect();
     makefile.push_str(&format!(
-        "REAL_BUILDROOT := {}\nPACKAGES := {}\nDOWNLOADED := {}\n",
+        "REAL_BUILDROOT := {}\nPACKAGES := {}\nDOWNLOADED := {}\nREDISTRIBUTED := {}\n",
         inputs.buildroot.display(),
         names.join(" "),
-        downloaded.join(" ")
+        downloaded.join(" "),
+        redistributed.join(" ")
     ));
     for (name, version, license, _) in PACKAGES {
         let dir = package_dir(name, version);
@@ -293,8 +323,14 @@ fn stand_in_buildroot(inputs: &Inputs, dir: &Path) {
         serde_json::to_string_pretty(&show_info()).unwrap().as_bytes(),
         0o644,
     );
-    let generator = fs::read(inputs.buildroot.join("utils/generate-cyclonedx")).unwrap();
-    write(&tree.join("utils/generate-cyclonedx"), &generator, 0o755);
+    for script in ["utils/generate-cyclonedx", "support/scripts/genimage.sh"] {
+        write(&tree.join(script), &fs::read(inputs.buildroot.join(script)).unwrap(), 0o755);
+    }
+    for (package, name, len) in IMAGE_FILES {
+        let bytes: Vec<u8> =
+            (0..*len).map(|i| (i as u8).wrapping_mul(31) ^ (i >> 8) as u8 ^ name.len() as u8).collect();
+        write(&payload.join(package).join("images").join(name), &bytes, 0o644);
+    }
 
     let kernel_config = fs::read(resolved_kernel_config(&inputs.linux, dir)).unwrap();
     write(&payload.join("linux/build/.config"), &kernel_config, 0o644);
