@@ -85,6 +85,12 @@ const DOCKER_SERVICE: &str = "[Unit]\nDescription=Docker Application Container E
 const DOCKER_SOCKET: &str = "[Unit]\nDescription=Docker Socket for the API\n\n[Socket]\nListenStream=/run/docker.sock\nSocketMode=0660\nSocketUser=root\nSocketGroup=docker\n\n[Install]\nWantedBy=sockets.target\n";
 
 const MAKEFILE_RULES: &str = r#"
+# As in Buildroot: without O= on the command line the output is output/ in the tree, and every
+# run of make creates it.
+ifneq ("$(origin O)", "command line")
+O := $(CURDIR)/output
+endif
+$(shell mkdir -p $(O))
 BOARD := $(BR2_EXTERNAL)/../board/odroid-xu4
 # As in Buildroot, BR2_DL_DIR from the environment wins over the one in .config.
 DL_DIR := $(BR2_DL_DIR)
@@ -459,6 +465,8 @@ fn a_stand_in_build_ends_in_verified_artifacts() {
         assert!(images.join(name).is_file(), "no {name} in {}: {log}", images.display());
     }
     run(Command::new("sha256sum").args(["--check", "--strict", "SHA256SUMS"]).current_dir(&images));
+    let tree_output = build.dir.path().join("buildroot/output");
+    assert!(!tree_output.exists(), "something ran make in the Buildroot tree without O=");
     run(common::xtask().arg("verify").arg(&images).env("BERTH_REPO_ROOT", &build.repo));
     // The block maps work with the standard flashing tool: bmaptool writes the same bytes.
     if common::have_tool(test, "bmaptool", "bmap-tools") {
