@@ -195,9 +195,10 @@ impl Manifest {
         let mut text = String::from(
             "# Berth build manifest, written by `cargo xtask image`; every artifact is also in SHA256SUMS.\n",
         );
-        // A blank line before each table header, for people reading it.
+        // One blank line before each table header, for people reading it (toml's pretty output
+        // already separates most tables, so only add one where it is missing).
         for line in body.lines() {
-            if line.starts_with('[') {
+            if line.starts_with('[') && !text.ends_with("\n\n") {
                 text.push('\n');
             }
             text.push_str(line);
@@ -358,6 +359,7 @@ mod tests {
         assert!(!text.contains("[[package]]") && !text.contains("[[artifact]]"), "{text}");
         assert!(!text.contains("= []"), "{text}");
         assert!(text.contains("\n\n[buildroot]\n"), "tables are separated by a blank line:\n{text}");
+        assert!(!text.contains("\n\n\n"), "by one blank line:\n{text}");
         assert_eq!(Manifest::parse(&text, "m").unwrap(), m);
     }
 

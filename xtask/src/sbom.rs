@@ -68,7 +68,7 @@ pub fn check_spdx_schema(bytes: &[u8], path: &Path) -> Result<()> {
 }
 
 /// Make sure the pinned schema sits where generate-cyclonedx looks, fetching it once if needed.
-fn ensure_spdx_schema(sh: &Shell, dl: &Path) -> Result<()> {
+pub fn ensure_spdx_schema(sh: &Shell, dl: &Path) -> Result<()> {
     let path = dl.join(SPDX_SCHEMA_IN_DL);
     if let Ok(bytes) = std::fs::read(&path) {
         return check_spdx_schema(&bytes, &path);
@@ -117,6 +117,9 @@ fn write_sbom(br: &Buildroot, sh: &Shell, output: &Path, dl: &Path, dest: &Path)
         "python3 {script} -i {info_file} -o {partial} --project-name berth --project-version {version}"
     )
     .env("BR2_DL_DIR", dl)
+    // The script runs `make -C <buildroot> print-version`; O= on make's command line (which
+    // MAKEFLAGS counts as) keeps that make from creating output/ inside the Buildroot tree.
+    .env("MAKEFLAGS", format!("O={}", output.display()))
     .quiet()
     .run()
     .context("Buildroot's utils/generate-cyclonedx could not write the SBOM")?;

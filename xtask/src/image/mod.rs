@@ -95,14 +95,18 @@ pub fn run(args: ImageArgs) -> Result<()> {
     br.load_defconfig(&sh, &output, &defconfig)?;
     let info = br.show_info(&sh, &output)?;
     let dl_root = util::cache_dir()?.join("dl");
+    // On the shell, not only the build: legal-info and the SBOM script (sbom.rs) read it too, and
+    // a BR2_DL_DIR of the caller's own must not send them to a folder the build never filled.
+    sh.set_var("BR2_DL_DIR", &dl_root);
     if !skip_network_check {
         check_sources_reachable(&info, &dl_root)?;
     }
+    // The SBOM step at the end needs it too: fetch it now, or fail now, not after the build.
+    crate::sbom::ensure_spdx_schema(&sh, &dl_root)?;
 
     let mut env = crate::reproducible::build_env(&repo)
         .context("could not prepare the reproducible build environment")?;
     let source_date_epoch = source_date_epoch(&env)?;
-    env.push(("BR2_DL_DIR".into(), dl_root.display().to_string()));
     env.push(("BERTH_SSH_AUTHORIZED_KEYS".into(), settings.ssh_keys.display().to_string()));
     // Buildroot's `>>>` lines are wrapped in `tput smso`; a dumb terminal keeps the log plain.
     env.push(("TERM".into(), "dumb".into()));
@@ -243,10 +247,14 @@ fn prepare_output(output: &Path) -> Result<PathBuf> {
     output.canonicalize().with_context(|| format!("could not resolve the output folder {}", output.display()))
 }
 
-/// Remove what marks a finished build, so no failure can leave an old or partial image looking complete.
+/// Remove what marks a finished build, so no failure can leave an old or partial image looking
+/// complete; and what was derived from the old images (block maps, SBOM, license bundle), so none
+/// lies beside a new image it does not describe (bmaptool picks up `<image>.bmap` by itself).
 fn remove_finished_markers(images: &Path) -> Result<()> {
-    for name in [SUMS, MANIFEST] {
-        for path in [images.join(name), partial_path(&images.join(name))] {
+    let derived = IMAGES.iter().map(|image| format!("{image}.bmap"));
+    let names = [SUMS, MANIFEST, crate::sbom::SBOM_FILE, crate::sbom::LEGAL_INFO_FILE].map(String::from);
+    for name in names.into_iter().chain(derived) {
+        for path in [images.join(&name), partial_path(&images.join(&name))] {
             match std::fs::remove_file(&path) {
                 Ok(()) => eprintln!("Removed {} from an earlier build", path.display()),
                 Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
@@ -477,7 +485,8 @@ mod tests {
     fn finished_markers_are_removed_and_replaced_atomically() {
         let dir = tempfile::tempdir().unwrap();
         let images = dir.path();
-        for name in ["SHA256SUMS", "manifest.toml", "SHA256SUMS.partial", "sdcard.img"] {
+        let old = ["SHA256SUMS", "manifest.toml", "SHA256SUMS.partial", "sdcard.img.bmap", "sbom.cdx.json"];
+        for name in old.iter().chain(&["sdcard.img"]) {
             std::fs::write(images.join(name), "old").unwrap();
         }
         remove_finished_markers(images).unwrap();
