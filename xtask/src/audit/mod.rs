@@ -8,8 +8,10 @@ pub mod kernel;
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
+
+use crate::report::Report;
 
 #[derive(Args)]
 pub struct AuditArgs {
@@ -39,47 +41,113 @@ pub fn run(args: AuditArgs) -> Result<()> {
     }
 }
 
-/// Full audit of a Buildroot output folder; also called at the end of `cargo xtask image`.
-/// Both audits always run and print, so one failing does not hide the other's findings.
+/// Full audit of a Buildroot output folder, printed as tables or JSON.
 pub fn audit_output(output: &Path, json: bool) -> Result<()> {
-    let kernel = kernel::audit_buildroot_output(output);
-    let image = image::audit_image(output, None);
+    let audit = OutputAudit::run(output);
     if json {
+        println!("{}", serde_json::to_string_pretty(&audit.to_json())?);
+    } else {
+        print!("{}", audit.render_table());
+    }
+    audit.verdict()
+}
+
+/// The audit at the end of `cargo xtask image`: the full tables go to `report` (they run to
+/// hundreds of lines), the totals and any failure to the terminal.
+pub fn audit_output_into(output: &Path, report: &Path) -> Result<()> {
+    let audit = OutputAudit::run(output);
+    std::fs::write(report, audit.render_table())
+        .with_context(|| format!("could not write the audit report {}", report.display()))?;
+    print!("{}", audit.summary());
+    println!("audit: full report in {}", report.display());
+    audit.verdict()
+}
+
+/// Kernel and image audits of one output folder. Both always run, so one failing (or unable to
+/// run) does not hide the other's findings.
+struct OutputAudit<'a> {
+    output: &'a Path,
+    kernel: Result<Report>,
+    image: Result<image::ImageAudit>,
+}
+
+impl<'a> OutputAudit<'a> {
+    fn run(output: &'a Path) -> Self {
+        OutputAudit {
+            output,
+            kernel: kernel::audit_buildroot_output(output),
+            image: image::audit_image(output, None),
+        }
+    }
+
+    fn to_json(&self) -> serde_json::Value {
         let part = |r: Result<serde_json::Value, &anyhow::Error>| match r {
             Ok(v) => v,
             Err(e) => serde_json::json!({ "error": format!("{e:#}") }),
         };
-        let doc = serde_json::json!({
-            "output": output.display().to_string(),
-            "kernel": part(kernel.as_ref().map(|r| r.to_json())),
-            "image": part(image.as_ref().map(|a| a.to_json())),
-        });
-        println!("{}", serde_json::to_string_pretty(&doc)?);
-    } else {
-        if let Ok(report) = &kernel {
-            println!("{}", report.render_table());
-        }
-        if let Ok(audit) = &image {
-            print!("{}", audit.render_table());
-        }
+        serde_json::json!({
+            "output": self.output.display().to_string(),
+            "kernel": part(self.kernel.as_ref().map(|r| r.to_json())),
+            "image": part(self.image.as_ref().map(|a| a.to_json())),
+        })
     }
-    let mut problems = Vec::new();
-    match &kernel {
-        Ok(report) if !report.passed() => problems.push(format!(
-            "kernel audit: {} required rule(s) failed",
-            report.totals().failed_required
-        )),
-        Ok(_) => {}
-        Err(e) => problems.push(format!("kernel audit could not run: {e:#}")),
+
+    fn render_table(&self) -> String {
+        let mut out = String::new();
+        if let Ok(report) = &self.kernel {
+            out.push_str(&report.render_table());
+            out.push('\n');
+        }
+        if let Ok(audit) = &self.image {
+            out.push_str(&audit.render_table());
+        }
+        out
     }
-    match &image {
-        Ok(audit) => {
-            if let Err(e) = audit.verdict() {
-                problems.push(format!("{e:#}"));
+
+    /// One totals line per audit.
+    fn summary(&self) -> String {
+        let line = |name: &str, r: &Report| {
+            let t = r.totals();
+            format!(
+                "audit: {name}: passed {}, failed {} (required {}), exceptions {}\n",
+                t.passed, t.failed, t.failed_required, t.exceptions
+            )
+        };
+        let mut out = String::new();
+        if let Ok(report) = &self.kernel {
+            out.push_str(&line("kernel", report));
+        }
+        if let Ok(audit) = &self.image {
+            out.push_str(&line("CIS Docker", &audit.cis));
+            out.push_str(&line("ELF hardening", &audit.elf));
+        }
+        out
+    }
+
+    fn verdict(&self) -> Result<()> {
+        let mut problems = Vec::new();
+        match &self.kernel {
+            Ok(report) if !report.passed() => problems.push(format!(
+                "kernel audit: {} required rule(s) failed",
+                report.totals().failed_required
+            )),
+            Ok(_) => {}
+            Err(e) => problems.push(format!("kernel audit could not run: {e:#}")),
+        }
+        match &self.image {
+            Ok(audit) => {
+                if let Err(e) = audit.verdict() {
+                    problems.push(format!("{e:#}"));
+                }
             }
+            Err(e) => problems.push(format!("image audit could not run: {e:#}")),
         }
-        Err(e) => problems.push(format!("image audit could not run: {e:#}")),
+        anyhow::ensure!(
+            problems.is_empty(),
+            "audit of {} failed: {}",
+            self.output.display(),
+            problems.join("; ")
+        );
+        Ok(())
     }
-    anyhow::ensure!(problems.is_empty(), "audit of {} failed: {}", output.display(), problems.join("; "));
-    Ok(())
 }
