@@ -59,9 +59,15 @@ pub fn resolve(explicit: Option<&Path>, fetch: bool) -> Result<Buildroot> {
         .map(|m| m.trim() == BUILDROOT_COMMIT)
         .unwrap_or(false);
     let problem = if !cache.exists() {
-        format!("there is no Buildroot {BUILDROOT_VERSION} in the cache ({})", cache.display())
+        format!(
+            "there is no Buildroot {BUILDROOT_VERSION} in the cache ({})",
+            cache.display()
+        )
     } else if !complete {
-        format!("the cached Buildroot at {} is incomplete (an interrupted fetch?)", cache.display())
+        format!(
+            "the cached Buildroot at {} is incomplete (an interrupted fetch?)",
+            cache.display()
+        )
     } else {
         match verify(&sh, &cache, Origin::Cache) {
             Ok(tree) => return Ok(tree),
@@ -88,22 +94,39 @@ pub fn verify(sh: &Shell, dir: &Path, origin: Origin) -> Result<Buildroot> {
     };
     let makefile = dir.join("Makefile");
     let text = std::fs::read_to_string(&makefile).with_context(|| {
-        format!("{what} ({}) has no readable Makefile: is it a Buildroot tree?", dir.display())
+        format!(
+            "{what} ({}) has no readable Makefile: is it a Buildroot tree?",
+            dir.display()
+        )
     })?;
     let version = makefile_version(&text).with_context(|| {
-        format!("{what} ({}) does not look like Buildroot: its Makefile sets no BR2_VERSION", dir.display())
+        format!(
+            "{what} ({}) does not look like Buildroot: its Makefile sets no BR2_VERSION",
+            dir.display()
+        )
     })?;
     if version != BUILDROOT_VERSION {
-        bail!("{what} ({}) is Buildroot {version}, but Berth is pinned to {BUILDROOT_VERSION}", dir.display());
+        bail!(
+            "{what} ({}) is Buildroot {version}, but Berth is pinned to {BUILDROOT_VERSION}",
+            dir.display()
+        );
     }
     if !dir.join(".git").exists() {
         // A release tarball: the version is all there is to check.
-        return Ok(Buildroot { root: dir.to_path_buf(), commit: None });
+        return Ok(Buildroot {
+            root: dir.to_path_buf(),
+            commit: None,
+        });
     }
     let head = cmd!(sh, "git -C {dir} rev-parse HEAD")
         .quiet()
         .read()
-        .with_context(|| format!("could not read the git commit of {what} ({})", dir.display()))?;
+        .with_context(|| {
+            format!(
+                "could not read the git commit of {what} ({})",
+                dir.display()
+            )
+        })?;
     if head != BUILDROOT_COMMIT {
         bail!(
             "{what} ({}) is at commit {head}, not {BUILDROOT_COMMIT} (tag {BUILDROOT_VERSION})",
@@ -122,7 +145,10 @@ pub fn verify(sh: &Shell, dir: &Path, origin: Origin) -> Result<Buildroot> {
             first.join("; ")
         );
     }
-    Ok(Buildroot { root: dir.to_path_buf(), commit: Some(head) })
+    Ok(Buildroot {
+        root: dir.to_path_buf(),
+        commit: Some(head),
+    })
 }
 
 /// `export BR2_VERSION := 2026.02.3` → `2026.02.3`.
@@ -135,7 +161,9 @@ fn makefile_version(makefile: &str) -> Option<&str> {
 
 /// Shallow-clone the pinned tag beside `dest`, verify the commit, then move it into place.
 fn fetch_into(sh: &Shell, dest: &Path) -> Result<()> {
-    let parent = dest.parent().context("the cache path has no parent folder")?;
+    let parent = dest
+        .parent()
+        .context("the cache path has no parent folder")?;
     std::fs::create_dir_all(parent)
         .with_context(|| format!("could not create the cache folder {}", parent.display()))?;
     let partial = sibling(dest, "partial");
@@ -186,7 +214,10 @@ impl Buildroot {
         let external = util::repo_root().join("br2-external");
         let out = format!("O={}", output.display());
         let ext = format!("BR2_EXTERNAL={}", external.display());
-        cmd!(sh, "make --no-print-directory -C {root} {out} {ext} {targets...}")
+        cmd!(
+            sh,
+            "make --no-print-directory -C {root} {out} {ext} {targets...}"
+        )
     }
 
     /// Configure `output` from one of our defconfigs (`configs/<name>`).
@@ -196,7 +227,12 @@ impl Buildroot {
             .quiet()
             .ignore_stdout()
             .run()
-            .with_context(|| format!("Buildroot could not load the defconfig {}", defconfig.display()))
+            .with_context(|| {
+                format!(
+                    "Buildroot could not load the defconfig {}",
+                    defconfig.display()
+                )
+            })
     }
 
     /// Write the minimal defconfig of the configured `output` to `defconfig` (`make savedefconfig`).
@@ -206,7 +242,12 @@ impl Buildroot {
             .quiet()
             .ignore_stdout()
             .run()
-            .with_context(|| format!("Buildroot could not save a defconfig to {}", defconfig.display()))
+            .with_context(|| {
+                format!(
+                    "Buildroot could not save a defconfig to {}",
+                    defconfig.display()
+                )
+            })
     }
 
     /// Buildroot's own description of every selected package (`make show-info`), as JSON.

@@ -94,7 +94,10 @@ pub fn run(args: CheckArgs) -> Result<()> {
             println!("Buildroot: {}", tree.root.display());
             let defconfigs = defconfigs(&repo)?;
             if defconfigs.is_empty() {
-                problems.add(Stage::Kconfig, format!("no configs/*_defconfig in {}", repo.display()));
+                problems.add(
+                    Stage::Kconfig,
+                    format!("no configs/*_defconfig in {}", repo.display()),
+                );
             }
             for defconfig in &defconfigs {
                 check_defconfig(&sh, &tree, &repo, defconfig, &mut problems);
@@ -120,12 +123,17 @@ pub fn run(args: CheckArgs) -> Result<()> {
     for (stage, problem) in &problems.0 {
         eprintln!("  [{stage}] {problem}");
     }
-    bail!("cargo xtask check failed with {} problem(s), listed above", problems.0.len())
+    bail!(
+        "cargo xtask check failed with {} problem(s), listed above",
+        problems.0.len()
+    )
 }
 
 fn spinner(message: String) -> ProgressBar {
     let bar = ProgressBar::new_spinner();
-    bar.set_style(ProgressStyle::with_template("{spinner} {msg} ({elapsed})").expect("valid template"));
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {msg} ({elapsed})").expect("valid template"),
+    );
     bar.set_message(message);
     bar.enable_steady_tick(Duration::from_millis(120));
     bar
@@ -134,9 +142,17 @@ fn spinner(message: String) -> ProgressBar {
 fn defconfigs(repo: &Path) -> Result<Vec<PathBuf>> {
     let dir = repo.join("configs");
     let mut found = Vec::new();
-    for entry in std::fs::read_dir(&dir).with_context(|| format!("could not list {}", dir.display()))? {
-        let path = entry.with_context(|| format!("could not list {}", dir.display()))?.path();
-        if path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.ends_with("_defconfig")) {
+    for entry in
+        std::fs::read_dir(&dir).with_context(|| format!("could not list {}", dir.display()))?
+    {
+        let path = entry
+            .with_context(|| format!("could not list {}", dir.display()))?
+            .path();
+        if path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.ends_with("_defconfig"))
+        {
             found.push(path);
         }
     }
@@ -149,12 +165,21 @@ fn relative<'a>(repo: &Path, path: &'a Path) -> &'a Path {
 }
 
 /// Stages (a) and (d) for one defconfig, sharing the configured output folder.
-fn check_defconfig(sh: &Shell, tree: &Buildroot, repo: &Path, defconfig: &Path, problems: &mut Problems) {
+fn check_defconfig(
+    sh: &Shell,
+    tree: &Buildroot,
+    repo: &Path,
+    defconfig: &Path,
+    problems: &mut Problems,
+) {
     let name = relative(repo, defconfig).display().to_string();
     let output = match tempfile::Builder::new().prefix("berth-check-").tempdir() {
         Ok(dir) => dir,
         Err(err) => {
-            problems.add(Stage::Kconfig, format!("{name}: could not create a temporary output folder: {err}"));
+            problems.add(
+                Stage::Kconfig,
+                format!("{name}: could not create a temporary output folder: {err}"),
+            );
             return;
         }
     };
@@ -165,7 +190,10 @@ fn check_defconfig(sh: &Shell, tree: &Buildroot, repo: &Path, defconfig: &Path, 
         Ok(r) => r,
         Err(err) => {
             problems.add_error(Stage::Kconfig, err);
-            problems.add(Stage::Packages, format!("{name}: skipped, the defconfig did not load"));
+            problems.add(
+                Stage::Packages,
+                format!("{name}: skipped, the defconfig did not load"),
+            );
             return;
         }
     };
@@ -177,12 +205,18 @@ fn check_defconfig(sh: &Shell, tree: &Buildroot, repo: &Path, defconfig: &Path, 
         problems.add(Stage::Kconfig, format!("{name}: {missing}"));
     }
     let saved = output.path().join("savedefconfig");
-    match tree.save_defconfig(sh, output.path(), &saved).and_then(|()| {
-        std::fs::read_to_string(&saved).with_context(|| format!("could not read {}", saved.display()))
-    }) {
+    match tree
+        .save_defconfig(sh, output.path(), &saved)
+        .and_then(|()| {
+            std::fs::read_to_string(&saved)
+                .with_context(|| format!("could not read {}", saved.display()))
+        }) {
         Ok(saved_text) => {
             for difference in savedefconfig_differences(&resolved.text, &saved_text) {
-                problems.add(Stage::Kconfig, format!("{name}: not in savedefconfig form: {difference}"));
+                problems.add(
+                    Stage::Kconfig,
+                    format!("{name}: not in savedefconfig form: {difference}"),
+                );
             }
         }
         Err(err) => problems.add(Stage::Kconfig, format!("{name}: {err:#}")),
@@ -221,22 +255,38 @@ struct RoundTrip {
     config: Resolved,
 }
 
-fn round_trip(sh: &Shell, tree: &Buildroot, output: &Path, defconfig: &Path, name: &str) -> Result<RoundTrip> {
-    let text = std::fs::read_to_string(defconfig).with_context(|| format!("could not read {name}"))?;
+fn round_trip(
+    sh: &Shell,
+    tree: &Buildroot,
+    output: &Path,
+    defconfig: &Path,
+    name: &str,
+) -> Result<RoundTrip> {
+    let text =
+        std::fs::read_to_string(defconfig).with_context(|| format!("could not read {name}"))?;
     let requested = kconfig::parse(&text, name)?;
     tree.load_defconfig(sh, output, defconfig)?;
     let dot_config = output.join(".config");
     let resolved_text = std::fs::read_to_string(&dot_config)
         .with_context(|| format!("Buildroot wrote no {} for {name}", dot_config.display()))?;
     let config = Resolved::parse(&resolved_text, ".config")?;
-    Ok(RoundTrip { requested: requested.len(), dropped: kconfig::dropped(&requested, &config), config, text })
+    Ok(RoundTrip {
+        requested: requested.len(),
+        dropped: kconfig::dropped(&requested, &config),
+        config,
+        text,
+    })
 }
 
 /// How a defconfig differs from what `make savedefconfig` writes for it (the form the Buildroot
 /// manual asks for, so a later savedefconfig never reshuffles it).
 fn savedefconfig_differences(ours: &str, saved: &str) -> Vec<String> {
     let lines = |text: &str| -> Vec<String> {
-        text.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect()
+        text.lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(String::from)
+            .collect()
     };
     let (ours, saved) = (lines(ours), lines(saved));
     if ours == saved {
@@ -247,9 +297,15 @@ fn savedefconfig_differences(ours: &str, saved: &str) -> Vec<String> {
         .filter(|l| !saved.contains(l))
         .map(|l| format!("'{l}' is not in savedefconfig's output (a default, or dropped)"))
         .collect();
-    differences.extend(saved.iter().filter(|l| !ours.contains(l)).map(|l| format!("savedefconfig adds '{l}'")));
+    differences.extend(
+        saved
+            .iter()
+            .filter(|l| !ours.contains(l))
+            .map(|l| format!("savedefconfig adds '{l}'")),
+    );
     if differences.is_empty() {
-        differences.push("the lines are in a different order than savedefconfig writes them".into());
+        differences
+            .push("the lines are in a different order than savedefconfig writes them".into());
     }
     differences
 }
@@ -257,9 +313,15 @@ fn savedefconfig_differences(ours: &str, saved: &str) -> Vec<String> {
 /// Options Berth relies on whether or not the defconfig spells them out: savedefconfig leaves
 /// out the ones that are Buildroot's defaults, so a changed default would otherwise go unseen.
 const REQUIRED_OPTIONS: &[(&[&str], &str)] = &[
-    (&["BR2_SSP_STRONG", "BR2_SSP_ALL"], "stack protector (strong or all)"),
+    (
+        &["BR2_SSP_STRONG", "BR2_SSP_ALL"],
+        "stack protector (strong or all)",
+    ),
     (&["BR2_RELRO_FULL"], "full RELRO"),
-    (&["BR2_FORTIFY_SOURCE_3", "BR2_FORTIFY_SOURCE_2"], "_FORTIFY_SOURCE (3, or 2)"),
+    (
+        &["BR2_FORTIFY_SOURCE_3", "BR2_FORTIFY_SOURCE_2"],
+        "_FORTIFY_SOURCE (3, or 2)",
+    ),
     (&["BR2_PIC_PIE"], "position-independent executables"),
     (&["BR2_REPRODUCIBLE"], "a reproducible build"),
     (&["BR2_INIT_SYSTEMD"], "systemd as init"),
@@ -277,7 +339,9 @@ fn missing_options(config: &Resolved) -> Vec<String> {
 /// Target packages (name → version) from `make show-info`; host and rootfs entries and virtual
 /// packages are left out.
 fn target_packages(info: &serde_json::Value) -> Result<BTreeMap<String, String>> {
-    let entries = info.as_object().context("`make show-info` did not print a JSON object")?;
+    let entries = info
+        .as_object()
+        .context("`make show-info` did not print a JSON object")?;
     let mut packages = BTreeMap::new();
     for (name, entry) in entries {
         if entry.get("type").and_then(|t| t.as_str()) != Some("target")
@@ -285,7 +349,11 @@ fn target_packages(info: &serde_json::Value) -> Result<BTreeMap<String, String>>
         {
             continue;
         }
-        let version = entry.get("version").and_then(|v| v.as_str()).unwrap_or("").to_string();
+        let version = entry
+            .get("version")
+            .and_then(|v| v.as_str())
+            .unwrap_or("")
+            .to_string();
         packages.insert(name.clone(), version);
     }
     Ok(packages)
@@ -312,10 +380,12 @@ fn package_problems(packages: &BTreeMap<String, String>) -> Vec<String> {
         .collect();
     for (package, pinned) in [("linux", LINUX_VERSION), ("uboot", UBOOT_VERSION)] {
         match packages.get(package) {
-            None => problems.push(format!("package {package} is not selected (Berth pins {pinned})")),
-            Some(version) if version != pinned => {
-                problems.push(format!("{package} resolves to version {version}, but Berth pins {pinned}"))
-            }
+            None => problems.push(format!(
+                "package {package} is not selected (Berth pins {pinned})"
+            )),
+            Some(version) if version != pinned => problems.push(format!(
+                "{package} resolves to version {version}, but Berth pins {pinned}"
+            )),
             Some(_) => {}
         }
     }
@@ -332,7 +402,10 @@ fn check_package(sh: &Shell, tree: &Buildroot, repo: &Path, problems: &mut Probl
         Ok(scripts) => files.extend(scripts),
         Err(err) => return problems.add_error(Stage::CheckPackage, err),
     }
-    let files: Vec<PathBuf> = files.iter().map(|f| relative(repo, f).to_path_buf()).collect();
+    let files: Vec<PathBuf> = files
+        .iter()
+        .map(|f| relative(repo, f).to_path_buf())
+        .collect();
     let Some(python) = python_with_magic(sh) else {
         return problems.add(
             Stage::CheckPackage,
@@ -342,15 +415,34 @@ fn check_package(sh: &Shell, tree: &Buildroot, repo: &Path, problems: &mut Probl
     };
     let script = tree.root.join("utils/check-package");
     let file_args = &files;
-    let output = cmd!(sh, "{python} {script} -b {file_args...}").quiet().ignore_status().output();
+    let output = cmd!(sh, "{python} {script} -b {file_args...}")
+        .quiet()
+        .ignore_status()
+        .output();
     let output = match output {
         Ok(o) => o,
-        Err(err) => return problems.add(Stage::CheckPackage, format!("could not run {}: {err}", script.display())),
+        Err(err) => {
+            return problems.add(
+                Stage::CheckPackage,
+                format!("could not run {}: {err}", script.display()),
+            )
+        }
     };
-    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
     let findings = check_package_findings(&text);
     if findings.is_empty() && !output.status.success() {
-        problems.add(Stage::CheckPackage, format!("utils/check-package failed ({}): {}", output.status, text.trim()));
+        problems.add(
+            Stage::CheckPackage,
+            format!(
+                "utils/check-package failed ({}): {}",
+                output.status,
+                text.trim()
+            ),
+        );
     }
     if findings.is_empty() && output.status.success() {
         println!("[check-package] {} files clean", files.len());
@@ -365,7 +457,9 @@ fn check_package_findings(output: &str) -> Vec<String> {
     output
         .lines()
         .map(str::trim_end)
-        .filter(|l| !l.is_empty() && !l.ends_with(" lines processed") && !l.ends_with(" warnings generated"))
+        .filter(|l| {
+            !l.is_empty() && !l.ends_with(" lines processed") && !l.ends_with(" warnings generated")
+        })
         .map(String::from)
         .collect()
 }
@@ -375,7 +469,14 @@ fn check_package_findings(output: &str) -> Vec<String> {
 fn python_with_magic(sh: &Shell) -> Option<String> {
     ["python3", "/usr/bin/python3"]
         .into_iter()
-        .find(|py| cmd!(sh, "{py} -c 'import magic'").quiet().ignore_stdout().ignore_stderr().run().is_ok())
+        .find(|py| {
+            cmd!(sh, "{py} -c 'import magic'")
+                .quiet()
+                .ignore_stdout()
+                .ignore_stderr()
+                .run()
+                .is_ok()
+        })
         .map(String::from)
 }
 
@@ -394,20 +495,45 @@ fn shellcheck(sh: &Shell, repo: &Path, problems: &mut Problems) {
             format!("shellcheck is not installed, so {} shell scripts went unchecked: apt-get install shellcheck", scripts.len()),
         );
     }
-    let files: Vec<PathBuf> = scripts.iter().map(|f| relative(repo, f).to_path_buf()).collect();
+    let files: Vec<PathBuf> = scripts
+        .iter()
+        .map(|f| relative(repo, f).to_path_buf())
+        .collect();
     let file_args = &files;
-    let output = match cmd!(sh, "shellcheck --external-sources --format=gcc {file_args...}").quiet().ignore_status().output() {
+    let output = match cmd!(
+        sh,
+        "shellcheck --external-sources --format=gcc {file_args...}"
+    )
+    .quiet()
+    .ignore_status()
+    .output()
+    {
         Ok(o) => o,
-        Err(err) => return problems.add(Stage::Shellcheck, format!("could not run shellcheck: {err}")),
+        Err(err) => {
+            return problems.add(
+                Stage::Shellcheck,
+                format!("could not run shellcheck: {err}"),
+            )
+        }
     };
-    let findings: Vec<String> = String::from_utf8_lossy(&output.stdout).lines().map(String::from).collect();
+    let findings: Vec<String> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(String::from)
+        .collect();
     if findings.is_empty() && !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
-        return problems.add(Stage::Shellcheck, format!("shellcheck failed ({}): {}", output.status, stderr.trim()));
+        return problems.add(
+            Stage::Shellcheck,
+            format!("shellcheck failed ({}): {}", output.status, stderr.trim()),
+        );
     }
     if findings.is_empty() {
         let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
-        println!("[shellcheck] {} scripts clean: {}", files.len(), names.join(", "));
+        println!(
+            "[shellcheck] {} scripts clean: {}",
+            files.len(),
+            names.join(", ")
+        );
     }
     for finding in findings {
         problems.add(Stage::Shellcheck, finding);
@@ -416,9 +542,13 @@ fn shellcheck(sh: &Shell, repo: &Path, problems: &mut Problems) {
 
 /// Stage (e): kernel fragments against a real tree, when one is named.
 fn kernel_stage(explicit: Option<PathBuf>, problems: &mut Problems) {
-    let from_env = std::env::var_os("BERTH_LINUX_SRC").filter(|v| !v.is_empty()).map(PathBuf::from);
+    let from_env = std::env::var_os("BERTH_LINUX_SRC")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from);
     let Some(dir) = explicit.or(from_env) else {
-        println!("[kernel] skipped: no Linux 6.12 tree named (pass --linux DIR or set BERTH_LINUX_SRC)");
+        println!(
+            "[kernel] skipped: no Linux 6.12 tree named (pass --linux DIR or set BERTH_LINUX_SRC)"
+        );
         return;
     };
     match crate::kernel_check::check(&dir) {
@@ -429,20 +559,27 @@ fn kernel_stage(explicit: Option<PathBuf>, problems: &mut Problems) {
 
 /// Stage (f): the U-Boot fragment and boot needs against a real tree, when one is named.
 fn uboot_stage(explicit: Option<PathBuf>, problems: &mut Problems) {
-    let from_env = std::env::var_os("BERTH_UBOOT_SRC").filter(|v| !v.is_empty()).map(PathBuf::from);
+    let from_env = std::env::var_os("BERTH_UBOOT_SRC")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from);
     let Some(dir) = explicit.or(from_env) else {
         println!("[uboot] skipped: no U-Boot {UBOOT_VERSION} tree named (pass --uboot DIR or set BERTH_UBOOT_SRC)");
         return;
     };
     match crate::uboot_check::check(&dir) {
-        Ok(()) => println!("[uboot] fragment and boot needs resolve in {}", dir.display()),
+        Ok(()) => println!(
+            "[uboot] fragment and boot needs resolve in {}",
+            dir.display()
+        ),
         Err(err) => problems.add(Stage::Uboot, format!("{}: {err:#}", dir.display())),
     }
 }
 
 fn find_on_path(tool: &str) -> Option<PathBuf> {
     let paths = std::env::var_os("PATH")?;
-    std::env::split_paths(&paths).map(|d| d.join(tool)).find(|p| p.is_file())
+    std::env::split_paths(&paths)
+        .map(|d| d.join(tool))
+        .find(|p| p.is_file())
 }
 
 /// Folders that hold build products or other trees, never our scripts.
@@ -455,25 +592,36 @@ fn is_shell_script(file_name: &str, first_line: &str) -> bool {
     if file_name.ends_with(".sh") {
         return true;
     }
-    let Some(shebang) = first_line.strip_prefix("#!") else { return false };
+    let Some(shebang) = first_line.strip_prefix("#!") else {
+        return false;
+    };
     let mut words = shebang.split_whitespace();
-    let Some(mut interpreter) = words.next() else { return false };
+    let Some(mut interpreter) = words.next() else {
+        return false;
+    };
     if interpreter.rsplit('/').next() == Some("env") {
         interpreter = match words.find(|w| !w.starts_with('-')) {
             Some(w) => w,
             None => return false,
         };
     }
-    matches!(interpreter.rsplit('/').next(), Some("sh" | "bash" | "dash" | "ksh"))
+    matches!(
+        interpreter.rsplit('/').next(),
+        Some("sh" | "bash" | "dash" | "ksh")
+    )
 }
 
 fn files_under(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     let mut pending = vec![dir.to_path_buf()];
     while let Some(dir) = pending.pop() {
-        for entry in std::fs::read_dir(&dir).with_context(|| format!("could not list {}", dir.display()))? {
+        for entry in
+            std::fs::read_dir(&dir).with_context(|| format!("could not list {}", dir.display()))?
+        {
             let entry = entry.with_context(|| format!("could not list {}", dir.display()))?;
-            let kind = entry.file_type().with_context(|| format!("could not stat {}", entry.path().display()))?;
+            let kind = entry
+                .file_type()
+                .with_context(|| format!("could not stat {}", entry.path().display()))?;
             let name = entry.file_name();
             if kind.is_dir() && !skipped_dir(&name.to_string_lossy()) {
                 pending.push(entry.path());
@@ -488,7 +636,8 @@ fn files_under(dir: &Path) -> Result<Vec<PathBuf>> {
 
 fn first_line(path: &Path) -> Result<String> {
     use std::io::{BufRead, BufReader, Read};
-    let file = std::fs::File::open(path).with_context(|| format!("could not open {}", path.display()))?;
+    let file =
+        std::fs::File::open(path).with_context(|| format!("could not open {}", path.display()))?;
     let mut line = Vec::new();
     BufReader::new(file.take(256))
         .read_until(b'\n', &mut line)
@@ -499,7 +648,10 @@ fn first_line(path: &Path) -> Result<String> {
 fn shell_scripts(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut scripts = Vec::new();
     for path in files_under(dir)? {
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         if is_shell_script(&name, &first_line(&path)?) {
             scripts.push(path);
         }
@@ -548,13 +700,18 @@ mod tests {
             std::fs::create_dir_all(p.parent().unwrap()).unwrap();
             std::fs::write(p, text).unwrap();
         }
-        let found: Vec<_> =
-            shell_scripts(root).unwrap().iter().map(|p| relative(root, p).display().to_string()).collect();
+        let found: Vec<_> = shell_scripts(root)
+            .unwrap()
+            .iter()
+            .map(|p| relative(root, p).display().to_string())
+            .collect();
         assert_eq!(found, vec![".ci/run", "board/b/post-build.sh"]);
     }
 
     fn packages(list: &[(&str, &str)]) -> BTreeMap<String, String> {
-        list.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect()
+        list.iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect()
     }
 
     const COMPLETE: &[(&str, &str)] = &[
@@ -605,7 +762,10 @@ mod tests {
             "rootfs-ext2": {"type": "rootfs", "version": ""},
             "toolchain": {"type": "target", "virtual": true, "version": ""},
         });
-        assert_eq!(target_packages(&info).unwrap(), packages(&[("runc", "1.3.5")]));
+        assert_eq!(
+            target_packages(&info).unwrap(),
+            packages(&[("runc", "1.3.5")])
+        );
         assert!(target_packages(&serde_json::json!([])).is_err());
     }
 
@@ -635,12 +795,17 @@ mod tests {
     fn compares_with_savedefconfig_output() {
         let saved = "BR2_arm=y\nBR2_cortex_a15_a7=y\n# BR2_TARGET_ROOTFS_TAR is not set\n";
         assert!(savedefconfig_differences(saved, saved).is_empty());
-        assert!(savedefconfig_differences("BR2_arm=y\n\nBR2_cortex_a15_a7=y\n# BR2_TARGET_ROOTFS_TAR is not set", saved).is_empty());
+        assert!(savedefconfig_differences(
+            "BR2_arm=y\n\nBR2_cortex_a15_a7=y\n# BR2_TARGET_ROOTFS_TAR is not set",
+            saved
+        )
+        .is_empty());
         let ours = "BR2_arm=y\nBR2_cortex_a15_a7=y\nBR2_PIC_PIE=y\n";
         assert_eq!(
             savedefconfig_differences(ours, saved),
             vec![
-                "'BR2_PIC_PIE=y' is not in savedefconfig's output (a default, or dropped)".to_string(),
+                "'BR2_PIC_PIE=y' is not in savedefconfig's output (a default, or dropped)"
+                    .to_string(),
                 "savedefconfig adds '# BR2_TARGET_ROOTFS_TAR is not set'".to_string(),
             ]
         );

@@ -53,7 +53,11 @@ pub fn parse(text: &str, name: &str) -> Result<Vec<Setting>> {
         if let Some(comment) = line.strip_prefix('#') {
             if let Some(symbol) = comment.trim().strip_suffix(" is not set") {
                 if is_symbol(symbol) {
-                    settings.push(Setting { symbol: symbol.into(), value: Value::No, origin });
+                    settings.push(Setting {
+                        symbol: symbol.into(),
+                        value: Value::No,
+                        origin,
+                    });
                 }
             }
             continue;
@@ -65,7 +69,11 @@ pub fn parse(text: &str, name: &str) -> Result<Vec<Setting>> {
             bail!("{origin}: '{symbol}' is not a Kconfig symbol name");
         }
         let value = parse_value(value).map_err(|why| anyhow::anyhow!("{origin}: {why}"))?;
-        settings.push(Setting { symbol: symbol.into(), value, origin });
+        settings.push(Setting {
+            symbol: symbol.into(),
+            value,
+            origin,
+        });
     }
     Ok(settings)
 }
@@ -89,7 +97,11 @@ fn parse_value(v: &str) -> std::result::Result<Value, String> {
             let mut chars = inner.chars();
             while let Some(c) = chars.next() {
                 if c == '\\' {
-                    out.push(chars.next().ok_or_else(|| format!("dangling escape in {v}"))?);
+                    out.push(
+                        chars
+                            .next()
+                            .ok_or_else(|| format!("dangling escape in {v}"))?,
+                    );
                 } else {
                     out.push(c);
                 }
@@ -103,7 +115,10 @@ fn parse_value(v: &str) -> std::result::Result<Value, String> {
 
 fn is_number(v: &str) -> bool {
     let digits = v.strip_prefix('-').unwrap_or(v);
-    if let Some(hex) = digits.strip_prefix("0x").or_else(|| digits.strip_prefix("0X")) {
+    if let Some(hex) = digits
+        .strip_prefix("0x")
+        .or_else(|| digits.strip_prefix("0X"))
+    {
         !hex.is_empty() && hex.chars().all(|c| c.is_ascii_hexdigit())
     } else {
         !digits.is_empty() && digits.chars().all(|c| c.is_ascii_digit())
@@ -121,7 +136,14 @@ pub fn merge<'a>(layers: impl IntoIterator<Item = &'a [Setting]>) -> Vec<Setting
             }
         }
     }
-    order.into_iter().map(|sym| latest.remove(&sym).expect("every ordered symbol was inserted")).collect()
+    order
+        .into_iter()
+        .map(|sym| {
+            latest
+                .remove(&sym)
+                .expect("every ordered symbol was inserted")
+        })
+        .collect()
 }
 
 /// Render settings back to Kconfig text (for a merged fragment fed to `olddefconfig`).
@@ -197,7 +219,10 @@ pub fn dropped(requested: &[Setting], resolved: &Resolved) -> Vec<Dropped> {
                 (w, Some(g)) => w == g,
                 (_, None) => false,
             };
-            (!kept).then(|| Dropped { requested: want.clone(), resolved: got.cloned() })
+            (!kept).then(|| Dropped {
+                requested: want.clone(),
+                resolved: got.cloned(),
+            })
         })
         .collect()
 }
@@ -224,15 +249,27 @@ CONFIG_PHYS_OFFSET=0x40000000
         assert_eq!(s.len(), 6);
         assert_eq!(s[0].value, Value::Yes);
         assert_eq!(s[1].value, Value::Module);
-        assert_eq!(s[2], Setting { symbol: "CONFIG_DEVMEM".into(), value: Value::No, origin: ".config:6".into() });
-        assert_eq!(s[3].value, Value::Str("console=ttySAC2,115200n8 quote=\"x\"".into()));
+        assert_eq!(
+            s[2],
+            Setting {
+                symbol: "CONFIG_DEVMEM".into(),
+                value: Value::No,
+                origin: ".config:6".into()
+            }
+        );
+        assert_eq!(
+            s[3].value,
+            Value::Str("console=ttySAC2,115200n8 quote=\"x\"".into())
+        );
         assert_eq!(s[4].value, Value::Num("8".into()));
         assert_eq!(s[5].value, Value::Num("0x40000000".into()));
     }
 
     #[test]
     fn rejects_malformed_lines_with_their_place() {
-        let err = parse("CONFIG_A=y\nCONFIG_B=maybe\n", "frag").unwrap_err().to_string();
+        let err = parse("CONFIG_A=y\nCONFIG_B=maybe\n", "frag")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("frag:2"), "{err}");
         assert!(parse("CONFIG_A\n", "frag").is_err());
         assert!(parse("CONFIG_A=\"open\n", "frag").is_err());
@@ -241,8 +278,14 @@ CONFIG_PHYS_OFFSET=0x40000000
     #[test]
     fn string_values_round_trip_through_render() {
         let s = parse(RESOLVED, "x").unwrap();
-        assert_eq!(parse(&render(&s), "y").unwrap().iter().map(|s| &s.value).collect::<Vec<_>>(),
-                   s.iter().map(|s| &s.value).collect::<Vec<_>>());
+        assert_eq!(
+            parse(&render(&s), "y")
+                .unwrap()
+                .iter()
+                .map(|s| &s.value)
+                .collect::<Vec<_>>(),
+            s.iter().map(|s| &s.value).collect::<Vec<_>>()
+        );
     }
 
     #[test]
@@ -250,8 +293,18 @@ CONFIG_PHYS_OFFSET=0x40000000
         let base = parse("CONFIG_A=y\nCONFIG_B=y\n", "base").unwrap();
         let frag = parse("# CONFIG_A is not set\nCONFIG_C=y\n", "frag").unwrap();
         let merged = merge([base.as_slice(), frag.as_slice()]);
-        let syms: Vec<_> = merged.iter().map(|s| (s.symbol.as_str(), s.value.clone())).collect();
-        assert_eq!(syms, vec![("CONFIG_A", Value::No), ("CONFIG_B", Value::Yes), ("CONFIG_C", Value::Yes)]);
+        let syms: Vec<_> = merged
+            .iter()
+            .map(|s| (s.symbol.as_str(), s.value.clone()))
+            .collect();
+        assert_eq!(
+            syms,
+            vec![
+                ("CONFIG_A", Value::No),
+                ("CONFIG_B", Value::Yes),
+                ("CONFIG_C", Value::Yes)
+            ]
+        );
         assert_eq!(merged[0].origin, "frag:1");
     }
 
@@ -265,9 +318,14 @@ CONFIG_PHYS_OFFSET=0x40000000
         .unwrap();
         let d = dropped(&wanted, &resolved);
         let names: Vec<_> = d.iter().map(|d| d.requested.symbol.as_str()).collect();
-        assert_eq!(names, vec!["CONFIG_OVERLAY_FS", "CONFIG_BOGUS_SYMBOL", "CONFIG_SECCOMP"]);
+        assert_eq!(
+            names,
+            vec!["CONFIG_OVERLAY_FS", "CONFIG_BOGUS_SYMBOL", "CONFIG_SECCOMP"]
+        );
         assert_eq!(d[0].resolved, Some(Value::Module));
-        assert!(d[1].to_string().contains("frag:4: CONFIG_BOGUS_SYMBOL=y was dropped"));
+        assert!(d[1]
+            .to_string()
+            .contains("frag:4: CONFIG_BOGUS_SYMBOL=y was dropped"));
         assert!(resolved.is_enabled("CONFIG_OVERLAY_FS"));
         assert!(!resolved.is_enabled("CONFIG_DEVMEM"));
     }

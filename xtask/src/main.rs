@@ -12,13 +12,13 @@ mod diff;
 mod flash;
 mod image;
 mod kconfig;
-mod manifest;
 mod kernel_check;
+mod manifest;
 mod project;
+mod report;
 mod reproducible;
 mod sbom;
 mod uboot_check;
-mod report;
 mod util;
 mod verify;
 

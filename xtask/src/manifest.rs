@@ -124,19 +124,28 @@ fn text(config: &Resolved, symbol: &str) -> Option<String> {
 /// Every selected package from `make show-info`: virtual packages (no version of their own) and
 /// root filesystem entries are left out. Sorted by name.
 pub fn packages_from_show_info(info: &serde_json::Value) -> Result<Vec<Package>> {
-    let entries = info.as_object().context("`show-info` output is not a JSON object")?;
+    let entries = info
+        .as_object()
+        .context("`show-info` output is not a JSON object")?;
     let mut packages = Vec::new();
     for (name, entry) in entries {
         let kind = entry.get("type").and_then(|t| t.as_str()).unwrap_or("");
-        let is_virtual = entry.get("virtual").and_then(|v| v.as_bool()).unwrap_or(false);
+        let is_virtual = entry
+            .get("virtual")
+            .and_then(|v| v.as_bool())
+            .unwrap_or(false);
         if kind == "rootfs" || is_virtual {
             continue;
         }
         let field = |key: &str| entry.get(key).and_then(|v| v.as_str()).map(str::to_owned);
-        let version =
-            field("version").with_context(|| format!("`show-info` gives package {name} no version"))?;
+        let version = field("version")
+            .with_context(|| format!("`show-info` gives package {name} no version"))?;
         let licenses = field("licenses").unwrap_or_else(|| "unknown".into());
-        packages.push(Package { name: name.clone(), version, licenses });
+        packages.push(Package {
+            name: name.clone(),
+            version,
+            licenses,
+        });
     }
     packages.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(packages)
@@ -145,7 +154,9 @@ pub fn packages_from_show_info(info: &serde_json::Value) -> Result<Vec<Package>>
 /// How many packages `make` will print `>>>` lines for: every show-info entry except root
 /// filesystems. (Measured: this set equals `make show-build-order`'s.)
 pub fn buildable_package_names(info: &serde_json::Value) -> Result<Vec<String>> {
-    let entries = info.as_object().context("`show-info` output is not a JSON object")?;
+    let entries = info
+        .as_object()
+        .context("`show-info` output is not a JSON object")?;
     Ok(entries
         .iter()
         .filter(|(_, e)| e.get("type").and_then(|t| t.as_str()) != Some("rootfs"))
@@ -164,7 +175,8 @@ pub fn toolchain_info(config: &Resolved, info: &serde_json::Value) -> Result<Too
     };
     let provider = info.as_object().and_then(|entries| {
         entries.iter().find(|(name, e)| {
-            name.starts_with("toolchain-") && !e.get("virtual").and_then(|v| v.as_bool()).unwrap_or(false)
+            name.starts_with("toolchain-")
+                && !e.get("virtual").and_then(|v| v.as_bool()).unwrap_or(false)
         })
     });
     let libc = [
@@ -185,13 +197,18 @@ pub fn toolchain_info(config: &Resolved, info: &serde_json::Value) -> Result<Too
         cpu: text(config, "BR2_GCC_TARGET_CPU"),
         fpu: text(config, "BR2_GCC_TARGET_FPU"),
         float_abi: text(config, "BR2_GCC_TARGET_FLOAT_ABI"),
-        hardening: HARDENING_SYMBOLS.iter().filter(|s| config.is_enabled(s)).map(|s| s.to_string()).collect(),
+        hardening: HARDENING_SYMBOLS
+            .iter()
+            .filter(|s| config.is_enabled(s))
+            .map(|s| s.to_string())
+            .collect(),
     })
 }
 
 impl Manifest {
     pub fn to_toml(&self) -> Result<String> {
-        let body = toml::to_string_pretty(self).context("could not render the build manifest as TOML")?;
+        let body =
+            toml::to_string_pretty(self).context("could not render the build manifest as TOML")?;
         let mut text = String::from(
             "# Berth build manifest, written by `cargo xtask image`; every artifact is also in SHA256SUMS.\n",
         );
@@ -225,7 +242,10 @@ impl Manifest {
 pub fn sha256sums(entries: &[(String, String)]) -> String {
     let mut sorted: Vec<_> = entries.iter().collect();
     sorted.sort_by(|a, b| a.0.cmp(&b.0));
-    sorted.iter().map(|(name, digest)| format!("{digest}  {name}\n")).collect()
+    sorted
+        .iter()
+        .map(|(name, digest)| format!("{digest}  {name}\n"))
+        .collect()
 }
 
 #[cfg(test)]
@@ -276,7 +296,11 @@ mod tests {
             },
             toolchain: toolchain_info(&config(), &show_info()).unwrap(),
             packages: packages_from_show_info(&show_info()).unwrap(),
-            artifacts: vec![Artifact { name: "sdcard.img".into(), size: 1 << 30, sha256: "c".repeat(64) }],
+            artifacts: vec![Artifact {
+                name: "sdcard.img".into(),
+                size: 1 << 30,
+                sha256: "c".repeat(64),
+            }],
         }
     }
 
@@ -284,12 +308,27 @@ mod tests {
     fn packages_skip_virtual_and_rootfs_entries_and_keep_host_prefixes() {
         let packages = packages_from_show_info(&show_info()).unwrap();
         let names: Vec<_> = packages.iter().map(|p| p.name.as_str()).collect();
-        assert_eq!(names, ["host-tar", "linux", "skeleton-init-systemd", "toolchain-external-bootlin"]);
+        assert_eq!(
+            names,
+            [
+                "host-tar",
+                "linux",
+                "skeleton-init-systemd",
+                "toolchain-external-bootlin"
+            ]
+        );
         assert_eq!(
             packages[1],
-            Package { name: "linux".into(), version: "6.12.91".into(), licenses: "GPL-2.0".into() }
+            Package {
+                name: "linux".into(),
+                version: "6.12.91".into(),
+                licenses: "GPL-2.0".into()
+            }
         );
-        assert_eq!(packages[2].licenses, "unknown", "a package without a license field says so");
+        assert_eq!(
+            packages[2].licenses, "unknown",
+            "a package without a license field says so"
+        );
     }
 
     #[test]
@@ -305,7 +344,10 @@ mod tests {
         names.sort();
         assert_eq!(names.len(), 6);
         assert!(!names.contains(&"rootfs-ext2".to_string()));
-        assert!(names.contains(&"toolchain".to_string()), "virtual packages print >>> lines too");
+        assert!(
+            names.contains(&"toolchain".to_string()),
+            "virtual packages print >>> lines too"
+        );
     }
 
     #[test]
@@ -318,7 +360,15 @@ mod tests {
         assert_eq!(tc.libc.as_deref(), Some("glibc"));
         assert_eq!(tc.kernel_headers.as_deref(), Some("5.4"));
         assert_eq!(tc.cpu.as_deref(), Some("cortex-a15.cortex-a7"));
-        assert_eq!(tc.hardening, ["BR2_SSP_STRONG", "BR2_RELRO_FULL", "BR2_FORTIFY_SOURCE_3", "BR2_PIC_PIE"]);
+        assert_eq!(
+            tc.hardening,
+            [
+                "BR2_SSP_STRONG",
+                "BR2_RELRO_FULL",
+                "BR2_FORTIFY_SOURCE_3",
+                "BR2_PIC_PIE"
+            ]
+        );
     }
 
     #[test]
@@ -331,22 +381,41 @@ mod tests {
         let info = json!({"toolchain-buildroot": {"type": "target", "virtual": true}});
         let tc = toolchain_info(&config, &info).unwrap();
         assert_eq!(
-            (tc.kind.as_str(), tc.package, tc.gcc.as_deref(), tc.libc.as_deref()),
+            (
+                tc.kind.as_str(),
+                tc.package,
+                tc.gcc.as_deref(),
+                tc.libc.as_deref()
+            ),
             ("buildroot", None, Some("14.3.0"), Some("musl"))
         );
-        assert!(toolchain_info(&Resolved::parse("BR2_arm=y\n", ".config").unwrap(), &info).is_err());
+        assert!(
+            toolchain_info(&Resolved::parse("BR2_arm=y\n", ".config").unwrap(), &info).is_err()
+        );
     }
 
     #[test]
     fn manifest_uses_the_agreed_table_names_and_round_trips() {
         let m = manifest();
         let text = m.to_toml().unwrap();
-        for header in ["[berth]", "[buildroot]", "[defconfig]", "[toolchain]", "[[package]]", "[[artifact]]"]
-        {
-            assert!(text.contains(&format!("\n{header}\n")), "{header} missing in:\n{text}");
+        for header in [
+            "[berth]",
+            "[buildroot]",
+            "[defconfig]",
+            "[toolchain]",
+            "[[package]]",
+            "[[artifact]]",
+        ] {
+            assert!(
+                text.contains(&format!("\n{header}\n")),
+                "{header} missing in:\n{text}"
+            );
         }
         assert!(text.contains("source_date_epoch = 1700000000"), "{text}");
-        assert!(text.contains("commit = \"679b9ead7620bbf193620d1ebf56f53c1764d37a\""), "{text}");
+        assert!(
+            text.contains("commit = \"679b9ead7620bbf193620d1ebf56f53c1764d37a\""),
+            "{text}"
+        );
         assert_eq!(Manifest::parse(&text, "manifest.toml").unwrap(), m);
     }
 
@@ -356,9 +425,15 @@ mod tests {
         m.packages.clear();
         m.artifacts.clear();
         let text = m.to_toml().unwrap();
-        assert!(!text.contains("[[package]]") && !text.contains("[[artifact]]"), "{text}");
+        assert!(
+            !text.contains("[[package]]") && !text.contains("[[artifact]]"),
+            "{text}"
+        );
         assert!(!text.contains("= []"), "{text}");
-        assert!(text.contains("\n\n[buildroot]\n"), "tables are separated by a blank line:\n{text}");
+        assert!(
+            text.contains("\n\n[buildroot]\n"),
+            "tables are separated by a blank line:\n{text}"
+        );
         assert!(!text.contains("\n\n\n"), "by one blank line:\n{text}");
         assert_eq!(Manifest::parse(&text, "m").unwrap(), m);
     }
@@ -368,7 +443,13 @@ mod tests {
         let mut m = manifest();
         m.buildroot.commit = None;
         let text = m.to_toml().unwrap();
-        let section = text.split("[buildroot]").nth(1).unwrap().split("\n[").next().unwrap();
+        let section = text
+            .split("[buildroot]")
+            .nth(1)
+            .unwrap()
+            .split("\n[")
+            .next()
+            .unwrap();
         assert!(!section.contains("commit"), "{section}");
         assert_eq!(Manifest::parse(&text, "m").unwrap().buildroot.commit, None);
     }
@@ -394,8 +475,17 @@ mod tests {
 
     #[test]
     fn sha256sums_is_sorted_sha256sum_format() {
-        let sums =
-            sha256sums(&[("sdcard.img".into(), "1".repeat(64)), ("emmc-boot0.img".into(), "2".repeat(64))]);
-        assert_eq!(sums, format!("{}  emmc-boot0.img\n{}  sdcard.img\n", "2".repeat(64), "1".repeat(64)));
+        let sums = sha256sums(&[
+            ("sdcard.img".into(), "1".repeat(64)),
+            ("emmc-boot0.img".into(), "2".repeat(64)),
+        ]);
+        assert_eq!(
+            sums,
+            format!(
+                "{}  emmc-boot0.img\n{}  sdcard.img\n",
+                "2".repeat(64),
+                "1".repeat(64)
+            )
+        );
     }
 }

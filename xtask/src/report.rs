@@ -58,7 +58,10 @@ pub struct Report {
 
 impl Report {
     pub fn new(title: impl Into<String>) -> Self {
-        Report { title: title.into(), findings: Vec::new() }
+        Report {
+            title: title.into(),
+            findings: Vec::new(),
+        }
     }
 
     pub fn push(&mut self, finding: Finding) {
@@ -74,7 +77,10 @@ impl Report {
         for f in &self.findings {
             sources.entry(f.source.as_str()).or_default().push(f);
         }
-        sources.into_iter().map(|(k, v)| (k, totals(v.into_iter()))).collect()
+        sources
+            .into_iter()
+            .map(|(k, v)| (k, totals(v.into_iter())))
+            .collect()
     }
 
     /// True when no required rule failed outside a documented exception.
@@ -95,7 +101,13 @@ impl Report {
     /// A table grouped by source, then totals per source and overall.
     pub fn render_table(&self) -> String {
         let mut out = format!("{}\n", self.title);
-        let width = self.findings.iter().map(|f| f.subject.len()).max().unwrap_or(0).min(48);
+        let width = self
+            .findings
+            .iter()
+            .map(|f| f.subject.len())
+            .max()
+            .unwrap_or(0)
+            .min(48);
         let mut grouped: BTreeMap<&str, Vec<&Finding>> = BTreeMap::new();
         for f in &self.findings {
             grouped.entry(f.source.as_str()).or_default().push(f);
@@ -184,7 +196,10 @@ pub fn load_exceptions<T: DeserializeOwned>(path: &Path, section: &str) -> Resul
     match table.get(section) {
         None => Ok(Vec::new()),
         Some(value) => value.clone().try_into().with_context(|| {
-            format!("section [[{section}]] of {} has an unexpected shape", path.display())
+            format!(
+                "section [[{section}]] of {} has an unexpected shape",
+                path.display()
+            )
         }),
     }
 }
@@ -208,12 +223,23 @@ mod tests {
     fn only_required_failures_fail_the_report() {
         let mut r = Report::new("t");
         r.push(finding("kspp", Severity::Recommended, Verdict::Fail));
-        r.push(finding("kspp", Severity::Required, Verdict::Exception("why".into())));
+        r.push(finding(
+            "kspp",
+            Severity::Required,
+            Verdict::Exception("why".into()),
+        ));
         assert!(r.passed());
-        r.push(finding("docker-required", Severity::Required, Verdict::Fail));
+        r.push(finding(
+            "docker-required",
+            Severity::Required,
+            Verdict::Fail,
+        ));
         assert!(!r.passed());
         let t = r.totals();
-        assert_eq!((t.passed, t.failed, t.failed_required, t.exceptions), (0, 2, 1, 1));
+        assert_eq!(
+            (t.passed, t.failed, t.failed_required, t.exceptions),
+            (0, 2, 1, 1)
+        );
         assert!(r.render_table().contains("FAIL"));
         assert_eq!(r.to_json()["totals"]["failed_required"], 1);
     }

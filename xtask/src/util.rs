@@ -25,8 +25,8 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 
 /// Lower-case hex sha256 of a file, read in 1 MiB chunks.
 pub fn sha256_file(path: &Path) -> Result<String> {
-    let mut file =
-        File::open(path).with_context(|| format!("could not open {} to hash it", path.display()))?;
+    let mut file = File::open(path)
+        .with_context(|| format!("could not open {} to hash it", path.display()))?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {

@@ -18,7 +18,9 @@ fn stderr(output: &Output) -> String {
 
 /// Bytes that differ from file to file, so a blob found at an offset is that blob.
 fn stand_in(path: &Path, len: usize, seed: u8) {
-    let bytes: Vec<u8> = (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) ^ (i >> 8) as u8).collect();
+    let bytes: Vec<u8> = (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) ^ (i >> 8) as u8)
+        .collect();
     std::fs::write(path, bytes).unwrap();
 }
 
@@ -37,7 +39,10 @@ fn stand_in_images(dir: &Path, uboot_len: usize) {
 }
 
 fn cmdline() -> String {
-    std::fs::read_to_string(board_dir().join("cmdline.txt")).unwrap().trim_end().to_string()
+    std::fs::read_to_string(board_dir().join("cmdline.txt"))
+        .unwrap()
+        .trim_end()
+        .to_string()
 }
 
 #[test]
@@ -52,7 +57,11 @@ fn post_build_fails_clearly_without_ssh_keys() {
         .output()
         .unwrap();
     assert!(!output.status.success());
-    assert!(stderr(&output).contains("BERTH_SSH_AUTHORIZED_KEYS is not set"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("BERTH_SSH_AUTHORIZED_KEYS is not set"),
+        "{}",
+        stderr(&output)
+    );
     assert!(!target.join("root/.ssh").exists());
 }
 
@@ -63,7 +72,11 @@ fn post_build_writes_the_boot_menu_and_root_keys() {
     let target = tmp.path().join("target");
     std::fs::create_dir(&target).unwrap();
     let keys = tmp.path().join("keys.pub");
-    std::fs::write(&keys, "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBerthTestKeyOnly test@berth\n").unwrap();
+    std::fs::write(
+        &keys,
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBerthTestKeyOnly test@berth\n",
+    )
+    .unwrap();
     let run = |keys: &Path| {
         Command::new(board_dir().join("post-build.sh"))
             .arg(&target)
@@ -76,18 +89,41 @@ fn post_build_writes_the_boot_menu_and_root_keys() {
     assert!(output.status.success(), "{}", stderr(&output));
 
     let menu = std::fs::read_to_string(tmp.path().join("extlinux.conf")).unwrap();
-    assert!(menu.contains(&format!("\tappend {}\n", cmdline())), "{menu}");
-    assert!(menu.contains("\tkernel /zImage\n") && menu.contains("\tfdtdir /\n"), "{menu}");
+    assert!(
+        menu.contains(&format!("\tappend {}\n", cmdline())),
+        "{menu}"
+    );
+    assert!(
+        menu.contains("\tkernel /zImage\n") && menu.contains("\tfdtdir /\n"),
+        "{menu}"
+    );
     let installed = target.join("root/.ssh/authorized_keys");
-    assert_eq!(std::fs::read(&installed).unwrap(), std::fs::read(&keys).unwrap());
-    assert_eq!(std::fs::metadata(&installed).unwrap().permissions().mode() & 0o777, 0o600);
-    assert_eq!(std::fs::metadata(target.join("root/.ssh")).unwrap().permissions().mode() & 0o777, 0o700);
+    assert_eq!(
+        std::fs::read(&installed).unwrap(),
+        std::fs::read(&keys).unwrap()
+    );
+    assert_eq!(
+        std::fs::metadata(&installed).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert_eq!(
+        std::fs::metadata(target.join("root/.ssh"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o700
+    );
 
     let private = tmp.path().join("id_ed25519");
     std::fs::write(&private, "-----BEGIN OPENSSH PRIVATE KEY-----\nxxx\n").unwrap();
     let output = run(&private);
     assert!(!output.status.success());
-    assert!(stderr(&output).contains("holds a private key"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("holds a private key"),
+        "{}",
+        stderr(&output)
+    );
 }
 
 #[test]
@@ -100,7 +136,11 @@ fn post_image_rejects_a_uboot_too_big_for_the_720k_slot() {
         .output()
         .unwrap();
     assert!(!output.status.success());
-    assert!(stderr(&output).contains("more than the 737280-byte slot"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("more than the 737280-byte slot"),
+        "{}",
+        stderr(&output)
+    );
     assert!(!tmp.path().join("sdcard.img").exists());
 }
 
@@ -130,13 +170,19 @@ fn mbr(image: &[u8]) -> (u32, Vec<MbrEntry>) {
 fn assert_blob_at(image: &[u8], blob: &Path, sector: usize) {
     let bytes = std::fs::read(blob).unwrap();
     let at = sector * SECTOR;
-    assert!(image[at..at + bytes.len()] == bytes[..], "{} is not at sector {sector}", blob.display());
+    assert!(
+        image[at..at + bytes.len()] == bytes[..],
+        "{} is not at sector {sector}",
+        blob.display()
+    );
 }
 
 #[test]
 fn post_image_lays_out_the_sd_card_and_emmc_boot0_images() {
     let test = "post_image_lays_out_the_sd_card_and_emmc_boot0_images";
-    let Some(buildroot) = common::buildroot_tree(test) else { return };
+    let Some(buildroot) = common::buildroot_tree(test) else {
+        return;
+    };
     if !(common::have_tool(test, "genimage", "genimage")
         && common::have_tool(test, "mkdosfs", "dosfstools")
         && common::have_tool(test, "mcopy", "mtools"))
@@ -170,14 +216,31 @@ fn post_image_lays_out_the_sd_card_and_emmc_boot0_images() {
     let (signature, parts) = mbr(&sd);
     assert_eq!(parts.len(), 3);
     let (boot, rootfs, data) = (&parts[0], &parts[1], &parts[2]);
-    assert!(boot.bootable && boot.kind == 0x0c, "p1 must be the bootable FAT partition");
-    assert!(boot.start * SECTOR as u64 >= 4 << 20, "p1 starts before 4 MiB, over U-Boot's environment offset");
+    assert!(
+        boot.bootable && boot.kind == 0x0c,
+        "p1 must be the bootable FAT partition"
+    );
+    assert!(
+        boot.start * SECTOR as u64 >= 4 << 20,
+        "p1 starts before 4 MiB, over U-Boot's environment offset"
+    );
     assert!(rootfs.kind == 0x83 && rootfs.start == boot.start + boot.sectors);
-    assert!(data.kind == 0x83 && data.start == rootfs.start + rootfs.sectors && data.sectors >= (16 << 20) / 512);
-    assert_eq!(sd.len() as u64, (data.start + data.sectors) * SECTOR as u64, "image shorter than its partitions");
+    assert!(
+        data.kind == 0x83
+            && data.start == rootfs.start + rootfs.sectors
+            && data.sectors >= (16 << 20) / 512
+    );
+    assert_eq!(
+        sd.len() as u64,
+        (data.start + data.sectors) * SECTOR as u64,
+        "image shorter than its partitions"
+    );
     let rootfs_image = std::fs::read(images.join("rootfs.ext4")).unwrap();
     let at = rootfs.start as usize * SECTOR;
-    assert!(sd[at..at + rootfs_image.len()] == rootfs_image[..], "rootfs.ext4 is not p2");
+    assert!(
+        sd[at..at + rootfs_image.len()] == rootfs_image[..],
+        "rootfs.ext4 is not p2"
+    );
     assert!(
         cmdline().contains(&format!("root=PARTUUID={signature:08x}-02 ")),
         "cmdline.txt does not boot p2 of disk signature {signature:08x}: {}",

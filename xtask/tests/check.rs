@@ -7,7 +7,10 @@ use std::path::Path;
 use std::process::Output;
 
 fn text(output: &Output) -> (String, String) {
-    (String::from_utf8_lossy(&output.stdout).into_owned(), String::from_utf8_lossy(&output.stderr).into_owned())
+    (
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
 }
 
 fn copy_tree(from: &Path, to: &Path) {
@@ -35,7 +38,9 @@ fn repo_copy() -> tempfile::TempDir {
 #[test]
 fn check_passes_with_the_pinned_buildroot() {
     let test = "check_passes_with_the_pinned_buildroot";
-    let Some(tree) = common::buildroot_tree(test) else { return };
+    let Some(tree) = common::buildroot_tree(test) else {
+        return;
+    };
     if !common::have_tool(test, "shellcheck", "shellcheck") {
         return;
     }
@@ -48,21 +53,31 @@ fn check_passes_with_the_pinned_buildroot() {
         .unwrap();
     let (stdout, stderr) = text(&output);
     assert!(output.status.success(), "check failed:\n{stdout}\n{stderr}");
-    assert!(stdout.contains("[kconfig] configs/berth_odroid_xu4_defconfig: all"), "{stdout}");
+    assert!(
+        stdout.contains("[kconfig] configs/berth_odroid_xu4_defconfig: all"),
+        "{stdout}"
+    );
     for (package, version) in [("linux", "6.12.91"), ("uboot", "2026.01")] {
         assert!(
-            stdout.lines().any(|l| l.split_whitespace().collect::<Vec<_>>() == [package, version]),
+            stdout
+                .lines()
+                .any(|l| l.split_whitespace().collect::<Vec<_>>() == [package, version]),
             "{package} {version} missing from the package list:\n{stdout}"
         );
     }
-    assert!(stdout.contains("[check-package]") && stdout.contains("clean"), "{stdout}");
+    assert!(
+        stdout.contains("[check-package]") && stdout.contains("clean"),
+        "{stdout}"
+    );
     assert!(stdout.contains("[kernel] skipped"), "{stdout}");
 }
 
 #[test]
 fn a_bogus_symbol_fails_naming_it() {
     let test = "a_bogus_symbol_fails_naming_it";
-    let Some(tree) = common::buildroot_tree(test) else { return };
+    let Some(tree) = common::buildroot_tree(test) else {
+        return;
+    };
     let copy = repo_copy();
     let defconfig = copy.path().join("configs/berth_odroid_xu4_defconfig");
     let mut text_in = std::fs::read_to_string(&defconfig).unwrap();
@@ -77,7 +92,10 @@ fn a_bogus_symbol_fails_naming_it() {
         .output()
         .unwrap();
     let (stdout, stderr) = text(&output);
-    assert!(!output.status.success(), "check passed with a bogus symbol:\n{stdout}\n{stderr}");
+    assert!(
+        !output.status.success(),
+        "check passed with a bogus symbol:\n{stdout}\n{stderr}"
+    );
     assert!(
         stderr.contains("[kconfig] configs/berth_odroid_xu4_defconfig:")
             && stderr.contains("BR2_BERTH_BOGUS_SYMBOL=y was dropped"),
@@ -99,8 +117,17 @@ fn missing_shellcheck_fails_with_the_apt_command() {
         .output()
         .unwrap();
     let (stdout, stderr) = text(&output);
-    assert!(!output.status.success(), "check passed without shellcheck:\n{stdout}\n{stderr}");
-    assert!(stderr.contains("[shellcheck] shellcheck is not installed"), "{stderr}");
+    assert!(
+        !output.status.success(),
+        "check passed without shellcheck:\n{stdout}\n{stderr}"
+    );
+    assert!(
+        stderr.contains("[shellcheck] shellcheck is not installed"),
+        "{stderr}"
+    );
     assert!(stderr.contains("apt-get install shellcheck"), "{stderr}");
-    assert!(stderr.contains("[kconfig] needs a Buildroot tree"), "{stderr}");
+    assert!(
+        stderr.contains("[kconfig] needs a Buildroot tree"),
+        "{stderr}"
+    );
 }

@@ -27,14 +27,22 @@ fn fake_repo(root: &Path) {
         "BR2_arm=y\nBR2_cortex_a15_a7=y\nBR2_ARM_FPU_NEON_VFPV4=y\nBR2_TOOLCHAIN_EXTERNAL=y\n\
          BR2_TOOLCHAIN_EXTERNAL_BOOTLIN=y\nBR2_TARGET_ROOTFS_EXT2=y\nBR2_TARGET_ROOTFS_EXT2_4=y\n",
     );
-    write("br2-external/external.desc", "name: BERTH\ndesc: test stand-in\n");
+    write(
+        "br2-external/external.desc",
+        "name: BERTH\ndesc: test stand-in\n",
+    );
     write("br2-external/Config.in", "");
     write("br2-external/external.mk", "");
     write("keys/id_ed25519.pub", PUBLIC_KEY);
     write("keys/id_ed25519", PRIVATE_KEY);
     let git = |args: &[&str]| {
         let status = Command::new("git")
-            .args(["-c", "user.name=Berth Test", "-c", "user.email=test@berth.invalid"])
+            .args([
+                "-c",
+                "user.name=Berth Test",
+                "-c",
+                "user.email=test@berth.invalid",
+            ])
             .args(args)
             .current_dir(root)
             .status()
@@ -56,7 +64,10 @@ fn earlier_output(output: &Path) {
 
 fn image(repo: &Path, args: &[&str]) -> Command {
     let mut cmd = common::xtask();
-    cmd.env("BERTH_REPO_ROOT", repo).env_remove("BERTH_BUILDROOT").arg("image").args(args);
+    cmd.env("BERTH_REPO_ROOT", repo)
+        .env_remove("BERTH_BUILDROOT")
+        .arg("image")
+        .args(args);
     cmd
 }
 
@@ -66,7 +77,11 @@ fn stderr(out: &Output) -> String {
 
 #[test]
 fn a_private_key_is_refused_before_anything_is_touched() {
-    if !common::have_tool("a_private_key_is_refused_before_anything_is_touched", "git", "git") {
+    if !common::have_tool(
+        "a_private_key_is_refused_before_anything_is_touched",
+        "git",
+        "git",
+    ) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -74,14 +89,24 @@ fn a_private_key_is_refused_before_anything_is_touched() {
     fake_repo(&repo);
     earlier_output(&output);
     let key = repo.join("keys/id_ed25519");
-    let out =
-        image(&repo, &["--output", output.to_str().unwrap(), "--ssh-authorized-keys", key.to_str().unwrap()])
-            .output()
-            .unwrap();
+    let out = image(
+        &repo,
+        &[
+            "--output",
+            output.to_str().unwrap(),
+            "--ssh-authorized-keys",
+            key.to_str().unwrap(),
+        ],
+    )
+    .output()
+    .unwrap();
     assert!(!out.status.success());
     let err = stderr(&out);
     assert!(err.contains("holds a PRIVATE key"), "{err}");
-    assert!(output.join("images/SHA256SUMS").exists(), "bad input must not remove an earlier build's files");
+    assert!(
+        output.join("images/SHA256SUMS").exists(),
+        "bad input must not remove an earlier build's files"
+    );
 }
 
 #[test]
@@ -90,7 +115,10 @@ fn without_a_key_it_says_how_to_give_one() {
     let out = image(dir.path(), &[]).output().unwrap();
     assert!(!out.status.success());
     let err = stderr(&out);
-    assert!(err.contains("--ssh-authorized-keys FILE") && err.contains("berth.toml"), "{err}");
+    assert!(
+        err.contains("--ssh-authorized-keys FILE") && err.contains("berth.toml"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -109,21 +137,33 @@ fn berth_toml_is_read_and_the_flag_wins() {
     // From berth.toml, relative to the repository: the private key is found and refused.
     let err = stderr(&image(&repo, &[]).output().unwrap());
     assert!(
-        err.contains(&format!("{} holds a PRIVATE key", repo.join("keys/id_ed25519").display())),
+        err.contains(&format!(
+            "{} holds a PRIVATE key",
+            repo.join("keys/id_ed25519").display()
+        )),
         "{err}"
     );
     // The flag overrides it; the public key passes, and the run stops later on a missing defconfig.
     std::fs::remove_file(repo.join("configs/berth_odroid_xu4_defconfig")).unwrap();
     let public = repo.join("keys/id_ed25519.pub");
-    let out = image(&repo, &["--ssh-authorized-keys", public.to_str().unwrap()]).output().unwrap();
+    let out = image(&repo, &["--ssh-authorized-keys", public.to_str().unwrap()])
+        .output()
+        .unwrap();
     let err = stderr(&out);
     assert!(!out.status.success());
     assert!(err.contains("SSH: 1 public key(s)"), "{err}");
     assert!(err.contains("has no defconfig at"), "{err}");
     // A misspelled key is an error naming the file.
-    std::fs::write(repo.join("berth.toml"), "ssh_authorised_keys = \"keys/id_ed25519.pub\"\n").unwrap();
+    std::fs::write(
+        repo.join("berth.toml"),
+        "ssh_authorised_keys = \"keys/id_ed25519.pub\"\n",
+    )
+    .unwrap();
     let err = stderr(&image(&repo, &[]).output().unwrap());
-    assert!(err.contains("berth.toml is not a valid Berth configuration"), "{err}");
+    assert!(
+        err.contains("berth.toml is not a valid Berth configuration"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -131,16 +171,32 @@ fn an_unknown_board_is_named() {
     let dir = tempfile::tempdir().unwrap();
     let key = dir.path().join("k.pub");
     std::fs::write(&key, PUBLIC_KEY).unwrap();
-    let out = image(dir.path(), &["--board", "odroid-c4", "--ssh-authorized-keys", key.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let out = image(
+        dir.path(),
+        &[
+            "--board",
+            "odroid-c4",
+            "--ssh-authorized-keys",
+            key.to_str().unwrap(),
+        ],
+    )
+    .output()
+    .unwrap();
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("unknown board 'odroid-c4'"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("unknown board 'odroid-c4'"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 /// A proxy address nobody listens on, to cut this machine off when it does have network.
 fn dead_proxy() -> String {
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     format!("http://127.0.0.1:{port}")
 }
 
@@ -155,49 +211,99 @@ fn online() -> bool {
 /// Run `cargo xtask image` for `repo` (None: the real repository) cut off from the network;
 /// check it fails fast, names what it could not fetch, and leaves no finished markers.
 fn offline_image_fails_fast(test: &str, repo: Option<&Path>, must_name: &[&str]) {
-    let Some(buildroot) = common::buildroot_tree(test) else { return };
+    let Some(buildroot) = common::buildroot_tree(test) else {
+        return;
+    };
     if !common::have_tool(test, "git", "git") || !common::have_tool(test, "make", "make") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let (output, cache, key) = (dir.path().join("out"), dir.path().join("cache"), dir.path().join("key.pub"));
+    let (output, cache, key) = (
+        dir.path().join("out"),
+        dir.path().join("cache"),
+        dir.path().join("key.pub"),
+    );
     std::fs::write(&key, PUBLIC_KEY).unwrap();
     earlier_output(&output);
     let mut cmd = common::xtask();
     if let Some(repo) = repo {
         cmd.env("BERTH_REPO_ROOT", repo);
     }
-    cmd.args(["image", "--output", output.to_str().unwrap(), "--ssh-authorized-keys", key.to_str().unwrap()])
-        .env("BERTH_BUILDROOT", &buildroot)
-        .env("XDG_CACHE_HOME", &cache);
-    for var in ["http_proxy", "https_proxy", "ftp_proxy", "HTTP_PROXY", "HTTPS_PROXY", "FTP_PROXY"] {
+    cmd.args([
+        "image",
+        "--output",
+        output.to_str().unwrap(),
+        "--ssh-authorized-keys",
+        key.to_str().unwrap(),
+    ])
+    .env("BERTH_BUILDROOT", &buildroot)
+    .env("XDG_CACHE_HOME", &cache);
+    for var in [
+        "http_proxy",
+        "https_proxy",
+        "ftp_proxy",
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "FTP_PROXY",
+    ] {
         cmd.env_remove(var);
     }
     if online() {
         // Never start a real build from a test: send every download to a closed port.
         let proxy = dead_proxy();
-        cmd.env("http_proxy", &proxy).env("https_proxy", &proxy).env("ftp_proxy", &proxy);
+        cmd.env("http_proxy", &proxy)
+            .env("https_proxy", &proxy)
+            .env("ftp_proxy", &proxy);
     }
     let started = Instant::now();
     let out = cmd.output().unwrap();
     let took = started.elapsed();
     let err = stderr(&out);
     if err.contains("lacks what Buildroot needs") {
-        common::skip(test, &format!("host prerequisites missing: {}", err.lines().last().unwrap_or("")));
+        common::skip(
+            test,
+            &format!(
+                "host prerequisites missing: {}",
+                err.lines().last().unwrap_or("")
+            ),
+        );
         return;
     }
     assert!(!out.status.success(), "must fail without network:\n{err}");
     assert!(took < Duration::from_secs(60), "took {took:?}:\n{err}");
-    assert!(err.contains("cannot fetch the sources this build needs"), "{err}");
+    assert!(
+        err.contains("cannot fetch the sources this build needs"),
+        "{err}"
+    );
     for name in must_name {
-        assert!(err.contains(name), "names {name} among what it could not fetch:\n{err}");
+        assert!(
+            err.contains(name),
+            "names {name} among what it could not fetch:\n{err}"
+        );
     }
-    assert!(err.contains("Unreachable: "), "names the hosts tried:\n{err}");
-    assert!(err.contains(&cache.join("berth/dl").display().to_string()), "names the download cache:\n{err}");
-    for stale in ["SHA256SUMS", "manifest.toml", "SHA256SUMS.partial", "manifest.toml.partial"] {
-        assert!(!output.join("images").join(stale).exists(), "{stale} must not survive a failed build");
+    assert!(
+        err.contains("Unreachable: "),
+        "names the hosts tried:\n{err}"
+    );
+    assert!(
+        err.contains(&cache.join("berth/dl").display().to_string()),
+        "names the download cache:\n{err}"
+    );
+    for stale in [
+        "SHA256SUMS",
+        "manifest.toml",
+        "SHA256SUMS.partial",
+        "manifest.toml.partial",
+    ] {
+        assert!(
+            !output.join("images").join(stale).exists(),
+            "{stale} must not survive a failed build"
+        );
     }
-    assert!(output.join(".config").metadata().unwrap().len() > 0, "Buildroot configured the output folder");
+    assert!(
+        output.join(".config").metadata().unwrap().len() > 0,
+        "Buildroot configured the output folder"
+    );
 }
 
 #[test]
@@ -221,11 +327,21 @@ fn without_network_a_minimal_build_fails_fast_and_leaves_no_finished_image() {
 #[test]
 fn without_network_the_berth_image_fails_fast_and_leaves_no_finished_image() {
     let test = "without_network_the_berth_image_fails_fast_and_leaves_no_finished_image";
-    if !common::repo_root().join("configs/berth_odroid_xu4_defconfig").is_file() {
-        common::skip(test, "configs/berth_odroid_xu4_defconfig is not in this checkout");
+    if !common::repo_root()
+        .join("configs/berth_odroid_xu4_defconfig")
+        .is_file()
+    {
+        common::skip(
+            test,
+            "configs/berth_odroid_xu4_defconfig is not in this checkout",
+        );
         return;
     }
-    offline_image_fails_fast(test, None, &["toolchain-external-bootlin/armv7-eabihf--glibc--stable-"]);
+    offline_image_fails_fast(
+        test,
+        None,
+        &["toolchain-external-bootlin/armv7-eabihf--glibc--stable-"],
+    );
 }
 
 #[test]
@@ -235,10 +351,16 @@ fn without_network_or_a_buildroot_tree_it_fails_fast_naming_the_upstream() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let (repo, output, cache) = (dir.path().join("repo"), dir.path().join("out"), dir.path().join("cache"));
+    let (repo, output, cache) = (
+        dir.path().join("repo"),
+        dir.path().join("out"),
+        dir.path().join("cache"),
+    );
     fake_repo(&repo);
     let mut cmd = image(&repo, &["--output", output.to_str().unwrap()]);
-    cmd.env("XDG_CACHE_HOME", &cache).arg("--ssh-authorized-keys").arg(repo.join("keys/id_ed25519.pub"));
+    cmd.env("XDG_CACHE_HOME", &cache)
+        .arg("--ssh-authorized-keys")
+        .arg(repo.join("keys/id_ed25519.pub"));
     for var in ["http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"] {
         cmd.env_remove(var);
     }
@@ -250,12 +372,21 @@ fn without_network_or_a_buildroot_tree_it_fails_fast_naming_the_upstream() {
     let out = cmd.output().unwrap();
     let err = stderr(&out);
     if err.contains("lacks what Buildroot needs") {
-        common::skip(test, &format!("host prerequisites missing: {}", err.lines().last().unwrap_or("")));
+        common::skip(
+            test,
+            &format!(
+                "host prerequisites missing: {}",
+                err.lines().last().unwrap_or("")
+            ),
+        );
         return;
     }
     assert!(!out.status.success());
     assert!(started.elapsed() < Duration::from_secs(60), "{err}");
-    assert!(err.contains("could not fetch Buildroot 2026.02.3 from https://"), "{err}");
+    assert!(
+        err.contains("could not fetch Buildroot 2026.02.3 from https://"),
+        "{err}"
+    );
     assert!(err.contains("--buildroot DIR"), "{err}");
     assert!(
         !cache.join("berth/buildroot-2026.02.3").exists(),

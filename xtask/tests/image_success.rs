@@ -24,7 +24,12 @@ const PACKAGES: &[(&str, &str, &str, &str)] = &[
         "https://toolchains.bootlin.com/downloads/releases/toolchains/armv7-eabihf/tarballs",
     ),
     ("skeleton-init-systemd", "", "unknown", ""),
-    ("linux", "6.12.91", "GPL-2.0 WITH Linux-syscall-note", "https://cdn.kernel.org/pub/linux/kernel/v6.x"),
+    (
+        "linux",
+        "6.12.91",
+        "GPL-2.0 WITH Linux-syscall-note",
+        "https://cdn.kernel.org/pub/linux/kernel/v6.x",
+    ),
     (
         "audit",
         "4.0.5",
@@ -38,10 +43,30 @@ const PACKAGES: &[(&str, &str, &str, &str)] = &[
         "Apache-2.0, LGPL-2.1 (libseccomp)",
         "https://github.com/opencontainers/runc/archive/v1.3.5",
     ),
-    ("containerd", "2.0.7", "Apache-2.0", "https://github.com/containerd/containerd/archive/v2.0.7"),
-    ("tini", "0.19.0", "MIT", "https://github.com/krallin/tini/archive/v0.19.0"),
-    ("docker-engine", "28.3.3", "Apache-2.0", "https://github.com/moby/moby/archive/v28.3.3"),
-    ("uboot", "2026.01", "GPL-2.0+", "https://ftp.denx.de/pub/u-boot"),
+    (
+        "containerd",
+        "2.0.7",
+        "Apache-2.0",
+        "https://github.com/containerd/containerd/archive/v2.0.7",
+    ),
+    (
+        "tini",
+        "0.19.0",
+        "MIT",
+        "https://github.com/krallin/tini/archive/v0.19.0",
+    ),
+    (
+        "docker-engine",
+        "28.3.3",
+        "Apache-2.0",
+        "https://github.com/moby/moby/archive/v28.3.3",
+    ),
+    (
+        "uboot",
+        "2026.01",
+        "GPL-2.0+",
+        "https://ftp.denx.de/pub/u-boot",
+    ),
     (
         "hardkernel-xu4-blobs",
         "88af53fbcef8386cb4d5f04c19f4b2bcb69e90ca",
@@ -56,7 +81,11 @@ const NOT_REDISTRIBUTED: &[&str] = &["hardkernel-xu4-blobs"];
 /// their sizes: what post-image.sh and genimage.cfg read.
 const IMAGE_FILES: &[(&str, &str, usize)] = &[
     ("hardkernel-xu4-blobs", "bl1.bin.hardkernel", 15360),
-    ("hardkernel-xu4-blobs", "bl2.bin.hardkernel.720k_uboot", 14336),
+    (
+        "hardkernel-xu4-blobs",
+        "bl2.bin.hardkernel.720k_uboot",
+        14336,
+    ),
     ("hardkernel-xu4-blobs", "tzsw.bin.hardkernel", 262_144),
     ("uboot", "u-boot-dtb.bin", 577_000),
     ("linux", "zImage", 1 << 20),
@@ -75,8 +104,14 @@ const PROGRAMS: &[(&str, &str)] = &[
     ("tini", "usr/bin/docker-init"),
     ("docker-engine", "usr/bin/dockerd"),
 ];
-const HARDENING_FLAGS: &[&str] =
-    &["-O2", "-fstack-protector-strong", "-D_FORTIFY_SOURCE=3", "-fPIE", "-pie", "-Wl,-z,relro,-z,now"];
+const HARDENING_FLAGS: &[&str] = &[
+    "-O2",
+    "-fstack-protector-strong",
+    "-D_FORTIFY_SOURCE=3",
+    "-fPIE",
+    "-pie",
+    "-Wl,-z,relro,-z,now",
+];
 const C_PROGRAM: &str = "#include <stdio.h>\n#include <string.h>\n\
     int main(int argc, char **argv) { char buf[64]; strcpy(buf, argv[0]); printf(\"%s %d\\n\", buf, argc); return 0; }\n";
 
@@ -163,7 +198,9 @@ legal-info: $(O)/.config
 "#;
 
 fn run(cmd: &mut Command) -> Output {
-    let out = cmd.output().unwrap_or_else(|e| panic!("could not run {cmd:?}: {e}"));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("could not run {cmd:?}: {e}"));
     assert!(
         out.status.success(),
         "{cmd:?} failed:\n{}{}",
@@ -180,7 +217,11 @@ fn write(path: &Path, body: &[u8], mode: u32) {
 }
 
 fn text(out: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
 }
 
 /// Everything the test needs from the host and the environment, or None after a printed skip.
@@ -220,10 +261,17 @@ fn inputs(test: &str) -> Option<Inputs> {
         .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache"));
     let spdx_schema = cache.join("berth/dl/cyclonedx/spdx-1.6.schema.json");
     if !spdx_schema.is_file() {
-        common::skip(test, &format!("{} is missing (.ci/run installs it)", spdx_schema.display()));
+        common::skip(
+            test,
+            &format!("{} is missing (.ci/run installs it)", spdx_schema.display()),
+        );
         return None;
     }
-    Some(Inputs { buildroot, linux, spdx_schema })
+    Some(Inputs {
+        buildroot,
+        linux,
+        spdx_schema,
+    })
 }
 
 /// The parts of this repository the xtask reads, committed to a fresh git repository, so a
@@ -236,7 +284,10 @@ fn repo_copy(dir: &Path) -> PathBuf {
         .arg("-a")
         .args(["configs", "board", "br2-external"].map(|d| root.join(d)))
         .arg(&repo));
-    run(Command::new("git").arg("-C").arg(&repo).args(["init", "-q"]));
+    run(Command::new("git")
+        .arg("-C")
+        .arg(&repo)
+        .args(["init", "-q"]));
     run(Command::new("git").arg("-C").arg(&repo).args(["add", "."]));
     run(Command::new("git").arg("-C").arg(&repo).args([
         "-c",
@@ -256,7 +307,10 @@ fn repo_copy(dir: &Path) -> PathBuf {
 /// The kernel .config our fragments resolve to in the real tree (`cargo xtask audit kernel --linux`).
 fn resolved_kernel_config(linux: &Path, dir: &Path) -> PathBuf {
     let cache = dir.join("kernel-cache");
-    run(common::xtask().args(["audit", "kernel", "--linux"]).arg(linux).env("XDG_CACHE_HOME", &cache));
+    run(common::xtask()
+        .args(["audit", "kernel", "--linux"])
+        .arg(linux)
+        .env("XDG_CACHE_HOME", &cache));
     cache.join("berth/kernel-check/resolved.config")
 }
 
@@ -306,9 +360,16 @@ fn stand_in_buildroot(inputs: &Inputs, dir: &Path) {
         "# Stand-in for Buildroot, written by xtask/tests/image_success.rs.\nexport BR2_VERSION := 2026.02.3\n",
     );
     let names: Vec<&str> = PACKAGES.iter().map(|p| p.0).collect();
-    let downloaded: Vec<&str> = PACKAGES.iter().filter(|p| !p.3.is_empty()).map(|p| p.0).collect();
-    let redistributed: Vec<&str> =
-        downloaded.iter().copied().filter(|name| !NOT_REDISTRIBUTED.contains(name)).collect();
+    let downloaded: Vec<&str> = PACKAGES
+        .iter()
+        .filter(|p| !p.3.is_empty())
+        .map(|p| p.0)
+        .collect();
+    let redistributed: Vec<&str> = downloaded
+        .iter()
+        .copied()
+        .filter(|name| !NOT_REDISTRIBUTED.contains(name))
+        .collect();
     makefile.push_str(&format!(
         "REAL_BUILDROOT := {}\nPACKAGES := {}\nDOWNLOADED := {}\nREDISTRIBUTED := {}\n",
         inputs.buildroot.display(),
@@ -326,16 +387,27 @@ fn stand_in_buildroot(inputs: &Inputs, dir: &Path) {
     write(&tree.join("Makefile"), makefile.as_bytes(), 0o644);
     write(
         &tree.join("show-info.json"),
-        serde_json::to_string_pretty(&show_info()).unwrap().as_bytes(),
+        serde_json::to_string_pretty(&show_info())
+            .unwrap()
+            .as_bytes(),
         0o644,
     );
     for script in ["utils/generate-cyclonedx", "support/scripts/genimage.sh"] {
-        write(&tree.join(script), &fs::read(inputs.buildroot.join(script)).unwrap(), 0o755);
+        write(
+            &tree.join(script),
+            &fs::read(inputs.buildroot.join(script)).unwrap(),
+            0o755,
+        );
     }
     for (package, name, len) in IMAGE_FILES {
-        let bytes: Vec<u8> =
-            (0..*len).map(|i| (i as u8).wrapping_mul(31) ^ (i >> 8) as u8 ^ name.len() as u8).collect();
-        write(&payload.join(package).join("images").join(name), &bytes, 0o644);
+        let bytes: Vec<u8> = (0..*len)
+            .map(|i| (i as u8).wrapping_mul(31) ^ (i >> 8) as u8 ^ name.len() as u8)
+            .collect();
+        write(
+            &payload.join(package).join("images").join(name),
+            &bytes,
+            0o644,
+        );
     }
 
     let kernel_config = fs::read(resolved_kernel_config(&inputs.linux, dir)).unwrap();
@@ -352,18 +424,36 @@ fn stand_in_buildroot(inputs: &Inputs, dir: &Path) {
             .arg(&binary));
     }
     let skeleton = payload.join("skeleton-init-systemd/target/etc");
-    write(&skeleton.join("group"), b"root:x:0:\ndocker:x:101:\ndockremap:x:1000:\n", 0o644);
+    write(
+        &skeleton.join("group"),
+        b"root:x:0:\ndocker:x:101:\ndockremap:x:1000:\n",
+        0o644,
+    );
     write(
         &skeleton.join("passwd"),
         b"root:x:0:0:root:/root:/bin/sh\ndockremap:x:1000:1000::/:/bin/false\n",
         0o644,
     );
     let units = payload.join("docker-engine/target/usr/lib/systemd/system");
-    write(&units.join("docker.service"), DOCKER_SERVICE.as_bytes(), 0o644);
-    write(&units.join("docker.socket"), DOCKER_SOCKET.as_bytes(), 0o644);
-    let crypt =
-        fs::read(common::repo_root().join("br2-external/package/berth-data-crypt/berth-data-crypt")).unwrap();
-    write(&payload.join("berth-data-crypt/target/usr/libexec/berth-data-crypt"), &crypt, 0o755);
+    write(
+        &units.join("docker.service"),
+        DOCKER_SERVICE.as_bytes(),
+        0o644,
+    );
+    write(
+        &units.join("docker.socket"),
+        DOCKER_SOCKET.as_bytes(),
+        0o644,
+    );
+    let crypt = fs::read(
+        common::repo_root().join("br2-external/package/berth-data-crypt/berth-data-crypt"),
+    )
+    .unwrap();
+    write(
+        &payload.join("berth-data-crypt/target/usr/libexec/berth-data-crypt"),
+        &crypt,
+        0o755,
+    );
 }
 
 /// The download cache of a machine that fetched every source before: nothing left to download.
@@ -377,7 +467,11 @@ fn filled_cache(inputs: &Inputs, dir: &Path) {
             0o644,
         );
     }
-    write(&dl.join("cyclonedx/spdx-1.6.schema.json"), &fs::read(&inputs.spdx_schema).unwrap(), 0o644);
+    write(
+        &dl.join("cyclonedx/spdx-1.6.schema.json"),
+        &fs::read(&inputs.spdx_schema).unwrap(),
+        0o644,
+    );
 }
 
 struct Build {
@@ -442,7 +536,10 @@ fn image(test: &str, inputs: &Inputs) -> Option<(Build, String)> {
 
 fn assert_nothing_looks_finished(build: &Build) {
     for name in ["SHA256SUMS", "manifest.toml"] {
-        assert!(!build.output.join("images").join(name).exists(), "{name} left after a failure");
+        assert!(
+            !build.output.join("images").join(name).exists(),
+            "{name} left after a failure"
+        );
     }
 }
 
@@ -450,7 +547,9 @@ fn assert_nothing_looks_finished(build: &Build) {
 fn a_stand_in_build_ends_in_verified_artifacts() {
     let test = "a_stand_in_build_ends_in_verified_artifacts";
     let Some(inputs) = inputs(test) else { return };
-    let Some((build, log)) = image(test, &inputs) else { return };
+    let Some((build, log)) = image(test, &inputs) else {
+        return;
+    };
     let images = build.output.join("images");
     for name in [
         "sdcard.img",
@@ -462,12 +561,24 @@ fn a_stand_in_build_ends_in_verified_artifacts() {
         "manifest.toml",
         "SHA256SUMS",
     ] {
-        assert!(images.join(name).is_file(), "no {name} in {}: {log}", images.display());
+        assert!(
+            images.join(name).is_file(),
+            "no {name} in {}: {log}",
+            images.display()
+        );
     }
-    run(Command::new("sha256sum").args(["--check", "--strict", "SHA256SUMS"]).current_dir(&images));
+    run(Command::new("sha256sum")
+        .args(["--check", "--strict", "SHA256SUMS"])
+        .current_dir(&images));
     let tree_output = build.dir.path().join("buildroot/output");
-    assert!(!tree_output.exists(), "something ran make in the Buildroot tree without O=");
-    run(common::xtask().arg("verify").arg(&images).env("BERTH_REPO_ROOT", &build.repo));
+    assert!(
+        !tree_output.exists(),
+        "something ran make in the Buildroot tree without O="
+    );
+    run(common::xtask()
+        .arg("verify")
+        .arg(&images)
+        .env("BERTH_REPO_ROOT", &build.repo));
     // The block maps work with the standard flashing tool: bmaptool writes the same bytes.
     if common::have_tool(test, "bmaptool", "bmap-tools") {
         for image in ["sdcard.img", "emmc-boot0.img"] {
@@ -504,12 +615,27 @@ fn a_stand_in_build_ends_in_verified_artifacts() {
     }
     assert_eq!(manifest["buildroot"]["version"].as_str(), Some("2026.02.3"));
     let toolchain = &manifest["toolchain"];
-    assert_eq!(toolchain["package"].as_str(), Some("toolchain-external-bootlin"));
+    assert_eq!(
+        toolchain["package"].as_str(),
+        Some("toolchain-external-bootlin")
+    );
     assert_eq!(toolchain["libc"].as_str(), Some("glibc"));
-    let hardening: Vec<&str> =
-        toolchain["hardening"].as_array().unwrap().iter().filter_map(|h| h.as_str()).collect();
-    for symbol in ["BR2_SSP_STRONG", "BR2_RELRO_FULL", "BR2_FORTIFY_SOURCE_3", "BR2_PIC_PIE"] {
-        assert!(hardening.contains(&symbol), "{symbol} missing from the manifest: {hardening:?}");
+    let hardening: Vec<&str> = toolchain["hardening"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|h| h.as_str())
+        .collect();
+    for symbol in [
+        "BR2_SSP_STRONG",
+        "BR2_RELRO_FULL",
+        "BR2_FORTIFY_SOURCE_3",
+        "BR2_PIC_PIE",
+    ] {
+        assert!(
+            hardening.contains(&symbol),
+            "{symbol} missing from the manifest: {hardening:?}"
+        );
     }
     let artifacts = manifest["artifact"].as_array().unwrap();
     for name in [
@@ -525,20 +651,36 @@ fn a_stand_in_build_ends_in_verified_artifacts() {
             .find(|a| a["name"].as_str() == Some(name))
             .unwrap_or_else(|| panic!("{name} not in the manifest"));
         let bytes = fs::read(images.join(name)).unwrap();
-        assert_eq!(artifact["size"].as_integer(), Some(bytes.len() as i64), "{name}");
+        assert_eq!(
+            artifact["size"].as_integer(),
+            Some(bytes.len() as i64),
+            "{name}"
+        );
         let digest = run(Command::new("sha256sum").arg(images.join(name)));
         let digest = String::from_utf8_lossy(&digest.stdout);
-        assert_eq!(artifact["sha256"].as_str(), digest.split_whitespace().next(), "{name}");
+        assert_eq!(
+            artifact["sha256"].as_str(),
+            digest.split_whitespace().next(),
+            "{name}"
+        );
     }
 
     // The SBOM is generate-cyclonedx's, over the same packages.
     let sbom: serde_json::Value =
         serde_json::from_slice(&fs::read(images.join("sbom.cdx.json")).unwrap()).unwrap();
     let components = sbom["components"].as_array().unwrap();
-    assert!(components.iter().any(|c| c["name"] == "runc" && c["version"] == "1.3.5"), "{sbom}");
+    assert!(
+        components
+            .iter()
+            .any(|c| c["name"] == "runc" && c["version"] == "1.3.5"),
+        "{sbom}"
+    );
     // Progress counted the stand-in's packages, from show-info.
     let total = PACKAGES.len();
-    assert!(log.contains(&format!("{total}/{total} Finalizing target directory")), "{log}");
+    assert!(
+        log.contains(&format!("{total}/{total} Finalizing target directory")),
+        "{log}"
+    );
 
     // Run again with every package built: the images are made again and sealed again, with the
     // same SBOM and license bundle.
@@ -546,12 +688,24 @@ fn a_stand_in_build_ends_in_verified_artifacts() {
     let again = build.run();
     let log = text(&again);
     assert!(again.status.success(), "{log}");
-    assert!(!log.contains("runc 1.3.5: Building"), "nothing is built twice: {log}");
-    assert!(log.contains(&format!("{total}/{total} Generating filesystem image")), "{log}");
-    run(Command::new("sha256sum").args(["--check", "--strict", "SHA256SUMS"]).current_dir(&images));
+    assert!(
+        !log.contains("runc 1.3.5: Building"),
+        "nothing is built twice: {log}"
+    );
+    assert!(
+        log.contains(&format!("{total}/{total} Generating filesystem image")),
+        "{log}"
+    );
+    run(Command::new("sha256sum")
+        .args(["--check", "--strict", "SHA256SUMS"])
+        .current_dir(&images));
     let resealed = fs::read_to_string(images.join("SHA256SUMS")).unwrap();
     for name in ["sbom.cdx.json", "legal-info.tar.gz"] {
-        let line = |sums: &str| sums.lines().find(|l| l.ends_with(&format!("  {name}"))).map(str::to_owned);
+        let line = |sums: &str| {
+            sums.lines()
+                .find(|l| l.ends_with(&format!("  {name}")))
+                .map(str::to_owned)
+        };
         assert_eq!(line(&resealed), line(&sums), "{name}");
     }
 }
@@ -560,7 +714,9 @@ fn a_stand_in_build_ends_in_verified_artifacts() {
 fn a_failing_package_is_named_and_nothing_looks_finished() {
     let test = "a_failing_package_is_named_and_nothing_looks_finished";
     let Some(inputs) = inputs(test) else { return };
-    let Some((build, _)) = image(test, &inputs) else { return };
+    let Some((build, _)) = image(test, &inputs) else {
+        return;
+    };
     // runc is rebuilt (as after `make runc-dirclean`) and now fails: the finished image of the
     // first run must not keep looking finished.
     fs::remove_dir_all(build.output.join("build/runc-1.3.5")).unwrap();
@@ -578,7 +734,13 @@ fn a_failing_package_is_named_and_nothing_looks_finished() {
         log.contains("  libcontainer/seccomp/seccomp_linux.go:42:9: undefined"),
         "its output's tail: {log}"
     );
-    assert!(log.contains(&format!("Full log: {}", build.output.join("build.log").display())), "{log}");
+    assert!(
+        log.contains(&format!(
+            "Full log: {}",
+            build.output.join("build.log").display()
+        )),
+        "{log}"
+    );
     assert_nothing_looks_finished(&build);
 }
 
@@ -586,21 +748,41 @@ fn a_failing_package_is_named_and_nothing_looks_finished() {
 fn an_image_failing_its_audit_is_not_sealed() {
     let test = "an_image_failing_its_audit_is_not_sealed";
     let Some(inputs) = inputs(test) else { return };
-    let Some((build, _)) = image(test, &inputs) else { return };
+    let Some((build, _)) = image(test, &inputs) else {
+        return;
+    };
     // The overlay now lets containers talk to each other (CIS 2.2); the next build takes it in.
-    let path = build.repo.join("board/odroid-xu4/rootfs-overlay/etc/docker/daemon.json");
-    let daemon = fs::read_to_string(&path).unwrap().replace("\"icc\": false", "\"icc\": true");
+    let path = build
+        .repo
+        .join("board/odroid-xu4/rootfs-overlay/etc/docker/daemon.json");
+    let daemon = fs::read_to_string(&path)
+        .unwrap()
+        .replace("\"icc\": false", "\"icc\": true");
     assert!(daemon.contains("\"icc\": true"));
     fs::write(path, daemon).unwrap();
     let out = build.run();
     let log = text(&out);
     assert!(!out.status.success(), "{log}");
-    assert!(log.contains("failed its hardening audit") && log.contains("CIS 2.2"), "{log}");
+    assert!(
+        log.contains("failed its hardening audit") && log.contains("CIS 2.2"),
+        "{log}"
+    );
     let images = build.output.join("images");
-    assert!(images.join("sdcard.img").is_file(), "the build itself finished: {log}");
+    assert!(
+        images.join("sdcard.img").is_file(),
+        "the build itself finished: {log}"
+    );
     assert_nothing_looks_finished(&build);
-    for derived in ["sdcard.img.bmap", "emmc-boot0.img.bmap", "sbom.cdx.json", "legal-info.tar.gz"] {
-        assert!(!images.join(derived).exists(), "the first build's {derived} lies beside the new image");
+    for derived in [
+        "sdcard.img.bmap",
+        "emmc-boot0.img.bmap",
+        "sbom.cdx.json",
+        "legal-info.tar.gz",
+    ] {
+        assert!(
+            !images.join(derived).exists(),
+            "the first build's {derived} lies beside the new image"
+        );
     }
 }
 
@@ -609,7 +791,9 @@ fn a_missing_sbom_schema_stops_the_build_before_it_starts() {
     let test = "a_missing_sbom_schema_stops_the_build_before_it_starts";
     let Some(inputs) = inputs(test) else { return };
     let schema = "cache/berth/dl/cyclonedx/spdx-1.6.schema.json";
-    let Some((build, _)) = image(test, &inputs) else { return };
+    let Some((build, _)) = image(test, &inputs) else {
+        return;
+    };
     fs::remove_file(build.dir.path().join(schema)).unwrap();
     // Offline even on a networked machine: the fetch goes to a closed local port.
     let offline = [
@@ -627,6 +811,9 @@ fn a_missing_sbom_schema_stops_the_build_before_it_starts() {
             && log.contains(&build.dir.path().join(schema).display().to_string()),
         "{log}"
     );
-    assert!(!build.output.join("build.log").exists(), "the build started: {log}");
+    assert!(
+        !build.output.join("build.log").exists(),
+        "the build started: {log}"
+    );
     assert_nothing_looks_finished(&build);
 }

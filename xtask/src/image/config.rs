@@ -46,7 +46,11 @@ pub fn resolve_path(path: &Path, base: &Path, home: Option<&Path>) -> Result<Pat
         let home = home.context("a path starts with ~ but HOME is not set")?;
         return Ok(home.join(rest));
     }
-    Ok(if path.is_absolute() { path.to_path_buf() } else { base.join(path) })
+    Ok(if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        base.join(path)
+    })
 }
 
 /// One setting from the flag, else from berth.toml (relative to the repository), else `None`.
@@ -87,9 +91,15 @@ mod tests {
             "berth.toml",
         )
         .unwrap();
-        assert_eq!(c.ssh_authorized_keys.as_deref(), Some(Path::new("~/.ssh/id_ed25519.pub")));
+        assert_eq!(
+            c.ssh_authorized_keys.as_deref(),
+            Some(Path::new("~/.ssh/id_ed25519.pub"))
+        );
         assert_eq!((c.board.as_deref(), c.jobs), (Some("odroid-xu4"), Some(4)));
-        assert_eq!(BerthConfig::parse("", "berth.toml").unwrap(), BerthConfig::default());
+        assert_eq!(
+            BerthConfig::parse("", "berth.toml").unwrap(),
+            BerthConfig::default()
+        );
     }
 
     #[test]
@@ -105,13 +115,23 @@ mod tests {
 
     #[test]
     fn flag_wins_and_relative_paths_have_their_own_base() {
-        let (cwd, repo, home) = (Path::new("/cwd"), Path::new("/repo"), Some(Path::new("/home/u")));
+        let (cwd, repo, home) = (
+            Path::new("/cwd"),
+            Path::new("/repo"),
+            Some(Path::new("/home/u")),
+        );
         let pick = |flag: Option<&str>, conf: Option<&str>| {
             pick_path(flag.map(Path::new), conf.map(Path::new), cwd, repo, home).unwrap()
         };
-        assert_eq!(pick(Some("keys"), Some("other")), Some(PathBuf::from("/cwd/keys")));
+        assert_eq!(
+            pick(Some("keys"), Some("other")),
+            Some(PathBuf::from("/cwd/keys"))
+        );
         assert_eq!(pick(None, Some("keys")), Some(PathBuf::from("/repo/keys")));
-        assert_eq!(pick(None, Some("~/.ssh/a.pub")), Some(PathBuf::from("/home/u/.ssh/a.pub")));
+        assert_eq!(
+            pick(None, Some("~/.ssh/a.pub")),
+            Some(PathBuf::from("/home/u/.ssh/a.pub"))
+        );
         assert_eq!(pick(Some("/abs/k"), None), Some(PathBuf::from("/abs/k")));
         assert_eq!(pick(None, None), None);
         assert!(pick_path(None, Some(Path::new("~/k")), cwd, repo, None).is_err());
@@ -120,21 +140,36 @@ mod tests {
     #[test]
     fn missing_ssh_keys_says_how_to_give_them() {
         let err = require_ssh_keys(None).unwrap_err().to_string();
-        assert!(err.contains("--ssh-authorized-keys FILE") && err.contains("berth.toml"), "{err}");
-        assert_eq!(require_ssh_keys(Some("/k".into())).unwrap(), PathBuf::from("/k"));
+        assert!(
+            err.contains("--ssh-authorized-keys FILE") && err.contains("berth.toml"),
+            "{err}"
+        );
+        assert_eq!(
+            require_ssh_keys(Some("/k".into())).unwrap(),
+            PathBuf::from("/k")
+        );
     }
 
     #[test]
     fn the_shipped_example_is_valid() {
-        let example =
-            BerthConfig::parse(include_str!("../../../berth.example.toml"), "berth.example.toml").unwrap();
-        assert_eq!(example.ssh_authorized_keys.as_deref(), Some(Path::new("~/.ssh/id_ed25519.pub")));
+        let example = BerthConfig::parse(
+            include_str!("../../../berth.example.toml"),
+            "berth.example.toml",
+        )
+        .unwrap();
+        assert_eq!(
+            example.ssh_authorized_keys.as_deref(),
+            Some(Path::new("~/.ssh/id_ed25519.pub"))
+        );
     }
 
     #[test]
     fn load_without_a_file_gives_defaults() {
         let dir = tempfile::tempdir().unwrap();
-        assert_eq!(BerthConfig::load(dir.path()).unwrap(), BerthConfig::default());
+        assert_eq!(
+            BerthConfig::load(dir.path()).unwrap(),
+            BerthConfig::default()
+        );
         std::fs::write(dir.path().join(FILE_NAME), "jobs = 2\n").unwrap();
         assert_eq!(BerthConfig::load(dir.path()).unwrap().jobs, Some(2));
     }

@@ -71,10 +71,17 @@ pub fn run(args: ImageArgs) -> Result<()> {
     let sh = Shell::new().context("could not start a shell")?;
 
     let keys = ssh_keys::check_file(&settings.ssh_keys)?;
-    eprintln!("SSH: {keys} public key(s) from {}", settings.ssh_keys.display());
+    eprintln!(
+        "SSH: {keys} public key(s) from {}",
+        settings.ssh_keys.display()
+    );
     let defconfig = repo.join("configs").join(settings.board.defconfig);
     if !defconfig.is_file() {
-        bail!("the board {} has no defconfig at {}", settings.board.name, defconfig.display());
+        bail!(
+            "the board {} has no defconfig at {}",
+            settings.board.name,
+            defconfig.display()
+        );
     }
     let (commit, dirty) = repository_state(&sh, &repo)?;
     if let Some(problems) = prereqs::report(&prereqs::check_host(&sh)) {
@@ -107,22 +114,39 @@ pub fn run(args: ImageArgs) -> Result<()> {
     let mut env = crate::reproducible::build_env(&repo)
         .context("could not prepare the reproducible build environment")?;
     let source_date_epoch = source_date_epoch(&env)?;
-    env.push(("BERTH_SSH_AUTHORIZED_KEYS".into(), settings.ssh_keys.display().to_string()));
+    env.push((
+        "BERTH_SSH_AUTHORIZED_KEYS".into(),
+        settings.ssh_keys.display().to_string(),
+    ));
     // Buildroot's `>>>` lines are wrapped in `tput smso`; a dumb terminal keeps the log plain.
     env.push(("TERM".into(), "dumb".into()));
 
     let names = manifest::buildable_package_names(&info)?;
-    let built_before = names.iter().filter(|n| is_installed(&info, &output, n)).cloned().collect::<Vec<_>>();
+    let built_before = names
+        .iter()
+        .filter(|n| is_installed(&info, &output, n))
+        .cloned()
+        .collect::<Vec<_>>();
     let jlevel = settings.jobs.map(|j| format!("BR2_JLEVEL={j}"));
     let targets: Vec<&str> = jlevel.iter().map(String::as_str).collect();
-    let build = br.make(&sh, &output, &targets).envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    let build = br
+        .make(&sh, &output, &targets)
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     let tracker = progress::Tracker::new(names.len(), built_before);
     run_build(build.into(), &output, &info, tracker, started)?;
 
     let artifacts = audit_and_describe(&br, &sh, &output)?;
     let manifest = Manifest {
-        berth: BerthInfo { commit, dirty, board: settings.board.name.into(), source_date_epoch },
-        buildroot: BuildrootInfo { version: BUILDROOT_VERSION.into(), commit: br.commit.clone() },
+        berth: BerthInfo {
+            commit,
+            dirty,
+            board: settings.board.name.into(),
+            source_date_epoch,
+        },
+        buildroot: BuildrootInfo {
+            version: BUILDROOT_VERSION.into(),
+            commit: br.commit.clone(),
+        },
         defconfig: DefconfigInfo {
             path: name_in(&repo, &defconfig)?,
             sha256: util::sha256_file(&defconfig)?,
@@ -137,7 +161,10 @@ pub fn run(args: ImageArgs) -> Result<()> {
         "Image ready in {} after {}:\n{}",
         images.display(),
         indicatif::HumanDuration(started.elapsed()),
-        sums.iter().map(|(name, _)| format!("  {name}")).collect::<Vec<_>>().join("\n")
+        sums.iter()
+            .map(|(name, _)| format!("  {name}"))
+            .collect::<Vec<_>>()
+            .join("\n")
     );
     Ok(())
 }
@@ -193,7 +220,10 @@ impl Settings {
             config::pick_path(flag, configured, &cwd, repo, home.as_deref())
         };
         let board = project::board(
-            args.board.as_deref().or(file.board.as_deref()).unwrap_or(project::DEFAULT_BOARD),
+            args.board
+                .as_deref()
+                .or(file.board.as_deref())
+                .unwrap_or(project::DEFAULT_BOARD),
         )?;
         Ok(Settings {
             board,
@@ -232,8 +262,8 @@ fn repository_state(sh: &Shell, repo: &Path) -> Result<(String, bool)> {
 /// a mistyped --output cannot scatter build files among the user's own).
 fn prepare_output(output: &Path) -> Result<PathBuf> {
     if output.is_dir() && !output.join(".config").exists() && !output.join("Makefile").exists() {
-        let mut entries =
-            std::fs::read_dir(output).with_context(|| format!("could not list {}", output.display()))?;
+        let mut entries = std::fs::read_dir(output)
+            .with_context(|| format!("could not list {}", output.display()))?;
         if entries.next().is_some() {
             bail!(
                 "the output folder {} is not empty and is not a Buildroot output folder (no .config); \
@@ -245,7 +275,9 @@ fn prepare_output(output: &Path) -> Result<PathBuf> {
     std::fs::create_dir_all(output)
         .with_context(|| format!("could not create the output folder {}", output.display()))?;
     // Buildroot runs with `make -C <tree>`, so O= must not be relative.
-    output.canonicalize().with_context(|| format!("could not resolve the output folder {}", output.display()))
+    output
+        .canonicalize()
+        .with_context(|| format!("could not resolve the output folder {}", output.display()))
 }
 
 /// Remove what marks a finished build, so no failure can leave an old or partial image looking
@@ -253,14 +285,21 @@ fn prepare_output(output: &Path) -> Result<PathBuf> {
 /// lies beside a new image it does not describe (bmaptool picks up `<image>.bmap` by itself).
 fn remove_finished_markers(images: &Path) -> Result<()> {
     let derived = IMAGES.iter().map(|image| format!("{image}.bmap"));
-    let names = [SUMS, MANIFEST, crate::sbom::SBOM_FILE, crate::sbom::LEGAL_INFO_FILE].map(String::from);
+    let names = [
+        SUMS,
+        MANIFEST,
+        crate::sbom::SBOM_FILE,
+        crate::sbom::LEGAL_INFO_FILE,
+    ]
+    .map(String::from);
     for name in names.into_iter().chain(derived) {
         for path in [images.join(&name), partial_path(&images.join(&name))] {
             match std::fs::remove_file(&path) {
                 Ok(()) => eprintln!("Removed {} from an earlier build", path.display()),
                 Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
                 Err(err) => {
-                    return Err(err).with_context(|| format!("could not remove the stale {}", path.display()))
+                    return Err(err)
+                        .with_context(|| format!("could not remove the stale {}", path.display()))
                 }
             }
         }
@@ -270,11 +309,18 @@ fn remove_finished_markers(images: &Path) -> Result<()> {
 
 /// The last step: digest the artifacts into the manifest, write it, then SHA256SUMS over the
 /// artifacts and the manifest. Returns SHA256SUMS's entries.
-fn seal(images: &Path, mut manifest: Manifest, artifacts: &[String]) -> Result<Vec<(String, String)>> {
+fn seal(
+    images: &Path,
+    mut manifest: Manifest,
+    artifacts: &[String],
+) -> Result<Vec<(String, String)>> {
     manifest.artifacts = describe(images, artifacts)?;
     write_atomically(&images.join(MANIFEST), manifest.to_toml()?.as_bytes())?;
-    let mut sums: Vec<(String, String)> =
-        manifest.artifacts.iter().map(|a| (a.name.clone(), a.sha256.clone())).collect();
+    let mut sums: Vec<(String, String)> = manifest
+        .artifacts
+        .iter()
+        .map(|a| (a.name.clone(), a.sha256.clone()))
+        .collect();
     sums.push((MANIFEST.into(), util::sha256_file(&images.join(MANIFEST))?));
     write_atomically(&images.join(SUMS), manifest::sha256sums(&sums).as_bytes())?;
     Ok(sums)
@@ -286,8 +332,10 @@ fn partial_path(path: &Path) -> PathBuf {
 
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     let partial = partial_path(path);
-    std::fs::write(&partial, bytes).with_context(|| format!("could not write {}", partial.display()))?;
-    std::fs::rename(&partial, path).with_context(|| format!("could not move {} into place", path.display()))
+    std::fs::write(&partial, bytes)
+        .with_context(|| format!("could not write {}", partial.display()))?;
+    std::fs::rename(&partial, path)
+        .with_context(|| format!("could not move {} into place", path.display()))
 }
 
 /// Fail at once, naming the files, when sources are missing and no host offering them answers.
@@ -301,8 +349,10 @@ fn check_sources_reachable(info: &serde_json::Value, dl_root: &Path) -> Result<(
     }
     let proxy = |name: &str| std::env::var(name).ok();
     let target = |uri: &str| network::endpoint(uri).map(|e| network::through_proxy(e, uri, &proxy));
-    let endpoints: BTreeSet<_> =
-        missing.iter().flat_map(|d| d.uris.iter().filter_map(|u| target(u))).collect();
+    let endpoints: BTreeSet<_> = missing
+        .iter()
+        .flat_map(|d| d.uris.iter().filter_map(|u| target(u)))
+        .collect();
     eprintln!(
         "{} source file(s) to download; checking that {} host(s) answer",
         missing.len(),
@@ -310,12 +360,19 @@ fn check_sources_reachable(info: &serde_json::Value, dl_root: &Path) -> Result<(
     );
     let started = Instant::now();
     let (reachable, failed) = network::probe(&endpoints, PROBE_BUDGET);
-    let unfetchable =
-        network::unfetchable(&missing, &|uri| target(uri).is_none_or(|e| reachable.contains(&e)));
+    let unfetchable = network::unfetchable(&missing, &|uri| {
+        target(uri).is_none_or(|e| reachable.contains(&e))
+    });
     if unfetchable.is_empty() {
         return Ok(());
     }
-    bail!(network::report(&unfetchable, &failed, &reachable, dl_root, started.elapsed()))
+    bail!(network::report(
+        &unfetchable,
+        &failed,
+        &reachable,
+        dl_root,
+        started.elapsed()
+    ))
 }
 
 fn source_date_epoch(env: &[(String, String)]) -> Result<u64> {
@@ -323,7 +380,9 @@ fn source_date_epoch(env: &[(String, String)]) -> Result<u64> {
         .iter()
         .find(|(k, _)| k == "SOURCE_DATE_EPOCH")
         .context("the reproducible build environment does not set SOURCE_DATE_EPOCH")?;
-    value.parse().with_context(|| format!("SOURCE_DATE_EPOCH={value} is not a number of seconds"))
+    value
+        .parse()
+        .with_context(|| format!("SOURCE_DATE_EPOCH={value} is not a number of seconds"))
 }
 
 /// Whether an earlier run already installed this package (its final stamp exists).
@@ -336,8 +395,8 @@ fn is_installed(info: &serde_json::Value, output: &Path, package: &str) -> bool 
 
 fn read_config(output: &Path) -> Result<Resolved> {
     let path = output.join(".config");
-    let text =
-        std::fs::read_to_string(&path).with_context(|| format!("could not read {}", path.display()))?;
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("could not read {}", path.display()))?;
     Resolved::parse(&text, &path.display().to_string())
 }
 
@@ -354,9 +413,14 @@ fn describe(images: &Path, names: &[String]) -> Result<Vec<Artifact>> {
         .iter()
         .map(|name| {
             let path = images.join(name);
-            let size =
-                std::fs::metadata(&path).with_context(|| format!("could not read {}", path.display()))?.len();
-            Ok(Artifact { name: name.clone(), size, sha256: util::sha256_file(&path)? })
+            let size = std::fs::metadata(&path)
+                .with_context(|| format!("could not read {}", path.display()))?
+                .len();
+            Ok(Artifact {
+                name: name.clone(),
+                size,
+                sha256: util::sha256_file(&path)?,
+            })
         })
         .collect()
 }
@@ -377,12 +441,19 @@ fn run_build(
     // The exact command and the environment it adds, for whoever reads the log later.
     writeln!(log, "# cargo xtask image ran: {command:?}")
         .with_context(|| format!("could not write {}", log_path.display()))?;
-    let (reader, writer) = std::io::pipe().context("could not create a pipe for the build output")?;
+    let (reader, writer) =
+        std::io::pipe().context("could not create a pipe for the build output")?;
     command
         .stdin(Stdio::null())
-        .stdout(writer.try_clone().context("could not duplicate the output pipe")?)
+        .stdout(
+            writer
+                .try_clone()
+                .context("could not duplicate the output pipe")?,
+        )
         .stderr(writer);
-    let mut child = command.spawn().context("could not start make for the Buildroot build")?;
+    let mut child = command
+        .spawn()
+        .context("could not start make for the Buildroot build")?;
     // The command holds the pipe's write end; drop it so reading ends when make exits.
     drop(command);
 
@@ -401,16 +472,22 @@ fn run_build(
     let mut raw = Vec::new();
     loop {
         raw.clear();
-        let n = reader.read_until(b'\n', &mut raw).context("could not read the build output")?;
+        let n = reader
+            .read_until(b'\n', &mut raw)
+            .context("could not read the build output")?;
         if n == 0 {
             break;
         }
-        log.write_all(&raw).with_context(|| format!("could not write {}", log_path.display()))?;
+        log.write_all(&raw)
+            .with_context(|| format!("could not write {}", log_path.display()))?;
         let line = String::from_utf8_lossy(&raw);
         let line = line.trim_end_matches(['\n', '\r']);
         tail.push(line);
         if tracker.feed(line) {
-            let current = tracker.current().map(ToString::to_string).unwrap_or_default();
+            let current = tracker
+                .current()
+                .map(ToString::to_string)
+                .unwrap_or_default();
             bar.set_position(tracker.done() as u64);
             bar.set_message(current.clone());
             if bar.is_hidden() {
@@ -423,14 +500,25 @@ fn run_build(
             }
         }
     }
-    log.flush().with_context(|| format!("could not write {}", log_path.display()))?;
+    log.flush()
+        .with_context(|| format!("could not write {}", log_path.display()))?;
     let status = child.wait().context("could not wait for make")?;
     if !status.success() {
         // The report below says where it stopped; a half-drawn bar would only garble it.
         bar.finish_and_clear();
-        let failed = tracker.failed().map(|(dir, step)| (package_of_build_dir(info, output, dir), step));
-        let failed = failed.as_ref().map(|(package, step)| (package.as_str(), *step));
-        bail!(progress::failure_report(failed, tracker.current(), &tail, &log_path, &status.to_string()));
+        let failed = tracker
+            .failed()
+            .map(|(dir, step)| (package_of_build_dir(info, output, dir), step));
+        let failed = failed
+            .as_ref()
+            .map(|(package, step)| (package.as_str(), *step));
+        bail!(progress::failure_report(
+            failed,
+            tracker.current(),
+            &tail,
+            &log_path,
+            &status.to_string()
+        ));
     }
     bar.set_position(tracker.total() as u64);
     bar.finish_with_message(format!("built; log in {}", log_path.display()));
@@ -440,8 +528,9 @@ fn run_build(
 /// The show-info package whose build folder make named (`<output>/build/host-m4-1.4.21`); the
 /// folder's name when no package claims it.
 fn package_of_build_dir(info: &serde_json::Value, output: &Path, dir: &str) -> String {
-    let relative =
-        Path::new(dir).strip_prefix(output).map_or_else(|_| dir.to_string(), |r| r.display().to_string());
+    let relative = Path::new(dir)
+        .strip_prefix(output)
+        .map_or_else(|_| dir.to_string(), |r| r.display().to_string());
     info.as_object()
         .and_then(|entries| {
             entries.iter().find(|(_, e)| {
@@ -467,35 +556,68 @@ mod tests {
             "toolchain": {"stamp_dir": "build/toolchain/"}
         });
         let out = Path::new("/o");
-        assert_eq!(package_of_build_dir(&info, out, "/o/build/host-m4-1.4.21"), "host-m4");
-        assert_eq!(package_of_build_dir(&info, out, "/o/build/toolchain"), "toolchain");
-        assert_eq!(package_of_build_dir(&info, out, "/o/build/mystery-2.0"), "mystery-2.0");
+        assert_eq!(
+            package_of_build_dir(&info, out, "/o/build/host-m4-1.4.21"),
+            "host-m4"
+        );
+        assert_eq!(
+            package_of_build_dir(&info, out, "/o/build/toolchain"),
+            "toolchain"
+        );
+        assert_eq!(
+            package_of_build_dir(&info, out, "/o/build/mystery-2.0"),
+            "mystery-2.0"
+        );
     }
 
     #[test]
     fn source_date_epoch_must_be_set_and_numeric() {
         let env = |v: &str| {
-            vec![("TZ".to_string(), "UTC".to_string()), ("SOURCE_DATE_EPOCH".to_string(), v.to_string())]
+            vec![
+                ("TZ".to_string(), "UTC".to_string()),
+                ("SOURCE_DATE_EPOCH".to_string(), v.to_string()),
+            ]
         };
-        assert_eq!(source_date_epoch(&env("1700000000")).unwrap(), 1_700_000_000);
-        assert!(format!("{:#}", source_date_epoch(&env("yesterday")).unwrap_err()).contains("yesterday"));
-        assert!(source_date_epoch(&[]).unwrap_err().to_string().contains("does not set SOURCE_DATE_EPOCH"));
+        assert_eq!(
+            source_date_epoch(&env("1700000000")).unwrap(),
+            1_700_000_000
+        );
+        assert!(
+            format!("{:#}", source_date_epoch(&env("yesterday")).unwrap_err())
+                .contains("yesterday")
+        );
+        assert!(source_date_epoch(&[])
+            .unwrap_err()
+            .to_string()
+            .contains("does not set SOURCE_DATE_EPOCH"));
     }
 
     #[test]
     fn finished_markers_are_removed_and_replaced_atomically() {
         let dir = tempfile::tempdir().unwrap();
         let images = dir.path();
-        let old = ["SHA256SUMS", "manifest.toml", "SHA256SUMS.partial", "sdcard.img.bmap", "sbom.cdx.json"];
+        let old = [
+            "SHA256SUMS",
+            "manifest.toml",
+            "SHA256SUMS.partial",
+            "sdcard.img.bmap",
+            "sbom.cdx.json",
+        ];
         for name in old.iter().chain(&["sdcard.img"]) {
             std::fs::write(images.join(name), "old").unwrap();
         }
         remove_finished_markers(images).unwrap();
-        let left: BTreeSet<_> = std::fs::read_dir(images).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let left: BTreeSet<_> = std::fs::read_dir(images)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(left, [std::ffi::OsString::from("sdcard.img")].into());
         remove_finished_markers(&images.join("missing")).unwrap();
         write_atomically(&images.join("SHA256SUMS"), b"new\n").unwrap();
-        assert_eq!(std::fs::read_to_string(images.join("SHA256SUMS")).unwrap(), "new\n");
+        assert_eq!(
+            std::fs::read_to_string(images.join("SHA256SUMS")).unwrap(),
+            "new\n"
+        );
         assert!(!images.join("SHA256SUMS.partial").exists());
     }
 
@@ -506,7 +628,10 @@ mod tests {
         let err = prepare_output(dir.path()).unwrap_err().to_string();
         assert!(err.contains("not a Buildroot output folder"), "{err}");
         std::fs::write(dir.path().join(".config"), "").unwrap();
-        assert_eq!(prepare_output(dir.path()).unwrap(), dir.path().canonicalize().unwrap());
+        assert_eq!(
+            prepare_output(dir.path()).unwrap(),
+            dir.path().canonicalize().unwrap()
+        );
         let fresh = dir.path().join("new/out");
         assert!(prepare_output(&fresh).unwrap().is_absolute());
     }
@@ -527,8 +652,14 @@ mod tests {
                 board: "odroid-xu4".into(),
                 source_date_epoch: 1,
             },
-            buildroot: BuildrootInfo { version: BUILDROOT_VERSION.into(), commit: None },
-            defconfig: DefconfigInfo { path: "configs/x".into(), sha256: "1".repeat(64) },
+            buildroot: BuildrootInfo {
+                version: BUILDROOT_VERSION.into(),
+                commit: None,
+            },
+            defconfig: DefconfigInfo {
+                path: "configs/x".into(),
+                sha256: "1".repeat(64),
+            },
             toolchain: Default::default(),
             packages: Vec::new(),
             artifacts: Vec::new(),
@@ -539,15 +670,25 @@ mod tests {
         let written = Manifest::load(&images.join(MANIFEST)).unwrap();
         assert_eq!(written.artifacts[2].name, "sbom/berth.cdx.json");
         assert_eq!(written.artifacts[2].size, 3000);
-        assert_eq!(written.artifacts[0].sha256, util::sha256_file(&images.join("sdcard.img")).unwrap());
+        assert_eq!(
+            written.artifacts[0].sha256,
+            util::sha256_file(&images.join("sdcard.img")).unwrap()
+        );
         let text = std::fs::read_to_string(images.join(SUMS)).unwrap();
-        assert!(text.contains("  manifest.toml\n") && text.contains("  sbom/berth.cdx.json\n"), "{text}");
+        assert!(
+            text.contains("  manifest.toml\n") && text.contains("  sbom/berth.cdx.json\n"),
+            "{text}"
+        );
         let check = std::process::Command::new("sha256sum")
             .args(["--check", "--strict", SUMS])
             .current_dir(images)
             .output();
         if let Ok(out) = check {
-            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stdout)
+            );
         }
         assert!(seal(images, written, &["missing.img".to_string()]).is_err());
     }
@@ -575,17 +716,38 @@ mod tests {
             failed_dir.display()
         );
         let tracker = progress::Tracker::new(1, []);
-        let err = run_build(fake_make(dir.path(), &body), dir.path(), &info, tracker, Instant::now())
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("failed (exit status: 2) in package host-m4, step \"Downloading\""), "{err}");
-        assert!(err.contains("  wget: unable to resolve host address\n"), "{err}");
+        let err = run_build(
+            fake_make(dir.path(), &body),
+            dir.path(),
+            &info,
+            tracker,
+            Instant::now(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("failed (exit status: 2) in package host-m4, step \"Downloading\""),
+            "{err}"
+        );
+        assert!(
+            err.contains("  wget: unable to resolve host address\n"),
+            "{err}"
+        );
         assert!(!err.contains("noise 5\n"), "only the last lines: {err}");
         assert!(err.contains("noise 40"), "{err}");
-        assert!(err.ends_with(&format!("Full log: {}", dir.path().join("build.log").display())), "{err}");
+        assert!(
+            err.ends_with(&format!(
+                "Full log: {}",
+                dir.path().join("build.log").display()
+            )),
+            "{err}"
+        );
         let log = std::fs::read_to_string(dir.path().join("build.log")).unwrap();
         assert!(log.starts_with("# cargo xtask image ran: "), "{log}");
-        assert!(log.contains("noise 1\n") && log.contains("Error 1\n"), "the log keeps everything: {log}");
+        assert!(
+            log.contains("noise 1\n") && log.contains("Error 1\n"),
+            "the log keeps everything: {log}"
+        );
     }
 
     #[test]
@@ -593,14 +755,27 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let body = "echo '>>> host-m4 1.4.21 Building'\necho '>>>   Finalizing target directory'\nexit 0\n";
         let tracker = progress::Tracker::new(1, []);
-        run_build(fake_make(dir.path(), body), dir.path(), &json!({}), tracker, Instant::now()).unwrap();
-        assert!(std::fs::read_to_string(dir.path().join("build.log")).unwrap().contains("Finalizing"));
+        run_build(
+            fake_make(dir.path(), body),
+            dir.path(),
+            &json!({}),
+            tracker,
+            Instant::now(),
+        )
+        .unwrap();
+        assert!(std::fs::read_to_string(dir.path().join("build.log"))
+            .unwrap()
+            .contains("Finalizing"));
     }
 
     #[test]
     fn artifact_names_are_relative_to_the_images_folder() {
         assert_eq!(
-            name_in(Path::new("/o/images"), Path::new("/o/images/sbom/berth.cdx.json")).unwrap(),
+            name_in(
+                Path::new("/o/images"),
+                Path::new("/o/images/sbom/berth.cdx.json")
+            )
+            .unwrap(),
             "sbom/berth.cdx.json"
         );
         assert!(name_in(Path::new("/o/images"), Path::new("/o/legal-info/x")).is_err());

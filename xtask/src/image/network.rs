@@ -37,18 +37,35 @@ impl std::fmt::Display for Endpoint {
 pub fn downloads_from_show_info(info: &serde_json::Value) -> Vec<Download> {
     let mut seen = BTreeSet::new();
     let mut downloads = Vec::new();
-    let Some(entries) = info.as_object() else { return downloads };
+    let Some(entries) = info.as_object() else {
+        return downloads;
+    };
     for (package, entry) in entries {
-        let dl_dir = entry.get("dl_dir").and_then(|d| d.as_str()).unwrap_or(package).to_string();
-        for download in entry.get("downloads").and_then(|d| d.as_array()).into_iter().flatten() {
-            let Some(file) = download.get("source").and_then(|s| s.as_str()) else { continue };
+        let dl_dir = entry
+            .get("dl_dir")
+            .and_then(|d| d.as_str())
+            .unwrap_or(package)
+            .to_string();
+        for download in entry
+            .get("downloads")
+            .and_then(|d| d.as_array())
+            .into_iter()
+            .flatten()
+        {
+            let Some(file) = download.get("source").and_then(|s| s.as_str()) else {
+                continue;
+            };
             if !seen.insert((dl_dir.clone(), file.to_string())) {
                 continue;
             }
             let uris = download
                 .get("uris")
                 .and_then(|u| u.as_array())
-                .map(|u| u.iter().filter_map(|s| s.as_str().map(str::to_owned)).collect())
+                .map(|u| {
+                    u.iter()
+                        .filter_map(|s| s.as_str().map(str::to_owned))
+                        .collect()
+                })
                 .unwrap_or_default();
             downloads.push(Download {
                 package: package.clone(),
@@ -78,7 +95,9 @@ pub fn endpoint(uri: &str) -> Option<Endpoint> {
     }
     if let Some((scheme, rest)) = url.split_once("://") {
         let authority = rest.split('/').next().unwrap_or("");
-        let authority = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+        let authority = authority
+            .rsplit_once('@')
+            .map_or(authority, |(_, host)| host);
         let default_port = match scheme {
             "https" => 443,
             "http" => 80,
@@ -92,44 +111,83 @@ pub fn endpoint(uri: &str) -> Option<Endpoint> {
     // scp-like `user@host:path` (scp, sftp, git over ssh).
     let host = url.split(':').next()?;
     let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
-    (!host.is_empty()).then(|| Endpoint { host: host.into(), port: 22 })
+    (!host.is_empty()).then(|| Endpoint {
+        host: host.into(),
+        port: 22,
+    })
 }
 
 fn split_port(authority: &str, default_port: u16) -> Endpoint {
     // `[v6]:port`, `host:port` or plain `host`.
     if let Some(rest) = authority.strip_prefix('[') {
         if let Some((host, after)) = rest.split_once(']') {
-            let port = after.strip_prefix(':').and_then(|p| p.parse().ok()).unwrap_or(default_port);
-            return Endpoint { host: host.into(), port };
+            let port = after
+                .strip_prefix(':')
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(default_port);
+            return Endpoint {
+                host: host.into(),
+                port,
+            };
         }
     }
     match authority.rsplit_once(':') {
-        Some((host, port)) if port.parse::<u16>().is_ok() => {
-            Endpoint { host: host.into(), port: port.parse().unwrap() }
-        }
-        _ => Endpoint { host: authority.into(), port: default_port },
+        Some((host, port)) if port.parse::<u16>().is_ok() => Endpoint {
+            host: host.into(),
+            port: port.parse().unwrap(),
+        },
+        _ => Endpoint {
+            host: authority.into(),
+            port: default_port,
+        },
     }
 }
 
 /// With a proxy configured, downloads connect to it rather than to the download hosts.
-pub fn through_proxy(target: Endpoint, uri: &str, proxy: &dyn Fn(&str) -> Option<String>) -> Endpoint {
-    let scheme = uri.split_once('+').map_or(uri, |(_, url)| url).split("://").next().unwrap_or("");
+pub fn through_proxy(
+    target: Endpoint,
+    uri: &str,
+    proxy: &dyn Fn(&str) -> Option<String>,
+) -> Endpoint {
+    let scheme = uri
+        .split_once('+')
+        .map_or(uri, |(_, url)| url)
+        .split("://")
+        .next()
+        .unwrap_or("");
     let variable = match scheme {
         "https" => ["https_proxy", "HTTPS_PROXY"],
         "http" => ["http_proxy", "HTTP_PROXY"],
         "ftp" => ["ftp_proxy", "FTP_PROXY"],
         _ => return target,
     };
-    let Some(value) = variable.iter().find_map(|v| proxy(v).filter(|s| !s.is_empty())) else { return target };
-    let authority =
-        value.split_once("://").map_or(value.as_str(), |(_, rest)| rest).split('/').next().unwrap_or("");
-    let authority = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+    let Some(value) = variable
+        .iter()
+        .find_map(|v| proxy(v).filter(|s| !s.is_empty()))
+    else {
+        return target;
+    };
+    let authority = value
+        .split_once("://")
+        .map_or(value.as_str(), |(_, rest)| rest)
+        .split('/')
+        .next()
+        .unwrap_or("");
+    let authority = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
     split_port(authority, 80)
 }
 
 /// The downloads none of whose hosts is reachable (local files count as reachable).
-pub fn unfetchable<'a>(missing: &'a [Download], reachable: &dyn Fn(&str) -> bool) -> Vec<&'a Download> {
-    missing.iter().filter(|d| !d.uris.iter().any(|uri| reachable(uri))).collect()
+pub fn unfetchable<'a>(
+    missing: &'a [Download],
+    reachable: &dyn Fn(&str) -> bool,
+) -> Vec<&'a Download> {
+    missing
+        .iter()
+        .filter(|d| !d.uris.iter().any(|uri| reachable(uri)))
+        .collect()
 }
 
 /// The message when sources cannot be fetched.
@@ -149,14 +207,23 @@ pub fn report(
         dl_root.display()
     );
     for d in unfetchable.iter().take(SHOWN) {
-        let from =
-            d.uris.first().map(|u| u.split_once('+').map_or(u.as_str(), |(_, url)| url)).unwrap_or("?");
-        text.push_str(&format!("  - {}/{} (package {}, from {from})\n", d.dl_dir, d.file, d.package));
+        let from = d
+            .uris
+            .first()
+            .map(|u| u.split_once('+').map_or(u.as_str(), |(_, url)| url))
+            .unwrap_or("?");
+        text.push_str(&format!(
+            "  - {}/{} (package {}, from {from})\n",
+            d.dl_dir, d.file, d.package
+        ));
     }
     if unfetchable.len() > SHOWN {
         text.push_str(&format!("  ... and {} more\n", unfetchable.len() - SHOWN));
     }
-    let failed: Vec<String> = failed.iter().map(|(e, why)| format!("{e} ({why})")).collect();
+    let failed: Vec<String> = failed
+        .iter()
+        .map(|(e, why)| format!("{e} ({why})"))
+        .collect();
     text.push_str(&format!("Unreachable: {}", failed.join(", ")));
     if !reachable.is_empty() {
         let reachable: Vec<String> = reachable.iter().map(ToString::to_string).collect();
@@ -235,7 +302,10 @@ mod tests {
     use serde_json::json;
 
     fn ep(host: &str, port: u16) -> Endpoint {
-        Endpoint { host: host.into(), port }
+        Endpoint {
+            host: host.into(),
+            port,
+        }
     }
 
     #[test]
@@ -248,24 +318,50 @@ mod tests {
             endpoint("https|urlencode+https://sources.buildroot.net/linux"),
             Some(ep("sources.buildroot.net", 443))
         );
-        assert_eq!(endpoint("git+https://github.com/hardkernel/u-boot"), Some(ep("github.com", 443)));
-        assert_eq!(endpoint("git+git://git.example.org/x.git"), Some(ep("git.example.org", 9418)));
-        assert_eq!(endpoint("http+http://mirror.local:8080/dl"), Some(ep("mirror.local", 8080)));
-        assert_eq!(endpoint("scp+me@files.example.org:/srv/dl"), Some(ep("files.example.org", 22)));
-        assert_eq!(endpoint("https+https://user:pw@[2001:db8::1]:8443/x"), Some(ep("2001:db8::1", 8443)));
+        assert_eq!(
+            endpoint("git+https://github.com/hardkernel/u-boot"),
+            Some(ep("github.com", 443))
+        );
+        assert_eq!(
+            endpoint("git+git://git.example.org/x.git"),
+            Some(ep("git.example.org", 9418))
+        );
+        assert_eq!(
+            endpoint("http+http://mirror.local:8080/dl"),
+            Some(ep("mirror.local", 8080))
+        );
+        assert_eq!(
+            endpoint("scp+me@files.example.org:/srv/dl"),
+            Some(ep("files.example.org", 22))
+        );
+        assert_eq!(
+            endpoint("https+https://user:pw@[2001:db8::1]:8443/x"),
+            Some(ep("2001:db8::1", 8443))
+        );
         assert_eq!(endpoint("file+/home/me/dl"), None);
         assert_eq!(endpoint("local+/srv/src/pkg"), None);
     }
 
     #[test]
     fn proxies_replace_the_host_for_their_scheme() {
-        let env = |name: &str| (name == "https_proxy").then(|| "http://user:pw@proxy.corp:3128/".to_string());
+        let env = |name: &str| {
+            (name == "https_proxy").then(|| "http://user:pw@proxy.corp:3128/".to_string())
+        };
         let uri = "https+https://cdn.kernel.org/pub";
-        assert_eq!(through_proxy(endpoint(uri).unwrap(), uri, &env), ep("proxy.corp", 3128));
+        assert_eq!(
+            through_proxy(endpoint(uri).unwrap(), uri, &env),
+            ep("proxy.corp", 3128)
+        );
         let plain = "http+http://example.org/x";
-        assert_eq!(through_proxy(endpoint(plain).unwrap(), plain, &env), ep("example.org", 80));
+        assert_eq!(
+            through_proxy(endpoint(plain).unwrap(), plain, &env),
+            ep("example.org", 80)
+        );
         let git = "git+git://example.org/x";
-        assert_eq!(through_proxy(endpoint(git).unwrap(), git, &env), ep("example.org", 9418));
+        assert_eq!(
+            through_proxy(endpoint(git).unwrap(), git, &env),
+            ep("example.org", 9418)
+        );
     }
 
     #[test]
@@ -281,7 +377,11 @@ mod tests {
         });
         let downloads = downloads_from_show_info(&info);
         let order: Vec<_> = downloads.iter().map(|d| d.package.as_str()).collect();
-        assert_eq!(order, ["toolchain-external-bootlin", "linux", "host-tar"], "toolchain, target, host");
+        assert_eq!(
+            order,
+            ["toolchain-external-bootlin", "linux", "host-tar"],
+            "toolchain, target, host"
+        );
         assert_eq!(downloads[1].uris.len(), 2);
         assert_eq!(downloads[2].file, "tar-1.35.cpio.gz");
     }
@@ -295,13 +395,22 @@ mod tests {
             uris: uris.iter().map(|u| u.to_string()).collect(),
         };
         let missing = vec![
-            d("a", &["https+https://down.example/a", "https+https://mirror.example/a"]),
+            d(
+                "a",
+                &[
+                    "https+https://down.example/a",
+                    "https+https://mirror.example/a",
+                ],
+            ),
             d("b", &["https+https://down.example/b"]),
             d("c", &["file+/srv/c"]),
             d("e", &[]),
         ];
         let reachable = |uri: &str| endpoint(uri).is_none_or(|e| e.host == "mirror.example");
-        let names: Vec<_> = unfetchable(&missing, &reachable).iter().map(|d| d.package.as_str()).collect();
+        let names: Vec<_> = unfetchable(&missing, &reachable)
+            .iter()
+            .map(|d| d.package.as_str())
+            .collect();
         assert_eq!(names, ["b", "e"]);
     }
 
@@ -317,26 +426,53 @@ mod tests {
             .collect();
         let refs: Vec<&Download> = downloads.iter().collect();
         let failed = [(ep("example.org", 443), "name not resolved".to_string())];
-        let text = report(&refs, &failed, &BTreeSet::new(), Path::new("/c/dl"), Duration::from_secs(3));
+        let text = report(
+            &refs,
+            &failed,
+            &BTreeSet::new(),
+            Path::new("/c/dl"),
+            Duration::from_secs(3),
+        );
         assert!(
             text.contains("no host offering them could be reached (checked for 3.0s; no network?)"),
             "{text}"
         );
-        assert!(text.contains("14 file(s) are missing from the download cache /c/dl"), "{text}");
-        assert!(text.contains("  - p0/p0-1.0.tar.gz (package p0, from https://example.org/p0)"), "{text}");
+        assert!(
+            text.contains("14 file(s) are missing from the download cache /c/dl"),
+            "{text}"
+        );
+        assert!(
+            text.contains("  - p0/p0-1.0.tar.gz (package p0, from https://example.org/p0)"),
+            "{text}"
+        );
         assert!(text.contains("... and 2 more"), "{text}");
         assert!(text.ends_with("pass --skip-network-check."), "{text}");
-        assert!(text.contains("Unreachable: example.org:443 (name not resolved)"), "{text}");
+        assert!(
+            text.contains("Unreachable: example.org:443 (name not resolved)"),
+            "{text}"
+        );
         assert!(!text.contains("Reachable"), "{text}");
-        let partly =
-            report(&refs, &failed, &[ep("pypi.org", 443)].into(), Path::new("/c/dl"), Duration::from_secs(3));
-        assert!(partly.contains("Reachable, but offering none of the files above: pypi.org:443"), "{partly}");
+        let partly = report(
+            &refs,
+            &failed,
+            &[ep("pypi.org", 443)].into(),
+            Path::new("/c/dl"),
+            Duration::from_secs(3),
+        );
+        assert!(
+            partly.contains("Reachable, but offering none of the files above: pypi.org:443"),
+            "{partly}"
+        );
     }
 
     #[test]
     fn probe_reports_a_closed_port_quickly() {
         // A port nobody listens on: bind, learn the port, close.
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let open = listener.local_addr().unwrap().port();
         let endpoints: BTreeSet<_> = [ep("127.0.0.1", port), ep("127.0.0.1", open)].into();

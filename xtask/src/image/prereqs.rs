@@ -36,8 +36,14 @@ pub const TOOLS: &[(&str, &str)] = &[
 ];
 
 /// Perl modules Buildroot requires (host-autoconf, host-automake, libopenssl...), all in Debian's `perl`.
-pub const PERL_MODULES: &[&str] =
-    &["Data::Dumper", "English", "ExtUtils::MakeMaker", "Thread::Queue", "FindBin", "IPC::Cmd"];
+pub const PERL_MODULES: &[&str] = &[
+    "Data::Dumper",
+    "English",
+    "ExtUtils::MakeMaker",
+    "Thread::Queue",
+    "FindBin",
+    "IPC::Cmd",
+];
 
 /// Minimum versions: (command, version arguments, minimum, package to upgrade).
 const MINIMUM_VERSIONS: &[(&str, &str, (u32, u32), &str)] = &[
@@ -88,11 +94,20 @@ impl std::fmt::Display for Problem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Problem::Missing { tool, .. } => write!(f, "`{tool}` is not installed"),
-            Problem::TooOld { tool, found, need, .. } => {
-                write!(f, "`{tool}` {found} is too old (Buildroot needs {}.{} or newer)", need.0, need.1)
+            Problem::TooOld {
+                tool, found, need, ..
+            } => {
+                write!(
+                    f,
+                    "`{tool}` {found} is too old (Buildroot needs {}.{} or newer)",
+                    need.0, need.1
+                )
             }
             Problem::Unrecognised { tool, output, .. } => {
-                write!(f, "`{tool}` is not the GNU version Buildroot needs (it says: {output})")
+                write!(
+                    f,
+                    "`{tool}` is not the GNU version Buildroot needs (it says: {output})"
+                )
             }
             Problem::PerlModule { module } => write!(f, "the Perl module {module} is missing"),
             Problem::Path(why) => write!(f, "PATH {why}"),
@@ -103,7 +118,9 @@ impl std::fmt::Display for Problem {
 /// `GNU Make 4.3`, `git version 2.39.5`, `GNU patch 2.7.6`, `12.2.0` → (major, minor).
 pub fn parse_version(output: &str) -> Option<(u32, u32)> {
     let first = output.lines().next()?;
-    let word = first.split_whitespace().find(|w| w.starts_with(|c: char| c.is_ascii_digit()))?;
+    let word = first
+        .split_whitespace()
+        .find(|w| w.starts_with(|c: char| c.is_ascii_digit()))?;
     let mut parts = word.split(|c: char| !c.is_ascii_digit());
     let major = parts.next()?.parse().ok()?;
     let minor = parts.next().and_then(|m| m.parse().ok()).unwrap_or(0);
@@ -111,14 +128,25 @@ pub fn parse_version(output: &str) -> Option<(u32, u32)> {
 }
 
 /// Judge a version command's output against the minimum.
-pub fn version_problem(tool: &str, output: &str, need: (u32, u32), package: &str) -> Option<Problem> {
+pub fn version_problem(
+    tool: &str,
+    output: &str,
+    need: (u32, u32),
+    package: &str,
+) -> Option<Problem> {
     let gnu_only = tool == "patch";
     let first = output.lines().next().unwrap_or("").trim();
-    let parsed = if gnu_only && !first.starts_with("GNU patch") { None } else { parse_version(output) };
+    let parsed = if gnu_only && !first.starts_with("GNU patch") {
+        None
+    } else {
+        parse_version(output)
+    };
     match parsed {
-        None => {
-            Some(Problem::Unrecognised { tool: tool.into(), output: first.into(), package: package.into() })
-        }
+        None => Some(Problem::Unrecognised {
+            tool: tool.into(),
+            output: first.into(),
+            package: package.into(),
+        }),
         Some(found) if found < need => Some(Problem::TooOld {
             tool: tool.into(),
             found: format!("{}.{}", found.0, found.1),
@@ -132,14 +160,19 @@ pub fn version_problem(tool: &str, output: &str, need: (u32, u32), package: &str
 /// What is wrong with a PATH value, in Buildroot's terms.
 pub fn path_problems(path: &str) -> Vec<Problem> {
     let mut problems = Vec::new();
-    if path.split(':').any(|entry| entry.is_empty() || entry == ".") {
+    if path
+        .split(':')
+        .any(|entry| entry.is_empty() || entry == ".")
+    {
         problems.push(Problem::Path(
-            "contains the current directory (an empty entry or `.`), which breaks package builds".into(),
+            "contains the current directory (an empty entry or `.`), which breaks package builds"
+                .into(),
         ));
     }
     if path.contains([' ', '\t', '\n']) {
-        problems
-            .push(Problem::Path("contains spaces, tabs or newlines, which Buildroot cannot handle".into()));
+        problems.push(Problem::Path(
+            "contains spaces, tabs or newlines, which Buildroot cannot handle".into(),
+        ));
     }
     problems
 }
@@ -157,7 +190,10 @@ pub fn report(problems: &[Problem]) -> Option<String> {
     packages.sort_unstable();
     packages.dedup();
     if !packages.is_empty() {
-        text.push_str(&format!("Install them with: sudo apt-get install {}\n", packages.join(" ")));
+        text.push_str(&format!(
+            "Install them with: sudo apt-get install {}\n",
+            packages.join(" ")
+        ));
     }
     text.push_str("(Debian/Ubuntu package names; the Buildroot manual's \"System requirements\" lists them for other systems.)");
     Some(text)
@@ -168,7 +204,9 @@ pub fn find_in_path(tool: &str, path: &str) -> Option<PathBuf> {
     if tool.starts_with('/') {
         return Path::new(tool).is_file().then(|| PathBuf::from(tool));
     }
-    std::env::split_paths(path).map(|dir| dir.join(tool)).find(|candidate| candidate.is_file())
+    std::env::split_paths(path)
+        .map(|dir| dir.join(tool))
+        .find(|candidate| candidate.is_file())
 }
 
 /// Look at this machine: every tool, the versions that matter, Perl modules and PATH.
@@ -177,21 +215,36 @@ pub fn check_host(sh: &Shell) -> Vec<Problem> {
     let mut problems = path_problems(&path);
     for (tool, package) in TOOLS {
         if find_in_path(tool, &path).is_none() {
-            problems.push(Problem::Missing { tool: tool.to_string(), package: package.to_string() });
+            problems.push(Problem::Missing {
+                tool: tool.to_string(),
+                package: package.to_string(),
+            });
         }
     }
     for (tool, arg, need, package) in MINIMUM_VERSIONS {
         if find_in_path(tool, &path).is_none() {
             continue;
         }
-        let output = cmd!(sh, "{tool} {arg}").quiet().ignore_stderr().read().unwrap_or_default();
+        let output = cmd!(sh, "{tool} {arg}")
+            .quiet()
+            .ignore_stderr()
+            .read()
+            .unwrap_or_default();
         problems.extend(version_problem(tool, &output, *need, package));
     }
     if find_in_path("perl", &path).is_some() {
         for module in PERL_MODULES {
             let require = format!("require {module}");
-            if cmd!(sh, "perl -e {require}").quiet().ignore_stderr().ignore_stdout().run().is_err() {
-                problems.push(Problem::PerlModule { module: module.to_string() });
+            if cmd!(sh, "perl -e {require}")
+                .quiet()
+                .ignore_stderr()
+                .ignore_stdout()
+                .run()
+                .is_err()
+            {
+                problems.push(Problem::PerlModule {
+                    module: module.to_string(),
+                });
             }
         }
     }
@@ -212,8 +265,8 @@ mod tests {
         assert_eq!(package("/usr/bin/file"), Some("file"));
         assert_eq!(package("ld"), Some("binutils"));
         for tool in [
-            "which", "sed", "make", "bash", "patch", "gzip", "bzip2", "perl", "tar", "unzip", "rsync", "bc",
-            "wget", "git",
+            "which", "sed", "make", "bash", "patch", "gzip", "bzip2", "perl", "tar", "unzip",
+            "rsync", "bc", "wget", "git",
         ] {
             assert!(package(tool).is_some(), "{tool} must be checked");
         }
@@ -221,7 +274,10 @@ mod tests {
 
     #[test]
     fn parses_versions_of_the_tools_we_check() {
-        assert_eq!(parse_version("GNU Make 4.3\nBuilt for x86_64-pc-linux-gnu"), Some((4, 3)));
+        assert_eq!(
+            parse_version("GNU Make 4.3\nBuilt for x86_64-pc-linux-gnu"),
+            Some((4, 3))
+        );
         assert_eq!(parse_version("git version 2.39.5"), Some((2, 39)));
         assert_eq!(parse_version("GNU patch 2.7.6\nCopyright"), Some((2, 7)));
         assert_eq!(parse_version("12.2.0"), Some((12, 2)));
@@ -231,7 +287,10 @@ mod tests {
 
     #[test]
     fn old_or_foreign_versions_are_problems() {
-        assert_eq!(version_problem("make", "GNU Make 4.3", (4, 0), "make"), None);
+        assert_eq!(
+            version_problem("make", "GNU Make 4.3", (4, 0), "make"),
+            None
+        );
         assert_eq!(
             version_problem("make", "GNU Make 3.81", (4, 0), "make"),
             Some(Problem::TooOld {
@@ -245,7 +304,10 @@ mod tests {
             version_problem("patch", "patch 2.0-12u11-Apple", (2, 7), "patch"),
             Some(Problem::Unrecognised { .. })
         ));
-        assert!(matches!(version_problem("git", "", (2, 0), "git"), Some(Problem::Unrecognised { .. })));
+        assert!(matches!(
+            version_problem("git", "", (2, 0), "git"),
+            Some(Problem::Unrecognised { .. })
+        ));
     }
 
     #[test]
@@ -259,17 +321,37 @@ mod tests {
     #[test]
     fn report_names_each_problem_and_one_apt_command() {
         let problems = vec![
-            Problem::Missing { tool: "rsync".into(), package: "rsync".into() },
-            Problem::Missing { tool: "cpio".into(), package: "cpio".into() },
-            Problem::Missing { tool: "cmp".into(), package: "diffutils".into() },
-            Problem::Missing { tool: "diff".into(), package: "diffutils".into() },
-            Problem::PerlModule { module: "IPC::Cmd".into() },
+            Problem::Missing {
+                tool: "rsync".into(),
+                package: "rsync".into(),
+            },
+            Problem::Missing {
+                tool: "cpio".into(),
+                package: "cpio".into(),
+            },
+            Problem::Missing {
+                tool: "cmp".into(),
+                package: "diffutils".into(),
+            },
+            Problem::Missing {
+                tool: "diff".into(),
+                package: "diffutils".into(),
+            },
+            Problem::PerlModule {
+                module: "IPC::Cmd".into(),
+            },
             Problem::Path("contains the current directory".into()),
         ];
         let text = report(&problems).unwrap();
         assert!(text.contains("  - `rsync` is not installed\n"), "{text}");
-        assert!(text.contains("  - the Perl module IPC::Cmd is missing\n"), "{text}");
-        assert!(text.contains("  - PATH contains the current directory\n"), "{text}");
+        assert!(
+            text.contains("  - the Perl module IPC::Cmd is missing\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("  - PATH contains the current directory\n"),
+            "{text}"
+        );
         assert!(
             text.contains("Install them with: sudo apt-get install cpio diffutils perl rsync\n"),
             "{text}"

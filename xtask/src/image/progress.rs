@@ -63,7 +63,11 @@ pub fn parse_step(line: &str) -> Option<Step> {
     if step.is_empty() {
         return None;
     }
-    Some(Step { package: (!package.is_empty()).then_some(package), version, step })
+    Some(Step {
+        package: (!package.is_empty()).then_some(package),
+        version,
+        step,
+    })
 }
 
 /// Buildroot's per-step stamp files and the step each one finishes.
@@ -123,7 +127,9 @@ impl Tracker {
         if self.failed.is_none() {
             self.failed = failed_stamp(line);
         }
-        let Some(step) = parse_step(line) else { return false };
+        let Some(step) = parse_step(line) else {
+            return false;
+        };
         if let Some(package) = &step.package {
             if !self.built_before.contains(package) {
                 self.started.insert(package.clone());
@@ -141,7 +147,9 @@ impl Tracker {
     /// package but the one in progress is finished; after a global step, all started ones are.
     pub fn done(&self) -> usize {
         let in_progress = match &self.current {
-            Some(Step { package: Some(p), .. }) => usize::from(self.started.contains(p)),
+            Some(Step {
+                package: Some(p), ..
+            }) => usize::from(self.started.contains(p)),
             _ => 0,
         };
         (self.built_before.len() + self.started.len() - in_progress).min(self.total)
@@ -153,7 +161,9 @@ impl Tracker {
 
     /// Build folder (as make printed it) and step of the stamp whose recipe failed, if any.
     pub fn failed(&self) -> Option<(&str, &'static str)> {
-        self.failed.as_ref().map(|(dir, step)| (dir.as_str(), *step))
+        self.failed
+            .as_ref()
+            .map(|(dir, step)| (dir.as_str(), *step))
     }
 }
 
@@ -166,7 +176,10 @@ pub struct Tail {
 
 impl Tail {
     pub fn new(capacity: usize) -> Self {
-        Tail { capacity, lines: VecDeque::with_capacity(capacity) }
+        Tail {
+            capacity,
+            lines: VecDeque::with_capacity(capacity),
+        }
     }
 
     pub fn push(&mut self, line: &str) {
@@ -192,11 +205,19 @@ pub fn failure_report(
 ) -> String {
     let during = match (failed, current) {
         (Some((package, step)), _) => format!("in package {package}, step \"{step}\""),
-        (None, Some(step @ Step { package: Some(_), .. })) => format!("while building {step}"),
+        (
+            None,
+            Some(
+                step @ Step {
+                    package: Some(_), ..
+                },
+            ),
+        ) => format!("while building {step}"),
         (None, Some(step)) => format!("during \"{}\"", step.step),
         (None, None) => "before any package step started".to_string(),
     };
-    let mut report = format!("the Buildroot build failed ({status}) {during}.\nLast lines of output:\n");
+    let mut report =
+        format!("the Buildroot build failed ({status}) {during}.\nLast lines of output:\n");
     for line in tail.lines() {
         report.push_str("  ");
         report.push_str(line);
@@ -211,7 +232,11 @@ mod tests {
     use super::*;
 
     fn step(p: Option<&str>, v: &str, s: &str) -> Step {
-        Step { package: p.map(str::to_owned), version: v.into(), step: s.into() }
+        Step {
+            package: p.map(str::to_owned),
+            version: v.into(),
+            step: s.into(),
+        }
     }
 
     #[test]
@@ -224,27 +249,46 @@ mod tests {
             parse_step(">>> linux 6.12.91 Installing to target"),
             Some(step(Some("linux"), "6.12.91", "Installing to target"))
         );
-        assert_eq!(parse_step(">>> toolchain  Extracting"), Some(step(Some("toolchain"), "", "Extracting")));
+        assert_eq!(
+            parse_step(">>> toolchain  Extracting"),
+            Some(step(Some("toolchain"), "", "Extracting"))
+        );
         assert_eq!(
             parse_step(">>>   Finalizing target directory"),
             Some(step(None, "", "Finalizing target directory"))
         );
-        assert_eq!(parse_step("make[1]: *** [package/pkg-generic.mk:273] Error 2"), None);
+        assert_eq!(
+            parse_step("make[1]: *** [package/pkg-generic.mk:273] Error 2"),
+            None
+        );
         assert_eq!(parse_step(">>>"), None);
-        assert_eq!(parse_step("  >>> host-tar 1.35 Building"), None, "only at line start");
+        assert_eq!(
+            parse_step("  >>> host-tar 1.35 Building"),
+            None,
+            "only at line start"
+        );
     }
 
     #[test]
     fn strips_the_standout_escapes_buildroot_adds() {
         let line = "\x1b[7m>>> runc 1.3.0 Building\x1b(B\x1b[m";
         assert_eq!(strip_escapes(line), ">>> runc 1.3.0 Building");
-        assert_eq!(parse_step(line), Some(step(Some("runc"), "1.3.0", "Building")));
+        assert_eq!(
+            parse_step(line),
+            Some(step(Some("runc"), "1.3.0", "Building"))
+        );
     }
 
     #[test]
     fn step_display_reads_naturally() {
-        assert_eq!(step(Some("linux"), "6.12.91", "Building").to_string(), "linux 6.12.91: Building");
-        assert_eq!(step(Some("toolchain"), "", "Extracting").to_string(), "toolchain: Extracting");
+        assert_eq!(
+            step(Some("linux"), "6.12.91", "Building").to_string(),
+            "linux 6.12.91: Building"
+        );
+        assert_eq!(
+            step(Some("toolchain"), "", "Extracting").to_string(),
+            "toolchain: Extracting"
+        );
         assert_eq!(
             step(None, "", "Executing post-image script x.sh").to_string(),
             "Executing post-image script x.sh"
@@ -263,7 +307,11 @@ mod tests {
         assert_eq!(t.done(), 2);
         assert_eq!(t.current().unwrap().package.as_deref(), Some("toolchain"));
         t.feed(">>> host-skeleton  Extracting");
-        assert_eq!(t.done(), 3, "an already built package printing again is not counted twice");
+        assert_eq!(
+            t.done(),
+            3,
+            "an already built package printing again is not counted twice"
+        );
         t.feed(">>>   Finalizing target directory");
         assert_eq!(t.done(), 3);
         t.feed(">>> linux 6.12.91 Building");
@@ -280,7 +328,10 @@ mod tests {
         for i in 0..5 {
             tail.push(&format!("line {i}"));
         }
-        assert_eq!(tail.lines().collect::<Vec<_>>(), ["line 2", "line 3", "line 4"]);
+        assert_eq!(
+            tail.lines().collect::<Vec<_>>(),
+            ["line 2", "line 3", "line 4"]
+        );
     }
 
     #[test]
@@ -296,8 +347,14 @@ mod tests {
             std::path::Path::new("/o/build.log"),
             "exit status 2",
         );
-        assert!(report.contains("while building linux 6.12.91: Downloading"), "{report}");
-        assert!(report.contains("  wget: unable to resolve host address"), "{report}");
+        assert!(
+            report.contains("while building linux 6.12.91: Downloading"),
+            "{report}"
+        );
+        assert!(
+            report.contains("  wget: unable to resolve host address"),
+            "{report}"
+        );
         assert!(report.ends_with("Full log: /o/build.log"), "{report}");
         let global = failure_report(
             None,
@@ -306,11 +363,23 @@ mod tests {
             "/l".as_ref(),
             "x",
         );
-        assert!(global.contains("during \"Executing post-image script p.sh\""), "{global}");
-        assert!(failure_report(None, None, &tail, "/l".as_ref(), "x").contains("before any package step"));
-        let stamped =
-            failure_report(Some(("host-m4", "Downloading")), Some(&current), &tail, "/l".as_ref(), "x");
-        assert!(stamped.contains("in package host-m4, step \"Downloading\""), "{stamped}");
+        assert!(
+            global.contains("during \"Executing post-image script p.sh\""),
+            "{global}"
+        );
+        assert!(failure_report(None, None, &tail, "/l".as_ref(), "x")
+            .contains("before any package step"));
+        let stamped = failure_report(
+            Some(("host-m4", "Downloading")),
+            Some(&current),
+            &tail,
+            "/l".as_ref(),
+            "x",
+        );
+        assert!(
+            stamped.contains("in package host-m4, step \"Downloading\""),
+            "{stamped}"
+        );
     }
 
     #[test]
@@ -331,7 +400,10 @@ mod tests {
             failed_stamp("make: *** [/o/build/linux-6.12.91/.stamp_target_installed] Error 2"),
             Some(("/o/build/linux-6.12.91".to_string(), "Installing to target"))
         );
-        assert_eq!(failed_stamp("make: *** [Makefile:123: target-post-image] Error 1"), None);
+        assert_eq!(
+            failed_stamp("make: *** [Makefile:123: target-post-image] Error 1"),
+            None
+        );
         assert_eq!(failed_stamp("gcc: error: foo.c"), None);
     }
 

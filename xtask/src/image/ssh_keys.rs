@@ -47,8 +47,8 @@ pub fn check(text: &str, name: &str) -> Result<usize> {
         let blob = tokens
             .get(position + 1)
             .with_context(|| format!("{at}: the {key_type} key itself is missing"))?;
-        let decoded =
-            base64_decode(blob).with_context(|| format!("{at}: the {key_type} key is not valid base64"))?;
+        let decoded = base64_decode(blob)
+            .with_context(|| format!("{at}: the {key_type} key is not valid base64"))?;
         if embedded_type(&decoded) != Some(key_type.as_bytes()) {
             bail!("{at}: the key data does not match its type {key_type} (truncated or pasted wrongly?)");
         }
@@ -128,18 +128,29 @@ mod tests {
 
     #[test]
     fn refuses_files_without_keys_or_with_garbage() {
-        assert!(check("# nothing\n\n", "k").unwrap_err().to_string().contains("contains no public key"));
+        assert!(check("# nothing\n\n", "k")
+            .unwrap_err()
+            .to_string()
+            .contains("contains no public key"));
         let err = check("hello world\n", "k").unwrap_err().to_string();
-        assert!(err.starts_with("k:1 is not an OpenSSH public key line"), "{err}");
+        assert!(
+            err.starts_with("k:1 is not an OpenSSH public key line"),
+            "{err}"
+        );
         let err = check("ssh-ed25519\n", "k").unwrap_err().to_string();
-        assert!(err.contains("k:1: the ssh-ed25519 key itself is missing"), "{err}");
+        assert!(
+            err.contains("k:1: the ssh-ed25519 key itself is missing"),
+            "{err}"
+        );
         let err = format!("{:#}", check("ssh-ed25519 not*base64\n", "k").unwrap_err());
         assert!(err.contains("not valid base64"), "{err}");
     }
 
     #[test]
     fn refuses_a_blob_of_another_type() {
-        let err = check(&ED25519.replacen("ssh-ed25519", "ssh-rsa", 1), "k").unwrap_err().to_string();
+        let err = check(&ED25519.replacen("ssh-ed25519", "ssh-rsa", 1), "k")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("does not match its type ssh-rsa"), "{err}");
         let truncated = "ssh-ed25519 AAAAC3Nz";
         assert!(check(truncated, "k").is_err());
@@ -150,7 +161,14 @@ mod tests {
         assert_eq!(base64_decode("aGVsbG8="), Some(b"hello".to_vec()));
         assert_eq!(base64_decode("aGVsbG8h"), Some(b"hello!".to_vec()));
         assert_eq!(base64_decode("aGVsbG8"), None, "unpadded length");
-        assert_eq!(embedded_type(&base64_decode("AAAAC3NzaC1lZDI1").unwrap()), None, "cut short");
-        assert_eq!(embedded_type(&base64_decode("AAAAC3NzaC1lZDI1NTE5").unwrap()), Some(&b"ssh-ed25519"[..]));
+        assert_eq!(
+            embedded_type(&base64_decode("AAAAC3NzaC1lZDI1").unwrap()),
+            None,
+            "cut short"
+        );
+        assert_eq!(
+            embedded_type(&base64_decode("AAAAC3NzaC1lZDI1NTE5").unwrap()),
+            Some(&b"ssh-ed25519"[..])
+        );
     }
 }

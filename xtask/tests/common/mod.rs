@@ -7,7 +7,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 /// The xtask binary under test, run from the repository root.
@@ -26,7 +29,13 @@ fn tree_from_env(var: &str, test: &str, what: &str) -> Option<PathBuf> {
     match std::env::var_os(var) {
         Some(p) if Path::new(&p).is_dir() => Some(PathBuf::from(p)),
         Some(p) => {
-            skip(test, &format!("{var}={} is not a folder ({what} needed)", Path::new(&p).display()));
+            skip(
+                test,
+                &format!(
+                    "{var}={} is not a folder ({what} needed)",
+                    Path::new(&p).display()
+                ),
+            );
             None
         }
         None => {
@@ -62,7 +71,10 @@ pub fn have_tool_from(test: &str, tool: &str, install_command: &str) -> bool {
         .map(|paths| std::env::split_paths(&paths).any(|d| d.join(tool).is_file()))
         .unwrap_or(false);
     if !found {
-        skip(test, &format!("{tool} is not installed ({install_command})"));
+        skip(
+            test,
+            &format!("{tool} is not installed ({install_command})"),
+        );
     }
     found
 }
