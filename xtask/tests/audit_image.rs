@@ -23,86 +23,56 @@ const CGO_PROGRAM: &str =
 const DOCKER_SERVICE: &str = "[Unit]\nDescription=Docker Application Container Engine\nAfter=network-online.target docker.socket containerd.service\nRequires=docker.socket\n\n[Service]\nType=notify\nExecStart=/usr/bin/dockerd -H fd:// --containerd=/run/containerd/containerd.sock\n\n[Install]\nWantedBy=multi-user.target\n";
 const DOCKER_SOCKET: &str = "[Unit]\nDescription=Docker Socket for the API\n\n[Socket]\nListenStream=/run/docker.sock\nSocketMode=0660\nSocketUser=root\nSocketGroup=docker\n\n[Install]\nWantedBy=sockets.target\n";
 
-fn run(cmd: &mut Command) -> Output {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("could not run {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-fn write(path: &Path, body: &str, mode: u32) {
-    fs::create_dir_all(path.parent().unwrap()).unwrap();
-    fs::write(path, body).unwrap();
-    fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    for entry in fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let dest = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            fs::create_dir_all(&dest).unwrap();
-            copy_tree(&entry.path(), &dest);
-        } else {
-            fs::copy(entry.path(), &dest).unwrap();
-        }
-    }
-}
-
 /// A Buildroot-like output folder: target/ = repo overlay + package fixtures + `binaries`,
 /// images/rootfs.ext4 made from it. `adjust` edits target/ before the image is made.
 fn fake_output(dir: &Path, binaries: &[(String, PathBuf)], adjust: impl Fn(&Path)) -> PathBuf {
     let output = dir.join("output");
     let target = output.join("target");
     fs::create_dir_all(&target).unwrap();
-    copy_tree(
+    common::copy_tree(
         &common::repo_root().join("board/odroid-xu4/rootfs-overlay"),
         &target,
     );
     // Git keeps only the executable bit; the permission table gives the modes on a real build.
-    run(Command::new("chmod")
-        .args(["-R", "u=rwX,go=rX"])
-        .arg(&target));
+    common::run_ok(
+        Command::new("chmod")
+            .args(["-R", "u=rwX,go=rX"])
+            .arg(&target),
+    );
     fs::set_permissions(
         target.join("etc/audit/rules.d"),
         fs::Permissions::from_mode(0o750),
     )
     .unwrap();
-    write(
+    common::write_file(
         &target.join("usr/lib/systemd/system/docker.service"),
         DOCKER_SERVICE,
         0o644,
     );
-    write(
+    common::write_file(
         &target.join("usr/lib/systemd/system/docker.socket"),
         DOCKER_SOCKET,
         0o644,
     );
-    write(
+    common::write_file(
         &target.join("etc/group"),
         "root:x:0:\ndocker:x:101:\ndockremap:x:1000:\n",
         0o644,
     );
-    write(
+    common::write_file(
         &target.join("etc/passwd"),
         "root:x:0:0:root:/root:/bin/sh\ndockremap:x:1000:1000::/:/bin/false\n",
         0o644,
     );
-    write(
+    common::write_file(
         &target.join("usr/sbin/auditd"),
         "placeholder for the audit package's daemon\n",
         0o755,
     );
     let script = common::repo_root().join("br2-external/package/berth-data-crypt/berth-data-crypt");
-    write(
+    common::write_file(
         &target.join("usr/libexec/berth-data-crypt"),
-        &fs::read_to_string(script).unwrap(),
+        fs::read_to_string(script).unwrap(),
         0o755,
     );
     for (name, path) in binaries {
@@ -113,11 +83,13 @@ fn fake_output(dir: &Path, binaries: &[(String, PathBuf)], adjust: impl Fn(&Path
     adjust(&target);
     let images = output.join("images");
     fs::create_dir_all(&images).unwrap();
-    run(Command::new("mkfs.ext4")
-        .args(["-q", "-F", "-d"])
-        .arg(&target)
-        .arg(images.join("rootfs.ext4"))
-        .arg("32M"));
+    common::run_ok(
+        Command::new("mkfs.ext4")
+            .args(["-q", "-F", "-d"])
+            .arg(&target)
+            .arg(images.join("rootfs.ext4"))
+            .arg("32M"),
+    );
     output
 }
 
@@ -349,7 +321,7 @@ fn build_c(dir: &Path, built: &mut Vec<Built>) {
     ];
     for (name, flags) in variants {
         let path = dir.join(name);
-        run(Command::new(cc).args(*flags).arg("-o").arg(&path).arg(&src));
+        common::run_ok(Command::new(cc).args(*flags).arg("-o").arg(&path).arg(&src));
         built.push(Built {
             name: name.to_string(),
             path,
@@ -357,12 +329,14 @@ fn build_c(dir: &Path, built: &mut Vec<Built>) {
     }
     // Non-PIC code (absolute word relocations in .text) linked with -pie: DT_TEXTREL.
     let obj = dir.join("nopic.o");
-    run(Command::new(cc)
-        .args(["-O2", "-fno-PIC", "-mword-relocations", "-c", "-o"])
-        .arg(&obj)
-        .arg(&src));
+    common::run_ok(
+        Command::new(cc)
+            .args(["-O2", "-fno-PIC", "-mword-relocations", "-c", "-o"])
+            .arg(&obj)
+            .arg(&src),
+    );
     let path = dir.join("c-textrel");
-    run(Command::new(cc).arg("-pie").arg("-o").arg(&path).arg(&obj));
+    common::run_ok(Command::new(cc).arg("-pie").arg("-o").arg(&path).arg(&obj));
     built.push(Built {
         name: "c-textrel".into(),
         path,
@@ -388,23 +362,25 @@ fn build_go(dir: &Path, built: &mut Vec<Built>) {
     ];
     for (name, cgo, flags, src) in variants {
         let path = dir.join(name);
-        run(Command::new("go")
-            .arg("build")
-            .args(*flags)
-            .arg("-o")
-            .arg(&path)
-            .arg("main.go")
-            .current_dir(src)
-            .env("GOARCH", "arm")
-            .env("GOARM", "7")
-            .env("GOOS", "linux")
-            .env("CGO_ENABLED", cgo)
-            .env("CC", "arm-linux-gnueabihf-gcc")
-            .env("GOCACHE", cache.join("build"))
-            .env("GOPATH", cache.join("path"))
-            .env("GOFLAGS", "-mod=mod")
-            .env("GOTOOLCHAIN", "local")
-            .env("GOPROXY", "off"));
+        common::run_ok(
+            Command::new("go")
+                .arg("build")
+                .args(*flags)
+                .arg("-o")
+                .arg(&path)
+                .arg("main.go")
+                .current_dir(src)
+                .env("GOARCH", "arm")
+                .env("GOARM", "7")
+                .env("GOOS", "linux")
+                .env("CGO_ENABLED", cgo)
+                .env("CC", "arm-linux-gnueabihf-gcc")
+                .env("GOCACHE", cache.join("build"))
+                .env("GOPATH", cache.join("path"))
+                .env("GOFLAGS", "-mod=mod")
+                .env("GOTOOLCHAIN", "local")
+                .env("GOPROXY", "off"),
+        );
         built.push(Built {
             name: name.to_string(),
             path,
@@ -413,9 +389,11 @@ fn build_go(dir: &Path, built: &mut Vec<Built>) {
 }
 
 fn checksec(path: &Path) -> Value {
-    let out = run(Command::new("checksec")
-        .arg(format!("--file={}", path.display()))
-        .arg("--output=json"));
+    let out = common::run_ok(
+        Command::new("checksec")
+            .arg(format!("--file={}", path.display()))
+            .arg("--output=json"),
+    );
     let json: Value =
         serde_json::from_slice(&out.stdout).expect("checksec --output=json printed no JSON");
     json.as_object().unwrap().values().next().unwrap().clone()

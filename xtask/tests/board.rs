@@ -4,16 +4,12 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 const SECTOR: usize = 512;
 
 fn board_dir() -> PathBuf {
     common::repo_root().join("board/odroid-xu4")
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
 /// Bytes that differ from file to file, so a blob found at an offset is that blob.
@@ -58,9 +54,9 @@ fn post_build_fails_clearly_without_ssh_keys() {
         .unwrap();
     assert!(!output.status.success());
     assert!(
-        stderr(&output).contains("BERTH_SSH_AUTHORIZED_KEYS is not set"),
+        common::stderr_text(&output).contains("BERTH_SSH_AUTHORIZED_KEYS is not set"),
         "{}",
-        stderr(&output)
+        common::stderr_text(&output)
     );
     assert!(!target.join("root/.ssh").exists());
 }
@@ -86,7 +82,7 @@ fn post_build_writes_the_boot_menu_and_root_keys() {
             .unwrap()
     };
     let output = run(&keys);
-    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(output.status.success(), "{}", common::stderr_text(&output));
 
     let menu = std::fs::read_to_string(tmp.path().join("extlinux.conf")).unwrap();
     assert!(
@@ -120,9 +116,9 @@ fn post_build_writes_the_boot_menu_and_root_keys() {
     let output = run(&private);
     assert!(!output.status.success());
     assert!(
-        stderr(&output).contains("holds a private key"),
+        common::stderr_text(&output).contains("holds a private key"),
         "{}",
-        stderr(&output)
+        common::stderr_text(&output)
     );
 }
 
@@ -137,9 +133,9 @@ fn post_image_rejects_a_uboot_too_big_for_the_720k_slot() {
         .unwrap();
     assert!(!output.status.success());
     assert!(
-        stderr(&output).contains("more than the 737280-byte slot"),
+        common::stderr_text(&output).contains("more than the 737280-byte slot"),
         "{}",
-        stderr(&output)
+        common::stderr_text(&output)
     );
     assert!(!tmp.path().join("sdcard.img").exists());
 }
@@ -202,7 +198,7 @@ fn post_image_lays_out_the_sd_card_and_emmc_boot0_images() {
         .env("BR2_CONFIG", tmp.path().join("no-config"))
         .output()
         .unwrap();
-    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(output.status.success(), "{}", common::stderr_text(&output));
 
     let sd = std::fs::read(images.join("sdcard.img")).unwrap();
     for (blob, sector) in [

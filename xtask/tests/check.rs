@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::Output;
 
 fn text(output: &Output) -> (String, String) {
@@ -13,24 +12,11 @@ fn text(output: &Output) -> (String, String) {
     )
 }
 
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_tree(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
-}
-
 /// The parts of the repository `cargo xtask check` reads, copied so a test can break them.
 fn repo_copy() -> tempfile::TempDir {
     let copy = tempfile::tempdir().unwrap();
     for part in ["configs", "br2-external", "board", "patches"] {
-        copy_tree(&common::repo_root().join(part), &copy.path().join(part));
+        common::copy_tree(&common::repo_root().join(part), &copy.path().join(part));
     }
     copy
 }

@@ -183,10 +183,6 @@ fn device_mapper_works(test: &str) -> bool {
     works
 }
 
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
 #[test]
 fn first_boot_creates_luks2_then_later_boots_open_it() {
     let test = "first_boot_creates_luks2_then_later_boots_open_it";
@@ -200,20 +196,28 @@ fn first_boot_creates_luks2_then_later_boots_open_it() {
     assert!(
         rig.is_luks2(),
         "first boot made no LUKS2 volume: {}",
-        stderr(&first)
+        common::stderr_text(&first)
     );
     assert!(rig.key_opens(b"correct horse battery staple"));
     assert!(!rig.key_opens(b"wrong"));
-    assert!(stderr(&first).contains("first boot"), "{}", stderr(&first));
+    assert!(
+        common::stderr_text(&first).contains("first boot"),
+        "{}",
+        common::stderr_text(&first)
+    );
     if !device_mapper_works(test) {
         // Without dm-crypt the script must stop after the header, with its message, and the
         // label must still say the filesystem is not made, so the next boot finishes the job.
         assert!(!first.status.success());
-        assert!(stderr(&first).contains("STOPPED"), "{}", stderr(&first));
+        assert!(
+            common::stderr_text(&first).contains("STOPPED"),
+            "{}",
+            common::stderr_text(&first)
+        );
         assert_eq!(rig.luks_label(), "berth-data-new");
         return;
     }
-    assert!(first.status.success(), "{}", stderr(&first));
+    assert!(first.status.success(), "{}", common::stderr_text(&first));
     assert_eq!(rig.luks_label(), "berth-data");
     let blkid = ok(Command::new("blkid")
         .args(["-o", "export"])
@@ -233,9 +237,9 @@ fn first_boot_creates_luks2_then_later_boots_open_it() {
 
     let header = rig.head();
     let second = rig.boot();
-    assert!(second.status.success(), "{}", stderr(&second));
+    assert!(second.status.success(), "{}", common::stderr_text(&second));
     assert!(
-        !stderr(&second).contains("first boot"),
+        !common::stderr_text(&second).contains("first boot"),
         "second boot formatted again"
     );
     ok(Command::new("mount").arg(rig.mapper()).arg(&rig.mountpoint));
@@ -272,7 +276,7 @@ fn wrong_key_stops_and_changes_nothing() {
     rig.set_key(b"a key from another card");
     let out = rig.boot();
     assert!(!out.status.success());
-    let message = stderr(&out);
+    let message = common::stderr_text(&out);
     assert!(
         message.contains("does not open the LUKS2 volume"),
         "{message}"
@@ -294,7 +298,11 @@ fn wrong_key_stops_and_changes_nothing() {
     fs::remove_file(rig.dir.path().join("keys/berth-data.key")).unwrap();
     let out = rig.boot();
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("no key file"), "{}", stderr(&out));
+    assert!(
+        common::stderr_text(&out).contains("no key file"),
+        "{}",
+        common::stderr_text(&out)
+    );
     assert_eq!(rig.head(), before);
 }
 
@@ -313,9 +321,9 @@ fn partition_with_data_but_no_luks_header_is_never_formatted() {
     let out = rig.boot();
     assert!(!out.status.success());
     assert!(
-        stderr(&out).contains("refusing to format"),
+        common::stderr_text(&out).contains("refusing to format"),
         "{}",
-        stderr(&out)
+        common::stderr_text(&out)
     );
     assert_eq!(rig.head(), before);
     drop(rig);
@@ -326,7 +334,11 @@ fn partition_with_data_but_no_luks_header_is_never_formatted() {
     let before = rig.head();
     let out = rig.boot();
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("not blank"), "{}", stderr(&out));
+    assert!(
+        common::stderr_text(&out).contains("not blank"),
+        "{}",
+        common::stderr_text(&out)
+    );
     assert_eq!(rig.head(), before);
     assert!(!rig.is_luks2());
 }
@@ -358,7 +370,7 @@ fn board_id_policy_opens_only_with_the_same_board_id() {
     )
     .unwrap();
     let first = rig.boot();
-    assert!(rig.is_luks2(), "{}", stderr(&first));
+    assert!(rig.is_luks2(), "{}", common::stderr_text(&first));
     rig.close();
     let before = rig.head();
 
@@ -366,7 +378,11 @@ fn board_id_policy_opens_only_with_the_same_board_id() {
     fs::write(&id, b"exynos5422-fedcba9876543210\0").unwrap();
     let out = rig.boot();
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("does not open"), "{}", stderr(&out));
+    assert!(
+        common::stderr_text(&out).contains("does not open"),
+        "{}",
+        common::stderr_text(&out)
+    );
     assert_eq!(rig.head(), before);
 
     // No ID exposed by the bootloader: a clear stop, not a key made from nothing.
@@ -374,9 +390,9 @@ fn board_id_policy_opens_only_with_the_same_board_id() {
     let out = rig.boot();
     assert!(!out.status.success());
     assert!(
-        stderr(&out).contains("missing or empty"),
+        common::stderr_text(&out).contains("missing or empty"),
         "{}",
-        stderr(&out)
+        common::stderr_text(&out)
     );
     assert_eq!(rig.head(), before);
 }
@@ -433,18 +449,26 @@ fn passphrase_policy_asks_twice_on_first_boot_and_formats_nothing_on_a_mismatch(
 
     let out = boot("first try\nsecond try\n");
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("differ"), "{}", stderr(&out));
+    assert!(
+        common::stderr_text(&out).contains("differ"),
+        "{}",
+        common::stderr_text(&out)
+    );
     assert!(
         !rig.is_luks2(),
         "a mistyped confirmation still formatted the partition"
     );
 
     let out = boot("my long passphrase\nmy long passphrase\n");
-    assert!(rig.is_luks2(), "{}", stderr(&out));
+    assert!(rig.is_luks2(), "{}", common::stderr_text(&out));
     assert!(rig.key_opens(b"my long passphrase"));
     rig.close();
     let before = rig.head();
     let out = boot("not it\n");
-    assert!(stderr(&out).contains("does not open"), "{}", stderr(&out));
+    assert!(
+        common::stderr_text(&out).contains("does not open"),
+        "{}",
+        common::stderr_text(&out)
+    );
     assert_eq!(rig.head(), before);
 }

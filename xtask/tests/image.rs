@@ -6,7 +6,7 @@ mod common;
 
 use std::net::{TcpListener, TcpStream, ToSocketAddrs};
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 const PUBLIC_KEY: &str =
@@ -71,10 +71,6 @@ fn image(repo: &Path, args: &[&str]) -> Command {
     cmd
 }
 
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
 #[test]
 fn a_private_key_is_refused_before_anything_is_touched() {
     if !common::have_tool(
@@ -101,7 +97,7 @@ fn a_private_key_is_refused_before_anything_is_touched() {
     .output()
     .unwrap();
     assert!(!out.status.success());
-    let err = stderr(&out);
+    let err = common::stderr_text(&out);
     assert!(err.contains("holds a PRIVATE key"), "{err}");
     assert!(
         output.join("images/SHA256SUMS").exists(),
@@ -114,7 +110,7 @@ fn without_a_key_it_says_how_to_give_one() {
     let dir = tempfile::tempdir().unwrap();
     let out = image(dir.path(), &[]).output().unwrap();
     assert!(!out.status.success());
-    let err = stderr(&out);
+    let err = common::stderr_text(&out);
     assert!(
         err.contains("--ssh-authorized-keys FILE") && err.contains("berth.toml"),
         "{err}"
@@ -135,7 +131,7 @@ fn berth_toml_is_read_and_the_flag_wins() {
     )
     .unwrap();
     // From berth.toml, relative to the repository: the private key is found and refused.
-    let err = stderr(&image(&repo, &[]).output().unwrap());
+    let err = common::stderr_text(&image(&repo, &[]).output().unwrap());
     assert!(
         err.contains(&format!(
             "{} holds a PRIVATE key",
@@ -149,7 +145,7 @@ fn berth_toml_is_read_and_the_flag_wins() {
     let out = image(&repo, &["--ssh-authorized-keys", public.to_str().unwrap()])
         .output()
         .unwrap();
-    let err = stderr(&out);
+    let err = common::stderr_text(&out);
     assert!(!out.status.success());
     assert!(err.contains("SSH: 1 public key(s)"), "{err}");
     assert!(err.contains("has no defconfig at"), "{err}");
@@ -159,7 +155,7 @@ fn berth_toml_is_read_and_the_flag_wins() {
         "ssh_authorised_keys = \"keys/id_ed25519.pub\"\n",
     )
     .unwrap();
-    let err = stderr(&image(&repo, &[]).output().unwrap());
+    let err = common::stderr_text(&image(&repo, &[]).output().unwrap());
     assert!(
         err.contains("berth.toml is not a valid Berth configuration"),
         "{err}"
@@ -184,9 +180,9 @@ fn an_unknown_board_is_named() {
     .unwrap();
     assert!(!out.status.success());
     assert!(
-        stderr(&out).contains("unknown board 'odroid-c4'"),
+        common::stderr_text(&out).contains("unknown board 'odroid-c4'"),
         "{}",
-        stderr(&out)
+        common::stderr_text(&out)
     );
 }
 
@@ -258,7 +254,7 @@ fn offline_image_fails_fast(test: &str, repo: Option<&Path>, must_name: &[&str])
     let started = Instant::now();
     let out = cmd.output().unwrap();
     let took = started.elapsed();
-    let err = stderr(&out);
+    let err = common::stderr_text(&out);
     if err.contains("lacks what Buildroot needs") {
         common::skip(
             test,
@@ -370,7 +366,7 @@ fn without_network_or_a_buildroot_tree_it_fails_fast_naming_the_upstream() {
     }
     let started = Instant::now();
     let out = cmd.output().unwrap();
-    let err = stderr(&out);
+    let err = common::stderr_text(&out);
     if err.contains("lacks what Buildroot needs") {
         common::skip(
             test,

@@ -11,7 +11,6 @@
 mod common;
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -197,33 +196,6 @@ legal-info: $(O)/.config
 		echo '"$(p)","$($(p)_VERSION)","$($(p)_LICENSE)","$(p)-$($(p)_VERSION).tar.gz"' >> $(O)/legal-info/manifest.csv && ) true
 "#;
 
-fn run(cmd: &mut Command) -> Output {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("could not run {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-fn write(path: &Path, body: &[u8], mode: u32) {
-    fs::create_dir_all(path.parent().unwrap()).unwrap();
-    fs::write(path, body).unwrap();
-    fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
 /// Everything the test needs from the host and the environment, or None after a printed skip.
 struct Inputs {
     buildroot: PathBuf,
@@ -280,16 +252,20 @@ fn repo_copy(dir: &Path) -> PathBuf {
     let repo = dir.join("repo");
     fs::create_dir_all(&repo).unwrap();
     let root = common::repo_root();
-    run(Command::new("cp")
-        .arg("-a")
-        .args(["configs", "board", "br2-external"].map(|d| root.join(d)))
-        .arg(&repo));
-    run(Command::new("git")
-        .arg("-C")
-        .arg(&repo)
-        .args(["init", "-q"]));
-    run(Command::new("git").arg("-C").arg(&repo).args(["add", "."]));
-    run(Command::new("git").arg("-C").arg(&repo).args([
+    common::run_ok(
+        Command::new("cp")
+            .arg("-a")
+            .args(["configs", "board", "br2-external"].map(|d| root.join(d)))
+            .arg(&repo),
+    );
+    common::run_ok(
+        Command::new("git")
+            .arg("-C")
+            .arg(&repo)
+            .args(["init", "-q"]),
+    );
+    common::run_ok(Command::new("git").arg("-C").arg(&repo).args(["add", "."]));
+    common::run_ok(Command::new("git").arg("-C").arg(&repo).args([
         "-c",
         "user.name=Berth test",
         "-c",
@@ -307,10 +283,12 @@ fn repo_copy(dir: &Path) -> PathBuf {
 /// The kernel .config our fragments resolve to in the real tree (`cargo xtask audit kernel --linux`).
 fn resolved_kernel_config(linux: &Path, dir: &Path) -> PathBuf {
     let cache = dir.join("kernel-cache");
-    run(common::xtask()
-        .args(["audit", "kernel", "--linux"])
-        .arg(linux)
-        .env("XDG_CACHE_HOME", &cache));
+    common::run_ok(
+        common::xtask()
+            .args(["audit", "kernel", "--linux"])
+            .arg(linux)
+            .env("XDG_CACHE_HOME", &cache),
+    );
     cache.join("berth/kernel-check/resolved.config")
 }
 
@@ -384,8 +362,8 @@ fn stand_in_buildroot(inputs: &Inputs, dir: &Path) {
         ));
     }
     makefile.push_str(MAKEFILE_RULES);
-    write(&tree.join("Makefile"), makefile.as_bytes(), 0o644);
-    write(
+    common::write_file(&tree.join("Makefile"), makefile.as_bytes(), 0o644);
+    common::write_file(
         &tree.join("show-info.json"),
         serde_json::to_string_pretty(&show_info())
             .unwrap()
@@ -393,9 +371,9 @@ fn stand_in_buildroot(inputs: &Inputs, dir: &Path) {
         0o644,
     );
     for script in ["utils/generate-cyclonedx", "support/scripts/genimage.sh"] {
-        write(
+        common::write_file(
             &tree.join(script),
-            &fs::read(inputs.buildroot.join(script)).unwrap(),
+            fs::read(inputs.buildroot.join(script)).unwrap(),
             0o755,
         );
     }
@@ -403,7 +381,7 @@ fn stand_in_buildroot(inputs: &Inputs, dir: &Path) {
         let bytes: Vec<u8> = (0..*len)
             .map(|i| (i as u8).wrapping_mul(31) ^ (i >> 8) as u8 ^ name.len() as u8)
             .collect();
-        write(
+        common::write_file(
             &payload.join(package).join("images").join(name),
             &bytes,
             0o644,
@@ -411,36 +389,38 @@ fn stand_in_buildroot(inputs: &Inputs, dir: &Path) {
     }
 
     let kernel_config = fs::read(resolved_kernel_config(&inputs.linux, dir)).unwrap();
-    write(&payload.join("linux/build/.config"), &kernel_config, 0o644);
+    common::write_file(&payload.join("linux/build/.config"), &kernel_config, 0o644);
     let source = dir.join("prog.c");
     fs::write(&source, C_PROGRAM).unwrap();
     for (package, path) in PROGRAMS {
         let binary = payload.join(package).join("target").join(path);
         fs::create_dir_all(binary.parent().unwrap()).unwrap();
-        run(Command::new("arm-linux-gnueabihf-gcc")
-            .args(HARDENING_FLAGS)
-            .arg(&source)
-            .arg("-o")
-            .arg(&binary));
+        common::run_ok(
+            Command::new("arm-linux-gnueabihf-gcc")
+                .args(HARDENING_FLAGS)
+                .arg(&source)
+                .arg("-o")
+                .arg(&binary),
+        );
     }
     let skeleton = payload.join("skeleton-init-systemd/target/etc");
-    write(
+    common::write_file(
         &skeleton.join("group"),
         b"root:x:0:\ndocker:x:101:\ndockremap:x:1000:\n",
         0o644,
     );
-    write(
+    common::write_file(
         &skeleton.join("passwd"),
         b"root:x:0:0:root:/root:/bin/sh\ndockremap:x:1000:1000::/:/bin/false\n",
         0o644,
     );
     let units = payload.join("docker-engine/target/usr/lib/systemd/system");
-    write(
+    common::write_file(
         &units.join("docker.service"),
         DOCKER_SERVICE.as_bytes(),
         0o644,
     );
-    write(
+    common::write_file(
         &units.join("docker.socket"),
         DOCKER_SOCKET.as_bytes(),
         0o644,
@@ -449,7 +429,7 @@ fn stand_in_buildroot(inputs: &Inputs, dir: &Path) {
         common::repo_root().join("br2-external/package/berth-data-crypt/berth-data-crypt"),
     )
     .unwrap();
-    write(
+    common::write_file(
         &payload.join("berth-data-crypt/target/usr/libexec/berth-data-crypt"),
         &crypt,
         0o755,
@@ -461,15 +441,15 @@ fn filled_cache(inputs: &Inputs, dir: &Path) {
     let cache = dir.join("cache");
     let dl = cache.join("berth/dl");
     for (name, version, _, site) in PACKAGES.iter().filter(|p| !p.3.is_empty()) {
-        write(
+        common::write_file(
             &dl.join(name).join(format!("{name}-{version}.tar.gz")),
             format!("{name} {version} from {site}\n").as_bytes(),
             0o644,
         );
     }
-    write(
+    common::write_file(
         &dl.join("cyclonedx/spdx-1.6.schema.json"),
-        &fs::read(&inputs.spdx_schema).unwrap(),
+        fs::read(&inputs.spdx_schema).unwrap(),
         0o644,
     );
 }
@@ -523,7 +503,7 @@ fn image(test: &str, inputs: &Inputs) -> Option<(Build, String)> {
     let output = dir.path().join("output");
     let build = Build { dir, repo, output };
     let out = build.run();
-    let log = text(&out);
+    let log = common::output_text(&out);
     if let Some(at) = log.find("this machine lacks what Buildroot needs") {
         common::skip(test, &log[at..].replace('\n', " "));
         return None;
@@ -567,29 +547,35 @@ fn a_stand_in_build_ends_in_verified_artifacts() {
             images.display()
         );
     }
-    run(Command::new("sha256sum")
-        .args(["--check", "--strict", "SHA256SUMS"])
-        .current_dir(&images));
+    common::run_ok(
+        Command::new("sha256sum")
+            .args(["--check", "--strict", "SHA256SUMS"])
+            .current_dir(&images),
+    );
     let tree_output = build.dir.path().join("buildroot/output");
     assert!(
         !tree_output.exists(),
         "something ran make in the Buildroot tree without O="
     );
-    run(common::xtask()
-        .arg("verify")
-        .arg(&images)
-        .env("BERTH_REPO_ROOT", &build.repo));
+    common::run_ok(
+        common::xtask()
+            .arg("verify")
+            .arg(&images)
+            .env("BERTH_REPO_ROOT", &build.repo),
+    );
     // The block maps work with the standard flashing tool: bmaptool writes the same bytes.
     if common::have_tool(test, "bmaptool", "bmap-tools") {
         for image in ["sdcard.img", "emmc-boot0.img"] {
             let copy = build.dir.path().join(format!("flashed-{image}"));
             let bmap = images.join(format!("{image}.bmap"));
-            run(Command::new("bmaptool")
-                .arg("copy")
-                .arg("--bmap")
-                .arg(&bmap)
-                .arg(images.join(image))
-                .arg(&copy));
+            common::run_ok(
+                Command::new("bmaptool")
+                    .arg("copy")
+                    .arg("--bmap")
+                    .arg(&bmap)
+                    .arg(images.join(image))
+                    .arg(&copy),
+            );
             assert!(
                 fs::read(&copy).unwrap() == fs::read(images.join(image)).unwrap(),
                 "bmaptool wrote another {image}"
@@ -656,7 +642,7 @@ fn a_stand_in_build_ends_in_verified_artifacts() {
             Some(bytes.len() as i64),
             "{name}"
         );
-        let digest = run(Command::new("sha256sum").arg(images.join(name)));
+        let digest = common::run_ok(Command::new("sha256sum").arg(images.join(name)));
         let digest = String::from_utf8_lossy(&digest.stdout);
         assert_eq!(
             artifact["sha256"].as_str(),
@@ -686,7 +672,7 @@ fn a_stand_in_build_ends_in_verified_artifacts() {
     // same SBOM and license bundle.
     let sums = fs::read_to_string(images.join("SHA256SUMS")).unwrap();
     let again = build.run();
-    let log = text(&again);
+    let log = common::output_text(&again);
     assert!(again.status.success(), "{log}");
     assert!(
         !log.contains("runc 1.3.5: Building"),
@@ -696,9 +682,11 @@ fn a_stand_in_build_ends_in_verified_artifacts() {
         log.contains(&format!("{total}/{total} Generating filesystem image")),
         "{log}"
     );
-    run(Command::new("sha256sum")
-        .args(["--check", "--strict", "SHA256SUMS"])
-        .current_dir(&images));
+    common::run_ok(
+        Command::new("sha256sum")
+            .args(["--check", "--strict", "SHA256SUMS"])
+            .current_dir(&images),
+    );
     let resealed = fs::read_to_string(images.join("SHA256SUMS")).unwrap();
     for name in ["sbom.cdx.json", "legal-info.tar.gz"] {
         let line = |sums: &str| {
@@ -727,7 +715,7 @@ fn a_failing_package_is_named_and_nothing_looks_finished() {
     )
     .unwrap();
     let out = build.run();
-    let log = text(&out);
+    let log = common::output_text(&out);
     assert!(!out.status.success(), "{log}");
     assert!(log.contains("in package runc, step \"Building\""), "{log}");
     assert!(
@@ -761,7 +749,7 @@ fn an_image_failing_its_audit_is_not_sealed() {
     assert!(daemon.contains("\"icc\": true"));
     fs::write(path, daemon).unwrap();
     let out = build.run();
-    let log = text(&out);
+    let log = common::output_text(&out);
     assert!(!out.status.success(), "{log}");
     assert!(
         log.contains("failed its hardening audit") && log.contains("CIS 2.2"),
@@ -804,7 +792,7 @@ fn a_missing_sbom_schema_stops_the_build_before_it_starts() {
     ];
     fs::remove_file(build.output.join("build.log")).unwrap();
     let out = build.run_with(&offline);
-    let log = text(&out);
+    let log = common::output_text(&out);
     assert!(!out.status.success(), "{log}");
     assert!(
         log.contains("SPDX license list")

@@ -6,14 +6,6 @@ mod common;
 use std::path::Path;
 use std::process::{Command, Output};
 
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
 fn audit_json(config: &Path, extra: &[&str]) -> (Output, serde_json::Value) {
     let out = common::xtask()
         .args(["audit", "kernel"])
@@ -23,7 +15,7 @@ fn audit_json(config: &Path, extra: &[&str]) -> (Output, serde_json::Value) {
         .output()
         .expect("run xtask");
     let json = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("no JSON ({e}): {}", text(&out)));
+        .unwrap_or_else(|e| panic!("no JSON ({e}): {}", common::output_text(&out)));
     (out, json)
 }
 
@@ -51,7 +43,7 @@ fn a_bare_config_fails_and_flipping_an_option_flips_its_verdict() {
     assert!(
         !out.status.success(),
         "a bare config must fail: {}",
-        text(&out)
+        common::output_text(&out)
     );
     assert!(
         json["totals"]["failed_required"].as_u64().unwrap() > 100,
@@ -130,9 +122,9 @@ fn bad_input_is_a_clear_error() {
         .unwrap();
     assert!(!out.status.success());
     assert!(
-        text(&out).contains("could not read the kernel config"),
+        common::output_text(&out).contains("could not read the kernel config"),
         "{}",
-        text(&out)
+        common::output_text(&out)
     );
 
     let config = dir.path().join(".config");
@@ -144,9 +136,9 @@ fn bad_input_is_a_clear_error() {
         .unwrap();
     assert!(!out.status.success());
     assert!(
-        text(&out).contains(":2"),
+        common::output_text(&out).contains(":2"),
         "the error must name the line: {}",
-        text(&out)
+        common::output_text(&out)
     );
 
     let cmdline = dir.path().join("cmdline.txt");
@@ -161,9 +153,9 @@ fn bad_input_is_a_clear_error() {
         .unwrap();
     assert!(!out.status.success());
     assert!(
-        text(&out).contains("one-line kernel command line"),
+        common::output_text(&out).contains("one-line kernel command line"),
         "{}",
-        text(&out)
+        common::output_text(&out)
     );
 }
 
@@ -210,7 +202,7 @@ fn real_tree_fragments_survive_and_the_audit_passes() {
         .env("XDG_CACHE_HOME", cache.path())
         .output()
         .unwrap();
-    let log = text(&out);
+    let log = common::output_text(&out);
     assert!(out.status.success(), "{log}");
     assert!(
         log.contains("every fragment line survived olddefconfig"),
@@ -305,7 +297,7 @@ fn real_tree_a_dropped_fragment_line_is_named() {
         .env("XDG_CACHE_HOME", cache.path())
         .output()
         .unwrap();
-    let log = text(&out);
+    let log = common::output_text(&out);
     assert!(!out.status.success(), "{log}");
     assert!(
         log.contains(&format!(

@@ -38,19 +38,6 @@ fn uboot_problems(stderr: &str) -> Vec<&str> {
         .collect()
 }
 
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_tree(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
-}
-
 #[test]
 fn without_a_tree_the_stage_says_it_skipped() {
     let cache = tempfile::tempdir().unwrap();
@@ -158,7 +145,7 @@ fn real_tree_a_broken_fragment_is_named_line_by_line() {
     }
     let repo = tempfile::tempdir().unwrap();
     for part in ["configs", "br2-external", "board"] {
-        copy_tree(&common::repo_root().join(part), &repo.path().join(part));
+        common::copy_tree(&common::repo_root().join(part), &repo.path().join(part));
     }
     let fragment = repo.path().join("configs/uboot.fragment");
     let mut lines = std::fs::read_to_string(&fragment).unwrap();
