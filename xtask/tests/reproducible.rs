@@ -359,12 +359,7 @@ fn xtask_diff(a: &Path, b: &Path) -> (bool, String) {
         .arg(b)
         .output()
         .expect("xtask runs");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
+    (out.status.success(), common::output_text(&out))
 }
 
 #[test]

@@ -76,12 +76,7 @@ fn verify(path: &Path) -> (bool, String) {
         .arg(path)
         .output()
         .expect("xtask runs");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
+    (out.status.success(), common::output_text(&out))
 }
 
 fn assert_fails_naming(path: &Path, expected: &str) {
