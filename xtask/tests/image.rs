@@ -342,7 +342,30 @@ fn without_network_the_berth_image_fails_fast_and_leaves_no_finished_image() {
 
 #[test]
 fn without_network_or_a_buildroot_tree_it_fails_fast_naming_the_upstream() {
-    let test = "without_network_or_a_buildroot_tree_it_fails_fast_naming_the_upstream";
+    offline_fetch_fails_fast(
+        "without_network_or_a_buildroot_tree_it_fails_fast_naming_the_upstream",
+        |_| {},
+        "there is no Buildroot 2026.02.3 in the cache",
+    );
+}
+
+#[test]
+fn a_partial_cache_clone_is_fetched_again_not_used() {
+    offline_fetch_fails_fast(
+        "a_partial_cache_clone_is_fetched_again_not_used",
+        |cache| {
+            // What an interrupted fetch leaves: a tree that looks right, no completion marker.
+            let tree = cache.join("berth/buildroot-2026.02.3");
+            std::fs::create_dir_all(&tree).unwrap();
+            std::fs::write(tree.join("Makefile"), "export BR2_VERSION := 2026.02.3\n").unwrap();
+        },
+        "is incomplete (an interrupted fetch?)",
+    );
+}
+
+/// With the cache as `prepare` leaves it and no network, `image` tries to fetch Buildroot, fails
+/// fast saying why (`reason`) and naming the upstream, and leaves no tree and no finished image.
+fn offline_fetch_fails_fast(test: &str, prepare: impl Fn(&Path), reason: &str) {
     if !common::have_tool(test, "git", "git") {
         return;
     }
@@ -353,6 +376,7 @@ fn without_network_or_a_buildroot_tree_it_fails_fast_naming_the_upstream() {
         dir.path().join("cache"),
     );
     fake_repo(&repo);
+    prepare(&cache);
     let mut cmd = image(&repo, &["--output", output.to_str().unwrap()]);
     cmd.env("XDG_CACHE_HOME", &cache)
         .arg("--ssh-authorized-keys")
@@ -384,6 +408,7 @@ fn without_network_or_a_buildroot_tree_it_fails_fast_naming_the_upstream() {
         "{err}"
     );
     assert!(err.contains("--buildroot DIR"), "{err}");
+    assert!(err.contains(reason), "{err}");
     assert!(
         !cache.join("berth/buildroot-2026.02.3").exists(),
         "no partial tree is left to be mistaken for a cache"

@@ -1,0 +1,136 @@
+//! Which Buildroot tree the xtask accepts: only 2026.02.3, and for a git checkout only the pinned
+//! commit; a cache clone that is partial or mismatched is never used.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+const PINNED: &str = "679b9ead7620bbf193620d1ebf56f53c1764d37a";
+
+fn makefile(version: &str) -> String {
+    format!("# stand-in\nexport BR2_VERSION := {version}\nall:\n")
+}
+
+/// `cargo xtask check`, which resolves the tree without fetching, with the given cache home.
+fn check(buildroot: Option<&Path>, cache: &Path) -> Output {
+    let mut cmd = common::xtask();
+    cmd.env_remove("BERTH_BUILDROOT")
+        .env_remove("BERTH_LINUX_SRC")
+        .env_remove("BERTH_UBOOT_SRC")
+        .env("XDG_CACHE_HOME", cache)
+        .arg("check");
+    if let Some(tree) = buildroot {
+        cmd.arg("--buildroot").arg(tree);
+    }
+    cmd.output().unwrap()
+}
+
+fn git(dir: &Path, args: &[&str]) {
+    common::run_ok(
+        Command::new("git")
+            .args([
+                "-c",
+                "user.name=Berth Test",
+                "-c",
+                "user.email=test@berth.invalid",
+            ])
+            .args(args)
+            .current_dir(dir),
+    );
+}
+
+#[test]
+fn a_folder_that_is_not_buildroot_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = check(Some(dir.path()), &dir.path().join("cache"));
+    assert!(!out.status.success());
+    let err = common::stderr_text(&out);
+    assert!(err.contains("has no readable Makefile"), "{err}");
+}
+
+#[test]
+fn another_buildroot_release_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let tree = dir.path().join("buildroot");
+    common::write_file(&tree.join("Makefile"), makefile("2025.02.9"), 0o644);
+    let out = check(Some(&tree), &dir.path().join("cache"));
+    assert!(!out.status.success());
+    let err = common::stderr_text(&out);
+    assert!(
+        err.contains("is Buildroot 2025.02.9, but Berth is pinned to 2026.02.3"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_checkout_at_another_commit_is_refused() {
+    let test = "a_checkout_at_another_commit_is_refused";
+    if !common::have_tool(test, "git", "git") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let tree = dir.path().join("buildroot");
+    common::write_file(&tree.join("Makefile"), makefile("2026.02.3"), 0o644);
+    git(&tree, &["init", "-q"]);
+    git(&tree, &["add", "-A"]);
+    git(&tree, &["commit", "-q", "-m", "not the pinned commit"]);
+    let out = check(Some(&tree), &dir.path().join("cache"));
+    assert!(!out.status.success());
+    let err = common::stderr_text(&out);
+    assert!(
+        err.contains(&format!("not {PINNED} (tag 2026.02.3)")),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_partial_cache_clone_is_not_used() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let tree = cache.join("berth/buildroot-2026.02.3");
+    // What an interrupted fetch leaves: a tree that looks right but has no completion marker.
+    common::write_file(&tree.join("Makefile"), makefile("2026.02.3"), 0o644);
+    let out = check(None, &cache);
+    assert!(!out.status.success());
+    let err = common::stderr_text(&out);
+    assert!(
+        err.contains("is incomplete (an interrupted fetch?)"),
+        "{err}"
+    );
+    assert!(err.contains("run `cargo xtask image` to fetch it"), "{err}");
+
+    // A marker naming another commit is no better.
+    common::write_file(
+        &cache.join("berth/buildroot-2026.02.3.complete"),
+        "0000000000000000000000000000000000000000\n",
+        0o644,
+    );
+    let err = common::stderr_text(&check(None, &cache));
+    assert!(err.contains("is incomplete"), "{err}");
+}
+
+#[test]
+fn a_cache_clone_at_another_commit_is_not_used() {
+    let test = "a_cache_clone_at_another_commit_is_not_used";
+    if !common::have_tool(test, "git", "git") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let tree = cache.join("berth/buildroot-2026.02.3");
+    common::write_file(&tree.join("Makefile"), makefile("2026.02.3"), 0o644);
+    git(&tree, &["init", "-q"]);
+    git(&tree, &["add", "-A"]);
+    git(&tree, &["commit", "-q", "-m", "moved tag"]);
+    common::write_file(
+        &cache.join("berth/buildroot-2026.02.3.complete"),
+        format!("{PINNED}\n"),
+        0o644,
+    );
+    let out = check(None, &cache);
+    assert!(!out.status.success());
+    let err = common::stderr_text(&out);
+    assert!(err.contains("the cached Buildroot is not usable"), "{err}");
+    assert!(err.contains(&format!("not {PINNED}")), "{err}");
+}
