@@ -1,15 +1,19 @@
 //! The build manifest written next to the image (`manifest.toml`): what determined the output
-//! (Buildroot version and commit, this repo's commit and dirty flag, defconfig digest, packages
-//! with versions and licenses, SOURCE_DATE_EPOCH, toolchain) and the digest of every artifact.
+//! (Buildroot version and commit, this repo's commit and dirty flag, defconfig digest, a digest of
+//! each repository folder the build reads (fragments, board files, packages, patches), host tool
+//! versions, packages with versions and licenses, SOURCE_DATE_EPOCH, toolchain) and the digest of
+//! every artifact.
 //!
 //! Building it is pure (inputs → [`Manifest`] → TOML) so it is tested without a build; `cargo xtask
 //! verify` reads it back with [`Manifest::load`].
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
+use crate::diff::Entry;
 use crate::kconfig::{Resolved, Value};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -19,6 +23,12 @@ pub struct Manifest {
     pub buildroot: BuildrootInfo,
     pub defconfig: DefconfigInfo,
     pub toolchain: ToolchainInfo,
+    /// Digest of each repository folder the build reads ([`INPUT_FOLDERS`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub inputs: BTreeMap<String, String>,
+    /// First line of `--version` of the host tools whose work reaches the image.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub host: BTreeMap<String, String>,
     #[serde(rename = "package", default, skip_serializing_if = "Vec::is_empty")]
     pub packages: Vec<Package>,
     #[serde(rename = "artifact", default, skip_serializing_if = "Vec::is_empty")]
@@ -99,6 +109,39 @@ pub struct Artifact {
     pub name: String,
     pub size: u64,
     pub sha256: String,
+}
+
+/// The repository folders a build reads besides the defconfig: kernel and U-Boot fragments and
+/// hardening rules (configs), genimage layout, scripts and overlay (board), packages
+/// (br2-external) and patches.
+pub const INPUT_FOLDERS: &[&str] = &["board", "br2-external", "configs", "patches"];
+
+/// One digest for a folder's files: their paths, contents and symlink targets (not owners or
+/// modes, which differ between checkouts of the same commit).
+pub fn folder_digest(entries: &BTreeMap<String, Entry>) -> String {
+    let listing: String = entries
+        .iter()
+        .map(|(path, entry)| match entry {
+            Entry::Dir { .. } => format!("dir {path}\n"),
+            Entry::File { sha256, .. } => format!("file {sha256} {path}\n"),
+            Entry::Symlink { target } => format!("link {target} {path}\n"),
+            Entry::Other { kind } => format!("other {kind} {path}\n"),
+        })
+        .collect();
+    crate::util::sha256_hex(listing.as_bytes())
+}
+
+/// [`folder_digest`] of every [`INPUT_FOLDERS`] entry present in `repo`.
+pub fn input_digests(repo: &Path) -> Result<BTreeMap<String, String>> {
+    INPUT_FOLDERS
+        .iter()
+        .map(|folder| repo.join(folder))
+        .filter(|dir| dir.is_dir())
+        .map(|dir| {
+            let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+            Ok((name, folder_digest(&crate::diff::snapshot(&dir, false)?)))
+        })
+        .collect()
 }
 
 /// Toolchain-wide hardening symbols worth recording, in display order.
@@ -295,6 +338,8 @@ mod tests {
                 sha256: "b".repeat(64),
             },
             toolchain: toolchain_info(&config(), &show_info()).unwrap(),
+            inputs: BTreeMap::from([("configs".into(), "c".repeat(64))]),
+            host: BTreeMap::from([("make".into(), "GNU Make 4.3".into())]),
             packages: packages_from_show_info(&show_info()).unwrap(),
             artifacts: vec![Artifact {
                 name: "sdcard.img".into(),
@@ -487,5 +532,25 @@ mod tests {
                 "1".repeat(64)
             )
         );
+    }
+
+    #[test]
+    fn folder_digest_follows_names_and_contents_not_modes() {
+        let file = |sha: &str, mode| Entry::File {
+            size: 1,
+            sha256: sha.into(),
+            mode,
+            owner: (0, 0),
+        };
+        let tree = |entries: Vec<(&str, Entry)>| -> BTreeMap<String, Entry> {
+            entries
+                .into_iter()
+                .map(|(p, e)| (p.to_string(), e))
+                .collect()
+        };
+        let base = folder_digest(&tree(vec![("/a", file("11", 0o644))]));
+        assert_eq!(base, folder_digest(&tree(vec![("/a", file("11", 0o664))])));
+        assert_ne!(base, folder_digest(&tree(vec![("/a", file("12", 0o644))])));
+        assert_ne!(base, folder_digest(&tree(vec![("/b", file("11", 0o644))])));
     }
 }

@@ -600,6 +600,17 @@ fn a_stand_in_build_ends_in_verified_artifacts() {
         );
     }
     assert_eq!(manifest["buildroot"]["version"].as_str(), Some("2026.02.3"));
+    // Every repository folder the build reads is recorded by digest, with the host tools.
+    for folder in ["board", "br2-external", "configs"] {
+        let digest = manifest["inputs"][folder].as_str().unwrap_or_default();
+        assert_eq!(digest.len(), 64, "inputs.{folder} in {manifest:?}");
+    }
+    assert!(
+        manifest["host"]["make"]
+            .as_str()
+            .is_some_and(|v| v.contains("Make")),
+        "{manifest:?}"
+    );
     let toolchain = &manifest["toolchain"];
     assert_eq!(
         toolchain["package"].as_str(),

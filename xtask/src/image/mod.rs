@@ -10,7 +10,7 @@ mod prereqs;
 mod progress;
 mod ssh_keys;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -152,6 +152,8 @@ pub fn run(args: ImageArgs) -> Result<()> {
             sha256: util::sha256_file(&defconfig)?,
         },
         toolchain: manifest::toolchain_info(&read_config(&output)?, &info)?,
+        inputs: manifest::input_digests(&repo)?,
+        host: host_tool_versions(&sh),
         packages: manifest::packages_from_show_info(&info)?,
         artifacts: Vec::new(),
     };
@@ -391,6 +393,23 @@ fn is_installed(info: &serde_json::Value, output: &Path, package: &str) -> bool 
         .and_then(|e| e.get("stamp_dir"))
         .and_then(|d| d.as_str())
         .is_some_and(|dir| output.join(dir).join(".stamp_installed").exists())
+}
+
+/// Host tools whose work reaches the image: the compiler and make that build Buildroot's host
+/// tools (mkfs, genimage, ...), tar and git that make the source archives. A missing one is left
+/// out (the prerequisite check has already named what the build needs).
+fn host_tool_versions(sh: &Shell) -> BTreeMap<String, String> {
+    ["gcc", "make", "tar", "git"]
+        .into_iter()
+        .filter_map(|tool| {
+            let out = cmd!(sh, "{tool} --version")
+                .quiet()
+                .ignore_stderr()
+                .read()
+                .ok()?;
+            Some((tool.to_string(), out.lines().next()?.trim().to_string()))
+        })
+        .collect()
 }
 
 fn read_config(output: &Path) -> Result<Resolved> {
@@ -661,6 +680,8 @@ mod tests {
                 sha256: "1".repeat(64),
             },
             toolchain: Default::default(),
+            inputs: Default::default(),
+            host: Default::default(),
             packages: Vec::new(),
             artifacts: Vec::new(),
         };
