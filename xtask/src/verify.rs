@@ -11,12 +11,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use anyhow::{bail, ensure, Context, Result};
 use clap::Args;
 use serde::Deserialize;
 
+use crate::manifest::Artifact;
 use crate::util;
 
 #[derive(Args)]
@@ -122,18 +122,11 @@ fn check_artifact_name(name: &str) -> Result<()> {
 #[derive(Debug, Deserialize)]
 struct ManifestView {
     #[serde(rename = "artifact", default)]
-    artifacts: Vec<ManifestArtifact>,
-}
-
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
-pub struct ManifestArtifact {
-    pub name: String,
-    pub size: u64,
-    pub sha256: String,
+    artifacts: Vec<Artifact>,
 }
 
 /// The `[[artifact]]` tables of a manifest.
-pub fn parse_manifest_artifacts(text: &str) -> Result<Vec<ManifestArtifact>> {
+pub fn parse_manifest_artifacts(text: &str) -> Result<Vec<Artifact>> {
     let view: ManifestView =
         toml::from_str(text).context("manifest.toml is not a valid Berth manifest")?;
     ensure!(
@@ -160,7 +153,7 @@ pub fn parse_manifest_artifacts(text: &str) -> Result<Vec<ManifestArtifact>> {
 
 /// Every manifest artifact must be in SHA256SUMS with the same digest; the first that is not
 /// is named.
-pub fn cross_check(sums: &[SumEntry], manifest: &[ManifestArtifact]) -> Result<()> {
+pub fn cross_check(sums: &[SumEntry], manifest: &[Artifact]) -> Result<()> {
     for artifact in manifest {
         match sums.iter().find(|s| s.name == artifact.name) {
             None => bail!(
@@ -357,24 +350,22 @@ fn unlisted_files(dir: &Path, sums: &[SumEntry]) -> Result<Vec<String>> {
 }
 
 /// Decompress `xz` into `dest`, leaving runs of zero blocks as holes so a mostly empty image
-/// costs little disk. Streams through `xz -dc` (xshell cannot stream a multi-GiB stdout).
+/// costs little disk. Decoded like `cargo xtask flash` decodes, with liblzma.
 fn decompress_sparse(xz: &Path, dest: &Path) -> Result<()> {
     const BLOCK: usize = 64 * 1024;
-    let mut child = Command::new("xz")
-        .arg("-dc")
-        .arg(xz)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("could not run xz to decompress the release (apt-get install xz-utils)")?;
+    let file =
+        File::open(xz).with_context(|| format!("could not open the release {}", xz.display()))?;
+    let mut stream = liblzma::read::XzDecoder::new_multi_decoder(std::io::BufReader::new(file));
     let mut out = File::create(dest)
         .with_context(|| format!("could not create the scratch file {}", dest.display()))?;
-    let mut stdout = child.stdout.take().expect("stdout is piped");
     let mut buf = vec![0u8; BLOCK];
     let mut total: u64 = 0;
     loop {
-        let n = read_full(&mut stdout, &mut buf).with_context(|| {
-            format!("could not read the decompressed stream of {}", xz.display())
+        let n = read_full(&mut stream, &mut buf).with_context(|| {
+            format!(
+                "{} is not a valid .xz file (truncated or corrupt)",
+                xz.display()
+            )
         })?;
         if n == 0 {
             break;
@@ -390,14 +381,6 @@ fn decompress_sparse(xz: &Path, dest: &Path) -> Result<()> {
     }
     out.set_len(total)
         .context("could not size the scratch file")?;
-    let output = child.wait_with_output().context("xz did not finish")?;
-    if !output.status.success() {
-        bail!(
-            "{} is not a valid .xz file: {}",
-            xz.display(),
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
-    }
     Ok(())
 }
 
@@ -471,7 +454,7 @@ mod tests {
         let arts = parse_manifest_artifacts(&text).unwrap();
         assert_eq!(
             arts,
-            vec![ManifestArtifact {
+            vec![Artifact {
                 name: "sdcard.img".into(),
                 size: 1024,
                 sha256: A.into()
@@ -491,20 +474,20 @@ mod tests {
             sha256: A.into(),
             name: "sdcard.img".into(),
         }];
-        let same = vec![ManifestArtifact {
+        let same = vec![Artifact {
             name: "sdcard.img".into(),
             size: 1,
             sha256: A.into(),
         }];
         cross_check(&sums, &same).unwrap();
-        let other = vec![ManifestArtifact {
+        let other = vec![Artifact {
             name: "sdcard.img".into(),
             size: 1,
             sha256: "0".repeat(64),
         }];
         let err = format!("{:#}", cross_check(&sums, &other).unwrap_err());
         assert!(err.starts_with("sdcard.img:"), "{err}");
-        let absent = vec![ManifestArtifact {
+        let absent = vec![Artifact {
             name: "emmc-boot0.img".into(),
             size: 1,
             sha256: A.into(),

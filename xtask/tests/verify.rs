@@ -264,8 +264,7 @@ fn a_downloaded_xz_release_is_checked_decompressed() {
     assert_fails_naming(&d.join("sdcard.img.xz"), "sdcard.img.xz");
 }
 
-/// Needs the block-map checker (`bmap::check_image_against_bmap`, helper H5's work): before
-/// that lands, the good case fails with "not implemented yet".
+/// Each block map beside an image is checked against it (`bmap::check_image_against_bmap`).
 #[test]
 fn block_maps_are_checked_against_their_images() {
     let test = "block_maps_are_checked_against_their_images";

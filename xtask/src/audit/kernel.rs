@@ -77,7 +77,6 @@ pub fn audit_buildroot_output(output: &Path) -> Result<Report> {
 }
 
 /// `<output>/build/linux-<version>/.config`; exactly one must exist.
-#[allow(dead_code)] // see audit_buildroot_output
 fn buildroot_kernel_config(output: &Path) -> Result<PathBuf> {
     let build = output.join("build");
     let entries = std::fs::read_dir(&build).with_context(|| {
