@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
+use xshell::{cmd, Shell};
 
 use crate::report::{Finding, Report, Severity, Verdict};
 
@@ -63,10 +64,11 @@ impl Ext4Image {
     }
 
     fn debugfs(&self, request: &str) -> Result<Vec<u8>> {
-        let out = std::process::Command::new("debugfs")
-            .arg("-R")
-            .arg(request)
-            .arg(&self.image)
+        let sh = Shell::new().context("could not start a shell for debugfs")?;
+        let image = &self.image;
+        let out = cmd!(sh, "debugfs -R {request} {image}")
+            .quiet()
+            .ignore_status()
             .output()
             .context("could not run debugfs (apt-get install e2fsprogs)")?;
         let stderr = String::from_utf8_lossy(&out.stderr);
