@@ -63,19 +63,9 @@ pub fn check(linux_src: &Path) -> Result<()> {
         "kernel: resolved config kept at {}",
         resolved.config_path.display()
     );
-    // Only what needs attention (failures, warnings, exceptions) and the totals; the passing
-    // rules are listed by `cargo xtask audit kernel <that .config>`.
-    let table = report.render_table();
-    for line in table.lines().filter(|l| !l.starts_with("  pass ")) {
-        println!("{line}");
-    }
-    ensure!(
-        report.passed(),
-        "{}: {} required rule(s) failed",
-        report.title,
-        report.totals().failed_required
-    );
-    Ok(())
+    // The passing rules are listed by `cargo xtask audit kernel <that .config>`.
+    print!("{}", report.render_attention());
+    report.verdict()
 }
 
 /// The fragments merged (a later fragment's setting of a symbol replaces an earlier one's).

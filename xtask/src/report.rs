@@ -100,6 +100,16 @@ impl Report {
 
     /// A table grouped by source, then totals per source and overall.
     pub fn render_table(&self) -> String {
+        self.render(true)
+    }
+
+    /// The same table without the passing rows: only what needs attention (failures, warnings,
+    /// exceptions), then the totals.
+    pub fn render_attention(&self) -> String {
+        self.render(false)
+    }
+
+    fn render(&self, include_passing: bool) -> String {
         let mut out = format!("{}\n", self.title);
         let width = self
             .findings
@@ -109,7 +119,11 @@ impl Report {
             .unwrap_or(0)
             .min(48);
         let mut grouped: BTreeMap<&str, Vec<&Finding>> = BTreeMap::new();
-        for f in &self.findings {
+        for f in self
+            .findings
+            .iter()
+            .filter(|f| include_passing || f.verdict != Verdict::Pass)
+        {
             grouped.entry(f.source.as_str()).or_default().push(f);
         }
         for (source, findings) in &grouped {
@@ -149,11 +163,12 @@ impl Report {
 
     /// Print as a table or JSON; return an error when a required rule failed.
     pub fn emit(&self, json: bool) -> Result<()> {
-        if json {
-            println!("{}", serde_json::to_string_pretty(&self.to_json())?);
-        } else {
-            print!("{}", self.render_table());
-        }
+        print(json, || self.to_json(), || self.render_table())?;
+        self.verdict()
+    }
+
+    /// An error naming how many required rules failed, if any did.
+    pub fn verdict(&self) -> Result<()> {
         anyhow::ensure!(
             self.passed(),
             "{}: {} required rule(s) failed",
@@ -162,6 +177,20 @@ impl Report {
         );
         Ok(())
     }
+}
+
+/// Print an audit as pretty JSON or as its table.
+pub fn print(
+    json: bool,
+    to_json: impl FnOnce() -> serde_json::Value,
+    table: impl FnOnce() -> String,
+) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(&to_json())?);
+    } else {
+        print!("{}", table());
+    }
+    Ok(())
 }
 
 fn totals<'a>(findings: impl Iterator<Item = &'a Finding>) -> Totals {
@@ -241,6 +270,11 @@ mod tests {
             (0, 2, 1, 1)
         );
         assert!(r.render_table().contains("FAIL"));
+        r.push(finding("network", Severity::Required, Verdict::Pass));
+        assert!(r.render_table().contains("[network]"));
+        let attention = r.render_attention();
+        assert!(!attention.contains("[network]") && !attention.contains("  pass "));
+        assert!(attention.contains("FAIL") && attention.contains("exception"));
         assert_eq!(r.to_json()["totals"]["failed_required"], 1);
     }
 }

@@ -9,6 +9,7 @@
 //! mtools 4.0.48). See docs/reproducibility.md for what that difference means.
 
 mod common;
+mod images;
 
 #[allow(dead_code)]
 #[path = "../src/reproducible.rs"]
@@ -163,17 +164,10 @@ fn parse_size(v: &str) -> Option<u64> {
 
 /// Deterministic filler bytes, different per name.
 fn filler(name: &str, len: usize) -> Vec<u8> {
-    let mut state: u32 = name
-        .bytes()
-        .fold(2166136261, |h, b| (h ^ b as u32).wrapping_mul(16777619));
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 17;
-            state ^= state << 5;
-            state as u8
-        })
-        .collect()
+    let seed = name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+    });
+    images::pattern(len, seed)
 }
 
 fn run(cmd: &mut Command, what: &str) {

@@ -284,11 +284,7 @@ impl ImageAudit {
 
     /// Print, then fail naming every CIS item and ELF file with a required failure.
     pub fn emit(&self, json: bool) -> Result<()> {
-        if json {
-            println!("{}", serde_json::to_string_pretty(&self.to_json())?);
-        } else {
-            print!("{}", self.render_table());
-        }
+        report::print(json, || self.to_json(), || self.render_table())?;
         self.verdict()
     }
 

@@ -44,11 +44,7 @@ pub fn run(args: AuditArgs) -> Result<()> {
 /// Full audit of a Buildroot output folder, printed as tables or JSON.
 pub fn audit_output(output: &Path, json: bool) -> Result<()> {
     let audit = OutputAudit::run(output);
-    if json {
-        println!("{}", serde_json::to_string_pretty(&audit.to_json())?);
-    } else {
-        print!("{}", audit.render_table());
-    }
+    crate::report::print(json, || audit.to_json(), || audit.render_table())?;
     audit.verdict()
 }
 
