@@ -1,7 +1,12 @@
 //! Locating, fetching and verifying the pinned Buildroot tree, and running `make` in it.
 //!
-//! A tree is used only when it is Buildroot 2026.02.3 and, for a git checkout, exactly the pinned
-//! commit. The cache clone is written beside its final place and renamed when complete, with a
+//! A tree is used only when it is Buildroot 2026.02.3 and holds exactly the pinned commit's files.
+//! A git checkout proves that with its HEAD and a clean status. A tree without `.git` (a
+//! `git archive` export, as CI unpacks from a tarball) cannot name its commit, and its Makefile's
+//! version cannot either (a branch commit and its last tag carry the same `BR2_VERSION`), so its
+//! files are hashed into a git tree id and compared with the pinned commit's tree
+//! ([`BUILDROOT_TREE`]): the same check whatever archive or compression carried it.
+//! The cache clone is written beside its final place and renamed when complete, with a
 //! marker naming the commit, so an interrupted or mismatched cache is detected and refetched.
 
 use std::path::{Path, PathBuf};
@@ -9,15 +14,15 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
 
-use crate::project::{BUILDROOT_COMMIT, BUILDROOT_GIT_URL, BUILDROOT_VERSION};
+use crate::project::{BUILDROOT_COMMIT, BUILDROOT_GIT_URL, BUILDROOT_TREE, BUILDROOT_VERSION};
 use crate::util;
 
 /// A verified Buildroot tree.
 #[derive(Debug, Clone)]
 pub struct Buildroot {
     pub root: PathBuf,
-    /// The commit when the tree is a git checkout (always the pinned one once verified).
-    pub commit: Option<String>,
+    /// The commit whose files the tree holds (always the pinned one once verified).
+    pub commit: String,
 }
 
 /// Where a tree came from, for messages.
@@ -112,10 +117,20 @@ pub fn verify(sh: &Shell, dir: &Path, origin: Origin) -> Result<Buildroot> {
         );
     }
     if !dir.join(".git").exists() {
-        // A release tarball: the version is all there is to check.
+        let tree = crate::git_tree::id(dir)
+            .with_context(|| format!("could not hash the files of {what} ({})", dir.display()))?;
+        if tree != BUILDROOT_TREE {
+            bail!(
+                "{what} ({}) has no .git and its files are not those of commit {BUILDROOT_COMMIT}: \
+                 their git tree id is {tree}, the commit's is {BUILDROOT_TREE} (a release tarball \
+                 with generated files, or a changed or added file?); use a git checkout of \
+                 {BUILDROOT_VERSION} or `git archive {BUILDROOT_COMMIT}` unpacked as it is",
+                dir.display()
+            );
+        }
         return Ok(Buildroot {
             root: dir.to_path_buf(),
-            commit: None,
+            commit: BUILDROOT_COMMIT.to_string(),
         });
     }
     let head = cmd!(sh, "git -C {dir} rev-parse HEAD")
@@ -147,7 +162,7 @@ pub fn verify(sh: &Shell, dir: &Path, origin: Origin) -> Result<Buildroot> {
     }
     Ok(Buildroot {
         root: dir.to_path_buf(),
-        commit: Some(head),
+        commit: head,
     })
 }
 

@@ -10,6 +10,7 @@ mod buildroot;
 mod check;
 mod diff;
 mod flash;
+mod git_tree;
 mod image;
 mod kconfig;
 mod kernel_check;

@@ -50,9 +50,8 @@ pub struct BerthInfo {
 #[serde(deny_unknown_fields)]
 pub struct BuildrootInfo {
     pub version: String,
-    /// Absent when the tree was a release tarball (verified by version only).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub commit: Option<String>,
+    /// The commit whose files the build used (a checkout's HEAD, or an export's proven tree).
+    pub commit: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -332,7 +331,7 @@ mod tests {
             },
             buildroot: BuildrootInfo {
                 version: "2026.02.3".into(),
-                commit: Some("679b9ead7620bbf193620d1ebf56f53c1764d37a".into()),
+                commit: "679b9ead7620bbf193620d1ebf56f53c1764d37a".into(),
             },
             defconfig: DefconfigInfo {
                 path: "configs/berth_odroid_xu4_defconfig".into(),
@@ -482,22 +481,6 @@ mod tests {
         );
         assert!(!text.contains("\n\n\n"), "by one blank line:\n{text}");
         assert_eq!(Manifest::parse(&text, "m").unwrap(), m);
-    }
-
-    #[test]
-    fn tarball_buildroot_has_no_commit_line() {
-        let mut m = manifest();
-        m.buildroot.commit = None;
-        let text = m.to_toml().unwrap();
-        let section = text
-            .split("[buildroot]")
-            .nth(1)
-            .unwrap()
-            .split("\n[")
-            .next()
-            .unwrap();
-        assert!(!section.contains("commit"), "{section}");
-        assert_eq!(Manifest::parse(&text, "m").unwrap().buildroot.commit, None);
     }
 
     #[test]

@@ -1,9 +1,12 @@
 //! What Berth pins and which boards it builds for: the single source of these facts.
 
-/// Buildroot LTS release Berth is built and validated with.
+/// Buildroot release Berth is built and validated with (a 3-month stable release, not an LTS).
 pub const BUILDROOT_VERSION: &str = "2026.02.3";
 /// The commit that tag must resolve to; anything else is refused.
 pub const BUILDROOT_COMMIT: &str = "679b9ead7620bbf193620d1ebf56f53c1764d37a";
+/// The git tree id of that commit (`git rev-parse <commit>^{tree}`): a tree without `.git`, such
+/// as a `git archive` export of the commit, is accepted only when its files hash to this.
+pub const BUILDROOT_TREE: &str = "7687f049dcbb99ea686fa921153e9e33ff06a623";
 /// Upstream Buildroot git repository.
 pub const BUILDROOT_GIT_URL: &str = "https://gitlab.com/buildroot.org/buildroot.git";
 /// Kernel release (6.12 LTS) whose hash ships in that Buildroot.

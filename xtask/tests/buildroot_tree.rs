@@ -64,6 +64,28 @@ fn another_buildroot_release_is_refused() {
 }
 
 #[test]
+fn an_export_without_git_is_refused_unless_its_files_are_the_pinned_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let tree = dir.path().join("buildroot");
+    // The right version string, but not the pinned commit's files (a branch commit or a release
+    // tarball would look the same to a version check).
+    common::write_file(&tree.join("Makefile"), makefile("2026.02.3"), 0o644);
+    let out = check(Some(&tree), &dir.path().join("cache"));
+    assert!(!out.status.success());
+    let err = common::stderr_text(&out);
+    assert!(
+        err.contains(&format!(
+            "has no .git and its files are not those of commit {PINNED}"
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains("the commit's is 7687f049dcbb99ea686fa921153e9e33ff06a623"),
+        "{err}"
+    );
+}
+
+#[test]
 fn a_checkout_at_another_commit_is_refused() {
     let test = "a_checkout_at_another_commit_is_refused";
     if !common::have_tool(test, "git", "git") {

@@ -673,7 +673,7 @@ mod tests {
             },
             buildroot: BuildrootInfo {
                 version: BUILDROOT_VERSION.into(),
-                commit: None,
+                commit: crate::project::BUILDROOT_COMMIT.into(),
             },
             defconfig: DefconfigInfo {
                 path: "configs/x".into(),
