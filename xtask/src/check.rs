@@ -23,6 +23,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use xshell::{cmd, Shell};
 
 use crate::buildroot::{self, Buildroot};
+use crate::image::prereqs;
 use crate::kconfig::{self, Resolved};
 use crate::project::{LINUX_VERSION, UBOOT_VERSION};
 use crate::util;
@@ -83,10 +84,36 @@ impl Problems {
     }
 }
 
+/// The Python modules `utils/check-package` imports, with their Debian packages.
+const CHECK_PACKAGE_MODULES: &[(&str, &str)] =
+    &[("magic", "python3-magic"), ("flake8", "python3-flake8")];
+
+/// What check runs besides Buildroot, found before any stage so a missing piece is named with
+/// the one `apt-get install` line that brings it: the Python for check-package, and shellcheck.
+fn prerequisites(sh: &Shell) -> Result<String> {
+    let mut missing = Vec::new();
+    let python = prereqs::python_with(sh, CHECK_PACKAGE_MODULES).unwrap_or_else(|problems| {
+        missing.extend(problems);
+        String::new()
+    });
+    let path = std::env::var("PATH").unwrap_or_default();
+    if prereqs::find_in_path("shellcheck", &path).is_none() {
+        missing.push(prereqs::Problem::Missing {
+            tool: "shellcheck".into(),
+            package: "shellcheck".into(),
+        });
+    }
+    match prereqs::report(&missing, "`cargo xtask check` runs") {
+        Some(text) => bail!(text),
+        None => Ok(python),
+    }
+}
+
 pub fn run(args: CheckArgs) -> Result<()> {
     let repo = util::repo_root();
     let sh = Shell::new().context("could not start a shell")?;
     sh.change_dir(&repo);
+    let python = prerequisites(&sh)?;
     let mut problems = Problems::default();
 
     match buildroot::resolve(args.buildroot.as_deref(), false) {
@@ -102,7 +129,7 @@ pub fn run(args: CheckArgs) -> Result<()> {
             for defconfig in &defconfigs {
                 check_defconfig(&sh, &tree, &repo, defconfig, &mut problems);
             }
-            check_package(&sh, &tree, &repo, &mut problems);
+            check_package(&sh, &python, &tree, &repo, &mut problems);
         }
         Err(err) => {
             let why = format!("{err:#}");
@@ -393,7 +420,7 @@ fn package_problems(packages: &BTreeMap<String, String>) -> Vec<String> {
 }
 
 /// Stage (b): Buildroot's own style checker over our BR2_EXTERNAL tree and board scripts.
-fn check_package(sh: &Shell, tree: &Buildroot, repo: &Path, problems: &mut Problems) {
+fn check_package(sh: &Shell, python: &str, tree: &Buildroot, repo: &Path, problems: &mut Problems) {
     let mut files = match files_under(&repo.join("br2-external")) {
         Ok(f) => f,
         Err(err) => return problems.add_error(Stage::CheckPackage, err),
@@ -406,13 +433,6 @@ fn check_package(sh: &Shell, tree: &Buildroot, repo: &Path, problems: &mut Probl
         .iter()
         .map(|f| relative(repo, f).to_path_buf())
         .collect();
-    let Some(python) = python_with_magic(sh) else {
-        return problems.add(
-            Stage::CheckPackage,
-            "utils/check-package needs Python's libmagic binding: apt-get install python3-magic \
-             (or pip install python-magic)",
-        );
-    };
     let script = tree.root.join("utils/check-package");
     let file_args = &files;
     let output = cmd!(sh, "{python} {script} -b {file_args...}")
@@ -464,22 +484,6 @@ fn check_package_findings(output: &str) -> Vec<String> {
         .collect()
 }
 
-/// The first Python that can import `magic` (check-package needs it); pyenv and the like may
-/// shadow the system interpreter that has the Debian package.
-fn python_with_magic(sh: &Shell) -> Option<String> {
-    ["python3", "/usr/bin/python3"]
-        .into_iter()
-        .find(|py| {
-            cmd!(sh, "{py} -c 'import magic'")
-                .quiet()
-                .ignore_stdout()
-                .ignore_stderr()
-                .run()
-                .is_ok()
-        })
-        .map(String::from)
-}
-
 /// Stage (c): shellcheck over every shell script in the repository.
 fn shellcheck(sh: &Shell, repo: &Path, problems: &mut Problems) {
     let scripts = match shell_scripts(repo) {
@@ -488,12 +492,6 @@ fn shellcheck(sh: &Shell, repo: &Path, problems: &mut Problems) {
     };
     if scripts.is_empty() {
         return println!("[shellcheck] no shell scripts found");
-    }
-    if find_on_path("shellcheck").is_none() {
-        return problems.add(
-            Stage::Shellcheck,
-            format!("shellcheck is not installed, so {} shell scripts went unchecked: apt-get install shellcheck", scripts.len()),
-        );
     }
     let files: Vec<PathBuf> = scripts
         .iter()
@@ -573,13 +571,6 @@ fn uboot_stage(explicit: Option<PathBuf>, problems: &mut Problems) {
         ),
         Err(err) => problems.add(Stage::Uboot, format!("{}: {err:#}", dir.display())),
     }
-}
-
-fn find_on_path(tool: &str) -> Option<PathBuf> {
-    let paths = std::env::var_os("PATH")?;
-    std::env::split_paths(&paths)
-        .map(|d| d.join(tool))
-        .find(|p| p.is_file())
 }
 
 /// Folders that hold build products or other trees, never our scripts.

@@ -6,7 +6,7 @@
 
 mod config;
 mod network;
-mod prereqs;
+pub mod prereqs;
 mod progress;
 mod ssh_keys;
 
@@ -84,7 +84,10 @@ pub fn run(args: ImageArgs) -> Result<()> {
         );
     }
     let (commit, dirty) = repository_state(&sh, &repo)?;
-    if let Some(problems) = prereqs::report(&prereqs::check_host(&sh)) {
+    if let Some(problems) = prereqs::report(
+        &prereqs::check_host(&sh),
+        "Buildroot needs to build the image",
+    ) {
         bail!(problems);
     }
 

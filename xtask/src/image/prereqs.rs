@@ -74,6 +74,11 @@ pub enum Problem {
     PerlModule {
         module: String,
     },
+    /// A Python module no candidate interpreter can import.
+    PythonModule {
+        module: String,
+        package: String,
+    },
     /// Buildroot refuses a PATH with `.`, an empty entry, or whitespace.
     Path(String),
 }
@@ -83,7 +88,8 @@ impl Problem {
         match self {
             Problem::Missing { package, .. }
             | Problem::TooOld { package, .. }
-            | Problem::Unrecognised { package, .. } => Some(package),
+            | Problem::Unrecognised { package, .. }
+            | Problem::PythonModule { package, .. } => Some(package),
             Problem::PerlModule { .. } => Some("perl"),
             Problem::Path(_) => None,
         }
@@ -110,6 +116,9 @@ impl std::fmt::Display for Problem {
                 )
             }
             Problem::PerlModule { module } => write!(f, "the Perl module {module} is missing"),
+            Problem::PythonModule { module, .. } => {
+                write!(f, "the Python module {module} is missing")
+            }
             Problem::Path(why) => write!(f, "PATH {why}"),
         }
     }
@@ -177,12 +186,13 @@ pub fn path_problems(path: &str) -> Vec<Problem> {
     problems
 }
 
-/// The message for a list of problems, ending with the one `apt-get install` that fixes them.
-pub fn report(problems: &[Problem]) -> Option<String> {
+/// The message for a list of problems, ending with the one `apt-get install` that fixes them;
+/// `needed_for` completes "this machine lacks what …".
+pub fn report(problems: &[Problem], needed_for: &str) -> Option<String> {
     if problems.is_empty() {
         return None;
     }
-    let mut text = String::from("this machine lacks what Buildroot needs to build the image:\n");
+    let mut text = format!("this machine lacks what {needed_for}:\n");
     for problem in problems {
         text.push_str(&format!("  - {problem}\n"));
     }
@@ -207,6 +217,72 @@ pub fn find_in_path(tool: &str, path: &str) -> Option<PathBuf> {
     std::env::split_paths(path)
         .map(|dir| dir.join(tool))
         .find(|candidate| candidate.is_file())
+}
+
+/// Interpreters tried in turn: pyenv and the like may shadow the system one that has Debian's
+/// python3-* packages.
+const PYTHONS: &[&str] = &["python3", "/usr/bin/python3"];
+
+/// The first interpreter that can import every module, given what each candidate lacks (`None`:
+/// it does not run). Otherwise the problems of the system interpreter, which apt installs into.
+pub fn pick_python<'a>(
+    candidates: &[(&'a str, Option<Vec<(&str, &str)>>)],
+) -> Result<&'a str, Vec<Problem>> {
+    if let Some((python, _)) = candidates
+        .iter()
+        .find(|(_, lacks)| lacks.as_ref().is_some_and(Vec::is_empty))
+    {
+        return Ok(python);
+    }
+    match candidates
+        .iter()
+        .rev()
+        .find_map(|(_, lacks)| lacks.as_ref())
+    {
+        Some(lacks) => Err(lacks
+            .iter()
+            .map(|(module, package)| Problem::PythonModule {
+                module: module.to_string(),
+                package: package.to_string(),
+            })
+            .collect()),
+        None => Err(vec![Problem::Missing {
+            tool: "python3".into(),
+            package: "python3".into(),
+        }]),
+    }
+}
+
+/// A Python on this machine that can import every `(module, Debian package)`, or what is missing.
+pub fn python_with(sh: &Shell, modules: &[(&str, &str)]) -> Result<String, Vec<Problem>> {
+    let candidates: Vec<_> = PYTHONS
+        .iter()
+        .map(|&python| {
+            let runs = cmd!(sh, "{python} -c ''")
+                .quiet()
+                .ignore_stdout()
+                .ignore_stderr()
+                .run()
+                .is_ok();
+            let lacks = runs.then(|| {
+                modules
+                    .iter()
+                    .copied()
+                    .filter(|(module, _)| {
+                        let import = format!("import {module}");
+                        cmd!(sh, "{python} -c {import}")
+                            .quiet()
+                            .ignore_stdout()
+                            .ignore_stderr()
+                            .run()
+                            .is_err()
+                    })
+                    .collect()
+            });
+            (python, lacks)
+        })
+        .collect();
+    pick_python(&candidates).map(String::from)
 }
 
 /// Look at this machine: every tool, the versions that matter, Perl modules and PATH.
@@ -342,7 +418,7 @@ mod tests {
             },
             Problem::Path("contains the current directory".into()),
         ];
-        let text = report(&problems).unwrap();
+        let text = report(&problems, "Buildroot needs to build the image").unwrap();
         assert!(text.contains("  - `rsync` is not installed\n"), "{text}");
         assert!(
             text.contains("  - the Perl module IPC::Cmd is missing\n"),
@@ -356,12 +432,53 @@ mod tests {
             text.contains("Install them with: sudo apt-get install cpio diffutils perl rsync\n"),
             "{text}"
         );
-        assert_eq!(report(&[]), None);
+        assert_eq!(report(&[], "x"), None);
+    }
+
+    #[test]
+    fn picks_the_first_python_with_every_module() {
+        let magic = ("magic", "python3-magic");
+        let flake8 = ("flake8", "python3-flake8");
+        assert_eq!(
+            pick_python(&[
+                ("python3", Some(vec![magic])),
+                ("/usr/bin/python3", Some(vec![]))
+            ]),
+            Ok("/usr/bin/python3")
+        );
+        assert_eq!(
+            pick_python(&[
+                ("python3", Some(vec![])),
+                ("/usr/bin/python3", Some(vec![]))
+            ]),
+            Ok("python3")
+        );
+        // Neither has both: name what the system interpreter lacks, with its package.
+        let problems = pick_python(&[
+            ("python3", Some(vec![magic, flake8])),
+            ("/usr/bin/python3", Some(vec![flake8])),
+            ("absent", None),
+        ])
+        .unwrap_err();
+        let text = report(&problems, "check runs").unwrap();
+        assert!(
+            text.contains("the Python module flake8 is missing")
+                && text.contains("sudo apt-get install python3-flake8\n"),
+            "{text}"
+        );
+        assert!(!text.contains("magic"), "{text}");
+        assert_eq!(
+            pick_python(&[("python3", None)]).unwrap_err(),
+            vec![Problem::Missing {
+                tool: "python3".into(),
+                package: "python3".into()
+            }]
+        );
     }
 
     #[test]
     fn path_problem_alone_has_no_apt_command() {
-        let text = report(&[Problem::Path("contains spaces".into())]).unwrap();
+        let text = report(&[Problem::Path("contains spaces".into())], "x").unwrap();
         assert!(!text.contains("apt-get"), "{text}");
     }
 
