@@ -106,13 +106,52 @@ fn a_private_key_is_refused_before_anything_is_touched() {
 }
 
 #[test]
-fn without_a_key_it_says_how_to_give_one() {
+fn without_a_key_it_says_how_to_give_or_make_one() {
     let dir = tempfile::tempdir().unwrap();
-    let out = image(dir.path(), &[]).output().unwrap();
+    let home = dir.path().join("home");
+    std::fs::create_dir_all(home.join(".ssh")).unwrap();
+    // A private key alone is not taken for the public one.
+    std::fs::write(home.join(".ssh/id_ed25519"), "private").unwrap();
+    let out = image(dir.path(), &[]).env("HOME", &home).output().unwrap();
     assert!(!out.status.success());
     let err = common::stderr_text(&out);
     assert!(
-        err.contains("--ssh-authorized-keys FILE") && err.contains("berth.toml"),
+        err.contains("--ssh-authorized-keys FILE")
+            && err.contains("berth.toml")
+            && err.contains("ssh-keygen -t ed25519"),
+        "{err}"
+    );
+}
+
+#[test]
+fn without_a_key_setting_it_takes_the_users_own_public_key_and_names_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    common::write_file(&home.join(".ssh/id_ecdsa.pub"), "not a key\n", 0o644);
+    common::write_file(&home.join(".ssh/id_rsa.pub"), PUBLIC_KEY, 0o644);
+    // id_ecdsa.pub comes first in the order: its bad content is reported, naming it.
+    let out = image(dir.path(), &[]).env("HOME", &home).output().unwrap();
+    let err = common::stderr_text(&out);
+    assert!(!out.status.success());
+    assert!(
+        err.contains(&format!(
+            "{}:1 is not an OpenSSH public key line",
+            home.join(".ssh/id_ecdsa.pub").display()
+        )),
+        "{err}"
+    );
+
+    std::fs::remove_file(home.join(".ssh/id_ecdsa.pub")).unwrap();
+    common::write_file(&home.join(".ssh/id_ed25519.pub"), PUBLIC_KEY, 0o644);
+    // dir is no git checkout, so the command stops after the SSH step: far enough here.
+    let out = image(dir.path(), &[]).env("HOME", &home).output().unwrap();
+    let err = common::stderr_text(&out);
+    let key = home.join(".ssh/id_ed25519.pub");
+    assert!(
+        err.contains(&format!(
+            "SSH: 1 public key(s) from {} (your own key",
+            key.display()
+        )),
         "{err}"
     );
 }

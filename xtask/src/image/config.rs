@@ -68,16 +68,54 @@ pub fn pick_path(
     }
 }
 
-/// The authorized_keys path is required: say both ways of giving it.
-pub fn require_ssh_keys(path: Option<PathBuf>) -> Result<PathBuf> {
-    match path {
-        Some(p) => Ok(p),
-        None => bail!(
-            "no SSH public key for the image: SSH login is key-only and there is no password, so give an \
-             authorized_keys file with --ssh-authorized-keys FILE or `ssh_authorized_keys = \"FILE\"` in \
-             {FILE_NAME} at the repository root (see berth.example.toml)"
-        ),
+/// The public keys tried, in this order, when neither the flag nor berth.toml names a file.
+pub const DEFAULT_PUBLIC_KEYS: &[&str] = &["id_ed25519.pub", "id_ecdsa.pub", "id_rsa.pub"];
+
+/// Where the SSH keys come from: the flag or berth.toml, else the user's own public key.
+#[derive(Debug, PartialEq, Eq)]
+pub enum SshKeys {
+    Given(PathBuf),
+    /// The first of [`DEFAULT_PUBLIC_KEYS`] in `~/.ssh`, so the command says which it took.
+    Default(PathBuf),
+}
+
+impl SshKeys {
+    pub fn path(&self) -> &Path {
+        match self {
+            SshKeys::Given(p) | SshKeys::Default(p) => p,
+        }
     }
+}
+
+/// The authorized_keys file: the one given, else the first default key in `home`'s `.ssh`;
+/// without either, say every way of giving one, and how to make one.
+pub fn pick_ssh_keys(given: Option<PathBuf>, home: Option<&Path>) -> Result<SshKeys> {
+    if let Some(path) = given {
+        return Ok(SshKeys::Given(path));
+    }
+    let ssh = home.map(|h| h.join(".ssh"));
+    if let Some(found) = ssh.as_ref().and_then(|dir| {
+        DEFAULT_PUBLIC_KEYS
+            .iter()
+            .map(|name| dir.join(name))
+            .find(|p| p.is_file())
+    }) {
+        return Ok(SshKeys::Default(found));
+    }
+    let looked = match &ssh {
+        Some(dir) => format!(
+            "none of {} exists in {}",
+            DEFAULT_PUBLIC_KEYS.join(", "),
+            dir.display()
+        ),
+        None => "HOME is not set, so ~/.ssh could not be searched".into(),
+    };
+    bail!(
+        "no SSH public key for the image: SSH login is key-only and there is no password, and {looked}. \
+         Make a key with `ssh-keygen -t ed25519`, or give an authorized_keys file with \
+         --ssh-authorized-keys FILE or `ssh_authorized_keys = \"FILE\"` in {FILE_NAME} at the \
+         repository root (see berth.example.toml)"
+    )
 }
 
 #[cfg(test)]
@@ -138,15 +176,43 @@ mod tests {
     }
 
     #[test]
-    fn missing_ssh_keys_says_how_to_give_them() {
-        let err = require_ssh_keys(None).unwrap_err().to_string();
+    fn ssh_keys_default_to_the_users_first_public_key() {
+        let home = tempfile::tempdir().unwrap();
+        let ssh = home.path().join(".ssh");
+        std::fs::create_dir_all(&ssh).unwrap();
+
+        let err = pick_ssh_keys(None, Some(home.path()))
+            .unwrap_err()
+            .to_string();
         assert!(
-            err.contains("--ssh-authorized-keys FILE") && err.contains("berth.toml"),
+            err.contains("none of id_ed25519.pub, id_ecdsa.pub, id_rsa.pub exists")
+                && err.contains("ssh-keygen -t ed25519")
+                && err.contains("--ssh-authorized-keys FILE")
+                && err.contains("berth.toml"),
             "{err}"
         );
+        assert!(pick_ssh_keys(None, None)
+            .unwrap_err()
+            .to_string()
+            .contains("HOME is not set"));
+
+        // The private key alone is not a public key: it is never picked.
+        std::fs::write(ssh.join("id_ed25519"), "private").unwrap();
+        std::fs::write(ssh.join("id_rsa.pub"), "rsa").unwrap();
         assert_eq!(
-            require_ssh_keys(Some("/k".into())).unwrap(),
-            PathBuf::from("/k")
+            pick_ssh_keys(None, Some(home.path())).unwrap(),
+            SshKeys::Default(ssh.join("id_rsa.pub"))
+        );
+        std::fs::write(ssh.join("id_ecdsa.pub"), "ecdsa").unwrap();
+        std::fs::write(ssh.join("id_ed25519.pub"), "ed25519").unwrap();
+        assert_eq!(
+            pick_ssh_keys(None, Some(home.path())).unwrap(),
+            SshKeys::Default(ssh.join("id_ed25519.pub"))
+        );
+        // A file that is given wins over every default.
+        assert_eq!(
+            pick_ssh_keys(Some("/k".into()), Some(home.path())).unwrap(),
+            SshKeys::Given(PathBuf::from("/k"))
         );
     }
 

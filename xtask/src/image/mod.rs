@@ -70,10 +70,16 @@ pub fn run(args: ImageArgs) -> Result<()> {
     let settings = Settings::gather(args, &repo)?;
     let sh = Shell::new().context("could not start a shell")?;
 
-    let keys = ssh_keys::check_file(&settings.ssh_keys)?;
+    let keys = ssh_keys::check_file(settings.ssh_keys.path())?;
+    let how = match &settings.ssh_keys {
+        config::SshKeys::Given(_) => "",
+        config::SshKeys::Default(_) => {
+            " (your own key: no --ssh-authorized-keys or ssh_authorized_keys in berth.toml)"
+        }
+    };
     eprintln!(
-        "SSH: {keys} public key(s) from {}",
-        settings.ssh_keys.display()
+        "SSH: {keys} public key(s) from {}{how}",
+        settings.ssh_keys.path().display()
     );
     let defconfig = repo.join("configs").join(settings.board.defconfig);
     if !defconfig.is_file() {
@@ -119,7 +125,7 @@ pub fn run(args: ImageArgs) -> Result<()> {
     let source_date_epoch = source_date_epoch(&env)?;
     env.push((
         "BERTH_SSH_AUTHORIZED_KEYS".into(),
-        settings.ssh_keys.display().to_string(),
+        settings.ssh_keys.path().display().to_string(),
     ));
     // Buildroot's `>>>` lines are wrapped in `tput smso`; a dumb terminal keeps the log plain.
     env.push(("TERM".into(), "dumb".into()));
@@ -213,7 +219,7 @@ struct Settings {
     buildroot: Option<PathBuf>,
     output: PathBuf,
     jobs: Option<u32>,
-    ssh_keys: PathBuf,
+    ssh_keys: config::SshKeys,
 }
 
 impl Settings {
@@ -243,10 +249,13 @@ impl Settings {
             output: pick(args.output.as_deref(), file.output.as_deref())?
                 .unwrap_or_else(|| repo.join("output").join(board.name)),
             jobs: args.jobs.or(file.jobs),
-            ssh_keys: config::require_ssh_keys(pick(
-                args.ssh_authorized_keys.as_deref(),
-                file.ssh_authorized_keys.as_deref(),
-            )?)?,
+            ssh_keys: config::pick_ssh_keys(
+                pick(
+                    args.ssh_authorized_keys.as_deref(),
+                    file.ssh_authorized_keys.as_deref(),
+                )?,
+                home.as_deref(),
+            )?,
         })
     }
 }
