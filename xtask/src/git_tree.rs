@@ -137,8 +137,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
         if git(root, &["--version"]).is_err() {
-            eprintln!(
-                "SKIPPED agrees_with_git_write_tree: git is not installed (apt-get install git)"
+            crate::util::skip(
+                "agrees_with_git_write_tree",
+                "git is not installed (apt-get install git)",
             );
             return;
         }

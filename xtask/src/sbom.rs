@@ -287,7 +287,10 @@ mod buildroot_tests {
     #[test]
     fn sbom_from_the_berth_defconfig() {
         let Some(tree) = std::env::var_os("BERTH_BUILDROOT") else {
-            eprintln!("SKIPPED sbom_from_the_berth_defconfig: BERTH_BUILDROOT is not set (a Buildroot 2026.02.3 tree needed)");
+            crate::util::skip(
+                "sbom_from_the_berth_defconfig",
+                "BERTH_BUILDROOT is not set (a Buildroot 2026.02.3 tree needed)",
+            );
             return;
         };
         let sh = Shell::new().unwrap();

@@ -56,6 +56,14 @@ pub fn cache_dir() -> Result<PathBuf> {
     Ok(PathBuf::from(home).join(".cache").join("berth"))
 }
 
+/// A unit test's skip: one line on the real stderr (libtest captures `eprintln!`), in the form
+/// `.ci/run` collects, as `tests/common` prints for the integration tests.
+#[cfg(test)]
+pub fn skip(test: &str, why: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {why}");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -587,8 +587,9 @@ mod tests {
         let root = SystemRoot::live();
         let state = SystemState::read(&root).unwrap();
         let Some(disk) = state.root_disks.first() else {
-            eprintln!(
-                "SKIPPED this_machines_root_disk_is_refused: / is not on a block device here"
+            crate::util::skip(
+                "this_machines_root_disk_is_refused",
+                "/ is not on a block device here",
             );
             return;
         };
