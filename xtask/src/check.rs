@@ -118,7 +118,16 @@ pub fn run(args: CheckArgs) -> Result<()> {
 
     match buildroot::resolve(args.buildroot.as_deref(), false) {
         Ok(tree) => {
-            println!("Buildroot: {}", tree.root.display());
+            match &tree.series {
+                Some(series) => println!(
+                    "Buildroot: {} (commit {} + {} patch(es) from patches/buildroot, series sha256 {})",
+                    tree.root.display(),
+                    tree.commit,
+                    series.patches,
+                    series.sha256
+                ),
+                None => println!("Buildroot: {} (commit {})", tree.root.display(), tree.commit),
+            }
             let defconfigs = defconfigs(&repo)?;
             if defconfigs.is_empty() {
                 problems.add(

@@ -52,6 +52,9 @@ pub struct BuildrootInfo {
     pub version: String,
     /// The commit whose files the build used (a checkout's HEAD, or an export's proven tree).
     pub commit: String,
+    /// Digest of Berth's patch series (`patches/buildroot`) applied on top; absent when empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub series_sha256: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -332,6 +335,7 @@ mod tests {
             buildroot: BuildrootInfo {
                 version: "2026.02.3".into(),
                 commit: "679b9ead7620bbf193620d1ebf56f53c1764d37a".into(),
+                series_sha256: None,
             },
             defconfig: DefconfigInfo {
                 path: "configs/berth_odroid_xu4_defconfig".into(),

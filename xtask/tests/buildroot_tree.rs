@@ -1,4 +1,4 @@
-//! Which Buildroot tree the xtask accepts: only 2026.02.3, and for a git checkout only the pinned
+//! Which Buildroot tree the xtask accepts: only the pinned release, and for a git checkout only the pinned
 //! commit; a cache clone that is partial or mismatched is never used.
 
 mod common;
@@ -6,7 +6,13 @@ mod common;
 use std::path::Path;
 use std::process::{Command, Output};
 
-const PINNED: &str = "679b9ead7620bbf193620d1ebf56f53c1764d37a";
+/// The pinned commit and Buildroot version, as project.rs has them.
+fn pinned() -> (String, String) {
+    (
+        common::pin("BUILDROOT_COMMIT"),
+        common::pin("BUILDROOT_VERSION"),
+    )
+}
 
 fn makefile(version: &str) -> String {
     format!("# stand-in\nexport BR2_VERSION := {version}\nall:\n")
@@ -58,7 +64,10 @@ fn another_buildroot_release_is_refused() {
     assert!(!out.status.success());
     let err = common::stderr_text(&out);
     assert!(
-        err.contains("is Buildroot 2025.02.9, but Berth is pinned to 2026.02.3"),
+        err.contains(&format!(
+            "is Buildroot 2025.02.9, but Berth is pinned to {}",
+            pinned().1
+        )),
         "{err}"
     );
 }
@@ -69,18 +78,26 @@ fn an_export_without_git_is_refused_unless_its_files_are_the_pinned_commits() {
     let tree = dir.path().join("buildroot");
     // The right version string, but not the pinned commit's files (a branch commit or a release
     // tarball would look the same to a version check).
-    common::write_file(&tree.join("Makefile"), makefile("2026.02.3"), 0o644);
+    common::write_file(
+        &tree.join("Makefile"),
+        makefile(&common::pin("BUILDROOT_VERSION")),
+        0o644,
+    );
     let out = check(Some(&tree), &dir.path().join("cache"));
     assert!(!out.status.success());
     let err = common::stderr_text(&out);
     assert!(
         err.contains(&format!(
-            "has no .git and its files are not those of commit {PINNED}"
+            "has no .git and its files are not those of commit {}",
+            pinned().0
         )),
         "{err}"
     );
     assert!(
-        err.contains("the commit's is 7687f049dcbb99ea686fa921153e9e33ff06a623"),
+        err.contains(&format!(
+            "the commit's is {}",
+            common::pin("BUILDROOT_TREE")
+        )),
         "{err}"
     );
 }
@@ -93,7 +110,11 @@ fn a_checkout_at_another_commit_is_refused() {
     }
     let dir = tempfile::tempdir().unwrap();
     let tree = dir.path().join("buildroot");
-    common::write_file(&tree.join("Makefile"), makefile("2026.02.3"), 0o644);
+    common::write_file(
+        &tree.join("Makefile"),
+        makefile(&common::pin("BUILDROOT_VERSION")),
+        0o644,
+    );
     git(&tree, &["init", "-q"]);
     git(&tree, &["add", "-A"]);
     git(&tree, &["commit", "-q", "-m", "not the pinned commit"]);
@@ -101,7 +122,7 @@ fn a_checkout_at_another_commit_is_refused() {
     assert!(!out.status.success());
     let err = common::stderr_text(&out);
     assert!(
-        err.contains(&format!("not {PINNED} (tag 2026.02.3)")),
+        err.contains(&format!("not {} (tag {})", pinned().0, pinned().1)),
         "{err}"
     );
 }
@@ -110,9 +131,13 @@ fn a_checkout_at_another_commit_is_refused() {
 fn a_partial_cache_clone_is_not_used() {
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
-    let tree = cache.join("berth/buildroot-2026.02.3");
+    let tree = cache.join(format!("berth/buildroot-{}", pinned().1));
     // What an interrupted fetch leaves: a tree that looks right but has no completion marker.
-    common::write_file(&tree.join("Makefile"), makefile("2026.02.3"), 0o644);
+    common::write_file(
+        &tree.join("Makefile"),
+        makefile(&common::pin("BUILDROOT_VERSION")),
+        0o644,
+    );
     let out = check(None, &cache);
     assert!(!out.status.success());
     let err = common::stderr_text(&out);
@@ -124,7 +149,7 @@ fn a_partial_cache_clone_is_not_used() {
 
     // A marker naming another commit is no better.
     common::write_file(
-        &cache.join("berth/buildroot-2026.02.3.complete"),
+        &cache.join(format!("berth/buildroot-{}.complete", pinned().1)),
         "0000000000000000000000000000000000000000\n",
         0o644,
     );
@@ -140,19 +165,23 @@ fn a_cache_clone_at_another_commit_is_not_used() {
     }
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
-    let tree = cache.join("berth/buildroot-2026.02.3");
-    common::write_file(&tree.join("Makefile"), makefile("2026.02.3"), 0o644);
+    let tree = cache.join(format!("berth/buildroot-{}", pinned().1));
+    common::write_file(
+        &tree.join("Makefile"),
+        makefile(&common::pin("BUILDROOT_VERSION")),
+        0o644,
+    );
     git(&tree, &["init", "-q"]);
     git(&tree, &["add", "-A"]);
     git(&tree, &["commit", "-q", "-m", "moved tag"]);
     common::write_file(
-        &cache.join("berth/buildroot-2026.02.3.complete"),
-        format!("{PINNED}\n"),
+        &cache.join(format!("berth/buildroot-{}.complete", pinned().1)),
+        format!("{}\n", pinned().0),
         0o644,
     );
     let out = check(None, &cache);
     assert!(!out.status.success());
     let err = common::stderr_text(&out);
     assert!(err.contains("the cached Buildroot is not usable"), "{err}");
-    assert!(err.contains(&format!("not {PINNED}")), "{err}");
+    assert!(err.contains(&format!("not {}", pinned().0)), "{err}");
 }

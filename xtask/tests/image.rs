@@ -384,7 +384,10 @@ fn without_network_or_a_buildroot_tree_it_fails_fast_naming_the_upstream() {
     offline_fetch_fails_fast(
         "without_network_or_a_buildroot_tree_it_fails_fast_naming_the_upstream",
         |_| {},
-        "there is no Buildroot 2026.02.3 in the cache",
+        &format!(
+            "there is no Buildroot {} in the cache",
+            common::pin("BUILDROOT_VERSION")
+        ),
     );
 }
 
@@ -394,9 +397,14 @@ fn a_partial_cache_clone_is_fetched_again_not_used() {
         "a_partial_cache_clone_is_fetched_again_not_used",
         |cache| {
             // What an interrupted fetch leaves: a tree that looks right, no completion marker.
-            let tree = cache.join("berth/buildroot-2026.02.3");
+            let version = common::pin("BUILDROOT_VERSION");
+            let tree = cache.join(format!("berth/buildroot-{version}"));
             std::fs::create_dir_all(&tree).unwrap();
-            std::fs::write(tree.join("Makefile"), "export BR2_VERSION := 2026.02.3\n").unwrap();
+            std::fs::write(
+                tree.join("Makefile"),
+                format!("export BR2_VERSION := {version}\n"),
+            )
+            .unwrap();
         },
         "is incomplete (an interrupted fetch?)",
     );
@@ -443,13 +451,21 @@ fn offline_fetch_fails_fast(test: &str, prepare: impl Fn(&Path), reason: &str) {
     assert!(!out.status.success());
     assert!(started.elapsed() < Duration::from_secs(60), "{err}");
     assert!(
-        err.contains("could not fetch Buildroot 2026.02.3 from https://"),
+        err.contains(&format!(
+            "could not fetch Buildroot {} from https://",
+            common::pin("BUILDROOT_VERSION")
+        )),
         "{err}"
     );
     assert!(err.contains("--buildroot DIR"), "{err}");
     assert!(err.contains(reason), "{err}");
     assert!(
-        !cache.join("berth/buildroot-2026.02.3").exists(),
+        !cache
+            .join(format!(
+                "berth/buildroot-{}",
+                common::pin("BUILDROOT_VERSION")
+            ))
+            .exists(),
         "no partial tree is left to be mistaken for a cache"
     );
     assert!(!output.join("images/SHA256SUMS").exists());

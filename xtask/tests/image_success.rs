@@ -331,11 +331,38 @@ fn show_info() -> serde_json::Value {
 
 /// The stand-in Buildroot tree: Makefile, show-info, generate-cyclonedx, and payload/<package>/
 /// with what each package's build and installation put in place.
+/// Make the stand-in pass as a clean checkout of the pinned commit: its own commit stands in for
+/// the pinned one through a git replace ref, and HEAD names the pinned id. The xtask's check of
+/// the tree is not what these tests are about (tests/buildroot_tree.rs is).
+fn claim_the_pinned_commit(tree: &Path) {
+    let git = |args: &[&str]| {
+        common::run_ok(
+            Command::new("git")
+                .args([
+                    "-c",
+                    "user.name=Berth Test",
+                    "-c",
+                    "user.email=test@berth.invalid",
+                ])
+                .args(args)
+                .current_dir(tree),
+        )
+    };
+    git(&["init", "-q"]);
+    git(&["add", "-A"]);
+    git(&["commit", "-q", "--no-gpg-sign", "-m", "stand-in"]);
+    let own = String::from_utf8(git(&["rev-parse", "HEAD"]).stdout).unwrap();
+    let pinned = common::pin("BUILDROOT_COMMIT");
+    git(&["update-ref", &format!("refs/replace/{pinned}"), own.trim()]);
+    git(&["update-ref", "--no-deref", "HEAD", &pinned]);
+}
+
 fn stand_in_buildroot(inputs: &Inputs, dir: &Path) {
     let tree = dir.join("buildroot");
     let payload = tree.join("payload");
-    let mut makefile = String::from(
-        "# Stand-in for Buildroot, written by xtask/tests/image_success.rs.\nexport BR2_VERSION := 2026.02.3\n",
+    let mut makefile = format!(
+        "# Stand-in for Buildroot, written by xtask/tests/image_success.rs.\nexport BR2_VERSION := {}\n",
+        common::pin("BUILDROOT_VERSION")
     );
     let names: Vec<&str> = PACKAGES.iter().map(|p| p.0).collect();
     let downloaded: Vec<&str> = PACKAGES
@@ -434,6 +461,7 @@ fn stand_in_buildroot(inputs: &Inputs, dir: &Path) {
         &crypt,
         0o755,
     );
+    claim_the_pinned_commit(&tree);
 }
 
 /// The download cache of a machine that fetched every source before: nothing left to download.

@@ -155,6 +155,7 @@ pub fn run(args: ImageArgs) -> Result<()> {
         buildroot: BuildrootInfo {
             version: BUILDROOT_VERSION.into(),
             commit: br.commit.clone(),
+            series_sha256: br.series.as_ref().map(|s| s.sha256.clone()),
         },
         defconfig: DefconfigInfo {
             path: name_in(&repo, &defconfig)?,
@@ -686,6 +687,7 @@ mod tests {
             buildroot: BuildrootInfo {
                 version: BUILDROOT_VERSION.into(),
                 commit: crate::project::BUILDROOT_COMMIT.into(),
+                series_sha256: None,
             },
             defconfig: DefconfigInfo {
                 path: "configs/x".into(),

@@ -14,6 +14,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
 
+mod series;
+
 use crate::project::{BUILDROOT_COMMIT, BUILDROOT_GIT_URL, BUILDROOT_TREE, BUILDROOT_VERSION};
 use crate::util;
 
@@ -23,6 +25,16 @@ pub struct Buildroot {
     pub root: PathBuf,
     /// The commit whose files the tree holds (always the pinned one once verified).
     pub commit: String,
+    /// Berth's patch series applied to the tree (None: the series is empty).
+    pub series: Option<AppliedSeries>,
+}
+
+/// What `patches/buildroot` put on top of the pinned commit.
+#[derive(Debug, Clone)]
+pub struct AppliedSeries {
+    pub patches: usize,
+    /// [`series::digest`] of the series.
+    pub sha256: String,
 }
 
 /// Where a tree came from, for messages.
@@ -49,15 +61,22 @@ fn marker_path(tree: &Path) -> PathBuf {
     sibling(tree, "complete")
 }
 
-/// Find the tree to use: `--buildroot`, else `BERTH_BUILDROOT`, else the cache. When the cache is
-/// missing, partial or mismatched, it is (re)fetched if `fetch` is true and refused otherwise.
+/// The tree to build with: the pinned tree (see [`pinned`]) with Berth's patch series applied in
+/// Berth's own copy.
 pub fn resolve(explicit: Option<&Path>, fetch: bool) -> Result<Buildroot> {
-    let sh = Shell::new().context("could not start a shell for git")?;
+    let sh = Shell::new().context("could not start a shell for git and patch")?;
+    let tree = pinned(&sh, explicit, fetch)?;
+    with_series(&sh, tree)
+}
+
+/// Find the pinned tree: `--buildroot`, else `BERTH_BUILDROOT`, else the cache. When the cache is
+/// missing, partial or mismatched, it is (re)fetched if `fetch` is true and refused otherwise.
+fn pinned(sh: &Shell, explicit: Option<&Path>, fetch: bool) -> Result<Buildroot> {
     if let Some(dir) = explicit {
-        return verify(&sh, dir, Origin::Argument);
+        return verify(sh, dir, Origin::Argument);
     }
     if let Some(dir) = std::env::var_os("BERTH_BUILDROOT").filter(|v| !v.is_empty()) {
-        return verify(&sh, Path::new(&dir), Origin::Environment);
+        return verify(sh, Path::new(&dir), Origin::Environment);
     }
     let cache = cache_path()?;
     let complete = std::fs::read_to_string(marker_path(&cache))
@@ -74,7 +93,7 @@ pub fn resolve(explicit: Option<&Path>, fetch: bool) -> Result<Buildroot> {
             cache.display()
         )
     } else {
-        match verify(&sh, &cache, Origin::Cache) {
+        match verify(sh, &cache, Origin::Cache) {
             Ok(tree) => return Ok(tree),
             Err(err) => format!("the cached Buildroot is not usable: {err:#}"),
         }
@@ -86,8 +105,92 @@ pub fn resolve(explicit: Option<&Path>, fetch: bool) -> Result<Buildroot> {
         );
     }
     eprintln!("{problem}: fetching it from {BUILDROOT_GIT_URL}");
-    fetch_into(&sh, &cache)?;
-    verify(&sh, &cache, Origin::Cache)
+    fetch_into(sh, &cache)?;
+    verify(sh, &cache, Origin::Cache)
+}
+
+/// `tree` with the series applied: Berth's copy when it is current, else a new one. An empty
+/// series leaves the verified tree as it is.
+fn with_series(sh: &Shell, tree: Buildroot) -> Result<Buildroot> {
+    let patches = series::read(&util::repo_root())?;
+    if patches.is_empty() {
+        return Ok(tree);
+    }
+    let digest = series::digest(&patches);
+    let (copy, marker_path) = series::copy_paths(&util::cache_dir()?, &tree.commit);
+    let patched = |root: PathBuf| Buildroot {
+        root,
+        commit: tree.commit.clone(),
+        series: Some(AppliedSeries {
+            patches: patches.len(),
+            sha256: digest.clone(),
+        }),
+    };
+    let marker = std::fs::read_to_string(&marker_path)
+        .ok()
+        .and_then(|text| series::Marker::parse(&text));
+    if let Some(marker) = marker {
+        let current = marker.commit == tree.commit
+            && marker.series == digest
+            && copy.is_dir()
+            && crate::git_tree::id(&copy)? == marker.tree;
+        if current {
+            return Ok(patched(copy));
+        }
+        eprintln!(
+            "The patched Buildroot copy {} no longer matches the pinned commit and {} \
+             (changed series or files): making it again",
+            copy.display(),
+            series::SERIES_DIR
+        );
+    }
+    let _ = std::fs::remove_file(&marker_path);
+    let partial = sibling(&copy, "partial");
+    for stale in [&partial, &copy] {
+        if stale.exists() {
+            std::fs::remove_dir_all(stale)
+                .with_context(|| format!("could not remove the stale copy {}", stale.display()))?;
+        }
+    }
+    eprintln!(
+        "Applying {} patch(es) from {} to a copy of Buildroot {BUILDROOT_COMMIT} in {}",
+        patches.len(),
+        series::SERIES_DIR,
+        copy.display()
+    );
+    std::fs::create_dir_all(&partial)
+        .with_context(|| format!("could not create {}", partial.display()))?;
+    let (from, to) = (tree.root.join("."), &partial);
+    cmd!(sh, "cp -a {from} {to}")
+        .quiet()
+        .run()
+        .with_context(|| {
+            format!(
+                "could not copy {} to {}",
+                tree.root.display(),
+                partial.display()
+            )
+        })?;
+    let git_dir = partial.join(".git");
+    if git_dir.exists() {
+        std::fs::remove_dir_all(&git_dir)
+            .with_context(|| format!("could not remove {}", git_dir.display()))?;
+    }
+    if let Err(err) = series::apply(sh, &partial, &patches) {
+        let _ = std::fs::remove_dir_all(&partial);
+        return Err(err);
+    }
+    let tree_id = crate::git_tree::id(&partial)?;
+    std::fs::rename(&partial, &copy)
+        .with_context(|| format!("could not move the patched copy into {}", copy.display()))?;
+    let marker = series::Marker {
+        commit: tree.commit.clone(),
+        series: digest.clone(),
+        tree: tree_id,
+    };
+    std::fs::write(&marker_path, marker.render())
+        .with_context(|| format!("could not write {}", marker_path.display()))?;
+    Ok(patched(copy))
 }
 
 /// Check that `dir` is Buildroot at the pinned version (and commit, for a git checkout).
@@ -131,6 +234,7 @@ pub fn verify(sh: &Shell, dir: &Path, origin: Origin) -> Result<Buildroot> {
         return Ok(Buildroot {
             root: dir.to_path_buf(),
             commit: BUILDROOT_COMMIT.to_string(),
+            series: None,
         });
     }
     let head = cmd!(sh, "git -C {dir} rev-parse HEAD")
@@ -163,6 +267,7 @@ pub fn verify(sh: &Shell, dir: &Path, origin: Origin) -> Result<Buildroot> {
     Ok(Buildroot {
         root: dir.to_path_buf(),
         commit: head,
+        series: None,
     })
 }
 
