@@ -223,10 +223,13 @@ pub fn find_in_path(tool: &str, path: &str) -> Option<PathBuf> {
 /// python3-* packages.
 const PYTHONS: &[&str] = &["python3", "/usr/bin/python3"];
 
+/// A Python module and the Debian package that brings it.
+type PythonModule<'a> = (&'a str, &'a str);
+
 /// The first interpreter that can import every module, given what each candidate lacks (`None`:
 /// it does not run). Otherwise the problems of the system interpreter, which apt installs into.
 pub fn pick_python<'a>(
-    candidates: &[(&'a str, Option<Vec<(&str, &str)>>)],
+    candidates: &[(&'a str, Option<Vec<PythonModule>>)],
 ) -> Result<&'a str, Vec<Problem>> {
     if let Some((python, _)) = candidates
         .iter()
@@ -254,7 +257,7 @@ pub fn pick_python<'a>(
 }
 
 /// A Python on this machine that can import every `(module, Debian package)`, or what is missing.
-pub fn python_with(sh: &Shell, modules: &[(&str, &str)]) -> Result<String, Vec<Problem>> {
+pub fn python_with(sh: &Shell, modules: &[PythonModule]) -> Result<String, Vec<Problem>> {
     let candidates: Vec<_> = PYTHONS
         .iter()
         .map(|&python| {
