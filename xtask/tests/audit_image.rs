@@ -209,6 +209,34 @@ fn missing_userns_remap_fails_cis_2_9() {
 }
 
 #[test]
+fn merged_bin_image_finds_auditd_through_the_usr_sbin_link() {
+    let test = "merged_bin_image_finds_auditd_through_the_usr_sbin_link";
+    if !can_make_images(test) {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    // BR2_ROOTFS_MERGED_BIN: /usr/sbin -> bin, auditd really is /usr/bin/auditd.
+    let output = fake_output(tmp.path(), &[], |target| {
+        fs::create_dir_all(target.join("usr/bin")).unwrap();
+        fs::rename(
+            target.join("usr/sbin/auditd"),
+            target.join("usr/bin/auditd"),
+        )
+        .unwrap();
+        fs::remove_dir(target.join("usr/sbin")).unwrap();
+        std::os::unix::fs::symlink("bin", target.join("usr/sbin")).unwrap();
+    });
+    assert_eq!(cis_verdict(&audit_json(&audit(&output)), "1.1.3"), "pass");
+    // The link alone is not enough: without the daemon the item fails.
+    let output = fake_output(&tmp.path().join("no-auditd"), &[], |target| {
+        fs::remove_file(target.join("usr/sbin/auditd")).unwrap();
+        fs::remove_dir(target.join("usr/sbin")).unwrap();
+        std::os::unix::fs::symlink("bin", target.join("usr/sbin")).unwrap();
+    });
+    assert_eq!(cis_verdict(&audit_json(&audit(&output)), "1.1.3"), "fail");
+}
+
+#[test]
 fn ownership_and_modes_are_read_from_the_image() {
     let test = "ownership_and_modes_are_read_from_the_image";
     if !can_make_images(test) || !common::is_root(test) {

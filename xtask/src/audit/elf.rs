@@ -15,9 +15,10 @@ use serde::Serialize;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ElfKind {
-    /// A program: ET_EXEC, or ET_DYN with an interpreter or the DF_1_PIE flag.
+    /// A program: ET_EXEC, or ET_DYN marked as a program (DF_1_PIE or DT_DEBUG).
     Executable,
-    /// ET_DYN without interpreter or DF_1_PIE: a shared library or plugin.
+    /// Any other ET_DYN: a shared library or plugin. libc.so.6 is one although it has PT_INTERP
+    /// (it can be run to print its version); like checksec, the mark of a program decides.
     SharedLibrary,
     /// ET_REL (kernel modules, static archives' members): loaded by the kernel or a linker, not audited.
     Relocatable,
@@ -238,6 +239,7 @@ fn analyze_as<E: FileHeader<Endian = Endianness>>(data: &[u8]) -> Result<ElfProp
     let mut bind_now = false;
     let mut textrel = false;
     let mut flags_1_pie = false;
+    let mut debug_entry = false;
     let mut needed_offsets = Vec::new();
     let (mut rpath_offsets, mut runpath_offsets) = (Vec::new(), Vec::new());
     let mut strtab = None;
@@ -255,6 +257,8 @@ fn analyze_as<E: FileHeader<Endian = Endianness>>(data: &[u8]) -> Result<ElfProp
                 bind_now |= val & u64::from(elf::DF_1_NOW) != 0;
                 flags_1_pie = val & u64::from(elf::DF_1_PIE) != 0;
             }
+            // The linker gives programs a DT_DEBUG slot for debuggers, never shared libraries.
+            elf::DT_DEBUG => debug_entry = true,
             elf::DT_RPATH => rpath_offsets.push(val),
             elf::DT_RUNPATH => runpath_offsets.push(val),
             elf::DT_NEEDED => needed_offsets.push(val),
@@ -330,7 +334,7 @@ fn analyze_as<E: FileHeader<Endian = Endianness>>(data: &[u8]) -> Result<ElfProp
 
     let (kind, pie) = match e_type {
         elf::ET_EXEC => (ElfKind::Executable, Pie::No),
-        elf::ET_DYN if interpreter.is_some() || flags_1_pie => (ElfKind::Executable, Pie::Yes),
+        elf::ET_DYN if flags_1_pie || debug_entry => (ElfKind::Executable, Pie::Yes),
         elf::ET_DYN => (ElfKind::SharedLibrary, Pie::Dso),
         elf::ET_REL => (ElfKind::Relocatable, Pie::Rel),
         _ => (ElfKind::Other, Pie::No),
