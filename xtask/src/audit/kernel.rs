@@ -444,6 +444,7 @@ pub fn parse_cmdline(text: &str) -> Result<Cmdline> {
 /// - a key with `*`, `?` or `[` is a glob over all keys; a key assigned by name is never set by
 ///   a glob, whatever the order, and a bare `-key` (no `=`) excludes that key from every glob,
 ///   leaving the kernel's default (systemd's 50-default.conf does this for `...all.rp_filter`).
+///
 /// Keys are kept with `.` separators; a key written with `/` separators is converted.
 #[derive(Debug, Default, Clone)]
 pub struct Sysctl {
@@ -781,7 +782,7 @@ fn judge_sysctl(
     };
     let held = sysctl
         .get(&rule.key)
-        .is_some_and(|(v, _)| rule.want.iter().any(|w| *w == v));
+        .is_some_and(|(v, _)| rule.want.contains(&v));
     if held {
         Ok(shown)
     } else if let Some(alt) = alternative_holds(&rule.meta(), config) {
