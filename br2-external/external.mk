@@ -16,3 +16,16 @@ CONTAINERD_BUILD_OPTS += -buildmode=pie
 DOCKER_ENGINE_BUILD_OPTS += -buildmode=pie
 DOCKER_CLI_BUILD_OPTS += -buildmode=pie
 endif
+
+# tini is docker-init, which Docker bind-mounts into containers that may have
+# no libc, so package/tini/tini.mk links it -static; the toolchain wrapper then
+# adds neither -fPIE nor -pie, and tini is the image's one non-PIE program with
+# partial RELRO. -static-pie keeps it self-contained and makes it PIE with full
+# RELRO (the wrapper's -fPIE, -pie and -z now apply; the -static-pie after them
+# wins). It needs glibc's rcrt1.o, which only a glibc built with static-pie
+# support ships: without it tini stays -static and the audit reports it (see
+# docs/security.md). Decided when tini is built, once the sysroot is in staging.
+ifeq ($(BR2_PIC_PIE)$(BR2_PACKAGE_TINI),yy)
+TINI_CFLAGS := $(filter-out -static,$(TINI_CFLAGS)) \
+	$$(if [ -e $(STAGING_DIR)/usr/lib/rcrt1.o ]; then echo -static-pie; else echo -static; fi)
+endif

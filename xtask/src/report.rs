@@ -16,6 +16,9 @@ use serde::Serialize;
 pub enum Severity {
     Required,
     Recommended,
+    /// Shown for the record; a failure proves nothing wrong (a stack-protector symbol that a
+    /// correct -fstack-protector-strong build may lack).
+    Info,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -132,6 +135,7 @@ impl Report {
                 let (mark, note) = match &f.verdict {
                     Verdict::Pass => ("pass", String::new()),
                     Verdict::Fail if f.severity == Severity::Required => ("FAIL", f.detail.clone()),
+                    Verdict::Fail if f.severity == Severity::Info => ("info", f.detail.clone()),
                     Verdict::Fail => ("warn", f.detail.clone()),
                     Verdict::Exception(reason) => ("exception", reason.clone()),
                 };

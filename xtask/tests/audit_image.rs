@@ -15,6 +15,10 @@ const C_PROGRAM: &str = r#"#include <stdio.h>
 #include <string.h>
 int main(int argc, char **argv) { char buf[64]; strcpy(buf, argv[0]); printf("%s %d\n", buf, argc); return 0; }
 "#;
+/// No arrays, no address-taken locals: -fstack-protector-strong gives it no canary at all.
+const C_NO_ARRAYS: &str = "int twice(int a) { return a * 2; }\nint main(int argc, char **argv) { (void)argv; return twice(argc); }\n";
+/// A shared library that can also be run, as libc.so.6 is: a .interp section of its own.
+const C_LIBRARY_WITH_INTERP: &str = "const char berth_interp[] __attribute__((section(\".interp\"))) = \"/lib/ld-linux-armhf.so.3\";\nint add_one(int x) { return x + 1; }\n";
 const GO_PROGRAM: &str = "package main\nimport \"fmt\"\nfunc main() { fmt.Println(\"berth\") }\n";
 const CGO_PROGRAM: &str =
     "package main\n// int add(int a, int b) { return a + b; }\nimport \"C\"\nimport \"fmt\"\nfunc main() { fmt.Println(C.add(1, 2)) }\n";
@@ -80,6 +84,12 @@ fn fake_output(dir: &Path, binaries: &[(String, PathBuf)], adjust: impl Fn(&Path
         fs::create_dir_all(dest.parent().unwrap()).unwrap();
         fs::copy(path, &dest).unwrap();
     }
+    // The hardening Buildroot's toolchain wrapper applies, as berth_odroid_xu4_defconfig resolves it.
+    common::write_file(
+        &output.join(".config"),
+        "BR2_SSP_STRONG=y\nBR2_PIC_PIE=y\nBR2_RELRO_FULL=y\nBR2_FORTIFY_SOURCE_3=y\n",
+        0o644,
+    );
     adjust(&target);
     let images = output.join("images");
     fs::create_dir_all(&images).unwrap();
@@ -209,6 +219,34 @@ fn missing_userns_remap_fails_cis_2_9() {
 }
 
 #[test]
+fn merged_bin_image_finds_auditd_through_the_usr_sbin_link() {
+    let test = "merged_bin_image_finds_auditd_through_the_usr_sbin_link";
+    if !can_make_images(test) {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    // BR2_ROOTFS_MERGED_BIN: /usr/sbin -> bin, auditd really is /usr/bin/auditd.
+    let output = fake_output(tmp.path(), &[], |target| {
+        fs::create_dir_all(target.join("usr/bin")).unwrap();
+        fs::rename(
+            target.join("usr/sbin/auditd"),
+            target.join("usr/bin/auditd"),
+        )
+        .unwrap();
+        fs::remove_dir(target.join("usr/sbin")).unwrap();
+        std::os::unix::fs::symlink("bin", target.join("usr/sbin")).unwrap();
+    });
+    assert_eq!(cis_verdict(&audit_json(&audit(&output)), "1.1.3"), "pass");
+    // The link alone is not enough: without the daemon the item fails.
+    let output = fake_output(&tmp.path().join("no-auditd"), &[], |target| {
+        fs::remove_file(target.join("usr/sbin/auditd")).unwrap();
+        fs::remove_dir(target.join("usr/sbin")).unwrap();
+        std::os::unix::fs::symlink("bin", target.join("usr/sbin")).unwrap();
+    });
+    assert_eq!(cis_verdict(&audit_json(&audit(&output)), "1.1.3"), "fail");
+}
+
+#[test]
 fn ownership_and_modes_are_read_from_the_image() {
     let test = "ownership_and_modes_are_read_from_the_image";
     if !can_make_images(test) || !common::is_root(test) {
@@ -327,6 +365,93 @@ fn build_c(dir: &Path, built: &mut Vec<Built>) {
             path,
         });
     }
+    const HARDENED: &[&str] = &[
+        "-O2",
+        "-fstack-protector-strong",
+        "-fPIE",
+        "-pie",
+        "-Wl,-z,relro,-z,now",
+    ];
+    let no_arrays = dir.join("no-arrays.c");
+    fs::write(&no_arrays, C_NO_ARRAYS).unwrap();
+    let with_interp = dir.join("with-interp.c");
+    fs::write(&with_interp, C_LIBRARY_WITH_INTERP).unwrap();
+    // Each RUNPATH case, linked as a hardened program with that search path.
+    let runpath = |path: &str| {
+        [
+            "-Wl,--enable-new-dtags".to_string(),
+            format!("-Wl,-rpath,{path}"),
+        ]
+    };
+    let more: Vec<(&str, Vec<String>, &Path)> = vec![
+        ("c-ssp-no-arrays", vec![], &no_arrays),
+        (
+            "c-runpath-systemd",
+            runpath("/usr/lib/systemd").into(),
+            &src,
+        ),
+        ("c-runpath-origin-up", runpath("$ORIGIN/../..").into(), &src),
+        ("c-runpath-tmp", runpath("/tmp/x").into(), &src),
+        // Emptied below with patchelf, as Buildroot's fix-rpath leaves libtool's build-tree path.
+        (
+            "c-runpath-emptied",
+            runpath("/build/util-linux/.libs").into(),
+            &src,
+        ),
+        (
+            "c-static",
+            vec!["-static".into(), "-fno-PIE".into(), "-no-pie".into()],
+            &src,
+        ),
+        (
+            "libinterp.so",
+            vec!["-shared".into(), "-fPIC".into()],
+            &with_interp,
+        ),
+    ];
+    for (name, extra, source) in more {
+        let path = dir.join(name);
+        let flags = HARDENED
+            .iter()
+            .filter(|f| !(extra.iter().any(|e| e == "-shared" || e == "-static") && **f == "-pie"));
+        common::run_ok(
+            Command::new(cc)
+                .args(flags)
+                .args(&extra)
+                .arg("-o")
+                .arg(&path)
+                .arg(source),
+        );
+        built.push(Built {
+            name: name.to_string(),
+            path,
+        });
+    }
+    common::run_ok(
+        Command::new("patchelf")
+            .args(["--set-rpath", ""])
+            .arg(dir.join("c-runpath-emptied")),
+    );
+    // static-pie needs rcrt1.o from glibc; Debian's armhf cross glibc 2.36 has none.
+    let rcrt1 = common::run_ok(Command::new(cc).arg("-print-file-name=rcrt1.o"));
+    if Path::new(String::from_utf8_lossy(&rcrt1.stdout).trim()).is_absolute() {
+        let path = dir.join("c-static-pie");
+        common::run_ok(
+            Command::new(cc)
+                .args(["-O2", "-fPIE", "-static-pie", "-Wl,-z,relro,-z,now", "-o"])
+                .arg(&path)
+                .arg(&src),
+        );
+        built.push(Built {
+            name: "c-static-pie".into(),
+            path,
+        });
+    } else {
+        common::skip(
+            "elf_audit_agrees_with_checksec_and_flags_text_relocations (static-pie case)",
+            "arm-linux-gnueabihf-gcc's glibc has no rcrt1.o, so it cannot link -static-pie",
+        );
+    }
     // Non-PIC code (absolute word relocations in .text) linked with -pie: DT_TEXTREL.
     let obj = dir.join("nopic.o");
     common::run_ok(
@@ -402,7 +527,14 @@ fn checksec(path: &Path) -> Value {
 /// Our properties in checksec's words, for the five properties both tools measure.
 fn as_checksec(ours: &Value) -> [(&'static str, String); 6] {
     let yes = |b: bool| if b { "yes" } else { "no" }.to_string();
-    let nonempty = |v: &Value| yes(!v.as_array().unwrap().is_empty());
+    // checksec, like glibc, sees no search path in an empty DT_RUNPATH string.
+    let nonempty = |v: &Value| {
+        yes(v
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| !e.as_str().unwrap().is_empty()))
+    };
     [
         ("relro", ours["relro"].as_str().unwrap().to_string()),
         ("nx", yes(ours["nx"].as_bool().unwrap())),
@@ -420,6 +552,7 @@ fn elf_audit_agrees_with_checksec_and_flags_text_relocations() {
     if !can_make_images(test)
         || !common::have_tool(test, "arm-linux-gnueabihf-gcc", "gcc-arm-linux-gnueabihf")
         || !common::have_tool(test, "checksec", "checksec")
+        || !common::have_tool(test, "patchelf", "patchelf")
     {
         return;
     }
@@ -433,9 +566,69 @@ fn elf_audit_agrees_with_checksec_and_flags_text_relocations() {
         .iter()
         .map(|b| (b.name.clone(), b.path.clone()))
         .collect();
-    let output = fake_output(tmp.path(), &binaries, |_| {});
+    let output = fake_output(tmp.path(), &binaries, |target| {
+        // A world-writable /tmp as on the board, with the folder c-runpath-tmp names.
+        fs::create_dir_all(target.join("tmp/x")).unwrap();
+        fs::set_permissions(target.join("tmp"), fs::Permissions::from_mode(0o1777)).unwrap();
+        fs::create_dir_all(target.join("usr/lib/systemd")).unwrap();
+    });
     let out = audit(&output);
     let report = audit_json(&out);
+    // Required rules each file fails, by the rule's short name.
+    let failed = |name: &str| -> Vec<String> {
+        report["elf"]["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| {
+                f["subject"] == format!("/usr/bin/{name}")
+                    && f["verdict"] == "fail"
+                    && f["severity"] == "required"
+            })
+            .map(|f| {
+                f["rule"]
+                    .as_str()
+                    .unwrap()
+                    .split(':')
+                    .next()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect()
+    };
+    assert_eq!(failed("c-hardened"), Vec::<String>::new());
+    // A correct -fstack-protector-strong build without a canary symbol is no failure.
+    assert_eq!(failed("c-ssp-no-arrays"), Vec::<String>::new());
+    assert_eq!(failed("c-runpath-systemd"), Vec::<String>::new());
+    for name in [
+        "c-runpath",
+        "c-runpath-origin-up",
+        "c-runpath-tmp",
+        "c-runpath-emptied",
+    ] {
+        assert!(
+            failed(name)
+                .iter()
+                .any(|r| r.starts_with("DT_RUNPATH only to")),
+            "{name}: {:?}",
+            failed(name)
+        );
+    }
+    assert!(failed("c-rpath")
+        .iter()
+        .any(|r| r.starts_with("DT_RPATH only to")));
+    assert!(failed("c-static").iter().any(|r| r.starts_with("PIE")));
+    assert!(failed("c-partial-relro").iter().any(|r| r == "full RELRO"));
+    assert!(failed("c-plain")
+        .iter()
+        .any(|r| r == "non-executable stack"));
+    assert!(failed("c-textrel")
+        .iter()
+        .any(|r| r == "no text relocations"));
+    assert_eq!(failed("libinterp.so"), Vec::<String>::new());
+    if binaries.iter().any(|(n, _)| n == "c-static-pie") {
+        assert_eq!(failed("c-static-pie"), Vec::<String>::new());
+    }
     // c-plain and c-textrel lack required hardening: the audit must fail and say which.
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -510,6 +703,23 @@ fn elf_audit_agrees_with_checksec_and_flags_text_relocations() {
     assert_eq!(checksec(&tmp.path().join("c-textrel"))["pie"], "yes");
     assert_eq!(textrel["textrel"], true);
     assert_eq!(ours("libc-shared.so")["kind"], "shared-library");
+    // Like libc.so.6: PT_INTERP, yet a library (checksec: dso).
+    let with_interp = ours("libinterp.so");
+    assert_eq!(
+        (with_interp["kind"].as_str(), with_interp["pie"].as_str()),
+        (Some("shared-library"), Some("dso"))
+    );
+    assert!(with_interp["interpreter"].is_string());
+    assert_eq!(ours("c-ssp-no-arrays")["canary"], "no");
+    assert_eq!(
+        ours("c-runpath-emptied")["runpath"],
+        serde_json::json!([""])
+    );
+    let static_exe = ours("c-static");
+    assert_eq!(
+        (static_exe["kind"].as_str(), static_exe["pie"].as_str()),
+        (Some("executable"), Some("no"))
+    );
 
     if built.iter().any(|b| b.name.starts_with("go-")) {
         let go_static = ours("go-static");

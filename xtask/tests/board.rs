@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -252,4 +253,79 @@ fn post_image_lays_out_the_sd_card_and_emmc_boot0_images() {
     ] {
         assert_blob_at(&boot0, &images.join(blob), sector);
     }
+}
+
+#[test]
+fn remove_empty_rpath_drops_only_the_empty_search_paths() {
+    let test = "remove_empty_rpath_drops_only_the_empty_search_paths";
+    if !common::have_tool(test, "arm-linux-gnueabihf-gcc", "gcc-arm-linux-gnueabihf")
+        || !common::have_tool(test, "patchelf", "patchelf")
+        || !common::have_tool(test, "readelf", "binutils")
+    {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let target = tmp.path().join("target");
+    let host_bin = tmp.path().join("host/bin");
+    fs::create_dir_all(target.join("usr/bin")).unwrap();
+    fs::create_dir_all(&host_bin).unwrap();
+    let patchelf =
+        String::from_utf8(common::run_ok(Command::new("which").arg("patchelf")).stdout).unwrap();
+    std::os::unix::fs::symlink(patchelf.trim(), host_bin.join("patchelf")).unwrap();
+    let src = tmp.path().join("p.c");
+    fs::write(&src, "int main(void) { return 0; }\n").unwrap();
+    let build = |name: &str, flags: &[&str]| {
+        let out = target.join("usr/bin").join(name);
+        common::run_ok(
+            Command::new("arm-linux-gnueabihf-gcc")
+                .args(flags)
+                .arg("-o")
+                .arg(&out)
+                .arg(&src),
+        );
+        out
+    };
+    let emptied = build(
+        "emptied",
+        &["-Wl,--enable-new-dtags", "-Wl,-rpath,/build/.libs"],
+    );
+    // What Buildroot's fix-rpath leaves of a libtool build-tree RUNPATH.
+    common::run_ok(
+        Command::new("patchelf")
+            .args(["--set-rpath", ""])
+            .arg(&emptied),
+    );
+    let systemd = build(
+        "systemd",
+        &["-Wl,--enable-new-dtags", "-Wl,-rpath,/usr/lib/systemd"],
+    );
+    let plain = build("plain", &[]);
+    let static_exe = build("static", &["-static"]);
+    fs::write(target.join("usr/bin/script"), "#!/bin/sh\n").unwrap();
+    let before: Vec<Vec<u8>> = [&systemd, &plain, &static_exe]
+        .iter()
+        .map(|p| fs::read(p).unwrap())
+        .collect();
+    common::run_ok(
+        Command::new(board_dir().join("remove-empty-rpath.sh"))
+            .arg(&target)
+            .env("HOST_DIR", tmp.path().join("host")),
+    );
+    let dynamic = |p: &Path| {
+        String::from_utf8(common::run_ok(Command::new("readelf").arg("-d").arg(p)).stdout).unwrap()
+    };
+    assert!(
+        !dynamic(&emptied).contains("RUNPATH"),
+        "{}",
+        dynamic(&emptied)
+    );
+    assert!(dynamic(&systemd).contains("[/usr/lib/systemd]"));
+    let after: Vec<Vec<u8>> = [&systemd, &plain, &static_exe]
+        .iter()
+        .map(|p| fs::read(p).unwrap())
+        .collect();
+    assert!(
+        before == after,
+        "files without an empty search path were rewritten"
+    );
 }

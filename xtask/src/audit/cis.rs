@@ -23,14 +23,115 @@ pub struct Stat {
     pub uid: u32,
     pub gid: u32,
     pub is_dir: bool,
+    pub is_symlink: bool,
 }
 
-/// Read access to a root filesystem by absolute path.
+/// Symbolic links followed on one lookup before giving up, as Linux does (MAXSYMLINKS).
+const MAX_SYMLINKS: usize = 40;
+
+/// Read access to a root filesystem by absolute path, resolved the way the running system
+/// resolves it: `..`, and symbolic links anywhere in the path (`/usr/sbin -> bin` of a merged
+/// bin), absolute targets taken from the filesystem's own root. An implementation gives only
+/// the primitives on real paths (paths with no link and no `..` in them).
 pub trait RootFs {
-    fn stat(&self, path: &str) -> Result<Option<Stat>>;
-    fn read(&self, path: &str) -> Result<Option<Vec<u8>>>;
+    /// Entries of the folder at a real path; `None` when it does not exist or is no folder.
+    fn raw_entries(&self, real_dir: &str) -> Result<Option<Vec<(String, Stat)>>>;
+    /// Target of the symbolic link at a real path.
+    fn raw_readlink(&self, real: &str) -> Result<String>;
+    /// Contents of the regular file at a real path.
+    fn raw_read(&self, real: &str) -> Result<Vec<u8>>;
+
+    /// The real path of `path`, every link followed (the last one too when `follow_last`), and
+    /// what is there; `None` when some part of it does not exist.
+    fn resolve(&self, path: &str, follow_last: bool) -> Result<Option<(String, Stat)>> {
+        let root = Stat {
+            mode: 0o755,
+            uid: 0,
+            gid: 0,
+            is_dir: true,
+            is_symlink: false,
+        };
+        let mut pending: Vec<String> = path.split('/').rev().map(str::to_string).collect();
+        let mut real: Vec<(String, Stat)> = Vec::new();
+        let mut links = 0;
+        while let Some(name) = pending.pop() {
+            match name.as_str() {
+                "" | "." => continue,
+                ".." => {
+                    real.pop();
+                    continue;
+                }
+                _ => {}
+            }
+            let dir = real_path(&real);
+            let Some(entries) = self.raw_entries(&dir)? else {
+                return Ok(None);
+            };
+            let Some((_, stat)) = entries.into_iter().find(|(n, _)| *n == name) else {
+                return Ok(None);
+            };
+            let last = pending.iter().all(|p| p.is_empty() || p == ".");
+            if stat.is_symlink && (follow_last || !last) {
+                links += 1;
+                anyhow::ensure!(
+                    links <= MAX_SYMLINKS,
+                    "too many levels of symbolic links in {path}"
+                );
+                let target = self.raw_readlink(&child_path(&dir, &name))?;
+                if target.starts_with('/') {
+                    real.clear();
+                }
+                pending.extend(target.split('/').rev().map(str::to_string));
+                continue;
+            }
+            real.push((name, stat));
+        }
+        let stat = real.last().map(|(_, s)| *s).unwrap_or(root);
+        Ok(Some((real_path(&real), stat)))
+    }
+
+    /// What `stat(2)` sees: links followed.
+    fn stat(&self, path: &str) -> Result<Option<Stat>> {
+        Ok(self.resolve(path, true)?.map(|(_, s)| s))
+    }
+
+    /// What `lstat(2)` sees: a link itself.
+    fn lstat(&self, path: &str) -> Result<Option<Stat>> {
+        Ok(self.resolve(path, false)?.map(|(_, s)| s))
+    }
+
+    fn read(&self, path: &str) -> Result<Option<Vec<u8>>> {
+        match self.resolve(path, true)? {
+            Some((real, s)) if !s.is_dir => Ok(Some(self.raw_read(&real)?)),
+            _ => Ok(None),
+        }
+    }
+
     /// Names in a directory (without `.` and `..`); `None` when it does not exist.
-    fn list(&self, dir: &str) -> Result<Option<Vec<String>>>;
+    fn list(&self, dir: &str) -> Result<Option<Vec<String>>> {
+        match self.resolve(dir, true)? {
+            Some((real, s)) if s.is_dir => Ok(self
+                .raw_entries(&real)?
+                .map(|list| list.into_iter().map(|(n, _)| n).collect())),
+            _ => Ok(None),
+        }
+    }
+}
+
+fn real_path(parts: &[(String, Stat)]) -> String {
+    let mut path = String::new();
+    for (name, _) in parts {
+        path.push('/');
+        path.push_str(name);
+    }
+    if path.is_empty() {
+        path.push('/');
+    }
+    path
+}
+
+fn child_path(dir: &str, name: &str) -> String {
+    format!("{}/{name}", dir.trim_end_matches('/'))
 }
 
 /// Names and ownership of a folder's entries; `None` when the folder does not exist.
@@ -81,18 +182,6 @@ impl Ext4Image {
         }
         Ok(out.stdout)
     }
-
-    fn entries(&self, dir: &str) -> Result<Listing> {
-        if let Some(cached) = self.dirs.borrow().get(dir) {
-            return Ok(cached.clone());
-        }
-        let out = self.debugfs(&format!("ls -p \"{dir}\""))?;
-        let listing = parse_debugfs_ls(&String::from_utf8_lossy(&out));
-        self.dirs
-            .borrow_mut()
-            .insert(dir.to_string(), listing.clone());
-        Ok(listing)
-    }
 }
 
 /// Parse `debugfs ls -p` output: `/inode/mode/uid/gid/name/size/` per line; empty when absent.
@@ -116,6 +205,7 @@ pub fn parse_debugfs_ls(text: &str) -> Listing {
             uid,
             gid,
             is_dir: mode & 0o170000 == 0o040000,
+            is_symlink: mode & 0o170000 == 0o120000,
         };
         entries.push((fields[5].to_string(), stat));
     }
@@ -131,6 +221,22 @@ pub fn parse_debugfs_ls(text: &str) -> Listing {
     }
 }
 
+/// The target debugfs `stat` prints for a fast symbolic link (target stored in the inode).
+pub fn parse_fast_link(stat_output: &str) -> Option<String> {
+    let line = stat_output
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Fast link dest:"))?;
+    let quoted = line.trim();
+    Some(
+        quoted
+            .strip_prefix('"')
+            .and_then(|q| q.strip_suffix('"'))
+            .unwrap_or(quoted)
+            .to_string(),
+    )
+}
+
+#[cfg(test)]
 fn split_parent(path: &str) -> (&str, &str) {
     match path.trim_end_matches('/').rsplit_once('/') {
         Some(("", name)) => ("/", name),
@@ -140,32 +246,38 @@ fn split_parent(path: &str) -> (&str, &str) {
 }
 
 impl RootFs for Ext4Image {
-    fn stat(&self, path: &str) -> Result<Option<Stat>> {
-        if path == "/" {
-            return Ok(self.entries("/")?.map(|_| Stat {
-                mode: 0o755,
-                uid: 0,
-                gid: 0,
-                is_dir: true,
-            }));
+    fn raw_entries(&self, real_dir: &str) -> Result<Listing> {
+        if let Some(cached) = self.dirs.borrow().get(real_dir) {
+            return Ok(cached.clone());
         }
-        let (parent, name) = split_parent(path);
-        Ok(self
-            .entries(parent)?
-            .and_then(|list| list.into_iter().find(|(n, _)| n == name).map(|(_, s)| s)))
+        let out = self.debugfs(&format!("ls -p \"{real_dir}\""))?;
+        let listing = parse_debugfs_ls(&String::from_utf8_lossy(&out));
+        self.dirs
+            .borrow_mut()
+            .insert(real_dir.to_string(), listing.clone());
+        Ok(listing)
     }
 
-    fn read(&self, path: &str) -> Result<Option<Vec<u8>>> {
-        match self.stat(path)? {
-            Some(s) if !s.is_dir => Ok(Some(self.debugfs(&format!("cat \"{path}\""))?)),
-            _ => Ok(None),
+    fn raw_readlink(&self, real: &str) -> Result<String> {
+        let stat = self.debugfs(&format!("stat \"{real}\""))?;
+        if let Some(target) = parse_fast_link(&String::from_utf8_lossy(&stat)) {
+            return Ok(target);
         }
+        // A long target lives in a data block, which `cat` prints.
+        let target = self.debugfs(&format!("cat \"{real}\""))?;
+        let target = String::from_utf8_lossy(&target)
+            .trim_end_matches('\0')
+            .to_string();
+        anyhow::ensure!(
+            !target.is_empty(),
+            "debugfs shows no target for the symbolic link {real} in {}",
+            self.image.display()
+        );
+        Ok(target)
     }
 
-    fn list(&self, dir: &str) -> Result<Option<Vec<String>>> {
-        Ok(self
-            .entries(dir)?
-            .map(|list| list.into_iter().map(|(n, _)| n).collect()))
+    fn raw_read(&self, real: &str) -> Result<Vec<u8>> {
+        self.debugfs(&format!("cat \"{real}\""))
     }
 }
 
@@ -497,8 +609,9 @@ fn each_file(
         }
         if recursive && s.is_dir {
             for name in fs.list(&p)?.unwrap_or_default() {
-                let child = format!("{}/{name}", p.trim_end_matches('/'));
-                if let Some(cs) = fs.stat(&child)? {
+                let child = child_path(&p, &name);
+                // A link's own mode and owner mean nothing, and following it could loop.
+                if let Some(cs) = fs.lstat(&child)?.filter(|cs| !cs.is_symlink) {
                     pending.push((child, cs));
                 }
             }
@@ -835,11 +948,21 @@ pub mod tests {
 
     impl MemFs {
         pub fn file(&mut self, path: &str, mode: u32, body: &str) {
+            self.insert(path, mode, false, body);
+        }
+
+        /// A symbolic link at `path` to `target`.
+        pub fn link(&mut self, path: &str, target: &str) {
+            self.insert(path, 0o777, true, target);
+        }
+
+        fn insert(&mut self, path: &str, mode: u32, is_symlink: bool, body: &str) {
             let stat = Stat {
                 mode,
                 uid: 0,
                 gid: 0,
                 is_dir: false,
+                is_symlink,
             };
             self.files
                 .insert(path.to_string(), (stat, body.as_bytes().to_vec()));
@@ -851,6 +974,7 @@ pub mod tests {
                         uid: 0,
                         gid: 0,
                         is_dir: true,
+                        is_symlink: false,
                     },
                     vec![],
                 ));
@@ -863,28 +987,58 @@ pub mod tests {
     }
 
     impl RootFs for MemFs {
-        fn stat(&self, path: &str) -> Result<Option<Stat>> {
-            Ok(self.files.get(path).map(|(s, _)| *s))
-        }
-        fn read(&self, path: &str) -> Result<Option<Vec<u8>>> {
-            Ok(self
-                .files
-                .get(path)
-                .filter(|(s, _)| !s.is_dir)
-                .map(|(_, b)| b.clone()))
-        }
-        fn list(&self, dir: &str) -> Result<Option<Vec<String>>> {
+        fn raw_entries(&self, dir: &str) -> Result<Listing> {
             if !self.files.get(dir).is_some_and(|(s, _)| s.is_dir) {
                 return Ok(None);
             }
             Ok(Some(
                 self.files
-                    .keys()
-                    .filter(|p| p.as_str() != dir && split_parent(p).0 == dir)
-                    .map(|p| split_parent(p).1.to_string())
+                    .iter()
+                    .filter(|(p, _)| p.as_str() != dir && split_parent(p).0 == dir)
+                    .map(|(p, (s, _))| (split_parent(p).1.to_string(), *s))
                     .collect(),
             ))
         }
+        fn raw_readlink(&self, real: &str) -> Result<String> {
+            Ok(String::from_utf8_lossy(&self.files[real].1).into_owned())
+        }
+        fn raw_read(&self, real: &str) -> Result<Vec<u8>> {
+            Ok(self.files[real].1.clone())
+        }
+    }
+
+    #[test]
+    fn paths_resolve_through_links_like_the_running_system() {
+        let mut fs = MemFs::default();
+        fs.link("/usr/sbin", "bin");
+        fs.file("/usr/bin/auditd", 0o755, "elf");
+        fs.link("/lib", "usr/lib");
+        fs.file("/usr/lib/libc.so.6", 0o755, "elf");
+        fs.link("/etc/os-release", "../usr/lib/os-release");
+        fs.file("/usr/lib/os-release", 0o644, "NAME=Buildroot\n");
+        fs.link("/loop", "/loop");
+        assert!(fs.stat("/usr/sbin/auditd").unwrap().is_some());
+        assert_eq!(fs.list("/usr/sbin").unwrap().unwrap(), ["auditd"]);
+        assert!(fs.stat("/lib/libc.so.6").unwrap().is_some());
+        assert_eq!(
+            fs.read("/etc/os-release").unwrap().unwrap(),
+            b"NAME=Buildroot\n"
+        );
+        assert_eq!(
+            fs.resolve("/usr/sbin/../lib/./libc.so.6", true)
+                .unwrap()
+                .unwrap()
+                .0,
+            "/usr/lib/libc.so.6"
+        );
+        assert!(fs.lstat("/usr/sbin").unwrap().unwrap().is_symlink);
+        assert!(fs.stat("/usr/sbin").unwrap().unwrap().is_dir);
+        assert!(fs.stat("/usr/sbin/nope").unwrap().is_none());
+        assert!(format!("{:#}", fs.stat("/loop").unwrap_err()).contains("symbolic links"));
+        assert_eq!(
+            parse_fast_link("Inode: 12   Type: symlink\nFast link dest: \"bin\"\n").as_deref(),
+            Some("bin")
+        );
     }
 
     fn rules() -> CisRules {
@@ -907,7 +1061,8 @@ pub mod tests {
                 mode: 0o664,
                 uid: 0,
                 gid: 0,
-                is_dir: false
+                is_dir: false,
+                is_symlink: false,
             }
         );
         assert!(parse_debugfs_ls("").is_none());

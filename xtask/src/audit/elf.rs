@@ -11,13 +11,16 @@ use object::read::elf::{Dyn, FileHeader, ProgramHeader, SectionHeader, Sym};
 use object::Endianness;
 use serde::Serialize;
 
+use super::cis::RootFs;
+
 /// What kind of object the file is, which decides which rules apply to it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ElfKind {
-    /// A program: ET_EXEC, or ET_DYN with an interpreter or the DF_1_PIE flag.
+    /// A program: ET_EXEC, or ET_DYN marked as a program (DF_1_PIE or DT_DEBUG).
     Executable,
-    /// ET_DYN without interpreter or DF_1_PIE: a shared library or plugin.
+    /// Any other ET_DYN: a shared library or plugin. libc.so.6 is one although it has PT_INTERP
+    /// (it can be run to print its version); like checksec, the mark of a program decides.
     SharedLibrary,
     /// ET_REL (kernel modules, static archives' members): loaded by the kernel or a linker, not audited.
     Relocatable,
@@ -238,6 +241,7 @@ fn analyze_as<E: FileHeader<Endian = Endianness>>(data: &[u8]) -> Result<ElfProp
     let mut bind_now = false;
     let mut textrel = false;
     let mut flags_1_pie = false;
+    let mut debug_entry = false;
     let mut needed_offsets = Vec::new();
     let (mut rpath_offsets, mut runpath_offsets) = (Vec::new(), Vec::new());
     let mut strtab = None;
@@ -255,6 +259,8 @@ fn analyze_as<E: FileHeader<Endian = Endianness>>(data: &[u8]) -> Result<ElfProp
                 bind_now |= val & u64::from(elf::DF_1_NOW) != 0;
                 flags_1_pie = val & u64::from(elf::DF_1_PIE) != 0;
             }
+            // The linker gives programs a DT_DEBUG slot for debuggers, never shared libraries.
+            elf::DT_DEBUG => debug_entry = true,
             elf::DT_RPATH => rpath_offsets.push(val),
             elf::DT_RUNPATH => runpath_offsets.push(val),
             elf::DT_NEEDED => needed_offsets.push(val),
@@ -330,7 +336,7 @@ fn analyze_as<E: FileHeader<Endian = Endianness>>(data: &[u8]) -> Result<ElfProp
 
     let (kind, pie) = match e_type {
         elf::ET_EXEC => (ElfKind::Executable, Pie::No),
-        elf::ET_DYN if interpreter.is_some() || flags_1_pie => (ElfKind::Executable, Pie::Yes),
+        elf::ET_DYN if flags_1_pie || debug_entry => (ElfKind::Executable, Pie::Yes),
         elf::ET_DYN => (ElfKind::SharedLibrary, Pie::Dso),
         elf::ET_REL => (ElfKind::Relocatable, Pie::Rel),
         _ => (ElfKind::Other, Pie::No),
@@ -413,7 +419,7 @@ impl<'de> serde::Deserialize<'de> for ElfKind {
     }
 }
 
-/// One `[[elf]]` entry of the exceptions file: a path (with `*` wildcards) and a property.
+/// One `[[elf]]` entry of the exceptions file: one file and a property.
 #[derive(Debug, Clone, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ElfException {
@@ -422,49 +428,110 @@ pub struct ElfException {
     pub reason: String,
 }
 
-#[derive(serde::Deserialize)]
+/// One `[[config]]` rule: hardening proved once from the Buildroot `.config`, because the
+/// toolchain wrapper applies it to every compile or link (a file's bytes cannot show it).
+#[derive(Debug, Clone, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RuleFile {
-    rule: Vec<ElfRule>,
+pub struct ConfigRule {
+    /// Holds when one of these options is `=y`.
+    pub any_of: Vec<String>,
+    pub severity: crate::report::Severity,
+    pub source: String,
+    pub title: String,
 }
 
-pub fn parse_rules(text: &str) -> Result<Vec<ElfRule>> {
-    let file: RuleFile = toml::from_str(text).context("ELF rule table has an unexpected shape")?;
-    Ok(file.rule)
+/// The ELF rule table: per-file rules and build-configuration rules.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ElfRules {
+    pub rule: Vec<ElfRule>,
+    #[serde(default)]
+    pub config: Vec<ConfigRule>,
 }
 
-/// `*` matches any run of characters, `/` included; everything else matches itself.
-pub fn glob_match(pattern: &str, text: &str) -> bool {
-    let parts: Vec<&str> = pattern.split('*').collect();
-    if parts.len() == 1 {
-        return pattern == text;
+pub fn parse_rules(text: &str) -> Result<ElfRules> {
+    toml::from_str(text).context("ELF rule table has an unexpected shape")
+}
+
+/// Judge the `[[config]]` rules on the settings of a Buildroot `.config` (the last setting of a
+/// symbol wins, as in Kconfig).
+pub fn evaluate_config(
+    rules: &[ConfigRule],
+    settings: &[crate::kconfig::Setting],
+) -> Vec<crate::report::Finding> {
+    use crate::report::{Finding, Verdict};
+    rules
+        .iter()
+        .map(|rule| {
+            let set = rule.any_of.iter().find_map(|symbol| {
+                settings
+                    .iter()
+                    .rev()
+                    .find(|s| &s.symbol == symbol)
+                    .filter(|s| s.value == crate::kconfig::Value::Yes)
+            });
+            let (verdict, detail) = match set {
+                Some(s) => (Verdict::Pass, format!("{}=y ({})", s.symbol, s.origin)),
+                None => (
+                    Verdict::Fail,
+                    format!("none of {} is =y", rule.any_of.join(", ")),
+                ),
+            };
+            Finding {
+                subject: "build configuration".into(),
+                rule: rule.title.clone(),
+                source: rule.source.clone(),
+                severity: rule.severity,
+                verdict,
+                detail,
+            }
+        })
+        .collect()
+}
+
+/// Check the `[[elf]]` exceptions: each names exactly one file, so every departure is seen and
+/// reasoned file by file (a wildcard would also waive files nobody looked at).
+pub fn check_exceptions(exceptions: &[ElfException]) -> Result<()> {
+    for e in exceptions {
+        anyhow::ensure!(
+            e.path.starts_with('/') && !e.path.contains(['*', '?', '[']),
+            "the [[elf]] exception for '{}' must name one file by its absolute path, without wildcards",
+            e.path
+        );
+        anyhow::ensure!(
+            !e.reason.trim().is_empty(),
+            "the [[elf]] exception for {} ({:?}) gives no reason",
+            e.path,
+            e.property
+        );
     }
-    let (first, last) = (parts[0], parts[parts.len() - 1]);
-    if !text.starts_with(first) || text.len() < first.len() + last.len() || !text.ends_with(last) {
-        return false;
-    }
-    let mut rest = &text[first.len()..text.len() - last.len()];
-    for middle in &parts[1..parts.len() - 1] {
-        match rest.find(middle) {
-            Some(i) => rest = &rest[i + middle.len()..],
-            None => return false,
-        }
-    }
-    true
+    Ok(())
 }
 
 /// Judge one file against every rule that applies to its kind. `None` from a property means
-/// "does not apply" (pure Go code has no canary) and yields no finding.
+/// "does not apply" (pure Go code has no canary) and yields no finding. `image` is the root
+/// filesystem the file is in: library search paths are judged by the folders they name there.
 pub fn evaluate(
     path: &str,
     props: &ElfProperties,
     rules: &[ElfRule],
     exceptions: &[ElfException],
-) -> Vec<crate::report::Finding> {
+    image: &dyn RootFs,
+) -> Result<Vec<crate::report::Finding>> {
     use crate::report::{Finding, Verdict};
     let mut findings = Vec::new();
     for rule in rules.iter().filter(|r| r.applies_to.contains(&props.kind)) {
-        let Some((ok, detail)) = judge(rule.property, props) else {
+        let judged = match rule.property {
+            Property::Rpath => Some(judge_search_path("DT_RPATH", &props.rpath, path, image)?),
+            Property::Runpath => Some(judge_search_path(
+                "DT_RUNPATH",
+                &props.runpath,
+                path,
+                image,
+            )?),
+            other => judge(other, props),
+        };
+        let Some((ok, detail)) = judged else {
             continue;
         };
         let verdict = if ok {
@@ -472,7 +539,7 @@ pub fn evaluate(
         } else {
             match exceptions
                 .iter()
-                .find(|e| e.property == rule.property && glob_match(&e.path, path))
+                .find(|e| e.property == rule.property && e.path == path)
             {
                 Some(e) => Verdict::Exception(e.reason.clone()),
                 None => Verdict::Fail,
@@ -487,7 +554,97 @@ pub fn evaluate(
             detail,
         });
     }
-    findings
+    Ok(findings)
+}
+
+/// A library search path is a threat when someone other than root can put a library where it
+/// points, or when where it points is not fixed: judge each entry by the folder it names in the
+/// image. A root-owned folder that only root can write (systemd's /usr/lib/systemd) is as safe
+/// as /usr/lib; an empty entry, a relative path, $ORIGIN climbing out with `..`, a build-tree
+/// path the image does not have, or a writable folder (/tmp) is not.
+fn judge_search_path(
+    tag: &str,
+    entries: &[String],
+    file: &str,
+    image: &dyn RootFs,
+) -> Result<(bool, String)> {
+    if entries.is_empty() {
+        return Ok((true, format!("no {tag}")));
+    }
+    let mut problems = Vec::new();
+    for list in entries {
+        // An empty DT_RUNPATH string is one empty entry; "a::b" holds one in the middle.
+        for entry in list.split(':') {
+            if let Some(problem) = search_dir_problem(entry, file, image)? {
+                problems.push(format!("'{entry}': {problem}"));
+            }
+        }
+    }
+    Ok(if problems.is_empty() {
+        (
+            true,
+            format!("{tag} {entries:?}: root-owned folders only root can write"),
+        )
+    } else {
+        (false, format!("{tag} {}", problems.join("; ")))
+    })
+}
+
+fn search_dir_problem(entry: &str, file: &str, image: &dyn RootFs) -> Result<Option<String>> {
+    let origin = ["$ORIGIN", "${ORIGIN}"]
+        .iter()
+        .find_map(|token| entry.strip_prefix(token));
+    let dir = match origin {
+        _ if entry.is_empty() => {
+            return Ok(Some(
+                "empty entry (Buildroot's fix-rpath empties a build-tree path): remove it".into(),
+            ))
+        }
+        Some(rest) if rest.split('/').any(|part| part == "..") => {
+            return Ok(Some(
+                "$ORIGIN with '..' reaches outside the file's own folder".into(),
+            ))
+        }
+        Some(rest) => format!("{}{rest}", file.rsplit_once('/').map_or("", |(dir, _)| dir)),
+        None if entry.contains('$') => {
+            return Ok(Some(
+                "a token other than $ORIGIN: the folder depends on the machine".into(),
+            ))
+        }
+        None if !entry.starts_with('/') => {
+            return Ok(Some(
+                "relative: resolved against the working directory".into(),
+            ))
+        }
+        None => entry.to_string(),
+    };
+    let Some((real, stat)) = image.resolve(&dir, true)? else {
+        return Ok(Some(format!(
+            "{dir} is not in the image (a build-tree path?)"
+        )));
+    };
+    if !stat.is_dir {
+        return Ok(Some(format!("{dir} is not a folder in the image")));
+    }
+    // Every folder on the way must be root's alone: whoever can write one can swap what is below.
+    let mut prefix = String::new();
+    for part in std::iter::once("").chain(real.split('/').filter(|p| !p.is_empty())) {
+        if !part.is_empty() {
+            prefix.push('/');
+            prefix.push_str(part);
+        }
+        let shown = if prefix.is_empty() { "/" } else { &prefix };
+        let Some(s) = image.lstat(shown)? else {
+            return Ok(Some(format!("{shown} vanished while reading the image")));
+        };
+        if s.uid != 0 || s.mode & 0o022 != 0 {
+            return Ok(Some(format!(
+                "{shown} is owned by uid {} with mode {:04o}: not root's alone",
+                s.uid, s.mode
+            )));
+        }
+    }
+    Ok(None)
 }
 
 fn judge(property: Property, p: &ElfProperties) -> Option<(bool, String)> {
@@ -516,8 +673,8 @@ fn judge(property: Property, p: &ElfProperties) -> Option<(bool, String)> {
         )),
         Property::Canary => yes_no(p.canary, "stack protector symbol"),
         Property::Fortify => yes_no(p.fortify, "fortified __*_chk call"),
-        Property::Rpath => Some((p.rpath.is_empty(), format!("DT_RPATH {:?}", p.rpath))),
-        Property::Runpath => Some((p.runpath.is_empty(), format!("DT_RUNPATH {:?}", p.runpath))),
+        // Judged with the image by judge_search_path.
+        Property::Rpath | Property::Runpath => None,
         Property::Textrel => Some((
             !p.textrel,
             if p.textrel {
@@ -541,6 +698,7 @@ fn judge(property: Property, p: &ElfProperties) -> Option<(bool, String)> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::cis::tests::MemFs;
     use super::*;
 
     #[test]
@@ -568,16 +726,61 @@ mod tests {
     }
 
     #[test]
-    fn glob_matches_wildcards_only_where_written() {
-        assert!(glob_match("/usr/bin/dockerd", "/usr/bin/dockerd"));
-        assert!(!glob_match("/usr/bin/docker", "/usr/bin/dockerd"));
-        assert!(glob_match("/usr/lib/*.so*", "/usr/lib/libc.so.6"));
-        assert!(glob_match("*", "/anything"));
-        assert!(!glob_match("/usr/lib/*.so", "/usr/lib/libc.so.6"));
-        assert!(glob_match(
-            "/lib/ld-*-armhf.so.3",
-            "/lib/ld-linux-armhf.so.3"
-        ));
+    fn exceptions_name_one_file_with_a_reason() {
+        let one = |path: &str, reason: &str| ElfException {
+            path: path.into(),
+            property: Property::Relro,
+            reason: reason.into(),
+        };
+        assert!(check_exceptions(&[one("/lib/libc.so.6", "toolchain")]).is_ok());
+        for bad in ["/usr/lib/*.so*", "libc.so.6", "/lib/libc.so.?"] {
+            let err = check_exceptions(&[one(bad, "x")]).unwrap_err().to_string();
+            assert!(err.contains("one file"), "{bad}: {err}");
+        }
+        assert!(check_exceptions(&[one("/lib/libc.so.6", " ")]).is_err());
+    }
+
+    #[test]
+    fn search_paths_are_judged_by_the_folder_they_name() {
+        let mut image = MemFs::default();
+        image.file("/usr/lib/systemd/libsystemd-shared-257.so", 0o755, "elf");
+        image.file("/usr/bin/app", 0o755, "elf");
+        image.file("/usr/bin/plugins/p.so", 0o755, "elf");
+        image.file("/tmp/x/lib.so", 0o644, "elf");
+        image.files.get_mut("/tmp").unwrap().0.mode = 0o1777;
+        image.file("/home/builder/lib/l.so", 0o644, "elf");
+        image.files.get_mut("/home/builder").unwrap().0.uid = 1000;
+        image.link("/lib", "usr/lib");
+        let judge = |entries: &[&str]| {
+            let entries: Vec<String> = entries.iter().map(|e| e.to_string()).collect();
+            judge_search_path("DT_RUNPATH", &entries, "/usr/bin/app", &image).unwrap()
+        };
+        assert!(judge(&[]).0);
+        assert!(
+            judge(&["/usr/lib/systemd"]).0,
+            "{}",
+            judge(&["/usr/lib/systemd"]).1
+        );
+        assert!(
+            judge(&["/lib/systemd"]).0,
+            "through the /lib -> usr/lib link"
+        );
+        assert!(judge(&["$ORIGIN/plugins"]).0);
+        for bad in [
+            "",
+            "/usr/lib/systemd::/usr/lib",
+            "$ORIGIN/../..",
+            "/tmp/x",
+            "/opt/lib",
+            "/home/builder/lib",
+            "lib",
+            "$LIB/x",
+            "/usr/bin/app",
+        ] {
+            let (ok, detail) = judge(&[bad]);
+            assert!(!ok, "'{bad}' passed: {detail}");
+        }
+        assert!(judge(&["/tmp/x"]).1.contains("/tmp"));
     }
 
     fn props() -> ElfProperties {
@@ -602,6 +805,7 @@ mod tests {
 
     #[test]
     fn evaluation_skips_inapplicable_properties_and_honours_exceptions() {
+        let image = MemFs::default();
         let rules = parse_rules(
             r#"
             [[rule]]
@@ -630,13 +834,14 @@ mod tests {
             title = "FORTIFY_SOURCE"
             "#,
         )
-        .unwrap();
+        .unwrap()
+        .rule;
         let exceptions = vec![ElfException {
-            path: "/usr/bin/*".into(),
+            path: "/usr/bin/x".into(),
             property: Property::Fortify,
             reason: "test".into(),
         }];
-        let findings = evaluate("/usr/bin/x", &props(), &rules, &exceptions);
+        let findings = evaluate("/usr/bin/x", &props(), &rules, &exceptions, &image).unwrap();
         // canary: not applicable to pure Go; runpath: rule is for shared libraries only.
         let rules_seen: Vec<_> = findings.iter().map(|f| f.rule.as_str()).collect();
         assert_eq!(rules_seen, ["no text relocations", "FORTIFY_SOURCE"]);
@@ -645,6 +850,36 @@ mod tests {
             findings[1].verdict,
             crate::report::Verdict::Exception(_)
         ));
+    }
+
+    #[test]
+    fn configuration_proves_what_the_toolchain_wrapper_adds() {
+        let rules = parse_rules(
+            &std::fs::read_to_string(
+                crate::util::repo_root().join("configs/hardening/elf-rules.toml"),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        let config = "BR2_SSP_STRONG=y\nBR2_PIC_PIE=y\nBR2_RELRO_FULL=y\nBR2_FORTIFY_SOURCE_3=y\n";
+        let settings = crate::kconfig::parse(config, ".config").unwrap();
+        let findings = evaluate_config(&rules.config, &settings);
+        assert!(findings.len() >= 4);
+        assert!(findings
+            .iter()
+            .all(|f| f.verdict == crate::report::Verdict::Pass));
+        let weak = config.replace(
+            "BR2_SSP_STRONG=y",
+            "# BR2_SSP_STRONG is not set\nBR2_SSP_REGULAR=y",
+        );
+        let settings = crate::kconfig::parse(&weak, ".config").unwrap();
+        let failed: Vec<_> = evaluate_config(&rules.config, &settings)
+            .into_iter()
+            .filter(|f| f.verdict == crate::report::Verdict::Fail)
+            .map(|f| f.rule)
+            .collect();
+        assert_eq!(failed.len(), 1);
+        assert!(failed[0].contains("stack protector"), "{failed:?}");
     }
 
     #[test]

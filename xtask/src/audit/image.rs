@@ -82,11 +82,16 @@ pub fn audit_image(output: &Path, rootfs: Option<&Path>) -> Result<ImageAudit> {
     let exceptions = report::exceptions_path();
     let cis_exceptions: Vec<cis::CisException> = report::load_exceptions(&exceptions, "cis")?;
     let elf_exceptions: Vec<elf::ElfException> = report::load_exceptions(&exceptions, "elf")?;
+    elf::check_exceptions(&elf_exceptions)
+        .with_context(|| format!("in {}", exceptions.display()))?;
 
     let fs = cis::Ext4Image::open(&image)?;
     let cis = cis::audit(&fs, &cis_rules, &cis_exceptions)?;
 
     let mut elf_report = Report::new(format!("ELF hardening of {}", target.display()));
+    for f in config_findings(output, &elf_rules.config)? {
+        elf_report.push(f);
+    }
     let mut files = Vec::new();
     let mut skipped = 0;
     let progress = indicatif::ProgressBar::new_spinner();
@@ -116,7 +121,7 @@ pub fn audit_image(output: &Path, rootfs: Option<&Path>) -> Result<ImageAudit> {
                     elf::ElfKind::Executable | elf::ElfKind::SharedLibrary
                 ) =>
             {
-                for f in elf::evaluate(&rel, &props, &elf_rules, &elf_exceptions) {
+                for f in elf::evaluate(&rel, &props, &elf_rules.rule, &elf_exceptions, &fs)? {
                     elf_report.push(f);
                 }
                 files.push(ElfFile {
@@ -143,6 +148,28 @@ pub fn audit_image(output: &Path, rootfs: Option<&Path>) -> Result<ImageAudit> {
         files,
         skipped,
     })
+}
+
+/// The `[[config]]` rules judged on `<output>/.config`, the configuration Buildroot built with.
+fn config_findings(output: &Path, rules: &[elf::ConfigRule]) -> Result<Vec<Finding>> {
+    let path = output.join(".config");
+    if !path.is_file() {
+        return Ok(rules
+            .iter()
+            .map(|rule| Finding {
+                subject: "build configuration".into(),
+                rule: rule.title.clone(),
+                source: rule.source.clone(),
+                severity: rule.severity,
+                verdict: Verdict::Fail,
+                detail: format!("{} is missing: nothing proves it", path.display()),
+            })
+            .collect());
+    }
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("could not read {}", path.display()))?;
+    let settings = crate::kconfig::parse(&text, &path.display().to_string())?;
+    Ok(elf::evaluate_config(rules, &settings))
 }
 
 /// Regular files under `dir`, symbolic links not followed (they point at files listed anyway).
@@ -221,6 +248,9 @@ impl ImageAudit {
                     (Verdict::Fail, Severity::Recommended) => {
                         result.push(format!("warn {}", short(&finding.rule)))
                     }
+                    (Verdict::Fail, Severity::Info) => {
+                        result.push(format!("info {}", short(&finding.rule)))
+                    }
                     (Verdict::Exception(_), _) => {
                         result.push(format!("exception {}", short(&finding.rule)))
                     }
@@ -260,8 +290,14 @@ impl ImageAudit {
             .iter()
             .filter(|f| !self.files.iter().any(|x| x.path == f.subject))
         {
+            let mark = match (&f.verdict, f.severity) {
+                (Verdict::Pass, _) => "pass",
+                (Verdict::Fail, Severity::Required) => "FAIL",
+                (Verdict::Fail, _) => "warn",
+                (Verdict::Exception(_), _) => "exception",
+            };
             out.push_str(&format!(
-                "  {:<width$}  FAIL {}: {}\n",
+                "  {:<width$}  {mark} {}: {}\n",
                 f.subject, f.rule, f.detail
             ));
         }

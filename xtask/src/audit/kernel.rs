@@ -66,7 +66,16 @@ pub fn audit_buildroot_output(output: &Path) -> Result<Report> {
     let config = buildroot_kernel_config(output)?;
     let cmdline = crate::project::default_board().dir().join("cmdline.txt");
     let target = output.join("target");
-    let sysctl = [target.join("usr/lib/sysctl.d"), target.join("etc/sysctl.d")];
+    // systemd's search path, lowest priority first (a folder that is a link, as /lib with a
+    // merged /usr, repeats the same files, which changes nothing).
+    let sysctl = [
+        "lib/sysctl.d",
+        "usr/lib/sysctl.d",
+        "usr/local/lib/sysctl.d",
+        "run/sysctl.d",
+        "etc/sysctl.d",
+    ]
+    .map(|dir| target.join(dir));
     audit_files(
         &config,
         Some(&cmdline),
@@ -429,19 +438,121 @@ pub fn parse_cmdline(text: &str) -> Result<Cmdline> {
     Ok(Cmdline(params))
 }
 
-/// Effective sysctl settings: key (with `.` separators) → (value, `file:line`).
+/// The sysctl.d settings as systemd-sysctl applies them (sysctl.d(5), systemd 257/258):
+/// - `key = value` sets a key; a later assignment of the same key (same or later file) wins;
+/// - a leading `-` on an assignment only means "ignore a failure to write it";
+/// - a key with `*`, `?` or `[` is a glob over all keys; a key assigned by name is never set by
+///   a glob, whatever the order, and a bare `-key` (no `=`) excludes that key from every glob,
+///   leaving the kernel's default (systemd's 50-default.conf does this for `...all.rp_filter`).
+///
+/// Keys are kept with `.` separators; a key written with `/` separators is converted.
 #[derive(Debug, Default, Clone)]
-pub struct Sysctl(BTreeMap<String, (String, String)>);
+pub struct Sysctl {
+    /// Keys set or excluded by name → (value, `None` for an exclusion; `file:line`).
+    named: BTreeMap<String, (Option<String>, String)>,
+    /// Glob assignments in the order they apply (a re-assigned pattern moves to the end).
+    globs: Vec<(String, String, String)>,
+}
 
 impl Sysctl {
-    pub fn get(&self, key: &str) -> Option<&(String, String)> {
-        self.0.get(&key.replace('/', "."))
+    /// The effective value of `key` and where it is set; `None` when no file sets it (or it is
+    /// excluded from the globs that would), so the kernel default applies.
+    pub fn get(&self, key: &str) -> Option<(String, String)> {
+        let key = normalize_sysctl_key(key);
+        if let Some((value, origin)) = self.named.get(&key) {
+            return value.clone().map(|v| (v, origin.clone()));
+        }
+        self.globs
+            .iter()
+            .rev()
+            .find(|(pattern, _, _)| glob_match(pattern, &key))
+            .map(|(_, v, origin)| (v.clone(), origin.clone()))
+    }
+
+    /// Why `key` has no value from sysctl.d, for messages.
+    pub fn why_unset(&self, key: &str) -> String {
+        match self.named.get(&normalize_sysctl_key(key)) {
+            Some((None, origin)) => {
+                format!("excluded from sysctl.d globs ({origin}): kernel default")
+            }
+            _ => "not set in any sysctl.d file".to_string(),
+        }
     }
 }
 
-/// Apply sysctl.d files (already in systemd's order: by file name) to one effective map.
+/// systemd's sysctl_normalize: a key whose first separator is `/` is a path, where `.` is a
+/// literal dot (VLAN interface names); turn it into the dotted form, `/` standing for that dot.
+fn normalize_sysctl_key(key: &str) -> String {
+    match key.find(['.', '/']) {
+        Some(i) if key.as_bytes()[i] == b'/' => key
+            .chars()
+            .map(|c| match c {
+                '/' => '.',
+                '.' => '/',
+                c => c,
+            })
+            .collect(),
+        _ => key.to_string(),
+    }
+}
+
+/// fnmatch(3) without flags, as systemd matches sysctl globs: `*`, `?` and `[...]` classes.
+fn glob_match(pattern: &str, text: &str) -> bool {
+    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
+    let (mut pi, mut ti) = (0, 0);
+    let mut backtrack: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        let step = match p.get(pi) {
+            Some('*') => {
+                backtrack = Some((pi, ti));
+                pi += 1;
+                continue;
+            }
+            Some('?') => Some(1),
+            Some('[') => match p[pi..].iter().skip(2).position(|&c| c == ']') {
+                Some(end) => {
+                    let class = &p[pi + 1..pi + 3 + end - 1];
+                    let (negate, class) = match class.first() {
+                        Some('!') | Some('^') => (true, &class[1..]),
+                        _ => (false, class),
+                    };
+                    let mut hit = false;
+                    let mut i = 0;
+                    while i < class.len() {
+                        if i + 2 < class.len() && class[i + 1] == '-' {
+                            hit |= class[i] <= t[ti] && t[ti] <= class[i + 2];
+                            i += 3;
+                        } else {
+                            hit |= class[i] == t[ti];
+                            i += 1;
+                        }
+                    }
+                    (hit != negate).then_some(end + 3)
+                }
+                None => (t[ti] == '[').then_some(1),
+            },
+            Some(&c) => (c == t[ti]).then_some(1),
+            None => None,
+        };
+        match (step, backtrack) {
+            (Some(n), _) => {
+                pi += n;
+                ti += 1;
+            }
+            (None, Some((star, at))) => {
+                pi = star + 1;
+                ti = at + 1;
+                backtrack = Some((star, at + 1));
+            }
+            (None, None) => return false,
+        }
+    }
+    p[pi..].iter().all(|&c| c == '*')
+}
+
+/// Apply sysctl.d files (already in systemd's order: by file name) to one set of settings.
 pub fn parse_sysctl<'a>(files: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<Sysctl> {
-    let mut settings = BTreeMap::new();
+    let mut sysctl = Sysctl::default();
     for (name, text) in files {
         for (index, raw) in text.lines().enumerate() {
             let line = raw.trim();
@@ -449,20 +560,34 @@ pub fn parse_sysctl<'a>(files: impl IntoIterator<Item = (&'a str, &'a str)>) -> 
                 continue;
             }
             let origin = format!("{name}:{}", index + 1);
-            let Some((key, value)) = line.split_once('=') else {
-                bail!("{origin}: expected 'key = value', found '{line}'");
+            let (key, value) = match line.split_once('=') {
+                Some((key, value)) => (key.trim(), Some(value.trim().to_string())),
+                // `-key` alone: exclude the key from globs.
+                None if line.starts_with('-') => (line, None),
+                None => bail!(
+                    "{origin}: expected 'key = value' or '-key' (an exclusion), found '{line}'"
+                ),
             };
-            // A leading '-' only tells systemd-sysctl to ignore a failure to write the key.
-            let key = key.trim().trim_start_matches('-').replace('/', ".");
+            // A leading '-' on an assignment only tells systemd-sysctl to ignore a write failure.
+            let key = normalize_sysctl_key(key.strip_prefix('-').unwrap_or(key).trim());
             ensure!(!key.is_empty(), "{origin}: empty key");
-            settings.insert(key, (value.trim().to_string(), origin));
+            if key.contains(['*', '?', '[']) {
+                let Some(value) = value else {
+                    bail!("{origin}: '-{key}' excludes a glob, which sysctl.d does not support");
+                };
+                sysctl.globs.retain(|(p, _, _)| *p != key);
+                sysctl.globs.push((key, value, origin));
+            } else {
+                sysctl.named.insert(key, (value, origin));
+            }
         }
     }
-    Ok(Sysctl(settings))
+    Ok(sysctl)
 }
 
 /// Read the `*.conf` files of `dirs` the way systemd-sysctl does: a file in a later folder hides
-/// one of the same name in an earlier folder; the survivors apply in file-name order.
+/// one of the same name in an earlier folder (give them lowest priority first: /usr/lib, /run,
+/// /etc); the survivors apply in file-name order.
 /// Missing folders are skipped; when none exists the settings are empty.
 pub fn read_sysctl_dirs(dirs: &[PathBuf]) -> Result<Sysctl> {
     let mut files: BTreeMap<String, PathBuf> = BTreeMap::new();
@@ -652,12 +777,12 @@ fn judge_sysctl(
     config: &Resolved,
 ) -> std::result::Result<String, String> {
     let shown = match sysctl.get(&rule.key) {
-        None => "not set in any sysctl.d file".to_string(),
+        None => sysctl.why_unset(&rule.key),
         Some((value, origin)) => format!("= {value} ({origin})"),
     };
     let held = sysctl
         .get(&rule.key)
-        .is_some_and(|(v, _)| rule.want.iter().any(|w| w == v));
+        .is_some_and(|(v, _)| rule.want.contains(&v));
     if held {
         Ok(shown)
     } else if let Some(alt) = alternative_holds(&rule.meta(), config) {
@@ -1076,7 +1201,7 @@ CONFIG_USER_NS=y
         .unwrap();
         assert_eq!(
             s.get("kernel.kptr_restrict"),
-            Some(&("2".to_string(), "90-berth.conf:1".to_string()))
+            Some(("2".to_string(), "90-berth.conf:1".to_string()))
         );
         assert!(parse_sysctl([("x.conf", "kernel.kptr_restrict\n")])
             .unwrap_err()
@@ -1109,6 +1234,110 @@ CONFIG_USER_NS=y
             verdict(&r, "sysctl:kernel.io_uring_disabled"),
             &Verdict::Fail
         );
+    }
+
+    /// The assignments of systemd 257's sysctl.d/50-default.conf, 50-pid-max.conf and
+    /// 50-coredump.conf (rendered), line for line as systemd ships them.
+    const SYSTEMD_50_DEFAULT: &str = "kernel.sysrq = 16\nkernel.core_uses_pid = 1\nnet.ipv4.conf.default.rp_filter = 2\nnet.ipv4.conf.*.rp_filter = 2\n-net.ipv4.conf.all.rp_filter\nnet.ipv4.conf.default.accept_source_route = 0\nnet.ipv4.conf.*.accept_source_route = 0\n-net.ipv4.conf.all.accept_source_route\nnet.ipv4.conf.default.promote_secondaries = 1\nnet.ipv4.conf.*.promote_secondaries = 1\n-net.ipv4.conf.all.promote_secondaries\n-net.ipv4.ping_group_range = 0 2147483647\n-net.core.default_qdisc = fq_codel\nfs.protected_hardlinks = 1\nfs.protected_symlinks = 1\nfs.protected_regular = 1\nfs.protected_fifos = 1\n";
+    const SYSTEMD_50_PID_MAX: &str = "kernel.pid_max = 4194304\n";
+    const SYSTEMD_50_COREDUMP: &str = "kernel.core_pattern=|/usr/lib/systemd/systemd-coredump %P %u %g %s %t %c %h %d %F\nkernel.core_pipe_limit=16\nfs.suid_dumpable=2\n";
+
+    #[test]
+    fn sysctl_reads_systemds_own_files_with_globs_and_exclusions() {
+        let s = parse_sysctl([
+            ("50-coredump.conf", SYSTEMD_50_COREDUMP),
+            ("50-default.conf", SYSTEMD_50_DEFAULT),
+            ("50-pid-max.conf", SYSTEMD_50_PID_MAX),
+        ])
+        .unwrap();
+        let value = |k: &str| s.get(k).map(|(v, _)| v);
+        assert_eq!(
+            value("net.ipv4.conf.default.rp_filter").as_deref(),
+            Some("2")
+        );
+        // The glob reaches every interface...
+        assert_eq!(value("net.ipv4.conf.eth0.rp_filter").as_deref(), Some("2"));
+        assert_eq!(value("net/ipv4/conf/eth0/rp_filter").as_deref(), Some("2"));
+        // ...but not `all`, excluded by the bare `-key` after it.
+        assert_eq!(value("net.ipv4.conf.all.rp_filter"), None);
+        assert!(s
+            .why_unset("net.ipv4.conf.all.rp_filter")
+            .contains("50-default.conf:5"));
+        assert_eq!(
+            value("net.ipv4.ping_group_range").as_deref(),
+            Some("0 2147483647")
+        );
+        assert_eq!(value("net.core.default_qdisc").as_deref(), Some("fq_codel"));
+        assert_eq!(
+            value("kernel.core_pattern").unwrap(),
+            "|/usr/lib/systemd/systemd-coredump %P %u %g %s %t %c %h %d %F"
+        );
+        assert_eq!(value("fs.suid_dumpable").as_deref(), Some("2"));
+
+        // Berth's 90- file, later: a named key beats the glob whatever the order, and names
+        // the excluded key back in.
+        let berth = std::fs::read_to_string(
+            crate::util::repo_root()
+                .join("board/odroid-xu4/rootfs-overlay/etc/sysctl.d/90-berth-hardening.conf"),
+        )
+        .unwrap();
+        let s = parse_sysctl([
+            ("50-default.conf", SYSTEMD_50_DEFAULT),
+            ("90-berth-hardening.conf", berth.as_str()),
+            ("95-glob.conf", "net.ipv4.conf.*.rp_filter = 0\n"),
+        ])
+        .unwrap();
+        let value = |k: &str| s.get(k).map(|(v, _)| v);
+        assert_eq!(value("net.ipv4.conf.all.rp_filter").as_deref(), Some("1"));
+        assert_eq!(
+            value("net.ipv4.conf.default.rp_filter").as_deref(),
+            Some("1")
+        );
+        assert_eq!(value("net.ipv4.conf.eth0.rp_filter").as_deref(), Some("0"));
+        assert_eq!(value("fs.suid_dumpable").as_deref(), Some("0"));
+
+        // The rp_filter rules judge that effective value.
+        let rules = load_rules(&rules_path()).unwrap();
+        let judge = |files: &[(&str, &str)], key: &str| {
+            let s = parse_sysctl(files.iter().copied()).unwrap();
+            let rule = rules.sysctl.iter().find(|r| r.key == key).unwrap();
+            let config = crate::kconfig::Resolved::parse(HARDENED, ".config").unwrap();
+            judge_sysctl(rule, &s, &config)
+        };
+        let systemd_only = [("50-default.conf", SYSTEMD_50_DEFAULT)];
+        let err = judge(&systemd_only, "net.ipv4.conf.all.rp_filter").unwrap_err();
+        assert!(err.contains("excluded"), "{err}");
+        assert!(judge(&systemd_only, "net.ipv4.conf.default.rp_filter").is_err());
+        let with_berth = [
+            ("50-default.conf", SYSTEMD_50_DEFAULT),
+            ("90-berth-hardening.conf", berth.as_str()),
+        ];
+        assert!(judge(&with_berth, "net.ipv4.conf.all.rp_filter").is_ok());
+        assert!(judge(&with_berth, "net.ipv4.conf.default.rp_filter").is_ok());
+    }
+
+    #[test]
+    fn sysctl_globs_match_like_fnmatch() {
+        assert!(glob_match(
+            "net.ipv4.conf.*.rp_filter",
+            "net.ipv4.conf.eth0.rp_filter"
+        ));
+        assert!(glob_match(
+            "net.ipv4.conf.*.rp_filter",
+            "net.ipv4.conf.br-1/2.rp_filter"
+        ));
+        assert!(!glob_match(
+            "net.ipv4.conf.*.rp_filter",
+            "net.ipv4.conf.eth0.log_martians"
+        ));
+        assert!(glob_match("kernel.?ysrq", "kernel.sysrq"));
+        assert!(glob_match(
+            "net.ipv[46].conf.all.forwarding",
+            "net.ipv6.conf.all.forwarding"
+        ));
+        assert!(!glob_match("net.ipv[!4].x", "net.ipv4.x"));
+        assert!(glob_match("a*b*c", "aXbYbc"));
+        assert!(parse_sysctl([("x.conf", "-net.ipv4.conf.*.rp_filter\n")]).is_err());
     }
 
     #[test]
