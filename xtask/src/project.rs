@@ -2,7 +2,9 @@
 
 /// Buildroot release Berth is built and validated with (a 3-month stable release, not an LTS).
 pub const BUILDROOT_VERSION: &str = "2026.02.3";
-/// The commit that tag must resolve to; anything else is refused.
+/// The git ref the pinned commit lives on, fetched when a server will not hand out the commit alone.
+pub const BUILDROOT_REF: &str = "2026.02.3";
+/// The commit Berth builds with; anything else is refused.
 pub const BUILDROOT_COMMIT: &str = "679b9ead7620bbf193620d1ebf56f53c1764d37a";
 /// The git tree id of that commit (`git rev-parse <commit>^{tree}`): a tree without `.git`, such
 /// as a `git archive` export of the commit, is accepted only when its files hash to this.

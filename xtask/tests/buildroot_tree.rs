@@ -122,7 +122,11 @@ fn a_checkout_at_another_commit_is_refused() {
     assert!(!out.status.success());
     let err = common::stderr_text(&out);
     assert!(
-        err.contains(&format!("not {} (tag {})", pinned().0, pinned().1)),
+        err.contains(&format!(
+            "not {} ({})",
+            pinned().0,
+            common::pin("BUILDROOT_REF")
+        )),
         "{err}"
     );
 }

@@ -16,7 +16,9 @@ use xshell::{cmd, Shell};
 
 mod series;
 
-use crate::project::{BUILDROOT_COMMIT, BUILDROOT_GIT_URL, BUILDROOT_TREE, BUILDROOT_VERSION};
+use crate::project::{
+    BUILDROOT_COMMIT, BUILDROOT_GIT_URL, BUILDROOT_REF, BUILDROOT_TREE, BUILDROOT_VERSION,
+};
 use crate::util;
 
 /// A verified Buildroot tree.
@@ -248,7 +250,7 @@ pub fn verify(sh: &Shell, dir: &Path, origin: Origin) -> Result<Buildroot> {
         })?;
     if head != BUILDROOT_COMMIT {
         bail!(
-            "{what} ({}) is at commit {head}, not {BUILDROOT_COMMIT} (tag {BUILDROOT_VERSION})",
+            "{what} ({}) is at commit {head}, not {BUILDROOT_COMMIT} ({BUILDROOT_REF})",
             dir.display()
         );
     }
@@ -279,7 +281,7 @@ fn makefile_version(makefile: &str) -> Option<&str> {
     })
 }
 
-/// Shallow-clone the pinned tag beside `dest`, verify the commit, then move it into place.
+/// Fetch the pinned commit beside `dest` and check it out, then move it into place.
 fn fetch_into(sh: &Shell, dest: &Path) -> Result<()> {
     let parent = dest
         .parent()
@@ -300,24 +302,42 @@ fn fetch_into(sh: &Shell, dest: &Path) -> Result<()> {
     let _low_speed = sh.push_env("GIT_HTTP_LOW_SPEED_LIMIT", "1000");
     let _low_time = sh.push_env("GIT_HTTP_LOW_SPEED_TIME", "20");
     let _no_prompt = sh.push_env("GIT_TERMINAL_PROMPT", "0");
-    cmd!(
-        sh,
-        "git clone --quiet --depth 1 --branch {BUILDROOT_VERSION} {BUILDROOT_GIT_URL} {partial}"
-    )
-    .run()
-    .with_context(|| {
-        format!(
+    let failed = |err: xshell::Error| {
+        anyhow::Error::new(err).context(format!(
             "could not fetch Buildroot {BUILDROOT_VERSION} from {BUILDROOT_GIT_URL} (gave up after {:.1}s; \
              no network? pass --buildroot DIR to use a tree you already have)",
             started.elapsed().as_secs_f32()
+        ))
+    };
+    cmd!(sh, "git init --quiet {partial}")
+        .run()
+        .map_err(failed)?;
+    // Servers hand out a reachable commit by its id, which fetches one commit, not a history; a
+    // server that refuses gets asked for the whole ref the commit lives on.
+    let by_id = cmd!(
+        sh,
+        "git -C {partial} fetch --quiet --depth 1 {BUILDROOT_GIT_URL} {BUILDROOT_COMMIT}"
+    )
+    .run();
+    if by_id.is_err() {
+        cmd!(
+            sh,
+            "git -C {partial} fetch --quiet {BUILDROOT_GIT_URL} {BUILDROOT_REF}"
         )
-    })?;
-    let head = cmd!(sh, "git -C {partial} rev-parse HEAD").quiet().read()?;
-    if head != BUILDROOT_COMMIT {
+        .run()
+        .map_err(failed)?;
+    }
+    let checkout = cmd!(
+        sh,
+        "git -C {partial} -c advice.detachedHead=false checkout --quiet --detach {BUILDROOT_COMMIT}"
+    )
+    .quiet()
+    .run();
+    if checkout.is_err() {
         let _ = std::fs::remove_dir_all(&partial);
         bail!(
-            "upstream tag {BUILDROOT_VERSION} resolves to {head}, not the pinned {BUILDROOT_COMMIT}: \
-             refusing to use it (was the tag moved?)"
+            "{BUILDROOT_GIT_URL} has no commit {BUILDROOT_COMMIT} on {BUILDROOT_REF}: \
+             refusing to use anything else (was the ref rewritten?)"
         );
     }
     std::fs::rename(&partial, dest)
