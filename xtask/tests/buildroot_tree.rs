@@ -4,7 +4,7 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 /// The pinned commit and Buildroot version, as project.rs has them.
 fn pinned() -> (String, String) {
@@ -30,20 +30,6 @@ fn check(buildroot: Option<&Path>, cache: &Path) -> Output {
         cmd.arg("--buildroot").arg(tree);
     }
     cmd.output().unwrap()
-}
-
-fn git(dir: &Path, args: &[&str]) {
-    common::run_ok(
-        Command::new("git")
-            .args([
-                "-c",
-                "user.name=Berth Test",
-                "-c",
-                "user.email=test@berth.invalid",
-            ])
-            .args(args)
-            .current_dir(dir),
-    );
 }
 
 #[test]
@@ -115,9 +101,7 @@ fn a_checkout_at_another_commit_is_refused() {
         makefile(&common::pin("BUILDROOT_VERSION")),
         0o644,
     );
-    git(&tree, &["init", "-q"]);
-    git(&tree, &["add", "-A"]);
-    git(&tree, &["commit", "-q", "-m", "not the pinned commit"]);
+    common::commit_all(&tree, "not the pinned commit");
     let out = check(Some(&tree), &dir.path().join("cache"));
     assert!(!out.status.success());
     let err = common::stderr_text(&out);
@@ -175,9 +159,7 @@ fn a_cache_clone_at_another_commit_is_not_used() {
         makefile(&common::pin("BUILDROOT_VERSION")),
         0o644,
     );
-    git(&tree, &["init", "-q"]);
-    git(&tree, &["add", "-A"]);
-    git(&tree, &["commit", "-q", "-m", "moved tag"]);
+    common::commit_all(&tree, "moved tag");
     common::write_file(
         &cache.join(format!("berth/buildroot-{}.complete", pinned().1)),
         format!("{}\n", pinned().0),

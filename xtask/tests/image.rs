@@ -35,23 +35,7 @@ fn fake_repo(root: &Path) {
     write("br2-external/external.mk", "");
     write("keys/id_ed25519.pub", PUBLIC_KEY);
     write("keys/id_ed25519", PRIVATE_KEY);
-    let git = |args: &[&str]| {
-        let status = Command::new("git")
-            .args([
-                "-c",
-                "user.name=Berth Test",
-                "-c",
-                "user.email=test@berth.invalid",
-            ])
-            .args(args)
-            .current_dir(root)
-            .status()
-            .unwrap();
-        assert!(status.success(), "git {args:?}");
-    };
-    git(&["init", "-q"]);
-    git(&["add", "-A"]);
-    git(&["commit", "-q", "-m", "stand-in"]);
+    common::commit_all(root, "stand-in");
 }
 
 /// An earlier build's output folder, finished markers included.

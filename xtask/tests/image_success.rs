@@ -258,25 +258,7 @@ fn repo_copy(dir: &Path) -> PathBuf {
             .args(["configs", "board", "br2-external"].map(|d| root.join(d)))
             .arg(&repo),
     );
-    common::run_ok(
-        Command::new("git")
-            .arg("-C")
-            .arg(&repo)
-            .args(["init", "-q"]),
-    );
-    common::run_ok(Command::new("git").arg("-C").arg(&repo).args(["add", "."]));
-    common::run_ok(Command::new("git").arg("-C").arg(&repo).args([
-        "-c",
-        "user.name=Berth test",
-        "-c",
-        "user.email=test@berth.invalid",
-        "-c",
-        "commit.gpgsign=false",
-        "commit",
-        "-q",
-        "-m",
-        "stand-in checkout",
-    ]));
+    common::commit_all(&repo, "stand-in checkout");
     repo
 }
 
@@ -335,22 +317,8 @@ fn show_info() -> serde_json::Value {
 /// the pinned one through a git replace ref, and HEAD names the pinned id. The xtask's check of
 /// the tree is not what these tests are about (tests/buildroot_tree.rs is).
 fn claim_the_pinned_commit(tree: &Path) {
-    let git = |args: &[&str]| {
-        common::run_ok(
-            Command::new("git")
-                .args([
-                    "-c",
-                    "user.name=Berth Test",
-                    "-c",
-                    "user.email=test@berth.invalid",
-                ])
-                .args(args)
-                .current_dir(tree),
-        )
-    };
-    git(&["init", "-q"]);
-    git(&["add", "-A"]);
-    git(&["commit", "-q", "--no-gpg-sign", "-m", "stand-in"]);
+    common::commit_all(tree, "stand-in");
+    let git = |args: &[&str]| common::git(tree, args);
     let own = String::from_utf8(git(&["rev-parse", "HEAD"]).stdout).unwrap();
     let pinned = common::pin("BUILDROOT_COMMIT");
     git(&["update-ref", &format!("refs/replace/{pinned}"), own.trim()]);

@@ -116,6 +116,29 @@ pub fn run_ok(cmd: &mut Command) -> Output {
     out
 }
 
+/// `git` in `dir` as a test identity, failing the test when it fails; its output.
+pub fn git(dir: &Path, args: &[&str]) -> Output {
+    run_ok(
+        Command::new("git")
+            .args([
+                "-c",
+                "user.name=Berth Test",
+                "-c",
+                "user.email=test@berth.invalid",
+            ])
+            .args(["-c", "commit.gpgsign=false"])
+            .args(args)
+            .current_dir(dir),
+    )
+}
+
+/// A fresh git repository committing everything in `dir`.
+pub fn commit_all(dir: &Path, message: &str) {
+    git(dir, &["init", "-q"]);
+    git(dir, &["add", "-A"]);
+    git(dir, &["commit", "-q", "-m", message]);
+}
+
 /// stdout then stderr, as one string.
 pub fn output_text(out: &Output) -> String {
     format!(
