@@ -41,14 +41,19 @@ fn a_folder_that_is_not_buildroot_is_refused() {
     assert!(err.contains("has no readable Makefile"), "{err}");
 }
 
-#[test]
-fn another_buildroot_release_is_refused() {
+/// What `check --buildroot` says of a tree without `.git` holding only this Makefile; it must fail.
+fn refusal_of_a_tree_saying(makefile: String) -> String {
     let dir = tempfile::tempdir().unwrap();
     let tree = dir.path().join("buildroot");
-    common::write_file(&tree.join("Makefile"), makefile("2025.02.9"), 0o644);
+    common::write_file(&tree.join("Makefile"), makefile, 0o644);
     let out = check(Some(&tree), &dir.path().join("cache"));
     assert!(!out.status.success());
-    let err = common::stderr_text(&out);
+    common::stderr_text(&out)
+}
+
+#[test]
+fn another_buildroot_release_is_refused() {
+    let err = refusal_of_a_tree_saying(makefile("2025.02.9"));
     assert!(
         err.contains(&format!(
             "is Buildroot 2025.02.9, but Berth is pinned to {}",
@@ -60,18 +65,9 @@ fn another_buildroot_release_is_refused() {
 
 #[test]
 fn an_export_without_git_is_refused_unless_its_files_are_the_pinned_commits() {
-    let dir = tempfile::tempdir().unwrap();
-    let tree = dir.path().join("buildroot");
     // The right version string, but not the pinned commit's files (a branch commit or a release
     // tarball would look the same to a version check).
-    common::write_file(
-        &tree.join("Makefile"),
-        makefile(&common::pin("BUILDROOT_VERSION")),
-        0o644,
-    );
-    let out = check(Some(&tree), &dir.path().join("cache"));
-    assert!(!out.status.success());
-    let err = common::stderr_text(&out);
+    let err = refusal_of_a_tree_saying(makefile(&common::pin("BUILDROOT_VERSION")));
     assert!(
         err.contains(&format!(
             "has no .git and its files are not those of commit {}",
