@@ -22,6 +22,7 @@ mod sbom;
 mod uboot_check;
 mod util;
 mod verify;
+mod vulns;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};

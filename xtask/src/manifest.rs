@@ -33,6 +33,9 @@ pub struct Manifest {
     pub packages: Vec<Package>,
     #[serde(rename = "artifact", default, skip_serializing_if = "Vec::is_empty")]
     pub artifacts: Vec<Artifact>,
+    /// The vulnerability record (`configs/vulnerabilities.toml`) of the build's checkout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vulnerabilities: Option<crate::vulns::Record>,
 }
 
 /// This repository's state when the image was built.
@@ -350,6 +353,10 @@ mod tests {
                 size: 1 << 30,
                 sha256: "c".repeat(64),
             }],
+            vulnerabilities: Some(
+                crate::vulns::Record::load(&crate::vulns::record_in(&crate::util::repo_root()))
+                    .unwrap(),
+            ),
         }
     }
 
@@ -454,6 +461,8 @@ mod tests {
             "[toolchain]",
             "[[package]]",
             "[[artifact]]",
+            "[[vulnerabilities.package]]",
+            "[[vulnerabilities.cve]]",
         ] {
             assert!(
                 text.contains(&format!("\n{header}\n")),

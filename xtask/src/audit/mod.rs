@@ -31,12 +31,15 @@ enum AuditWhat {
     Kernel(kernel::KernelArgs),
     /// Audit a Buildroot output folder: CIS Docker items and ELF hardening of every binary.
     Image(image::ImageArgs),
+    /// Judge `make pkg-stats` JSON against the vulnerability record (configs/vulnerabilities.toml).
+    Cves(crate::vulns::CvesArgs),
 }
 
 pub fn run(args: AuditArgs) -> Result<()> {
     match args.what {
         Some(AuditWhat::Kernel(a)) => kernel::run(a),
         Some(AuditWhat::Image(a)) => image::run(a, args.json),
+        Some(AuditWhat::Cves(a)) => crate::vulns::run(a, args.json),
         None => audit_output(&args.output, args.json),
     }
 }

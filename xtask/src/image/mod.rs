@@ -26,6 +26,7 @@ use crate::kconfig::Resolved;
 use crate::manifest::{self, Artifact, BerthInfo, BuildrootInfo, DefconfigInfo, Manifest};
 use crate::project::{self, BUILDROOT_VERSION};
 use crate::util;
+use crate::vulns;
 
 use config::BerthConfig;
 
@@ -166,6 +167,7 @@ pub fn run(args: ImageArgs) -> Result<()> {
         host: host_tool_versions(&sh),
         packages: manifest::packages_from_show_info(&info)?,
         artifacts: Vec::new(),
+        vulnerabilities: Some(vulns::Record::load(&vulns::record_in(&repo))?),
     };
     let sums = seal(&images, manifest, &artifacts)?;
 
@@ -698,6 +700,7 @@ mod tests {
             host: Default::default(),
             packages: Vec::new(),
             artifacts: Vec::new(),
+            vulnerabilities: None,
         };
         let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
         let sums = seal(images, manifest, &names).unwrap();
