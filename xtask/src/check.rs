@@ -25,12 +25,12 @@ use xshell::{cmd, Shell};
 use crate::buildroot::{self, Buildroot};
 use crate::image::prereqs;
 use crate::kconfig::{self, Resolved};
-use crate::project::{LINUX_VERSION, UBOOT_VERSION};
+use crate::project::{LINUX_VERSION, MINIMUM_VERSIONS, UBOOT_VERSION};
 use crate::util;
 
 #[derive(Args)]
 pub struct CheckArgs {
-    /// Buildroot 2026.02.3 tree to validate with (default: BERTH_BUILDROOT, else Berth's cache).
+    /// A tree of the pinned Buildroot to validate with (default: BERTH_BUILDROOT, else Berth's cache).
     #[arg(long, value_name = "DIR")]
     pub buildroot: Option<PathBuf>,
     /// Linux 6.12 source tree for the kernel-fragment stage (default: BERTH_LINUX_SRC; skipped
@@ -267,18 +267,22 @@ fn check_defconfig(
     let bar = spinner(format!("asking Buildroot for the packages of {name}"));
     let info = tree.show_info(sh, output.path());
     bar.finish_and_clear();
-    let packages = match info.and_then(|json| target_packages(&json)) {
-        Ok(p) => p,
-        Err(err) => {
-            problems.add(Stage::Packages, format!("{name}: {err:#}"));
-            return;
-        }
-    };
+    let (packages, with_host) =
+        match info.and_then(|json| Ok((packages_of(&json, false)?, packages_of(&json, true)?))) {
+            Ok(p) => p,
+            Err(err) => {
+                problems.add(Stage::Packages, format!("{name}: {err:#}"));
+                return;
+            }
+        };
     println!("[packages] {name}: {} target packages", packages.len());
     for (package, version) in &packages {
         println!("    {package:<32} {version}");
     }
-    for problem in package_problems(&packages) {
+    for problem in package_problems(&packages)
+        .into_iter()
+        .chain(too_old(&with_host, MINIMUM_VERSIONS))
+    {
         problems.add(Stage::Packages, format!("{name}: {problem}"));
     }
 }
@@ -372,17 +376,17 @@ fn missing_options(config: &Resolved) -> Vec<String> {
         .collect()
 }
 
-/// Target packages (name → version) from `make show-info`; host and rootfs entries and virtual
-/// packages are left out.
-fn target_packages(info: &serde_json::Value) -> Result<BTreeMap<String, String>> {
+/// Packages (name → version) from `make show-info`: the target ones, or with `host` the host
+/// ones too; rootfs entries and virtual packages are left out.
+fn packages_of(info: &serde_json::Value, host: bool) -> Result<BTreeMap<String, String>> {
     let entries = info
         .as_object()
         .context("`make show-info` did not print a JSON object")?;
     let mut packages = BTreeMap::new();
     for (name, entry) in entries {
-        if entry.get("type").and_then(|t| t.as_str()) != Some("target")
-            || entry.get("virtual").and_then(|v| v.as_bool()) == Some(true)
-        {
+        let kind = entry.get("type").and_then(|t| t.as_str());
+        let wanted = kind == Some("target") || (host && kind == Some("host"));
+        if !wanted || entry.get("virtual").and_then(|v| v.as_bool()) == Some(true) {
             continue;
         }
         let version = entry
@@ -426,6 +430,41 @@ fn package_problems(packages: &BTreeMap<String, String>) -> Vec<String> {
         }
     }
     problems
+}
+
+/// `1.26.6` → [1, 26, 6]; None for a version that is not dotted numbers (`custom`, a git id).
+fn numeric_version(version: &str) -> Option<Vec<u64>> {
+    version.split('.').map(|part| part.parse().ok()).collect()
+}
+
+/// Each entry of `minimums` whose package (the first of its alternatives that is selected)
+/// resolves older than its minimum, or to no readable version.
+fn too_old(packages: &BTreeMap<String, String>, minimums: &[(&[&str], &str)]) -> Vec<String> {
+    minimums
+        .iter()
+        .filter_map(|(any_of, minimum)| {
+            let need = numeric_version(minimum).expect("minimums are dotted numbers");
+            let Some((package, version)) =
+                any_of.iter().find_map(|p| packages.get(*p).map(|v| (p, v)))
+            else {
+                return Some(format!(
+                    "package {} is not selected (Berth needs {minimum} or newer)",
+                    any_of.join(" or ")
+                ));
+            };
+            match numeric_version(version) {
+                Some(found) if found >= need => None,
+                Some(_) => Some(format!(
+                    "{package} resolves to {version}, older than the {minimum} Berth needs \
+                     (is patches/buildroot applied?)"
+                )),
+                None => Some(format!(
+                    "{package} resolves to '{version}', which cannot be compared with the \
+                     {minimum} Berth needs"
+                )),
+            }
+        })
+        .collect()
 }
 
 /// Stage (b): Buildroot's own style checker over our BR2_EXTERNAL tree and board scripts.
@@ -755,7 +794,7 @@ mod tests {
     }
 
     #[test]
-    fn reads_target_packages_from_show_info() {
+    fn reads_target_and_host_packages_from_show_info() {
         let info = serde_json::json!({
             "runc": {"type": "target", "virtual": false, "version": "1.3.5"},
             "host-go": {"type": "host", "virtual": false, "version": "1.25"},
@@ -763,10 +802,40 @@ mod tests {
             "toolchain": {"type": "target", "virtual": true, "version": ""},
         });
         assert_eq!(
-            target_packages(&info).unwrap(),
+            packages_of(&info, false).unwrap(),
             packages(&[("runc", "1.3.5")])
         );
-        assert!(target_packages(&serde_json::json!([])).is_err());
+        assert_eq!(
+            packages_of(&info, true).unwrap(),
+            packages(&[("host-go", "1.25"), ("runc", "1.3.5")])
+        );
+        assert!(packages_of(&serde_json::json!([]), false).is_err());
+    }
+
+    #[test]
+    fn an_older_or_unreadable_version_than_the_minimum_is_named() {
+        let go: &[&str] = &["host-go-src", "host-go-bin"];
+        let minimums = [
+            (&["runc"][..], "1.3.6"),
+            (go, "1.26.6"),
+            (&["containerd"][..], "2.0.11"),
+        ];
+        let found = too_old(
+            &packages(&[
+                ("runc", "1.3.5"),
+                ("host-go-bin", "1.26.10"),
+                ("containerd", "custom"),
+            ]),
+            &minimums,
+        );
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(found[0].starts_with("runc resolves to 1.3.5, older than the 1.3.6"));
+        assert!(found[1].contains("'custom'"));
+        assert!(too_old(&packages(&[("runc", "1.3.6")]), &[(&["runc"][..], "1.3.6")]).is_empty());
+        assert_eq!(
+            too_old(&packages(&[]), &[(go, "1.26.6")]),
+            ["package host-go-src or host-go-bin is not selected (Berth needs 1.26.6 or newer)"]
+        );
     }
 
     #[test]

@@ -1,20 +1,35 @@
 //! What Berth pins and which boards it builds for: the single source of these facts.
 
-/// Buildroot release Berth is built and validated with (a 3-month stable release, not an LTS).
-pub const BUILDROOT_VERSION: &str = "2026.02.3";
+/// What the Buildroot pin is, for people: the 2025.02 long-term-support branch, which gets
+/// security fixes for 3 years (buildroot.org/lts.html), so until February 2028.
+pub const BUILDROOT_RELEASE: &str = "2025.02.x LTS";
+/// The version its Makefile carries (`BR2_VERSION`): the last tag on the branch before the commit.
+pub const BUILDROOT_VERSION: &str = "2025.02.16";
 /// The git ref the pinned commit lives on, fetched when a server will not hand out the commit alone.
-pub const BUILDROOT_REF: &str = "2026.02.3";
-/// The commit Berth builds with; anything else is refused.
-pub const BUILDROOT_COMMIT: &str = "679b9ead7620bbf193620d1ebf56f53c1764d37a";
+pub const BUILDROOT_REF: &str = "2025.02.x";
+/// The commit Berth builds with (2026-08-21, 144 commits after 2025.02.16); anything else is
+/// refused. `patches/buildroot/` is applied on top of it.
+pub const BUILDROOT_COMMIT: &str = "1ef39b9196e0a5979581187f15fd665ca390c2a0";
 /// The git tree id of that commit (`git rev-parse <commit>^{tree}`): a tree without `.git`, such
 /// as a `git archive` export of the commit, is accepted only when its files hash to this.
-pub const BUILDROOT_TREE: &str = "7687f049dcbb99ea686fa921153e9e33ff06a623";
+pub const BUILDROOT_TREE: &str = "e9cc3b28ef7060b1a4512cd7a618ea42ce930dd7";
 /// Upstream Buildroot git repository.
 pub const BUILDROOT_GIT_URL: &str = "https://gitlab.com/buildroot.org/buildroot.git";
-/// Kernel release (6.12 LTS) whose hash ships in that Buildroot.
-pub const LINUX_VERSION: &str = "6.12.91";
-/// Mainline U-Boot release whose hash ships in that Buildroot.
+/// Kernel release (6.12 LTS, supported to December 2028): the newest 6.12 the pinned branch hashes.
+pub const LINUX_VERSION: &str = "6.12.104";
+/// Mainline U-Boot release; `patches/buildroot/` adds its hash.
 pub const UBOOT_VERSION: &str = "2026.01";
+/// The oldest version of each container-stack package Berth ships, what `patches/buildroot/`
+/// brings onto the branch (upstream security releases); `check` fails on anything older. Each
+/// entry names the packages that can provide it (Go is the virtual host-go: built from source or
+/// a binary release).
+pub const MINIMUM_VERSIONS: &[(&[&str], &str)] = &[
+    (&["docker-engine"], "28.5.2"),
+    (&["docker-cli"], "28.5.2"),
+    (&["containerd"], "2.0.11"),
+    (&["runc"], "1.3.6"),
+    (&["host-go-src", "host-go-bin"], "1.26.6"),
+];
 
 /// A board Berth builds an image for.
 #[derive(Debug, Clone, Copy)]

@@ -15,7 +15,7 @@ use xshell::{cmd, Shell};
 use crate::buildroot::Buildroot;
 use crate::{reproducible, util};
 
-/// What generate-cyclonedx in Buildroot 2026.02.3 downloads (tag 1.6 of the specification).
+/// What generate-cyclonedx in the pinned Buildroot downloads (tag 1.6 of the specification).
 pub const SPDX_SCHEMA_URL: &str =
     "https://raw.githubusercontent.com/CycloneDX/specification/1.6/schema/spdx.schema.json";
 /// sha256 of that file at tag 1.6 (commit 55343ba19dee1785acf1ce9191540d5fd7b590db).
@@ -289,7 +289,7 @@ mod buildroot_tests {
         let Some(tree) = std::env::var_os("BERTH_BUILDROOT") else {
             crate::util::skip(
                 "sbom_from_the_berth_defconfig",
-                "BERTH_BUILDROOT is not set (a Buildroot 2026.02.3 tree needed)",
+                "BERTH_BUILDROOT is not set (a tree of the pinned Buildroot needed)",
             );
             return;
         };

@@ -56,7 +56,9 @@ fn another_buildroot_release_is_refused() {
     let err = refusal_of_a_tree_saying(makefile("2025.02.9"));
     assert!(
         err.contains(&format!(
-            "is Buildroot 2025.02.9, but Berth is pinned to {}",
+            "is Buildroot 2025.02.9, but Berth is pinned to {} at {}, whose Makefile says {}",
+            common::pin("BUILDROOT_RELEASE"),
+            pinned().0,
             pinned().1
         )),
         "{err}"
@@ -115,7 +117,7 @@ fn a_checkout_at_another_commit_is_refused() {
 fn a_partial_cache_clone_is_not_used() {
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
-    let tree = cache.join(format!("berth/buildroot-{}", pinned().1));
+    let tree = cache.join(format!("berth/buildroot-{}", common::pin("BUILDROOT_REF")));
     // What an interrupted fetch leaves: a tree that looks right but has no completion marker.
     common::write_file(
         &tree.join("Makefile"),
@@ -133,7 +135,10 @@ fn a_partial_cache_clone_is_not_used() {
 
     // A marker naming another commit is no better.
     common::write_file(
-        &cache.join(format!("berth/buildroot-{}.complete", pinned().1)),
+        &cache.join(format!(
+            "berth/buildroot-{}.complete",
+            common::pin("BUILDROOT_REF")
+        )),
         "0000000000000000000000000000000000000000\n",
         0o644,
     );
@@ -149,7 +154,7 @@ fn a_cache_clone_at_another_commit_is_not_used() {
     }
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
-    let tree = cache.join(format!("berth/buildroot-{}", pinned().1));
+    let tree = cache.join(format!("berth/buildroot-{}", common::pin("BUILDROOT_REF")));
     common::write_file(
         &tree.join("Makefile"),
         makefile(&common::pin("BUILDROOT_VERSION")),
@@ -157,7 +162,10 @@ fn a_cache_clone_at_another_commit_is_not_used() {
     );
     common::commit_all(&tree, "moved tag");
     common::write_file(
-        &cache.join(format!("berth/buildroot-{}.complete", pinned().1)),
+        &cache.join(format!(
+            "berth/buildroot-{}.complete",
+            common::pin("BUILDROOT_REF")
+        )),
         format!("{}\n", pinned().0),
         0o644,
     );

@@ -123,22 +123,35 @@ fn missing_shellcheck_fails_first_with_the_apt_command() {
     assert!(!stdout.contains("[kconfig]"), "a stage ran:\n{stdout}");
 }
 
-/// A one-patch series against the real tree's runc.mk, made with diff so it fits any pin.
-fn write_series(copy: &std::path::Path, buildroot: &std::path::Path) -> std::path::PathBuf {
-    let original = std::fs::read_to_string(buildroot.join("package/runc/runc.mk")).unwrap();
-    let lines: Vec<&str> = original.lines().collect();
-    // Change the first line and keep three lines of context after it, as diff -u does.
-    let mut patch = String::from(
-        "Subject: [PATCH] package/runc: a comment\n\nUpstream: test only\n---\n\
-         --- a/package/runc/runc.mk\n+++ b/package/runc/runc.mk\n@@ -1,4 +1,4 @@\n",
-    );
-    patch.push_str(&format!("-{}\n+# Berth test series\n", lines[0]));
-    for line in &lines[1..4] {
-        patch.push_str(&format!(" {line}\n"));
-    }
-    let path = copy.join("patches/buildroot/0001-runc-comment.patch");
-    common::write_file(&path, patch, 0o644);
-    path
+/// The series' patches in the repository copy, in the order they apply.
+fn series(copy: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut patches: Vec<_> = std::fs::read_dir(copy.join("patches/buildroot"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "patch"))
+        .collect();
+    patches.sort();
+    patches
+}
+
+/// `patch` with the first context line of its first hunk removed.
+fn drop_one_context_line(patch: &std::path::Path) {
+    let text = std::fs::read_to_string(patch).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let hunk = lines.iter().position(|l| l.starts_with("@@ ")).unwrap();
+    let context = hunk
+        + 1
+        + lines[hunk + 1..]
+            .iter()
+            .position(|l| l.starts_with(' '))
+            .unwrap();
+    let kept: Vec<&str> = lines
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != context)
+        .map(|(_, l)| *l)
+        .collect();
+    std::fs::write(patch, kept.join("\n") + "\n").unwrap();
 }
 
 #[test]
@@ -151,8 +164,9 @@ fn the_buildroot_series_is_applied_to_a_copy_and_a_broken_patch_is_named() {
         return;
     }
     let copy = repo_copy();
+    let patches = series(copy.path());
+    assert!(!patches.is_empty(), "patches/buildroot holds no series");
     let cache = tempfile::tempdir().unwrap();
-    let patch = write_series(copy.path(), &tree);
     let check = || {
         common::xtask()
             .args(["check", "--buildroot"])
@@ -164,7 +178,8 @@ fn the_buildroot_series_is_applied_to_a_copy_and_a_broken_patch_is_named() {
             .output()
             .unwrap()
     };
-    let runc_mk = std::fs::read_to_string(tree.join("package/runc/runc.mk")).unwrap();
+    let untouched = |relative: &str| std::fs::read(tree.join(relative)).unwrap();
+    let runc_mk = untouched("package/runc/runc.mk");
 
     let output = check();
     let (stdout, stderr) = text(&output);
@@ -174,35 +189,39 @@ fn the_buildroot_series_is_applied_to_a_copy_and_a_broken_patch_is_named() {
         .find_map(|l| l.strip_prefix("Buildroot: "))
         .unwrap_or_else(|| panic!("no Buildroot line:\n{stdout}"));
     assert!(
-        applied.contains("+ 1 patch(es) from patches/buildroot"),
+        applied.contains(&format!(
+            "+ {} patch(es) from patches/buildroot",
+            patches.len()
+        )),
         "{stdout}"
     );
     let patched_root = std::path::PathBuf::from(applied.split(' ').next().unwrap());
     assert!(patched_root.starts_with(cache.path()), "{applied}");
-    assert!(
-        std::fs::read_to_string(patched_root.join("package/runc/runc.mk"))
-            .unwrap()
-            .starts_with("# Berth test series\n")
+    assert_ne!(
+        std::fs::read(patched_root.join("package/runc/runc.mk")).unwrap(),
+        runc_mk,
+        "the series bumps runc in the copy"
     );
     assert_eq!(
-        std::fs::read_to_string(tree.join("package/runc/runc.mk")).unwrap(),
+        untouched("package/runc/runc.mk"),
         runc_mk,
         "the tree passed in must never be patched"
     );
 
-    // One line of context less: the hunk no longer fits, and check names the patch.
-    let text_in = std::fs::read_to_string(&patch).unwrap();
-    let mut broken: Vec<&str> = text_in.lines().collect();
-    broken.remove(broken.len() - 2);
-    std::fs::write(&patch, broken.join("\n") + "\n").unwrap();
+    // One line of context less in the last patch: its hunk no longer fits, and check names it.
+    let last = patches.last().unwrap();
+    drop_one_context_line(last);
     let output = check();
     let (stdout, stderr) = text(&output);
     assert!(!output.status.success(), "{stdout}\n{stderr}");
+    let name = format!(
+        "patches/buildroot/{} does not apply to the pinned Buildroot",
+        last.file_name().unwrap().to_string_lossy()
+    );
+    assert!(stderr.contains(&name), "{stderr}");
     assert!(
-        stderr.contains(
-            "patches/buildroot/0001-runc-comment.patch does not apply to the pinned Buildroot"
-        ),
-        "{stderr}"
+        stderr.contains("FAILED"),
+        "the failed hunk is named:\n{stderr}"
     );
     assert!(
         !patched_root.exists(),

@@ -1,6 +1,6 @@
 //! Locating, fetching and verifying the pinned Buildroot tree, and running `make` in it.
 //!
-//! A tree is used only when it is Buildroot 2026.02.3 and holds exactly the pinned commit's files.
+//! A tree is used only when it holds exactly the pinned commit's files.
 //! A git checkout proves that with its HEAD and a clean status. A tree without `.git` (a
 //! `git archive` export, as CI unpacks from a tarball) cannot name its commit, and its Makefile's
 //! version cannot either (a branch commit and its last tag carry the same `BR2_VERSION`), so its
@@ -17,7 +17,8 @@ use xshell::{cmd, Shell};
 mod series;
 
 use crate::project::{
-    BUILDROOT_COMMIT, BUILDROOT_GIT_URL, BUILDROOT_REF, BUILDROOT_TREE, BUILDROOT_VERSION,
+    BUILDROOT_COMMIT, BUILDROOT_GIT_URL, BUILDROOT_REF, BUILDROOT_RELEASE, BUILDROOT_TREE,
+    BUILDROOT_VERSION,
 };
 use crate::util;
 
@@ -52,7 +53,7 @@ pub enum Origin {
 
 /// The cache clone's folder, `$XDG_CACHE_HOME/berth/buildroot-<version>`.
 pub fn cache_path() -> Result<PathBuf> {
-    Ok(util::cache_dir()?.join(format!("buildroot-{BUILDROOT_VERSION}")))
+    Ok(util::cache_dir()?.join(format!("buildroot-{BUILDROOT_REF}")))
 }
 
 fn sibling(tree: &Path, suffix: &str) -> PathBuf {
@@ -86,7 +87,7 @@ fn pinned(sh: &Shell, explicit: Option<&Path>, fetch: bool) -> Result<Buildroot>
         .unwrap_or(false);
     let problem = if !cache.exists() {
         format!(
-            "there is no Buildroot {BUILDROOT_VERSION} in the cache ({})",
+            "there is no Buildroot {BUILDROOT_RELEASE} in the cache ({})",
             cache.display()
         )
     } else if !complete {
@@ -103,7 +104,7 @@ fn pinned(sh: &Shell, explicit: Option<&Path>, fetch: bool) -> Result<Buildroot>
     if !fetch {
         bail!(
             "{problem}; run `cargo xtask image` to fetch it, or pass --buildroot DIR \
-             (or set BERTH_BUILDROOT) to a Buildroot {BUILDROOT_VERSION} checkout at {BUILDROOT_COMMIT}"
+             (or set BERTH_BUILDROOT) to a Buildroot {BUILDROOT_RELEASE} checkout at {BUILDROOT_COMMIT}"
         );
     }
     eprintln!("{problem}: fetching it from {BUILDROOT_GIT_URL}");
@@ -217,7 +218,8 @@ pub fn verify(sh: &Shell, dir: &Path, origin: Origin) -> Result<Buildroot> {
     })?;
     if version != BUILDROOT_VERSION {
         bail!(
-            "{what} ({}) is Buildroot {version}, but Berth is pinned to {BUILDROOT_VERSION}",
+            "{what} ({}) is Buildroot {version}, but Berth is pinned to {BUILDROOT_RELEASE} \
+             at {BUILDROOT_COMMIT}, whose Makefile says {BUILDROOT_VERSION}",
             dir.display()
         );
     }
@@ -229,7 +231,7 @@ pub fn verify(sh: &Shell, dir: &Path, origin: Origin) -> Result<Buildroot> {
                 "{what} ({}) has no .git and its files are not those of commit {BUILDROOT_COMMIT}: \
                  their git tree id is {tree}, the commit's is {BUILDROOT_TREE} (a release tarball \
                  with generated files, or a changed or added file?); use a git checkout of \
-                 {BUILDROOT_VERSION} or `git archive {BUILDROOT_COMMIT}` unpacked as it is",
+                 {BUILDROOT_RELEASE} or `git archive {BUILDROOT_COMMIT}` unpacked as it is",
                 dir.display()
             );
         }
@@ -304,7 +306,7 @@ fn fetch_into(sh: &Shell, dest: &Path) -> Result<()> {
     let _no_prompt = sh.push_env("GIT_TERMINAL_PROMPT", "0");
     let failed = |err: xshell::Error| {
         anyhow::Error::new(err).context(format!(
-            "could not fetch Buildroot {BUILDROOT_VERSION} from {BUILDROOT_GIT_URL} (gave up after {:.1}s; \
+            "could not fetch Buildroot {BUILDROOT_RELEASE} from {BUILDROOT_GIT_URL} (gave up after {:.1}s; \
              no network? pass --buildroot DIR to use a tree you already have)",
             started.elapsed().as_secs_f32()
         ))

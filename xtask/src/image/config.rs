@@ -14,7 +14,7 @@ pub struct BerthConfig {
     /// authorized_keys file installed for SSH login (key-only; the image has no password).
     pub ssh_authorized_keys: Option<PathBuf>,
     pub board: Option<String>,
-    /// A Buildroot 2026.02.3 tree to use instead of the cached clone.
+    /// A tree of the pinned Buildroot to use instead of the cached clone.
     pub buildroot: Option<PathBuf>,
     /// Buildroot output folder (`O=`).
     pub output: Option<PathBuf>,

@@ -24,7 +24,7 @@ use xshell::{cmd, Shell};
 use crate::buildroot::Buildroot;
 use crate::kconfig::Resolved;
 use crate::manifest::{self, Artifact, BerthInfo, BuildrootInfo, DefconfigInfo, Manifest};
-use crate::project::{self, BUILDROOT_VERSION};
+use crate::project::{self, BUILDROOT_RELEASE};
 use crate::util;
 use crate::vulns;
 
@@ -37,7 +37,7 @@ pub struct ImageArgs {
     /// Board to build for [default: odroid-xu4, one image for the XU4, XU3 Lite, XU3 and HC1].
     #[arg(long)]
     board: Option<String>,
-    /// Buildroot 2026.02.3 tree to use instead of the cached clone [env BERTH_BUILDROOT].
+    /// A tree of the pinned Buildroot to use instead of the cached clone [env BERTH_BUILDROOT].
     #[arg(long, value_name = "DIR")]
     buildroot: Option<PathBuf>,
     /// Buildroot output folder (O=) [default: output/<board> in the repository].
@@ -104,9 +104,10 @@ pub fn run(args: ImageArgs) -> Result<()> {
     remove_finished_markers(&images)?;
 
     eprintln!(
-        "Configuring {} from {} (Buildroot {BUILDROOT_VERSION} at {})",
+        "Configuring {} from {} (Buildroot {BUILDROOT_RELEASE} at {}, in {})",
         output.display(),
         defconfig.display(),
+        br.commit,
         br.root.display()
     );
     br.load_defconfig(&sh, &output, &defconfig)?;
@@ -154,7 +155,7 @@ pub fn run(args: ImageArgs) -> Result<()> {
             source_date_epoch,
         },
         buildroot: BuildrootInfo {
-            version: BUILDROOT_VERSION.into(),
+            version: BUILDROOT_RELEASE.into(),
             commit: br.commit.clone(),
             series_sha256: br.series.as_ref().map(|s| s.sha256.clone()),
         },
@@ -687,7 +688,7 @@ mod tests {
                 source_date_epoch: 1,
             },
             buildroot: BuildrootInfo {
-                version: BUILDROOT_VERSION.into(),
+                version: BUILDROOT_RELEASE.into(),
                 commit: crate::project::BUILDROOT_COMMIT.into(),
                 series_sha256: None,
             },

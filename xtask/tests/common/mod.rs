@@ -56,9 +56,9 @@ fn tree_from_env(var: &str, test: &str, what: &str) -> Option<PathBuf> {
     }
 }
 
-/// A Buildroot 2026.02.3 tree named by BERTH_BUILDROOT, or a printed skip.
+/// A tree of the pinned Buildroot named by BERTH_BUILDROOT, or a printed skip.
 pub fn buildroot_tree(test: &str) -> Option<PathBuf> {
-    tree_from_env("BERTH_BUILDROOT", test, "a Buildroot 2026.02.3 tree")
+    tree_from_env("BERTH_BUILDROOT", test, "a tree of the pinned Buildroot")
 }
 
 /// A Linux 6.12 source tree named by BERTH_LINUX_SRC, or a printed skip.
