@@ -164,6 +164,20 @@ impl Ext4Image {
         Ok(fs)
     }
 
+    /// Copy the whole filesystem into the folder `dest` (which must exist), as `debugfs rdump`
+    /// does: contents, modes and symbolic links; device nodes, fifos and sockets are skipped.
+    pub fn rdump(&self, dest: &Path) -> Result<()> {
+        self.debugfs(&format!("rdump / \"{}\"", dest.display()))
+            .with_context(|| {
+                format!(
+                    "could not dump {} into {}",
+                    self.image.display(),
+                    dest.display()
+                )
+            })?;
+        Ok(())
+    }
+
     /// The one place debugfs runs: `debugfs -R <request> <image>`, its output on success.
     fn debugfs(&self, request: &str) -> Result<Vec<u8>> {
         let sh = Shell::new().context("could not start a shell for debugfs")?;
