@@ -1,5 +1,5 @@
 //! `cargo xtask diff`: compare two build outputs file by file, and the filesystems inside the
-//! images (partitions of an MBR disk image, ext2/3/4 through `debugfs rdump`, vfat through
+//! images (partitions of an MBR disk image, ext2/3/4 through [`Ext4Image::rdump`], vfat through
 //! mtools), so a difference is named down to the file that causes it. Runs diffoscope on the
 //! differing files when it is installed. Fails when anything differs, so CI can gate on it.
 //!
@@ -15,6 +15,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use xshell::{cmd, Shell};
 
+use crate::rootfs::Ext4Image;
 use crate::util;
 
 #[derive(Args)]
@@ -491,20 +492,7 @@ fn dump(sh: &Shell, kind: Content, image: &Path, dest: &Path) -> Result<()> {
     std::fs::create_dir_all(dest)
         .with_context(|| format!("could not create {}", dest.display()))?;
     match kind {
-        Content::Ext => {
-            let request = format!("rdump / {}", dest.display());
-            cmd!(sh, "debugfs -R {request} {image}")
-                .quiet()
-                .ignore_stdout()
-                .ignore_stderr()
-                .run()
-                .with_context(|| {
-                    format!(
-                        "debugfs could not dump {} (apt-get install e2fsprogs)",
-                        image.display()
-                    )
-                })
-        }
+        Content::Ext => Ext4Image::open(image)?.rdump(dest),
         Content::Fat => {
             let dest_arg = format!("{}/", dest.display());
             cmd!(sh, "mcopy -s -p -n -i {image} ::/ {dest_arg}")

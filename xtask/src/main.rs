@@ -18,6 +18,7 @@ mod manifest;
 mod project;
 mod report;
 mod reproducible;
+mod rootfs;
 mod sbom;
 mod uboot_check;
 mod util;

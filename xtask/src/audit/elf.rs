@@ -11,7 +11,7 @@ use object::read::elf::{Dyn, FileHeader, ProgramHeader, SectionHeader, Sym};
 use object::Endianness;
 use serde::Serialize;
 
-use super::cis::RootFs;
+use crate::rootfs::RootFs;
 
 /// What kind of object the file is, which decides which rules apply to it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -698,8 +698,8 @@ fn judge(property: Property, p: &ElfProperties) -> Option<(bool, String)> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::cis::tests::MemFs;
     use super::*;
+    use crate::rootfs::tests::MemFs;
 
     #[test]
     fn rejects_non_elf_with_a_reason() {

@@ -12,6 +12,7 @@ use serde::Serialize;
 
 use super::{cis, elf};
 use crate::report::{self, Finding, Report, Severity, Verdict};
+use crate::rootfs::Ext4Image;
 
 #[derive(Args)]
 pub struct ImageArgs {
@@ -85,7 +86,7 @@ pub fn audit_image(output: &Path, rootfs: Option<&Path>) -> Result<ImageAudit> {
     elf::check_exceptions(&elf_exceptions)
         .with_context(|| format!("in {}", exceptions.display()))?;
 
-    let fs = cis::Ext4Image::open(&image)?;
+    let fs = Ext4Image::open(&image)?;
     let cis = cis::audit(&fs, &cis_rules, &cis_exceptions)?;
 
     let mut elf_report = Report::new(format!("ELF hardening of {}", target.display()));
