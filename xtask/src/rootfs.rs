@@ -167,19 +167,34 @@ impl Ext4Image {
     /// Copy the whole filesystem into the folder `dest` (which must exist), as `debugfs rdump`
     /// does: contents, modes and symbolic links; device nodes, fifos and sockets are skipped.
     pub fn rdump(&self, dest: &Path) -> Result<()> {
-        self.debugfs(&format!("rdump / \"{}\"", dest.display()))
-            .with_context(|| {
-                format!(
-                    "could not dump {} into {}",
-                    self.image.display(),
-                    dest.display()
-                )
-            })?;
+        let request = format!("rdump / \"{}\"", dest.display());
+        let (_, stderr) = self.debugfs_output(&request).with_context(|| {
+            format!(
+                "could not dump {} into {}",
+                self.image.display(),
+                dest.display()
+            )
+        })?;
+        // debugfs exits 0 when rdump fails; what went wrong is only in its messages.
+        let problems = rdump_problems(&stderr);
+        if !problems.is_empty() {
+            bail!(
+                "debugfs could not dump {} into {}: {}",
+                self.image.display(),
+                dest.display(),
+                problems.join("; ")
+            );
+        }
         Ok(())
     }
 
-    /// The one place debugfs runs: `debugfs -R <request> <image>`, its output on success.
+    /// `debugfs -R <request> <image>`: its output on success.
     fn debugfs(&self, request: &str) -> Result<Vec<u8>> {
+        Ok(self.debugfs_output(request)?.0)
+    }
+
+    /// The one place debugfs runs: its stdout and stderr, once it ran and read the image.
+    fn debugfs_output(&self, request: &str) -> Result<(Vec<u8>, String)> {
         let sh = Shell::new().context("could not start a shell for debugfs")?;
         let image = &self.image;
         let out = cmd!(sh, "debugfs -R {request} {image}")
@@ -195,8 +210,17 @@ impl Ext4Image {
                 stderr.trim()
             );
         }
-        Ok(out.stdout)
+        Ok((out.stdout, stderr.into_owned()))
     }
+}
+
+/// The lines of rdump's stderr that report a failure: all but debugfs's version banner.
+fn rdump_problems(stderr: &str) -> Vec<&str> {
+    stderr
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("debugfs "))
+        .collect()
 }
 
 /// Parse `debugfs ls -p` output: `/inode/mode/uid/gid/name/size/` per line; empty when absent.
@@ -399,6 +423,48 @@ pub mod tests {
         assert_eq!(
             parse_fast_link("Inode: 12   Type: symlink\nFast link dest: \"bin\"\n").as_deref(),
             Some("bin")
+        );
+    }
+
+    #[test]
+    fn rdump_copies_the_filesystem_and_fails_into_a_missing_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tree, image) = (dir.path().join("tree"), dir.path().join("root.ext4"));
+        std::fs::create_dir_all(tree.join("etc")).unwrap();
+        std::fs::write(tree.join("etc/hostname"), "berth\n").unwrap();
+        let made = std::process::Command::new("mkfs.ext4")
+            .args(["-q", "-d"])
+            .arg(&tree)
+            .arg(&image)
+            .arg("4M")
+            .status();
+        if !made.is_ok_and(|s| s.success()) {
+            crate::util::skip(
+                "rdump_copies_the_filesystem_and_fails_into_a_missing_folder",
+                "mkfs.ext4 is not installed (apt-get install e2fsprogs)",
+            );
+            return;
+        }
+        let fs = Ext4Image::open(&image).unwrap();
+        let out = dir.path().join("out");
+        std::fs::create_dir_all(&out).unwrap();
+        fs.rdump(&out).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(out.join("etc/hostname")).unwrap(),
+            "berth\n"
+        );
+        let err = format!("{:#}", fs.rdump(&dir.path().join("missing")).unwrap_err());
+        assert!(err.contains("No such file or directory"), "{err}");
+    }
+
+    #[test]
+    fn rdump_failures_are_read_from_its_messages() {
+        assert!(rdump_problems("debugfs 1.47.0 (5-Feb-2023)\n").is_empty());
+        assert_eq!(
+            rdump_problems(
+                "debugfs 1.47.0 (5-Feb-2023)\nrdump: No such file or directory while statting /x\n"
+            ),
+            ["rdump: No such file or directory while statting /x"]
         );
     }
 
