@@ -129,6 +129,13 @@ fn with_series(sh: &Shell, tree: Buildroot) -> Result<Buildroot> {
             sha256: digest.clone(),
         }),
     };
+    // Two xtask processes (tests run in parallel; a user may run check beside image) must not
+    // make the copy at once: each would remove the other's half-made one.
+    let lock_path = sibling(&copy, "lock");
+    let lock = std::fs::File::create(&lock_path)
+        .with_context(|| format!("could not create the lock file {}", lock_path.display()))?;
+    rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive)
+        .with_context(|| format!("could not lock {}", lock_path.display()))?;
     let marker = std::fs::read_to_string(&marker_path)
         .ok()
         .and_then(|text| series::Marker::parse(&text));
