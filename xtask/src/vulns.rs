@@ -350,6 +350,7 @@ pub fn run(args: CvesArgs, json: bool) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     /// `make pkg-stats` output for the Berth defconfig on 1ef39b9196 + patches/buildroot, cut to
     /// the recorded packages and one other, with CVE lists filled in (the recording ran offline).
@@ -359,10 +360,22 @@ mod tests {
         Record::load(&record_path()).unwrap()
     }
 
-    fn stats_with(package: &str, field: &str, ids: &[&str]) -> PkgStats {
+    /// Exactly one failure, starting with `prefix`.
+    fn assert_only_failure(fails: &[String], prefix: &str) {
+        assert!(
+            fails.len() == 1 && fails[0].starts_with(prefix),
+            "{fails:?}"
+        );
+    }
+
+    /// The gate's failures on the fixture after `edit` changed it.
+    fn failures_after(edit: impl FnOnce(&mut serde_json::Value)) -> Vec<String> {
         let mut json: serde_json::Value = serde_json::from_str(FIXTURE).unwrap();
-        json["packages"][package][field] = serde_json::json!(ids);
-        serde_json::from_value(json).unwrap()
+        edit(&mut json);
+        failures(&gate(
+            &real_record(),
+            &serde_json::from_value(json).unwrap(),
+        ))
     }
 
     fn failures(report: &Report) -> Vec<String> {
@@ -392,50 +405,34 @@ mod tests {
 
     #[test]
     fn an_unrecorded_cve_fails_naming_it() {
-        let stats = stats_with("containerd", "cves", &["CVE-2026-99999"]);
-        let report = gate(&real_record(), &stats);
-        assert!(!report.passed());
         assert_eq!(
-            failures(&report),
+            failures_after(|j| j["packages"]["containerd"]["cves"] = json!(["CVE-2026-99999"])),
             ["containerd CVE-2026-99999: not in configs/vulnerabilities.toml: record it as fixed, not-affected (with its reason) or affected"]
         );
     }
 
     #[test]
     fn an_unsure_cve_needs_a_record_too() {
-        let stats = stats_with("linux", "unsure_cves", &["CVE-2026-12345"]);
-        let fails = failures(&gate(&real_record(), &stats));
+        let fails =
+            failures_after(|j| j["packages"]["linux"]["unsure_cves"] = json!(["CVE-2026-12345"]));
         assert_eq!(fails.len(), 1, "{fails:?}");
         assert!(fails[0].contains("NVD cannot tell"), "{fails:?}");
     }
 
     #[test]
     fn a_cve_recorded_as_affected_fails() {
-        let stats = stats_with(
-            "docker-engine",
-            "cves",
-            &["CVE-2026-34040", "CVE-2026-42306"],
-        );
-        let fails = failures(&gate(&real_record(), &stats));
-        assert_eq!(fails.len(), 1, "{fails:?}");
-        assert!(
-            fails[0].starts_with("docker-engine CVE-2026-42306: Berth is affected: "),
-            "{fails:?}"
-        );
+        let fails = failures_after(|j| {
+            j["packages"]["docker-engine"]["cves"] = json!(["CVE-2026-34040", "CVE-2026-42306"])
+        });
+        assert_only_failure(&fails, "docker-engine CVE-2026-42306: Berth is affected: ");
     }
 
     #[test]
     fn a_version_other_than_the_recorded_one_fails() {
-        let mut json: serde_json::Value = serde_json::from_str(FIXTURE).unwrap();
-        json["packages"]["runc"]["current_version"] = "1.3.7".into();
-        json["packages"]
-            .as_object_mut()
-            .unwrap()
-            .remove("cryptsetup");
-        let fails = failures(&gate(
-            &real_record(),
-            &serde_json::from_value(json).unwrap(),
-        ));
+        let fails = failures_after(|j| {
+            j["packages"]["runc"]["current_version"] = "1.3.7".into();
+            j["packages"].as_object_mut().unwrap().remove("cryptsetup");
+        });
         assert_eq!(fails.len(), 2, "{fails:?}");
         assert!(
             fails[0].contains("pkg-stats reports 1.3.7, the record says 1.3.6"),
@@ -466,20 +463,13 @@ mod tests {
 
     #[test]
     fn a_package_pkg_stats_did_not_check_against_nvd_fails() {
-        let mut json: serde_json::Value = serde_json::from_str(FIXTURE).unwrap();
-        json["packages"]["openssh"]["status"]
-            .as_object_mut()
-            .unwrap()
-            .remove("cve");
-        let fails = failures(&gate(
-            &real_record(),
-            &serde_json::from_value(json).unwrap(),
-        ));
-        assert_eq!(fails.len(), 1, "{fails:?}");
-        assert!(
-            fails[0].starts_with("openssh openssh: pkg-stats did not check its CVEs"),
-            "{fails:?}"
-        );
+        let fails = failures_after(|j| {
+            j["packages"]["openssh"]["status"]
+                .as_object_mut()
+                .unwrap()
+                .remove("cve");
+        });
+        assert_only_failure(&fails, "openssh openssh: pkg-stats did not check its CVEs");
     }
 
     #[test]
