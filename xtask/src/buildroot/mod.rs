@@ -132,6 +132,11 @@ fn with_series(sh: &Shell, tree: Buildroot) -> Result<Buildroot> {
     // Two xtask processes (tests run in parallel; a user may run check beside image) must not
     // make the copy at once: each would remove the other's half-made one.
     let lock_path = sibling(&copy, "lock");
+    let cache = copy
+        .parent()
+        .context("the cache path has no parent folder")?;
+    std::fs::create_dir_all(cache)
+        .with_context(|| format!("could not create the cache folder {}", cache.display()))?;
     let lock = std::fs::File::create(&lock_path)
         .with_context(|| format!("could not create the lock file {}", lock_path.display()))?;
     rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive)
