@@ -368,14 +368,16 @@ mod tests {
         );
     }
 
-    /// The gate's failures on the fixture after `edit` changed it.
+    /// The gate's failures, judging by the real record, on the fixture after `edit` changed it.
     fn failures_after(edit: impl FnOnce(&mut serde_json::Value)) -> Vec<String> {
+        failures_by(&real_record(), edit)
+    }
+
+    /// The gate's failures, judging by `record`, on the fixture after `edit` changed it.
+    fn failures_by(record: &Record, edit: impl FnOnce(&mut serde_json::Value)) -> Vec<String> {
         let mut json: serde_json::Value = serde_json::from_str(FIXTURE).unwrap();
         edit(&mut json);
-        failures(&gate(
-            &real_record(),
-            &serde_json::from_value(json).unwrap(),
-        ))
+        failures(&gate(record, &serde_json::from_value(json).unwrap()))
     }
 
     fn failures(report: &Report) -> Vec<String> {
@@ -421,10 +423,23 @@ mod tests {
 
     #[test]
     fn a_cve_recorded_as_affected_fails() {
-        let fails = failures_after(|j| {
-            j["packages"]["docker-engine"]["cves"] = json!(["CVE-2026-34040", "CVE-2026-42306"])
-        });
-        assert_only_failure(&fails, "docker-engine CVE-2026-42306: Berth is affected: ");
+        let report_docker_cp_cve = |j: &mut serde_json::Value| {
+            j["packages"]["docker-engine"]["cves"] = json!(["CVE-2026-42306"])
+        };
+        assert_eq!(failures_after(report_docker_cp_cve), Vec::<String>::new());
+
+        let mut record = real_record();
+        let cve = record
+            .cves
+            .iter_mut()
+            .find(|c| c.id == "CVE-2026-42306")
+            .unwrap();
+        cve.status = Status::Affected;
+        cve.reason = Some("shipped without patches/docker-engine/0003".into());
+        assert_only_failure(
+            &failures_by(&record, report_docker_cp_cve),
+            "docker-engine CVE-2026-42306: Berth is affected: shipped without",
+        );
     }
 
     #[test]
