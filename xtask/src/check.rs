@@ -4,7 +4,8 @@
 //! at the end and any of them makes the command fail:
 //! - (a) Kconfig round trip: each `configs/*_defconfig` is loaded by the real Buildroot, and every
 //!   symbol we set that it dropped or changed is named; the options Berth relies on must be on.
-//! - (b) `utils/check-package` over `br2-external/` and the shell scripts under `board/`.
+//! - (b) `utils/check-package` over `br2-external/`, the patches under `patches/` and the shell
+//!   scripts under `board/`.
 //! - (c) `shellcheck` on every shell script of the repository.
 //! - (d) from `show-info`: the package set a Docker host needs, Linux and U-Boot at the pinned
 //!   versions; the resolved package list is printed.
@@ -467,7 +468,8 @@ fn too_old(packages: &BTreeMap<String, String>, minimums: &[(&[&str], &str)]) ->
         .collect()
 }
 
-/// Stage (b): Buildroot's own style checker over our BR2_EXTERNAL tree and board scripts.
+/// Stage (b): Buildroot's own style checker over our BR2_EXTERNAL tree, our patches (format-patch
+/// form, Signed-off-by, Upstream) and board scripts.
 fn check_package(sh: &Shell, python: &str, tree: &Buildroot, repo: &Path, problems: &mut Problems) {
     let mut files = match files_under(&repo.join("br2-external")) {
         Ok(f) => f,
@@ -475,6 +477,13 @@ fn check_package(sh: &Shell, python: &str, tree: &Buildroot, repo: &Path, proble
     };
     match shell_scripts(&repo.join("board")) {
         Ok(scripts) => files.extend(scripts),
+        Err(err) => return problems.add_error(Stage::CheckPackage, err),
+    }
+    match files_under(&repo.join("patches")) {
+        Ok(all) => files.extend(
+            all.into_iter()
+                .filter(|f| f.extension().is_some_and(|e| e == "patch")),
+        ),
         Err(err) => return problems.add_error(Stage::CheckPackage, err),
     }
     let files: Vec<PathBuf> = files
