@@ -112,6 +112,35 @@ fn the_board_cmdline_and_sysctl_pass_their_rules() {
 }
 
 #[test]
+fn the_parent_json_flag_reaches_the_kernel_audit_and_output_needs_no_sub_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join(".config");
+    std::fs::write(&config, "CONFIG_SECCOMP=y\n").unwrap();
+    let out = common::xtask()
+        .args(["audit", "--json", "kernel"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("no JSON ({e}): {}", common::output_text(&out)));
+    assert!(json["findings"].is_array(), "{json}");
+
+    let out = common::xtask()
+        .args(["audit", "--output"])
+        .arg(dir.path())
+        .arg("kernel")
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        common::output_text(&out).contains("goes without a sub-command"),
+        "{}",
+        common::output_text(&out)
+    );
+}
+
+#[test]
 fn bad_input_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("missing.config");

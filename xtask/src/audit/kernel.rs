@@ -40,7 +40,8 @@ pub struct KernelArgs {
     json: bool,
 }
 
-pub fn run(args: KernelArgs) -> Result<()> {
+/// `json` is the parent's `audit --json`, which counts as much as the sub-command's own.
+pub fn run(args: KernelArgs, json: bool) -> Result<()> {
     if let Some(tree) = &args.linux {
         return crate::kernel_check::check(tree);
     }
@@ -57,7 +58,7 @@ pub fn run(args: KernelArgs) -> Result<()> {
         args.rules.as_deref(),
         Toolchain::Target,
     )?;
-    report.emit(args.json)
+    report.emit(args.json || json)
 }
 
 /// Audit the kernel config Buildroot resolved in `output` (with the board's cmdline and sysctl).

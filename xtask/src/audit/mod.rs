@@ -17,9 +17,10 @@ use crate::report::Report;
 pub struct AuditArgs {
     #[command(subcommand)]
     what: Option<AuditWhat>,
-    /// Buildroot output folder to audit fully (kernel .config + image) when no sub-command is given.
-    #[arg(long, default_value = "output/odroid-xu4")]
-    output: PathBuf,
+    /// Buildroot output folder to audit fully (kernel .config + image) when no sub-command is given
+    /// [default: output/odroid-xu4].
+    #[arg(long)]
+    output: Option<PathBuf>,
     /// Print machine-readable JSON instead of tables.
     #[arg(long)]
     json: bool,
@@ -36,11 +37,24 @@ enum AuditWhat {
 }
 
 pub fn run(args: AuditArgs) -> Result<()> {
+    if let (Some(output), Some(_)) = (&args.output, &args.what) {
+        anyhow::bail!(
+            "--output {} audits a whole output folder, so it goes without a sub-command \
+             (`cargo xtask audit --output DIR`); `audit image` takes its folder as an argument",
+            output.display()
+        );
+    }
     match args.what {
-        Some(AuditWhat::Kernel(a)) => kernel::run(a),
+        Some(AuditWhat::Kernel(a)) => kernel::run(a, args.json),
         Some(AuditWhat::Image(a)) => image::run(a, args.json),
         Some(AuditWhat::Cves(a)) => crate::vulns::run(a, args.json),
-        None => audit_output(&args.output, args.json),
+        None => {
+            // Where `cargo xtask image` builds the default board.
+            let output = args
+                .output
+                .unwrap_or_else(|| Path::new("output").join(crate::project::DEFAULT_BOARD));
+            audit_output(&output, args.json)
+        }
     }
 }
 
