@@ -5,7 +5,7 @@
 //! every artifact.
 //!
 //! Building it is pure (inputs → [`Manifest`] → TOML) so it is tested without a build; `cargo xtask
-//! verify` reads it back with [`Manifest::load`].
+//! verify` reads back its `[[artifact]]` tables ([`Artifact`]).
 
 use std::collections::BTreeMap;
 use std::path::Path;

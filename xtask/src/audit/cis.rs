@@ -88,7 +88,7 @@ pub enum Check {
     },
     /// The userns-remap user exists and has subordinate uid and gid ranges.
     UsernsSubordinateIds,
-    /// The containerd socket keeps root:root (no [grpc] uid/gid override in config.toml).
+    /// The containerd socket keeps root:root (no `[grpc]` uid/gid override in config.toml).
     ContainerdSocketRoot,
 }
 

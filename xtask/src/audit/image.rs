@@ -18,7 +18,7 @@ use crate::rootfs::Ext4Image;
 pub struct ImageArgs {
     /// Buildroot output folder (with target/ and images/rootfs.ext4).
     pub output: PathBuf,
-    /// Root filesystem image to read (default: <output>/images/rootfs.ext4, else rootfs.ext2).
+    /// Root filesystem image to read (default: `<output>/images/rootfs.ext4`, else `rootfs.ext2`).
     #[arg(long)]
     pub rootfs: Option<PathBuf>,
     /// Print machine-readable JSON instead of tables.

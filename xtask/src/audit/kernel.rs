@@ -17,7 +17,7 @@ use crate::report::{exceptions_path, load_exceptions, Finding, Report, Severity,
 
 #[derive(Args)]
 pub struct KernelArgs {
-    /// The resolved kernel .config to audit (Buildroot: <output>/build/linux-<version>/.config).
+    /// The resolved kernel .config to audit (Buildroot: `<output>/build/linux-<version>/.config`).
     #[arg(required_unless_present = "linux")]
     config: Option<PathBuf>,
     /// Instead of a .config: resolve exynos_defconfig + Berth's fragments in this Linux 6.12

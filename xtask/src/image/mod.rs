@@ -40,7 +40,7 @@ pub struct ImageArgs {
     /// A tree of the pinned Buildroot to use instead of the cached clone [env BERTH_BUILDROOT].
     #[arg(long, value_name = "DIR")]
     buildroot: Option<PathBuf>,
-    /// Buildroot output folder (O=) [default: output/<board> in the repository].
+    /// Buildroot output folder (O=); by default output/BOARD in the repository.
     #[arg(long, value_name = "DIR")]
     output: Option<PathBuf>,
     /// Parallel jobs inside each package build (BR2_JLEVEL; 0 = CPUs + 1).
