@@ -50,7 +50,7 @@ pub fn check(linux_src: &Path) -> Result<()> {
     }
     println!("kernel: every fragment line survived olddefconfig");
 
-    let board = crate::project::default_board().dir();
+    let board = crate::project::default_board().dir(&crate::project::Repo::checkout());
     let sysctl = [board.join("rootfs-overlay/etc/sysctl.d")];
     let report = audit::audit_files(
         &resolved.config_path,

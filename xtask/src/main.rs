@@ -1,32 +1,9 @@
-//! Berth's orchestrator, run as `cargo xtask <verb>`.
-//!
-//! One module per verb; pure logic (Kconfig, layout, audit rules, block maps) lives in
-//! modules that do no I/O so their unit tests need no Buildroot, no root and no network.
-
-mod audit;
-mod bench;
-mod bmap;
-mod buildroot;
-mod check;
-mod diff;
-mod flash;
-mod git_tree;
-mod image;
-mod kconfig;
-mod kernel_check;
-mod manifest;
-mod project;
-mod report;
-mod reproducible;
-mod rootfs;
-mod sbom;
-mod uboot_check;
-mod util;
-mod verify;
-mod vulns;
+//! Berth's orchestrator, run as `cargo xtask <verb>`: the command line and its dispatch. Every
+//! verb lives in the library (`src/lib.rs`), which the tests call directly.
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
+use xtask::{audit, bench, bmap, check, diff, flash, image, verify};
 
 #[derive(Parser)]
 #[command(

@@ -1,4 +1,7 @@
-//! What Berth pins and which boards it builds for: the single source of these facts.
+//! What Berth pins, which boards it builds for and where a checkout keeps its files: the single
+//! source of these facts.
+
+use std::path::{Path, PathBuf};
 
 /// What the Buildroot pin is, for people: the 2025.02 long-term-support branch, which gets
 /// security fixes for 3 years (buildroot.org/lts.html), so until February 2028.
@@ -43,9 +46,38 @@ pub struct Board {
 }
 
 impl Board {
-    /// The board folder in this checkout (genimage.cfg, cmdline.txt, rootfs-overlay, scripts).
-    pub fn dir(&self) -> std::path::PathBuf {
-        crate::util::repo_root().join(self.board_dir)
+    /// The board folder in a checkout (genimage.cfg, cmdline.txt, rootfs-overlay, scripts).
+    pub fn dir(&self, repo: &Repo) -> PathBuf {
+        repo.path(self.board_dir)
+    }
+}
+
+/// A Berth checkout: where every verb reads the defconfigs, fragments, rule tables, board files
+/// and patches. The command line works on the checkout the xtask was built from; tests hand the
+/// library a modified copy.
+#[derive(Debug, Clone)]
+pub struct Repo {
+    root: PathBuf,
+}
+
+impl Repo {
+    /// The checkout this xtask was built from (`xtask/` sits one level below its root).
+    pub fn checkout() -> Repo {
+        Repo::at(crate::util::repo_root())
+    }
+
+    /// A checkout at `root`, such as a test's modified copy.
+    pub fn at(root: impl Into<PathBuf>) -> Repo {
+        Repo { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// A file or folder of the checkout, by its path from the root.
+    pub fn path(&self, relative: impl AsRef<Path>) -> PathBuf {
+        self.root.join(relative)
     }
 }
 

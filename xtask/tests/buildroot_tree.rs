@@ -9,8 +9,8 @@ use std::process::Output;
 /// The pinned commit and Buildroot version, as project.rs has them.
 fn pinned() -> (String, String) {
     (
-        common::pin("BUILDROOT_COMMIT"),
-        common::pin("BUILDROOT_VERSION"),
+        xtask::project::BUILDROOT_COMMIT.to_string(),
+        xtask::project::BUILDROOT_VERSION.to_string(),
     )
 }
 
@@ -57,7 +57,7 @@ fn another_buildroot_release_is_refused() {
     assert!(
         err.contains(&format!(
             "is Buildroot 2025.02.9, but Berth is pinned to {} at {}, whose Makefile says {}",
-            common::pin("BUILDROOT_RELEASE"),
+            xtask::project::BUILDROOT_RELEASE,
             pinned().0,
             pinned().1
         )),
@@ -69,7 +69,7 @@ fn another_buildroot_release_is_refused() {
 fn an_export_without_git_is_refused_unless_its_files_are_the_pinned_commits() {
     // The right version string, but not the pinned commit's files (a branch commit or a release
     // tarball would look the same to a version check).
-    let err = refusal_of_a_tree_saying(makefile(&common::pin("BUILDROOT_VERSION")));
+    let err = refusal_of_a_tree_saying(makefile(xtask::project::BUILDROOT_VERSION));
     assert!(
         err.contains(&format!(
             "has no .git and its files are not those of commit {}",
@@ -80,7 +80,7 @@ fn an_export_without_git_is_refused_unless_its_files_are_the_pinned_commits() {
     assert!(
         err.contains(&format!(
             "the commit's is {}",
-            common::pin("BUILDROOT_TREE")
+            xtask::project::BUILDROOT_TREE
         )),
         "{err}"
     );
@@ -96,7 +96,7 @@ fn a_checkout_at_another_commit_is_refused() {
     let tree = dir.path().join("buildroot");
     common::write_file(
         &tree.join("Makefile"),
-        makefile(&common::pin("BUILDROOT_VERSION")),
+        makefile(xtask::project::BUILDROOT_VERSION),
         0o644,
     );
     common::commit_all(&tree, "not the pinned commit");
@@ -107,7 +107,7 @@ fn a_checkout_at_another_commit_is_refused() {
         err.contains(&format!(
             "not {} ({})",
             pinned().0,
-            common::pin("BUILDROOT_REF")
+            xtask::project::BUILDROOT_REF
         )),
         "{err}"
     );
@@ -117,11 +117,11 @@ fn a_checkout_at_another_commit_is_refused() {
 fn a_partial_cache_clone_is_not_used() {
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
-    let tree = cache.join(format!("berth/buildroot-{}", common::pin("BUILDROOT_REF")));
+    let tree = cache.join(format!("berth/buildroot-{}", xtask::project::BUILDROOT_REF));
     // What an interrupted fetch leaves: a tree that looks right but has no completion marker.
     common::write_file(
         &tree.join("Makefile"),
-        makefile(&common::pin("BUILDROOT_VERSION")),
+        makefile(xtask::project::BUILDROOT_VERSION),
         0o644,
     );
     let out = check(None, &cache);
@@ -137,7 +137,7 @@ fn a_partial_cache_clone_is_not_used() {
     common::write_file(
         &cache.join(format!(
             "berth/buildroot-{}.complete",
-            common::pin("BUILDROOT_REF")
+            xtask::project::BUILDROOT_REF
         )),
         "0000000000000000000000000000000000000000\n",
         0o644,
@@ -154,17 +154,17 @@ fn a_cache_clone_at_another_commit_is_not_used() {
     }
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
-    let tree = cache.join(format!("berth/buildroot-{}", common::pin("BUILDROOT_REF")));
+    let tree = cache.join(format!("berth/buildroot-{}", xtask::project::BUILDROOT_REF));
     common::write_file(
         &tree.join("Makefile"),
-        makefile(&common::pin("BUILDROOT_VERSION")),
+        makefile(xtask::project::BUILDROOT_VERSION),
         0o644,
     );
     common::commit_all(&tree, "moved tag");
     common::write_file(
         &cache.join(format!(
             "berth/buildroot-{}.complete",
-            common::pin("BUILDROOT_REF")
+            xtask::project::BUILDROOT_REF
         )),
         format!("{}\n", pinned().0),
         0o644,

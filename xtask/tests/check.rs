@@ -44,8 +44,8 @@ fn check_passes_with_the_pinned_buildroot() {
         "{stdout}"
     );
     for (package, version) in [
-        ("linux", common::pin("LINUX_VERSION")),
-        ("uboot", common::pin("UBOOT_VERSION")),
+        ("linux", xtask::project::LINUX_VERSION.to_string()),
+        ("uboot", xtask::project::UBOOT_VERSION.to_string()),
     ] {
         assert!(
             stdout

@@ -370,7 +370,7 @@ fn without_network_or_a_buildroot_tree_it_fails_fast_naming_the_upstream() {
         |_| {},
         &format!(
             "there is no Buildroot {} in the cache",
-            common::pin("BUILDROOT_RELEASE")
+            xtask::project::BUILDROOT_RELEASE
         ),
     );
 }
@@ -381,8 +381,8 @@ fn a_partial_cache_clone_is_fetched_again_not_used() {
         "a_partial_cache_clone_is_fetched_again_not_used",
         |cache| {
             // What an interrupted fetch leaves: a tree that looks right, no completion marker.
-            let version = common::pin("BUILDROOT_VERSION");
-            let tree = cache.join(format!("berth/buildroot-{}", common::pin("BUILDROOT_REF")));
+            let version = xtask::project::BUILDROOT_VERSION.to_string();
+            let tree = cache.join(format!("berth/buildroot-{}", xtask::project::BUILDROOT_REF));
             std::fs::create_dir_all(&tree).unwrap();
             std::fs::write(
                 tree.join("Makefile"),
@@ -437,7 +437,7 @@ fn offline_fetch_fails_fast(test: &str, prepare: impl Fn(&Path), reason: &str) {
     assert!(
         err.contains(&format!(
             "could not fetch Buildroot {} from https://",
-            common::pin("BUILDROOT_RELEASE")
+            xtask::project::BUILDROOT_RELEASE
         )),
         "{err}"
     );
@@ -445,7 +445,7 @@ fn offline_fetch_fails_fast(test: &str, prepare: impl Fn(&Path), reason: &str) {
     assert!(err.contains(reason), "{err}");
     assert!(
         !cache
-            .join(format!("berth/buildroot-{}", common::pin("BUILDROOT_REF")))
+            .join(format!("berth/buildroot-{}", xtask::project::BUILDROOT_REF))
             .exists(),
         "no partial tree is left to be mistaken for a cache"
     );

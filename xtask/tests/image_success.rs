@@ -320,7 +320,7 @@ fn claim_the_pinned_commit(tree: &Path) {
     common::commit_all(tree, "stand-in");
     let git = |args: &[&str]| common::git(tree, args);
     let own = String::from_utf8(git(&["rev-parse", "HEAD"]).stdout).unwrap();
-    let pinned = common::pin("BUILDROOT_COMMIT");
+    let pinned = xtask::project::BUILDROOT_COMMIT.to_string();
     git(&["update-ref", &format!("refs/replace/{pinned}"), own.trim()]);
     git(&["update-ref", "--no-deref", "HEAD", &pinned]);
 }
@@ -330,7 +330,7 @@ fn stand_in_buildroot(inputs: &Inputs, dir: &Path) {
     let payload = tree.join("payload");
     let mut makefile = format!(
         "# Stand-in for Buildroot, written by xtask/tests/image_success.rs.\nexport BR2_VERSION := {}\n",
-        common::pin("BUILDROOT_VERSION")
+        xtask::project::BUILDROOT_VERSION
     );
     let names: Vec<&str> = PACKAGES.iter().map(|p| p.0).collect();
     let downloaded: Vec<&str> = PACKAGES
@@ -597,7 +597,7 @@ fn a_stand_in_build_ends_in_verified_artifacts() {
     }
     assert_eq!(
         manifest["buildroot"]["version"].as_str(),
-        Some(common::pin("BUILDROOT_RELEASE").as_str())
+        Some(xtask::project::BUILDROOT_RELEASE.to_string().as_str())
     );
     // Every repository folder the build reads is recorded by digest, with the host tools.
     for folder in ["board", "br2-external", "configs"] {

@@ -11,9 +11,7 @@
 mod common;
 mod images;
 
-#[allow(dead_code)]
-#[path = "../src/reproducible.rs"]
-mod reproducible;
+use xtask::reproducible;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

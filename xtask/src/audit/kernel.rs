@@ -65,7 +65,9 @@ pub fn run(args: KernelArgs, json: bool) -> Result<()> {
 /// Called by `audit::audit_output` at the end of `cargo xtask image`.
 pub fn audit_buildroot_output(output: &Path) -> Result<Report> {
     let config = buildroot_kernel_config(output)?;
-    let cmdline = crate::project::default_board().dir().join("cmdline.txt");
+    let cmdline = crate::project::default_board()
+        .dir(&crate::project::Repo::checkout())
+        .join("cmdline.txt");
     let target = output.join("target");
     // systemd's search path, lowest priority first (a folder that is a link, as /lib with a
     // merged /usr, repeats the same files, which changes nothing).

@@ -36,7 +36,7 @@ pub struct Buildroot {
 #[derive(Debug, Clone)]
 pub struct AppliedSeries {
     pub patches: usize,
-    /// [`series::digest`] of the series.
+    /// `series::digest` of the series.
     pub sha256: String,
 }
 
@@ -64,7 +64,7 @@ fn marker_path(tree: &Path) -> PathBuf {
     sibling(tree, "complete")
 }
 
-/// The tree to build with: the pinned tree (see [`pinned`]) with Berth's patch series applied in
+/// The tree to build with: the pinned tree (see `pinned`) with Berth's patch series applied in
 /// Berth's own copy.
 pub fn resolve(explicit: Option<&Path>, fetch: bool) -> Result<Buildroot> {
     let sh = Shell::new().context("could not start a shell for git and patch")?;

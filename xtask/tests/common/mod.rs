@@ -20,17 +20,6 @@ pub fn xtask() -> Command {
     cmd
 }
 
-/// A pin from `xtask/src/project.rs` (`pub const NAME: &str = "value";`), so tests follow it.
-pub fn pin(name: &str) -> String {
-    let project = std::fs::read_to_string(repo_root().join("xtask/src/project.rs")).unwrap();
-    let prefix = format!("pub const {name}: &str = \"");
-    project
-        .lines()
-        .find_map(|l| l.strip_prefix(&prefix)?.strip_suffix("\";"))
-        .unwrap_or_else(|| panic!("project.rs pins no {name}"))
-        .to_string()
-}
-
 /// One line on the real stderr (not captured by libtest), so skips show in every run.
 pub fn skip(test: &str, why: &str) {
     let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {why}");

@@ -1,0 +1,32 @@
+//! Berth's orchestrator as a library: `main.rs` is only the command line.
+//!
+//! The layers, read from the folder names (docs/architecture.md has the map and its rules):
+//! - the verbs, one module each: [`image`], [`check`], [`audit`], [`flash`], [`bmap`], [`bench`](mod@bench),
+//!   [`verify`], [`diff`];
+//! - what they share: [`project`] (every pin, board and path), [`buildroot`], [`kconfig`],
+//!   [`rootfs`], [`manifest`], [`sbom`], [`vulns`], [`git_tree`], [`reproducible`], [`util`].
+//!
+//! Pure logic (Kconfig, layout, audit rules, block maps) does no I/O, so its unit tests need no
+//! Buildroot, no root and no network.
+
+pub mod audit;
+pub mod bench;
+pub mod bmap;
+pub mod buildroot;
+pub mod check;
+pub mod diff;
+pub mod flash;
+pub mod git_tree;
+pub mod image;
+pub mod kconfig;
+pub mod kernel_check;
+pub mod manifest;
+pub mod project;
+pub mod report;
+pub mod reproducible;
+pub mod rootfs;
+pub mod sbom;
+pub mod uboot_check;
+pub mod util;
+pub mod verify;
+pub mod vulns;
