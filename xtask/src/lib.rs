@@ -4,7 +4,7 @@
 //! - the verbs, one module each: [`image`], [`check`], [`audit`], [`flash`], [`bmap`], [`bench`](mod@bench),
 //!   [`verify`], [`diff`];
 //! - what they share: [`project`] (every pin, board and path), [`buildroot`], [`kconfig`],
-//!   [`rootfs`], [`manifest`], [`sbom`], [`vulns`], [`git_tree`], [`reproducible`], [`util`].
+//!   [`rootfs`], [`tree`], [`manifest`], [`release`], [`sbom`], [`vulns`], [`git_tree`], [`reproducible`], [`util`].
 //!
 //! Pure logic (Kconfig, layout, audit rules, block maps) does no I/O, so its unit tests need no
 //! Buildroot, no root and no network.
@@ -22,10 +22,12 @@ pub mod kconfig;
 pub mod kernel_check;
 pub mod manifest;
 pub mod project;
+pub mod release;
 pub mod report;
 pub mod reproducible;
 pub mod rootfs;
 pub mod sbom;
+pub mod tree;
 pub mod uboot_check;
 pub mod util;
 pub mod verify;

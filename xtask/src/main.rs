@@ -3,6 +3,7 @@
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
+use xtask::project::Repo;
 use xtask::{audit, bench, bmap, check, diff, flash, image, verify};
 
 #[derive(Parser)]
@@ -47,13 +48,13 @@ fn main() {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Image(args) => image::run(args),
+        Command::Image(args) => image::run(&Repo::checkout(), args),
         Command::Check(args) => check::run(args),
         Command::Audit(args) => audit::run(args),
         Command::Flash(args) => flash::run(args),
         Command::Bmap(args) => bmap::run(args),
         Command::Bench(args) => bench::run(args),
-        Command::Verify(args) => verify::run(args),
-        Command::Diff(args) => diff::run(args),
+        Command::Verify(args) => verify::run(&Repo::checkout(), args),
+        Command::Diff(args) => diff::run(&Repo::checkout(), args),
     }
 }

@@ -34,6 +34,75 @@ pub const MINIMUM_VERSIONS: &[(&[&str], &str)] = &[
     (&["host-go-src", "host-go-bin"], "1.26.6"),
 ];
 
+/// Bytes per sector: the unit the boot ROM, the bootloaders and the partition table count in.
+pub const SECTOR: u64 = 512;
+
+/// One stage of the Exynos5422 boot chain on the card: the file Buildroot puts in the images
+/// folder, the sector the stage before it reads it from, and the room it has there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BootBlob {
+    pub name: &'static str,
+    pub file: &'static str,
+    pub sd_sector: u64,
+    pub slot_bytes: u64,
+}
+
+impl BootBlob {
+    /// Byte offset on the SD card image.
+    pub const fn sd_offset(&self) -> u64 {
+        self.sd_sector * SECTOR
+    }
+
+    /// Byte offset in the eMMC `boot0` hardware partition.
+    pub const fn emmc_boot0_offset(&self) -> u64 {
+        (self.sd_sector - EMMC_BOOT0_SHIFT_SECTORS) * SECTOR
+    }
+}
+
+/// The Hardkernel chain, in the order it runs and lies on the card, each slot ending where the
+/// next begins: the boot ROM reads Samsung-signed BL1 from sector 1 (the 15,616-byte blob is
+/// installed cut to its 15,360-byte slot); BL1 loads BL2; the "720k" BL2 loads at most 720 KiB
+/// of U-Boot and then the TrustZone firmware, so a bigger U-Boot would be cut short at boot.
+/// `board/odroid-xu4/genimage.cfg` lays them out; [`crate::image::layout`] checks it agrees.
+pub const BOOT_CHAIN: [BootBlob; 4] = [
+    BootBlob {
+        name: "BL1",
+        file: "bl1.bin.hardkernel",
+        sd_sector: 1,
+        slot_bytes: 15_360,
+    },
+    BootBlob {
+        name: "BL2",
+        file: "bl2.bin.hardkernel.720k_uboot",
+        sd_sector: 31,
+        slot_bytes: 16_384,
+    },
+    BootBlob {
+        name: "U-Boot",
+        file: "u-boot-dtb.bin",
+        sd_sector: 63,
+        slot_bytes: 737_280,
+    },
+    BootBlob {
+        name: "TZSW",
+        file: "tzsw.bin.hardkernel",
+        sd_sector: 1503,
+        slot_bytes: 262_144,
+    },
+];
+
+/// On eMMC the boot ROM reads the same chain from the `boot0` hardware partition, one sector
+/// lower (SD sector 1 is boot0 sector 0).
+pub const EMMC_BOOT0_SHIFT_SECTORS: u64 = 1;
+
+/// Where a stock Hardkernel U-Boot keeps its environment. Berth's U-Boot keeps none
+/// (configs/uboot.fragment), but the first partition starts past it so a board still running
+/// another U-Boot cannot overwrite Berth's files.
+pub const STOCK_UBOOT_ENV_OFFSET: u64 = 0x31_0000;
+
+/// Where the first partition (boot, FAT) starts: after the chain and the stock environment.
+pub const FIRST_PARTITION_OFFSET: u64 = 4 << 20;
+
 /// A board Berth builds an image for.
 #[derive(Debug, Clone, Copy)]
 pub struct Board {
@@ -100,4 +169,28 @@ pub fn board(name: &str) -> anyhow::Result<&'static Board> {
         let known: Vec<_> = BOARDS.iter().map(|b| b.name).collect();
         anyhow::anyhow!("unknown board '{name}'; Berth knows: {}", known.join(", "))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_boot_chain_is_contiguous_and_clear_of_the_partitions() {
+        for pair in BOOT_CHAIN.windows(2) {
+            assert_eq!(
+                pair[0].sd_offset() + pair[0].slot_bytes,
+                pair[1].sd_offset(),
+                "{} must end where {} begins",
+                pair[0].name,
+                pair[1].name
+            );
+        }
+        let last = BOOT_CHAIN[3];
+        let chain_end = last.sd_offset() + last.slot_bytes;
+        assert!(chain_end <= STOCK_UBOOT_ENV_OFFSET);
+        assert!(STOCK_UBOOT_ENV_OFFSET < FIRST_PARTITION_OFFSET);
+        assert_eq!(BOOT_CHAIN[2].slot_bytes, 720 * 1024, "the 720k BL2's limit");
+        assert_eq!(BOOT_CHAIN[0].emmc_boot0_offset(), 0);
+    }
 }

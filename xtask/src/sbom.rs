@@ -13,6 +13,8 @@ use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
 
 use crate::buildroot::Buildroot;
+use crate::project::Repo;
+use crate::release::{LEGAL_INFO_FILE, SBOM_FILE};
 use crate::{reproducible, util};
 
 /// What generate-cyclonedx in the pinned Buildroot downloads (tag 1.6 of the specification).
@@ -24,11 +26,9 @@ pub const SPDX_SCHEMA_SHA256: &str =
 /// Where generate-cyclonedx looks for it, relative to the download folder.
 pub const SPDX_SCHEMA_IN_DL: &str = "cyclonedx/spdx-1.6.schema.json";
 
-pub const SBOM_FILE: &str = "sbom.cdx.json";
-pub const LEGAL_INFO_FILE: &str = "legal-info.tar.gz";
-
 /// Write the SBOM and the license bundle into `<output>/images/`; return the files written.
 pub fn write_sbom_and_legal_info(
+    repo: &Repo,
     br: &Buildroot,
     sh: &Shell,
     output: &Path,
@@ -39,9 +39,9 @@ pub fn write_sbom_and_legal_info(
     let dl = download_dir(sh)?;
     ensure_spdx_schema(sh, &dl)?;
     let sbom = images.join(SBOM_FILE);
-    write_sbom(br, sh, output, &dl, &sbom)?;
+    write_sbom(repo, br, sh, output, &dl, &sbom)?;
     let legal = images.join(LEGAL_INFO_FILE);
-    write_legal_info(br, sh, output, &dl, &legal)?;
+    write_legal_info(repo, br, sh, output, &dl, &legal)?;
     Ok(vec![sbom, legal])
 }
 
@@ -98,7 +98,14 @@ pub fn ensure_spdx_schema(sh: &Shell, dl: &Path) -> Result<()> {
 }
 
 /// `make show-info | utils/generate-cyclonedx` into `dest`.
-fn write_sbom(br: &Buildroot, sh: &Shell, output: &Path, dl: &Path, dest: &Path) -> Result<()> {
+fn write_sbom(
+    repo: &Repo,
+    br: &Buildroot,
+    sh: &Shell,
+    output: &Path,
+    dl: &Path,
+    dest: &Path,
+) -> Result<()> {
     let info = br
         .make(sh, output, &["-s", "show-info"])
         .quiet()
@@ -110,7 +117,7 @@ fn write_sbom(br: &Buildroot, sh: &Shell, output: &Path, dl: &Path, dest: &Path)
     std::fs::write(&info_file, &info)
         .with_context(|| format!("could not write {}", info_file.display()))?;
     let script = br.root.join("utils/generate-cyclonedx");
-    let version = berth_version(sh)?;
+    let version = berth_version(repo, sh)?;
     let partial = dest.with_extension("json.partial");
     cmd!(
         sh,
@@ -146,8 +153,8 @@ pub fn check_sbom(text: &str) -> Result<()> {
 }
 
 /// `git describe` of the Berth checkout: the SBOM's project version.
-fn berth_version(sh: &Shell) -> Result<String> {
-    let repo = util::repo_root();
+fn berth_version(repo: &Repo, sh: &Shell) -> Result<String> {
+    let repo = repo.root();
     cmd!(sh, "git -C {repo} describe --tags --always --dirty")
         .quiet()
         .read()
@@ -161,13 +168,14 @@ fn berth_version(sh: &Shell) -> Result<String> {
 
 /// `make legal-info`, then a tarball that depends only on its contents and SOURCE_DATE_EPOCH.
 fn write_legal_info(
+    repo: &Repo,
     br: &Buildroot,
     sh: &Shell,
     output: &Path,
     dl: &Path,
     dest: &Path,
 ) -> Result<()> {
-    let env = reproducible::build_env(&util::repo_root())?;
+    let env = reproducible::build_env(repo.root())?;
     br.make(sh, output, &["legal-info"])
         .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .env("BR2_DL_DIR", dl)
@@ -177,7 +185,7 @@ fn write_legal_info(
         .context(
             "`make legal-info` failed (it needs every package's sources in the download folder)",
         )?;
-    let epoch = reproducible::source_date_epoch(&util::repo_root())?;
+    let epoch = reproducible::source_date_epoch(repo.root())?;
     let tar = dest.with_extension(""); // legal-info.tar
     let args = tar_args(epoch);
     cmd!(sh, "tar {args...} -C {output} -cf {tar} legal-info")
@@ -306,10 +314,10 @@ mod buildroot_tests {
             r#"{"enum": ["MIT", "Apache-2.0", "GPL-2.0"]}"#,
         )
         .unwrap();
-        let defconfig = util::repo_root().join("configs/berth_odroid_xu4_defconfig");
+        let defconfig = Repo::checkout().path("configs/berth_odroid_xu4_defconfig");
         br.load_defconfig(&sh, &output, &defconfig).unwrap();
         let sbom = work.path().join(SBOM_FILE);
-        write_sbom(&br, &sh, &output, &dl, &sbom).unwrap();
+        write_sbom(&Repo::checkout(), &br, &sh, &output, &dl, &sbom).unwrap();
         let text = std::fs::read_to_string(&sbom).unwrap();
         let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
         let names: Vec<&str> = doc["components"]
@@ -324,7 +332,7 @@ mod buildroot_tests {
         assert_eq!(doc["metadata"]["component"]["name"], "berth");
         // Same input, same SBOM.
         let again = work.path().join("again.json");
-        write_sbom(&br, &sh, &output, &dl, &again).unwrap();
+        write_sbom(&Repo::checkout(), &br, &sh, &output, &dl, &again).unwrap();
         assert_eq!(
             std::fs::read(&sbom).unwrap(),
             std::fs::read(&again).unwrap()

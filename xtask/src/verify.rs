@@ -14,9 +14,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, ensure, Context, Result};
 use clap::Args;
-use serde::Deserialize;
 
 use crate::manifest::Artifact;
+use crate::project::Repo;
+use crate::release::{self, SumEntry, MANIFEST_FILE, SUMS_FILE};
 use crate::util;
 
 #[derive(Args)]
@@ -26,10 +27,8 @@ pub struct VerifyArgs {
     pub path: PathBuf,
 }
 
-pub const SUMS_FILE: &str = "SHA256SUMS";
-pub const MANIFEST_FILE: &str = "manifest.toml";
-
-pub fn run(args: VerifyArgs) -> Result<()> {
+/// Check the folder or release `args` names; the checkout plays no part, but every verb takes it.
+pub fn run(_repo: &Repo, args: VerifyArgs) -> Result<()> {
     let (dir, wanted) = locate(&args.path)?;
     let checked = verify_folder(&dir, wanted.as_deref())?;
     println!("{}: all {checked} checks passed", dir.display());
@@ -58,97 +57,6 @@ fn locate(path: &Path) -> Result<(PathBuf, Option<String>)> {
         _ => PathBuf::from("."),
     };
     Ok((dir, Some(name.to_string())))
-}
-
-/// One line of SHA256SUMS.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SumEntry {
-    pub sha256: String,
-    pub name: String,
-}
-
-/// Parse `sha256sum` output: `<64 hex>  <name>` (or `<hex> *<name>` for binary mode).
-pub fn parse_sums(text: &str) -> Result<Vec<SumEntry>> {
-    let mut entries: Vec<SumEntry> = Vec::new();
-    for (index, line) in text.lines().enumerate() {
-        let lineno = index + 1;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let (digest, rest) = line.split_once(' ').with_context(|| {
-            format!("line {lineno} of {SUMS_FILE} is not `<sha256>  <name>`: {line:?}")
-        })?;
-        let name = rest
-            .strip_prefix(' ')
-            .or_else(|| rest.strip_prefix('*'))
-            .with_context(|| {
-                format!("line {lineno} of {SUMS_FILE} is not `<sha256>  <name>`: {line:?}")
-            })?;
-        ensure!(
-            is_sha256_hex(digest),
-            "line {lineno} of {SUMS_FILE} does not start with a 64-digit lower-case hex sha256: {line:?}"
-        );
-        check_artifact_name(name).with_context(|| format!("line {lineno} of {SUMS_FILE}"))?;
-        ensure!(
-            !entries.iter().any(|e| e.name == name),
-            "{SUMS_FILE} lists {name} twice (line {lineno})"
-        );
-        entries.push(SumEntry {
-            sha256: digest.to_string(),
-            name: name.to_string(),
-        });
-    }
-    ensure!(!entries.is_empty(), "{SUMS_FILE} lists no files");
-    Ok(entries)
-}
-
-fn is_sha256_hex(s: &str) -> bool {
-    s.len() == 64
-        && s.bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-}
-
-/// Artifacts are plain names inside the folder: nothing may point outside it.
-fn check_artifact_name(name: &str) -> Result<()> {
-    ensure!(!name.is_empty(), "an empty file name is listed");
-    ensure!(
-        !name.contains('/') && !name.contains('\\') && name != "." && name != "..",
-        "{name:?} is not a plain file name inside the artifact folder"
-    );
-    Ok(())
-}
-
-/// What the verifier needs from `manifest.toml` (written by `cargo xtask image`).
-#[derive(Debug, Deserialize)]
-struct ManifestView {
-    #[serde(rename = "artifact", default)]
-    artifacts: Vec<Artifact>,
-}
-
-/// The `[[artifact]]` tables of a manifest.
-pub fn parse_manifest_artifacts(text: &str) -> Result<Vec<Artifact>> {
-    let view: ManifestView =
-        toml::from_str(text).context("manifest.toml is not a valid Berth manifest")?;
-    ensure!(
-        !view.artifacts.is_empty(),
-        "manifest.toml lists no [[artifact]]"
-    );
-    let mut seen = BTreeSet::new();
-    for a in &view.artifacts {
-        check_artifact_name(&a.name).context("an [[artifact]] in manifest.toml")?;
-        ensure!(
-            is_sha256_hex(&a.sha256),
-            "manifest.toml gives {} an invalid sha256 {:?}",
-            a.name,
-            a.sha256
-        );
-        ensure!(
-            seen.insert(a.name.as_str()),
-            "manifest.toml lists {} twice",
-            a.name
-        );
-    }
-    Ok(view.artifacts)
 }
 
 /// Every manifest artifact must be in SHA256SUMS with the same digest; the first that is not
@@ -198,18 +106,8 @@ impl Drop for Scratch {
 
 /// Check the folder; returns how many checks passed, or the first disagreement.
 pub fn verify_folder(dir: &Path, wanted_xz: Option<&str>) -> Result<usize> {
-    let sums_path = dir.join(SUMS_FILE);
-    let sums_text = std::fs::read_to_string(&sums_path)
-        .with_context(|| format!("{SUMS_FILE} is missing or unreadable in {}", dir.display()))?;
-    let sums = parse_sums(&sums_text)?;
-    let manifest_path = dir.join(MANIFEST_FILE);
-    let manifest_text = std::fs::read_to_string(&manifest_path).with_context(|| {
-        format!(
-            "{MANIFEST_FILE} is missing or unreadable in {}",
-            dir.display()
-        )
-    })?;
-    let manifest = parse_manifest_artifacts(&manifest_text)?;
+    let sums = release::read_sums(dir)?;
+    let manifest = release::read_manifest(dir)?.artifacts;
 
     if let Some(xz) = wanted_xz {
         let image = xz.strip_suffix(".xz").unwrap_or(xz);
@@ -264,7 +162,7 @@ pub fn verify_folder(dir: &Path, wanted_xz: Option<&str>) -> Result<usize> {
 
     for bmap_name in block_maps(dir, &sums)? {
         let image_name = bmap_name
-            .strip_suffix(".bmap")
+            .strip_suffix(release::BMAP_SUFFIX)
             .expect("block_maps returns *.bmap");
         let image = match found.remove(image_name) {
             Some(f) => f,
@@ -311,7 +209,7 @@ fn find(dir: &Path, name: &str) -> Result<Found> {
 fn block_maps(dir: &Path, sums: &[SumEntry]) -> Result<Vec<String>> {
     let mut maps: BTreeSet<String> = sums
         .iter()
-        .filter(|s| s.name.ends_with(".bmap"))
+        .filter(|s| s.name.ends_with(release::BMAP_SUFFIX))
         .map(|s| s.name.clone())
         .collect();
     for entry in
@@ -319,7 +217,7 @@ fn block_maps(dir: &Path, sums: &[SumEntry]) -> Result<Vec<String>> {
     {
         let entry = entry.with_context(|| format!("could not list {}", dir.display()))?;
         if let Some(name) = entry.file_name().to_str() {
-            if name.ends_with(".bmap") && name.len() > ".bmap".len() {
+            if name.ends_with(release::BMAP_SUFFIX) && name.len() > release::BMAP_SUFFIX.len() {
                 maps.insert(name.to_string());
             }
         }
@@ -395,78 +293,11 @@ fn read_full(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
     Ok(filled)
 }
 
-/// sha256 of a byte slice, for the tests.
-#[cfg(test)]
-fn digest(bytes: &[u8]) -> String {
-    use sha2::{Digest, Sha256};
-    util::hex(&Sha256::digest(bytes))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     const A: &str = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
-
-    #[test]
-    fn parses_sha256sum_output() {
-        let text = format!("{A}  sdcard.img\n{A} *manifest.toml\n\n");
-        let sums = parse_sums(&text).unwrap();
-        assert_eq!(sums.len(), 2);
-        assert_eq!(
-            sums[0],
-            SumEntry {
-                sha256: A.into(),
-                name: "sdcard.img".into()
-            }
-        );
-        assert_eq!(sums[1].name, "manifest.toml");
-        assert_eq!(digest(b"abc"), A);
-    }
-
-    #[test]
-    fn rejects_malformed_sums() {
-        let bad = [
-            format!("{A} sdcard.img"),          // one space, no binary marker
-            format!("{}  x", &A[..63]),         // short digest
-            format!("{}  x", A.to_uppercase()), // sha256sum writes lower case
-            format!("{A}  ../etc/passwd"),
-            format!("{A}  /abs"),
-            format!("{A}  x\n{A}  x"),
-            String::new(),
-        ];
-        for text in bad {
-            assert!(parse_sums(&text).is_err(), "accepted {text:?}");
-        }
-        let err = format!(
-            "{:#}",
-            parse_sums(&format!("{A}  a\nnonsense\n")).unwrap_err()
-        );
-        assert!(err.contains("line 2"), "{err}");
-    }
-
-    #[test]
-    fn reads_only_the_artifacts_from_the_manifest() {
-        let text = format!(
-            "[berth]\ncommit = \"abc\"\n\n[[package]]\nname = \"busybox\"\n\n\
-             [[artifact]]\nname = \"sdcard.img\"\nsize = 1024\nsha256 = \"{A}\"\n"
-        );
-        let arts = parse_manifest_artifacts(&text).unwrap();
-        assert_eq!(
-            arts,
-            vec![Artifact {
-                name: "sdcard.img".into(),
-                size: 1024,
-                sha256: A.into()
-            }]
-        );
-        assert!(parse_manifest_artifacts("[berth]\n").is_err());
-        assert!(parse_manifest_artifacts(
-            "[[artifact]]\nname = \"x\"\nsize = 1\nsha256 = \"zz\"\n"
-        )
-        .is_err());
-        assert!(parse_manifest_artifacts("[[artifact]]\nname = \"x\"\n").is_err());
-    }
 
     #[test]
     fn cross_check_names_the_disagreeing_artifact() {

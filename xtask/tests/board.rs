@@ -5,9 +5,11 @@ mod common;
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
 
-const SECTOR: usize = 512;
+use xtask::project::BOOT_CHAIN;
+
+const SECTOR: usize = xtask::project::SECTOR as usize;
 
 fn board_dir() -> PathBuf {
     common::repo_root().join("board/odroid-xu4")
@@ -23,10 +25,11 @@ fn stand_in(path: &Path, len: usize, seed: u8) {
 
 /// Everything post-image.sh and genimage.cfg read from the images folder.
 fn stand_in_images(dir: &Path, uboot_len: usize) {
-    stand_in(&dir.join("bl1.bin.hardkernel"), 15360, 1);
-    stand_in(&dir.join("bl2.bin.hardkernel.720k_uboot"), 14336, 2);
-    stand_in(&dir.join("u-boot-dtb.bin"), uboot_len, 3);
-    stand_in(&dir.join("tzsw.bin.hardkernel"), 262_144, 4);
+    let [bl1, bl2, uboot, tzsw] = BOOT_CHAIN.map(|blob| dir.join(blob.file));
+    stand_in(&bl1, 15360, 1);
+    stand_in(&bl2, 14336, 2);
+    stand_in(&uboot, uboot_len, 3);
+    stand_in(&tzsw, 262_144, 4);
     stand_in(&dir.join("zImage"), 1 << 20, 5);
     for board in ["odroidxu3-lite", "odroidxu4", "odroidxu3", "odroidhc1"] {
         stand_in(&dir.join(format!("exynos5422-{board}.dtb")), 4096, 6);
@@ -123,22 +126,56 @@ fn post_build_writes_the_boot_menu_and_root_keys() {
     );
 }
 
+/// post-image.sh run as Buildroot runs it: from the top of the tree, with these set.
+fn run_post_image(buildroot: &Path, work: &Path, images: &Path) -> Output {
+    Command::new(board_dir().join("post-image.sh"))
+        .arg(images)
+        .current_dir(buildroot)
+        .env("BINARIES_DIR", images)
+        .env("BUILD_DIR", work)
+        .env("BR2_CONFIG", work.join("no-config"))
+        .output()
+        .unwrap()
+}
+
+/// The tools post-image.sh needs, or a printed skip.
+fn have_genimage_tools(test: &str) -> Option<PathBuf> {
+    let buildroot = common::buildroot_tree(test)?;
+    (common::have_tool(test, "genimage", "genimage")
+        && common::have_tool(test, "mkdosfs", "dosfstools")
+        && common::have_tool(test, "mcopy", "mtools"))
+    .then_some(buildroot)
+}
+
+#[test]
+fn the_genimage_layout_agrees_with_the_boot_chain_in_project_rs() {
+    xtask::image::layout::check_board(&board_dir()).unwrap();
+}
+
 #[test]
 fn post_image_rejects_a_uboot_too_big_for_the_720k_slot() {
+    let test = "post_image_rejects_a_uboot_too_big_for_the_720k_slot";
+    let Some(buildroot) = have_genimage_tools(test) else {
+        return;
+    };
     let tmp = tempfile::tempdir().unwrap();
-    stand_in(&tmp.path().join("u-boot-dtb.bin"), 720 * 1024 + 1, 3);
-    let output = Command::new(board_dir().join("post-image.sh"))
-        .arg(tmp.path())
-        .env("BINARIES_DIR", tmp.path())
-        .output()
-        .unwrap();
+    let images = tmp.path().join("images");
+    std::fs::create_dir(&images).unwrap();
+    let slot = BOOT_CHAIN[2].slot_bytes as usize;
+    stand_in_images(&images, slot + 1);
+    let output = run_post_image(&buildroot, tmp.path(), &images);
     assert!(!output.status.success());
     assert!(
-        common::stderr_text(&output).contains("more than the 737280-byte slot"),
+        common::stderr_text(&output)
+            .contains(&format!("size ({slot}) too small for u-boot-dtb.bin")),
         "{}",
         common::stderr_text(&output)
     );
-    assert!(!tmp.path().join("sdcard.img").exists());
+    assert!(!images.join("sdcard.img").exists());
+    // A U-Boot that fills its slot exactly still fits.
+    stand_in_images(&images, slot);
+    let output = run_post_image(&buildroot, tmp.path(), &images);
+    assert!(output.status.success(), "{}", common::stderr_text(&output));
 }
 
 struct MbrEntry {
@@ -177,38 +214,19 @@ fn assert_blob_at(image: &[u8], blob: &Path, sector: usize) {
 #[test]
 fn post_image_lays_out_the_sd_card_and_emmc_boot0_images() {
     let test = "post_image_lays_out_the_sd_card_and_emmc_boot0_images";
-    let Some(buildroot) = common::buildroot_tree(test) else {
+    let Some(buildroot) = have_genimage_tools(test) else {
         return;
     };
-    if !(common::have_tool(test, "genimage", "genimage")
-        && common::have_tool(test, "mkdosfs", "dosfstools")
-        && common::have_tool(test, "mcopy", "mtools"))
-    {
-        return;
-    }
     let tmp = tempfile::tempdir().unwrap();
     let images = tmp.path().join("images");
     std::fs::create_dir(&images).unwrap();
     stand_in_images(&images, 577_000);
-    // Buildroot runs post-image scripts from its top folder with these set.
-    let output = Command::new(board_dir().join("post-image.sh"))
-        .arg(&images)
-        .current_dir(&buildroot)
-        .env("BINARIES_DIR", &images)
-        .env("BUILD_DIR", tmp.path())
-        .env("BR2_CONFIG", tmp.path().join("no-config"))
-        .output()
-        .unwrap();
+    let output = run_post_image(&buildroot, tmp.path(), &images);
     assert!(output.status.success(), "{}", common::stderr_text(&output));
 
     let sd = std::fs::read(images.join("sdcard.img")).unwrap();
-    for (blob, sector) in [
-        ("bl1.bin.hardkernel", 1),
-        ("bl2.bin.hardkernel.720k_uboot", 31),
-        ("u-boot-dtb.bin", 63),
-        ("tzsw.bin.hardkernel", 1503),
-    ] {
-        assert_blob_at(&sd, &images.join(blob), sector);
+    for blob in BOOT_CHAIN {
+        assert_blob_at(&sd, &images.join(blob.file), blob.sd_sector as usize);
     }
     let (signature, parts) = mbr(&sd);
     assert_eq!(parts.len(), 3);
@@ -232,6 +250,16 @@ fn post_image_lays_out_the_sd_card_and_emmc_boot0_images() {
         (data.start + data.sectors) * SECTOR as u64,
         "image shorter than its partitions"
     );
+    {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(images.join("sdcard.img")).unwrap();
+        assert!(
+            meta.blocks() * 512 < meta.len() / 2,
+            "the padding must be a hole, not written zeros ({} of {} bytes allocated)",
+            meta.blocks() * 512,
+            meta.len()
+        );
+    }
     let rootfs_image = std::fs::read(images.join("rootfs.ext4")).unwrap();
     let at = rootfs.start as usize * SECTOR;
     assert!(
@@ -245,13 +273,9 @@ fn post_image_lays_out_the_sd_card_and_emmc_boot0_images() {
     );
 
     let boot0 = std::fs::read(images.join("emmc-boot0.img")).unwrap();
-    for (blob, sector) in [
-        ("bl1.bin.hardkernel", 0),
-        ("bl2.bin.hardkernel.720k_uboot", 30),
-        ("u-boot-dtb.bin", 62),
-        ("tzsw.bin.hardkernel", 1502),
-    ] {
-        assert_blob_at(&boot0, &images.join(blob), sector);
+    for blob in BOOT_CHAIN {
+        let sector = blob.emmc_boot0_offset() as usize / SECTOR;
+        assert_blob_at(&boot0, &images.join(blob.file), sector);
     }
 }
 

@@ -47,10 +47,15 @@ fn write_sums(dir: &Path, names: &[&str]) {
     std::fs::write(dir.join("SHA256SUMS"), text).unwrap();
 }
 
+/// The tables every Berth manifest has before its artifacts.
+const BUILD_RECORD: &str = "# Berth build manifest\n\
+    [berth]\ncommit = \"0123456789abcdef\"\ndirty = false\nboard = \"odroid-xu4\"\nsource_date_epoch = 1\n\n\
+    [buildroot]\nversion = \"2025.02.x LTS\"\ncommit = \"1ef39b9196e0a5979581187f15fd665ca390c2a0\"\n\n\
+    [defconfig]\npath = \"configs/berth_odroid_xu4_defconfig\"\nsha256 = \"00\"\n\n\
+    [toolchain]\nkind = \"external\"\nhardening = []\n";
+
 fn write_manifest(dir: &Path, names: &[&str]) {
-    let mut text = String::from(
-        "# Berth build manifest\n[berth]\ncommit = \"0123456789abcdef\"\n\n[buildroot]\nversion = \"2026.02.3\"\n",
-    );
+    let mut text = String::from(BUILD_RECORD);
     for n in names {
         let bytes = std::fs::read(dir.join(n)).unwrap();
         text += &format!(
@@ -174,7 +179,43 @@ fn a_manifest_that_disagrees_is_named() {
         dir.path(),
         &["sdcard.img", "emmc-boot0.img", "manifest.toml"],
     );
-    assert_fails_naming(dir.path(), "manifest.toml is not a valid Berth manifest");
+    assert_fails_naming(
+        dir.path(),
+        "manifest.toml is not a valid Berth build manifest",
+    );
+}
+
+/// verify reads the manifest back with the build's own `Manifest::load`: a file holding only
+/// `[[artifact]]` tables (which its own reader used to accept) is not a Berth manifest.
+#[test]
+fn a_manifest_without_its_build_record_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    artifacts(dir.path());
+    let manifest = std::fs::read_to_string(dir.path().join("manifest.toml")).unwrap();
+    let artifacts_only = &manifest[manifest.find("[[artifact]]").unwrap()..];
+    std::fs::write(dir.path().join("manifest.toml"), artifacts_only).unwrap();
+    write_sums(
+        dir.path(),
+        &["sdcard.img", "emmc-boot0.img", "manifest.toml"],
+    );
+    assert_fails_naming(
+        dir.path(),
+        "manifest.toml is not a valid Berth build manifest",
+    );
+    // An unknown key is refused too, not silently dropped.
+    std::fs::write(
+        dir.path().join("manifest.toml"),
+        manifest.replace("dirty = false", "dirty = false\nsigned = true"),
+    )
+    .unwrap();
+    write_sums(
+        dir.path(),
+        &["sdcard.img", "emmc-boot0.img", "manifest.toml"],
+    );
+    assert_fails_naming(
+        dir.path(),
+        "manifest.toml is not a valid Berth build manifest",
+    );
 }
 
 #[test]

@@ -47,7 +47,9 @@ pub fn run(args: AuditArgs) -> Result<()> {
     match args.what {
         Some(AuditWhat::Kernel(a)) => kernel::run(a, args.json),
         Some(AuditWhat::Image(a)) => image::run(a, args.json),
-        Some(AuditWhat::Cves(a)) => crate::vulns::run(a, args.json),
+        Some(AuditWhat::Cves(a)) => {
+            crate::vulns::run(&crate::project::Repo::checkout(), a, args.json)
+        }
         None => {
             // Where `cargo xtask image` builds the default board.
             let output = args

@@ -10,17 +10,26 @@ use anyhow::{ensure, Context, Result};
 
 use crate::util::sha256_hex;
 
-pub const SECTOR: u64 = 512;
+pub const SECTOR: u64 = crate::project::SECTOR;
 
-/// The Hardkernel chain: (blob, sector on SD, sector on eMMC boot0).
-pub const CHAIN: [(&str, u64, u64); 4] = [
-    ("BL1", 1, 0),
-    ("BL2", 31, 30),
-    ("U-Boot", 63, 62),
-    ("TZSW", 1503, 1502),
-];
+/// The Hardkernel chain (`project::BOOT_CHAIN`): (blob, sector on SD, sector on eMMC boot0).
+pub const CHAIN: [(&str, u64, u64); 4] = {
+    use crate::project::{BOOT_CHAIN, EMMC_BOOT0_SHIFT_SECTORS};
+    let mut chain = [("", 0, 0); 4];
+    let mut i = 0;
+    while i < chain.len() {
+        let blob = BOOT_CHAIN[i];
+        chain[i] = (
+            blob.name,
+            blob.sd_sector,
+            blob.sd_sector - EMMC_BOOT0_SHIFT_SECTORS,
+        );
+        i += 1;
+    }
+    chain
+};
 /// TZSW is 256 KiB; the chain ends at SD sector 2015.
-pub const TZSW_SECTORS: u64 = 512;
+pub const TZSW_SECTORS: u64 = crate::project::BOOT_CHAIN[3].slot_bytes / SECTOR;
 
 /// Bytes of the SD image holding the chain: sectors 1..2015.
 pub fn sd_chain_span() -> (u64, u64) {

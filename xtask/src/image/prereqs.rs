@@ -1,7 +1,7 @@
 //! Host prerequisites Buildroot checks for (`support/dependencies/dependencies.sh`), checked up
 //! front so a missing tool is named with the command that installs it, before any long step.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use xshell::{cmd, Shell};
 
@@ -209,14 +209,10 @@ pub fn report(problems: &[Problem], needed_for: &str) -> Option<String> {
     Some(text)
 }
 
-/// `tool` on `path` (or itself when given as an absolute path).
+/// The executable `tool` on `path` (or itself when given as an absolute path).
 pub fn find_in_path(tool: &str, path: &str) -> Option<PathBuf> {
-    if tool.starts_with('/') {
-        return Path::new(tool).is_file().then(|| PathBuf::from(tool));
-    }
-    std::env::split_paths(path)
-        .map(|dir| dir.join(tool))
-        .find(|candidate| candidate.is_file())
+    // The folder only matters for a relative name with a slash, which no caller passes.
+    which::which_in(tool, Some(path), "/").ok()
 }
 
 /// Interpreters tried in turn: pyenv and the like may shadow the system one that has Debian's
@@ -486,11 +482,17 @@ mod tests {
     }
 
     #[test]
-    fn finds_tools_on_a_given_path_only() {
+    fn finds_executable_tools_on_a_given_path_only() {
+        use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("cpio"), "").unwrap();
+        let cpio = dir.path().join("cpio");
+        std::fs::write(&cpio, "").unwrap();
+        std::fs::set_permissions(&cpio, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::write(dir.path().join("rsync"), "not executable").unwrap();
         let path = dir.path().display().to_string();
-        assert_eq!(find_in_path("cpio", &path), Some(dir.path().join("cpio")));
+        assert_eq!(find_in_path("cpio", &path), Some(cpio.clone()));
+        assert_eq!(find_in_path(cpio.to_str().unwrap(), ""), Some(cpio));
         assert_eq!(find_in_path("rsync", &path), None);
+        assert_eq!(find_in_path("tar", &path), None);
     }
 }

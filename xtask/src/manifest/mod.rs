@@ -5,16 +5,20 @@
 //! every artifact.
 //!
 //! Building it is pure (inputs → [`Manifest`] → TOML) so it is tested without a build; `cargo xtask
-//! verify` reads back its `[[artifact]]` tables ([`Artifact`]).
+//! verify` reads it back whole with [`Manifest::load`]. Its file name and the sealing of the
+//! folder live in [`crate::release`].
+
+mod show_info;
+
+pub use show_info::{buildable_package_names, packages_from_show_info, toolchain_info};
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::diff::Entry;
-use crate::kconfig::{Resolved, Value};
+use crate::tree::{self, Entry};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -144,113 +148,9 @@ pub fn input_digests(repo: &Path) -> Result<BTreeMap<String, String>> {
         .filter(|dir| dir.is_dir())
         .map(|dir| {
             let name = dir.file_name().unwrap().to_string_lossy().into_owned();
-            Ok((name, folder_digest(&crate::diff::snapshot(&dir, false)?)))
+            Ok((name, folder_digest(&tree::snapshot(&dir, false)?)))
         })
         .collect()
-}
-
-/// Toolchain-wide hardening symbols worth recording, in display order.
-const HARDENING_SYMBOLS: &[&str] = &[
-    "BR2_SSP_REGULAR",
-    "BR2_SSP_STRONG",
-    "BR2_SSP_ALL",
-    "BR2_RELRO_PARTIAL",
-    "BR2_RELRO_FULL",
-    "BR2_FORTIFY_SOURCE_1",
-    "BR2_FORTIFY_SOURCE_2",
-    "BR2_FORTIFY_SOURCE_3",
-    "BR2_PIC_PIE",
-];
-
-fn text(config: &Resolved, symbol: &str) -> Option<String> {
-    match config.get(symbol)? {
-        Value::Str(s) | Value::Num(s) if !s.is_empty() => Some(s.clone()),
-        _ => None,
-    }
-}
-
-/// Every selected package from `make show-info`: virtual packages (no version of their own) and
-/// root filesystem entries are left out. Sorted by name.
-pub fn packages_from_show_info(info: &serde_json::Value) -> Result<Vec<Package>> {
-    let entries = info
-        .as_object()
-        .context("`show-info` output is not a JSON object")?;
-    let mut packages = Vec::new();
-    for (name, entry) in entries {
-        let kind = entry.get("type").and_then(|t| t.as_str()).unwrap_or("");
-        let is_virtual = entry
-            .get("virtual")
-            .and_then(|v| v.as_bool())
-            .unwrap_or(false);
-        if kind == "rootfs" || is_virtual {
-            continue;
-        }
-        let field = |key: &str| entry.get(key).and_then(|v| v.as_str()).map(str::to_owned);
-        let version = field("version")
-            .with_context(|| format!("`show-info` gives package {name} no version"))?;
-        let licenses = field("licenses").unwrap_or_else(|| "unknown".into());
-        packages.push(Package {
-            name: name.clone(),
-            version,
-            licenses,
-        });
-    }
-    packages.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(packages)
-}
-
-/// How many packages `make` will print `>>>` lines for: every show-info entry except root
-/// filesystems. (Measured: this set equals `make show-build-order`'s.)
-pub fn buildable_package_names(info: &serde_json::Value) -> Result<Vec<String>> {
-    let entries = info
-        .as_object()
-        .context("`show-info` output is not a JSON object")?;
-    Ok(entries
-        .iter()
-        .filter(|(_, e)| e.get("type").and_then(|t| t.as_str()) != Some("rootfs"))
-        .map(|(name, _)| name.clone())
-        .collect())
-}
-
-/// The toolchain as resolved in `.config`, with its provider package from `show-info`.
-pub fn toolchain_info(config: &Resolved, info: &serde_json::Value) -> Result<ToolchainInfo> {
-    let kind = if config.is_enabled("BR2_TOOLCHAIN_EXTERNAL") {
-        "external"
-    } else if config.is_enabled("BR2_TOOLCHAIN_BUILDROOT") {
-        "buildroot"
-    } else {
-        bail!("the resolved .config selects neither an external nor a Buildroot toolchain");
-    };
-    let provider = info.as_object().and_then(|entries| {
-        entries.iter().find(|(name, e)| {
-            name.starts_with("toolchain-")
-                && !e.get("virtual").and_then(|v| v.as_bool()).unwrap_or(false)
-        })
-    });
-    let libc = [
-        ("BR2_TOOLCHAIN_USES_GLIBC", "glibc"),
-        ("BR2_TOOLCHAIN_USES_MUSL", "musl"),
-        ("BR2_TOOLCHAIN_USES_UCLIBC", "uclibc"),
-    ]
-    .iter()
-    .find(|(symbol, _)| config.is_enabled(symbol))
-    .map(|(_, name)| name.to_string());
-    Ok(ToolchainInfo {
-        kind: kind.into(),
-        package: provider.map(|(name, _)| name.clone()),
-        version: provider.and_then(|(_, e)| e.get("version")?.as_str().map(str::to_owned)),
-        gcc: text(config, "BR2_GCC_VERSION").or_else(|| text(config, "BR2_TOOLCHAIN_GCC_AT_LEAST")),
-        libc,
-        kernel_headers: text(config, "BR2_TOOLCHAIN_HEADERS_AT_LEAST"),
-        cpu: text(config, "BR2_GCC_TARGET_CPU"),
-        fpu: text(config, "BR2_GCC_TARGET_FPU"),
-        float_abi: text(config, "BR2_GCC_TARGET_FLOAT_ABI"),
-        hardening: HARDENING_SYMBOLS
-            .iter()
-            .filter(|s| config.is_enabled(s))
-            .map(|s| s.to_string())
-            .collect(),
-    })
 }
 
 impl Manifest {
@@ -272,14 +172,13 @@ impl Manifest {
         Ok(text)
     }
 
-    // `cargo xtask verify` reads only the `[[artifact]]` tables; the build's own tests read back
-    // the whole manifest.
-    #[cfg(test)]
+    /// A manifest from its text; `name` says where it came from in the error.
     pub fn parse(text: &str, name: &str) -> Result<Self> {
         toml::from_str(text).with_context(|| format!("{name} is not a valid Berth build manifest"))
     }
 
-    #[cfg(test)]
+    /// The manifest at `path`, read back whole (`cargo xtask verify` does, through
+    /// [`crate::release::read_manifest`]).
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("could not read the build manifest {}", path.display()))?;
@@ -287,47 +186,13 @@ impl Manifest {
     }
 }
 
-/// SHA256SUMS in `sha256sum` format (`<hex>  <name>`), sorted by name so it is reproducible.
-pub fn sha256sums(entries: &[(String, String)]) -> String {
-    let mut sorted: Vec<_> = entries.iter().collect();
-    sorted.sort_by(|a, b| a.0.cmp(&b.0));
-    sorted
-        .iter()
-        .map(|(name, digest)| format!("{digest}  {name}\n"))
-        .collect()
-}
-
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
-    use serde_json::json;
+    use show_info::tests::{config, show_info};
 
-    fn show_info() -> serde_json::Value {
-        json!({
-            "linux": {"type": "target", "name": "linux", "virtual": false, "version": "6.12.91", "licenses": "GPL-2.0"},
-            "host-gettext": {"type": "host", "name": "gettext", "virtual": true},
-            "toolchain": {"type": "target", "name": "toolchain", "virtual": true},
-            "toolchain-external-bootlin": {"type": "target", "name": "toolchain-external-bootlin", "virtual": false,
-                "version": "2025.08-1", "licenses": "unknown"},
-            "host-tar": {"type": "host", "name": "tar", "virtual": false, "version": "1.35", "licenses": "GPL-3.0+"},
-            "skeleton-init-systemd": {"type": "target", "name": "skeleton-init-systemd", "virtual": false, "version": ""},
-            "rootfs-ext2": {"type": "rootfs", "name": "rootfs-ext2", "image_name": "rootfs.ext2"}
-        })
-    }
-
-    fn config() -> Resolved {
-        Resolved::parse(
-            "BR2_arm=y\nBR2_TOOLCHAIN_EXTERNAL=y\nBR2_TOOLCHAIN_USES_GLIBC=y\n\
-             BR2_TOOLCHAIN_GCC_AT_LEAST=\"14\"\nBR2_TOOLCHAIN_HEADERS_AT_LEAST=\"5.4\"\n\
-             BR2_GCC_TARGET_CPU=\"cortex-a15.cortex-a7\"\nBR2_GCC_TARGET_FPU=\"neon-vfpv4\"\n\
-             BR2_GCC_TARGET_FLOAT_ABI=\"hard\"\nBR2_SSP_STRONG=y\n# BR2_SSP_ALL is not set\n\
-             BR2_RELRO_FULL=y\nBR2_FORTIFY_SOURCE_3=y\nBR2_PIC_PIE=y\n",
-            ".config",
-        )
-        .unwrap()
-    }
-
-    fn manifest() -> Manifest {
+    /// A filled-in manifest for the tests of the modules that write and read it.
+    pub(crate) fn sample() -> Manifest {
         Manifest {
             berth: BerthInfo {
                 commit: "a".repeat(40),
@@ -354,105 +219,17 @@ mod tests {
                 sha256: "c".repeat(64),
             }],
             vulnerabilities: Some(
-                crate::vulns::Record::load(&crate::vulns::record_in(&crate::util::repo_root()))
-                    .unwrap(),
+                crate::vulns::Record::load(&crate::vulns::record_in(
+                    crate::project::Repo::checkout().root(),
+                ))
+                .unwrap(),
             ),
         }
     }
 
     #[test]
-    fn packages_skip_virtual_and_rootfs_entries_and_keep_host_prefixes() {
-        let packages = packages_from_show_info(&show_info()).unwrap();
-        let names: Vec<_> = packages.iter().map(|p| p.name.as_str()).collect();
-        assert_eq!(
-            names,
-            [
-                "host-tar",
-                "linux",
-                "skeleton-init-systemd",
-                "toolchain-external-bootlin"
-            ]
-        );
-        assert_eq!(
-            packages[1],
-            Package {
-                name: "linux".into(),
-                version: "6.12.91".into(),
-                licenses: "GPL-2.0".into()
-            }
-        );
-        assert_eq!(
-            packages[2].licenses, "unknown",
-            "a package without a license field says so"
-        );
-    }
-
-    #[test]
-    fn a_real_package_without_version_is_an_error() {
-        let info = json!({"runc": {"type": "target", "virtual": false, "licenses": "Apache-2.0"}});
-        let err = packages_from_show_info(&info).unwrap_err();
-        assert!(format!("{err:#}").contains("runc"), "{err:#}");
-    }
-
-    #[test]
-    fn buildable_packages_are_all_but_root_filesystems() {
-        let mut names = buildable_package_names(&show_info()).unwrap();
-        names.sort();
-        assert_eq!(names.len(), 6);
-        assert!(!names.contains(&"rootfs-ext2".to_string()));
-        assert!(
-            names.contains(&"toolchain".to_string()),
-            "virtual packages print >>> lines too"
-        );
-    }
-
-    #[test]
-    fn toolchain_comes_from_config_and_its_provider_package() {
-        let tc = toolchain_info(&config(), &show_info()).unwrap();
-        assert_eq!(tc.kind, "external");
-        assert_eq!(tc.package.as_deref(), Some("toolchain-external-bootlin"));
-        assert_eq!(tc.version.as_deref(), Some("2025.08-1"));
-        assert_eq!(tc.gcc.as_deref(), Some("14"));
-        assert_eq!(tc.libc.as_deref(), Some("glibc"));
-        assert_eq!(tc.kernel_headers.as_deref(), Some("5.4"));
-        assert_eq!(tc.cpu.as_deref(), Some("cortex-a15.cortex-a7"));
-        assert_eq!(
-            tc.hardening,
-            [
-                "BR2_SSP_STRONG",
-                "BR2_RELRO_FULL",
-                "BR2_FORTIFY_SOURCE_3",
-                "BR2_PIC_PIE"
-            ]
-        );
-    }
-
-    #[test]
-    fn buildroot_toolchain_records_exact_gcc_and_no_provider() {
-        let config = Resolved::parse(
-            "BR2_TOOLCHAIN_BUILDROOT=y\nBR2_TOOLCHAIN_USES_MUSL=y\nBR2_GCC_VERSION=\"14.3.0\"\nBR2_TOOLCHAIN_GCC_AT_LEAST=\"14\"\n",
-            ".config",
-        )
-        .unwrap();
-        let info = json!({"toolchain-buildroot": {"type": "target", "virtual": true}});
-        let tc = toolchain_info(&config, &info).unwrap();
-        assert_eq!(
-            (
-                tc.kind.as_str(),
-                tc.package,
-                tc.gcc.as_deref(),
-                tc.libc.as_deref()
-            ),
-            ("buildroot", None, Some("14.3.0"), Some("musl"))
-        );
-        assert!(
-            toolchain_info(&Resolved::parse("BR2_arm=y\n", ".config").unwrap(), &info).is_err()
-        );
-    }
-
-    #[test]
     fn manifest_uses_the_agreed_table_names_and_round_trips() {
-        let m = manifest();
+        let m = sample();
         let text = m.to_toml().unwrap();
         for header in [
             "[berth]",
@@ -479,7 +256,7 @@ mod tests {
 
     #[test]
     fn empty_lists_are_left_out_and_read_back_empty() {
-        let mut m = manifest();
+        let mut m = sample();
         m.packages.clear();
         m.artifacts.clear();
         let text = m.to_toml().unwrap();
@@ -498,7 +275,7 @@ mod tests {
 
     #[test]
     fn load_rejects_unknown_or_missing_fields() {
-        let text = manifest().to_toml().unwrap();
+        let text = sample().to_toml().unwrap();
         let bad = text.replace("dirty = false", "dirty = false\ncolour = \"blue\"");
         assert!(format!("{:#}", Manifest::parse(&bad, "m.toml").unwrap_err()).contains("m.toml"));
         let missing = text.replace("board = \"odroid-xu4\"\n", "");
@@ -509,26 +286,10 @@ mod tests {
     fn load_reads_a_file_and_names_a_missing_one() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("manifest.toml");
-        std::fs::write(&path, manifest().to_toml().unwrap()).unwrap();
-        assert_eq!(Manifest::load(&path).unwrap(), manifest());
+        std::fs::write(&path, sample().to_toml().unwrap()).unwrap();
+        assert_eq!(Manifest::load(&path).unwrap(), sample());
         let err = Manifest::load(&dir.path().join("nope.toml")).unwrap_err();
         assert!(format!("{err:#}").contains("nope.toml"));
-    }
-
-    #[test]
-    fn sha256sums_is_sorted_sha256sum_format() {
-        let sums = sha256sums(&[
-            ("sdcard.img".into(), "1".repeat(64)),
-            ("emmc-boot0.img".into(), "2".repeat(64)),
-        ]);
-        assert_eq!(
-            sums,
-            format!(
-                "{}  emmc-boot0.img\n{}  sdcard.img\n",
-                "2".repeat(64),
-                "1".repeat(64)
-            )
-        );
     }
 
     #[test]
