@@ -103,6 +103,20 @@ pub const STOCK_UBOOT_ENV_OFFSET: u64 = 0x31_0000;
 /// Where the first partition (boot, FAT) starts: after the chain and the stock environment.
 pub const FIRST_PARTITION_OFFSET: u64 = 4 << 20;
 
+// The layout's invariants, checked when the crate compiles: each slot ends where the next
+// begins, and the chain, the stock environment and the first partition do not overlap.
+const _: () = {
+    let mut i = 1;
+    while i < BOOT_CHAIN.len() {
+        let before = BOOT_CHAIN[i - 1];
+        assert!(before.sd_offset() + before.slot_bytes == BOOT_CHAIN[i].sd_offset());
+        i += 1;
+    }
+    let last = BOOT_CHAIN[BOOT_CHAIN.len() - 1];
+    assert!(last.sd_offset() + last.slot_bytes <= STOCK_UBOOT_ENV_OFFSET);
+    assert!(STOCK_UBOOT_ENV_OFFSET < FIRST_PARTITION_OFFSET);
+};
+
 /// A board Berth builds an image for.
 #[derive(Debug, Clone, Copy)]
 pub struct Board {
@@ -169,28 +183,4 @@ pub fn board(name: &str) -> anyhow::Result<&'static Board> {
         let known: Vec<_> = BOARDS.iter().map(|b| b.name).collect();
         anyhow::anyhow!("unknown board '{name}'; Berth knows: {}", known.join(", "))
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_boot_chain_is_contiguous_and_clear_of_the_partitions() {
-        for pair in BOOT_CHAIN.windows(2) {
-            assert_eq!(
-                pair[0].sd_offset() + pair[0].slot_bytes,
-                pair[1].sd_offset(),
-                "{} must end where {} begins",
-                pair[0].name,
-                pair[1].name
-            );
-        }
-        let last = BOOT_CHAIN[3];
-        let chain_end = last.sd_offset() + last.slot_bytes;
-        assert!(chain_end <= STOCK_UBOOT_ENV_OFFSET);
-        assert!(STOCK_UBOOT_ENV_OFFSET < FIRST_PARTITION_OFFSET);
-        assert_eq!(BOOT_CHAIN[2].slot_bytes, 720 * 1024, "the 720k BL2's limit");
-        assert_eq!(BOOT_CHAIN[0].emmc_boot0_offset(), 0);
-    }
 }

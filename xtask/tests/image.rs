@@ -5,9 +5,12 @@
 mod common;
 
 use std::net::{TcpListener, TcpStream, ToSocketAddrs};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
+
+use xtask::image::{self, ImageArgs};
+use xtask::project::Repo;
 
 const PUBLIC_KEY: &str =
     "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGp0b3hYbEtWc3Jtc0N6b2ZxVnVGbUJ6a0hUa1ZvRHVx test@berth\n";
@@ -33,6 +36,12 @@ fn fake_repo(root: &Path) {
     );
     write("br2-external/Config.in", "");
     write("br2-external/external.mk", "");
+    // The real layout: `image` checks it against the boot chain before building.
+    write(
+        "board/odroid-xu4/genimage.cfg",
+        &std::fs::read_to_string(common::repo_root().join("board/odroid-xu4/genimage.cfg"))
+            .unwrap(),
+    );
     write("keys/id_ed25519.pub", PUBLIC_KEY);
     write("keys/id_ed25519", PRIVATE_KEY);
     common::commit_all(root, "stand-in");
@@ -46,6 +55,23 @@ fn earlier_output(output: &Path) {
     std::fs::write(output.join("images/manifest.toml"), "old\n").unwrap();
 }
 
+/// `cargo xtask image` on the checkout at `repo` for a user whose home is `home`, through the
+/// library: the error it returns, as the command line would print it.
+fn image_error(repo: &Path, args: ImageArgs, home: Option<&Path>) -> String {
+    let err = image::run_for_home(&Repo::at(repo), args, home)
+        .expect_err("image must fail on this input");
+    format!("{err:#}")
+}
+
+/// A home folder with nothing in it.
+fn empty_home(dir: &Path) -> PathBuf {
+    let home = dir.join("empty-home");
+    std::fs::create_dir_all(&home).unwrap();
+    home
+}
+
+/// `cargo xtask image` as a separate process on the checkout at `repo`, for the tests that cut
+/// the network off through the environment of the processes it starts.
 fn image(repo: &Path, args: &[&str]) -> Command {
     let mut cmd = common::xtask();
     cmd.env("BERTH_REPO_ROOT", repo)
@@ -68,20 +94,12 @@ fn a_private_key_is_refused_before_anything_is_touched() {
     let (repo, output) = (dir.path().join("repo"), dir.path().join("out"));
     fake_repo(&repo);
     earlier_output(&output);
-    let key = repo.join("keys/id_ed25519");
-    let out = image(
-        &repo,
-        &[
-            "--output",
-            output.to_str().unwrap(),
-            "--ssh-authorized-keys",
-            key.to_str().unwrap(),
-        ],
-    )
-    .output()
-    .unwrap();
-    assert!(!out.status.success());
-    let err = common::stderr_text(&out);
+    let args = ImageArgs {
+        output: Some(output.clone()),
+        ssh_authorized_keys: Some(repo.join("keys/id_ed25519")),
+        ..ImageArgs::default()
+    };
+    let err = image_error(&repo, args, Some(&empty_home(dir.path())));
     assert!(err.contains("holds a PRIVATE key"), "{err}");
     assert!(
         output.join("images/SHA256SUMS").exists(),
@@ -96,9 +114,7 @@ fn without_a_key_it_says_how_to_give_or_make_one() {
     std::fs::create_dir_all(home.join(".ssh")).unwrap();
     // A private key alone is not taken for the public one.
     std::fs::write(home.join(".ssh/id_ed25519"), "private").unwrap();
-    let out = image(dir.path(), &[]).env("HOME", &home).output().unwrap();
-    assert!(!out.status.success());
-    let err = common::stderr_text(&out);
+    let err = image_error(dir.path(), ImageArgs::default(), Some(&home));
     assert!(
         err.contains("--ssh-authorized-keys FILE")
             && err.contains("berth.toml")
@@ -114,9 +130,7 @@ fn without_a_key_setting_it_takes_the_users_own_public_key_and_names_it() {
     common::write_file(&home.join(".ssh/id_ecdsa.pub"), "not a key\n", 0o644);
     common::write_file(&home.join(".ssh/id_rsa.pub"), PUBLIC_KEY, 0o644);
     // id_ecdsa.pub comes first in the order: its bad content is reported, naming it.
-    let out = image(dir.path(), &[]).env("HOME", &home).output().unwrap();
-    let err = common::stderr_text(&out);
-    assert!(!out.status.success());
+    let err = image_error(dir.path(), ImageArgs::default(), Some(&home));
     assert!(
         err.contains(&format!(
             "{}:1 is not an OpenSSH public key line",
@@ -127,17 +141,9 @@ fn without_a_key_setting_it_takes_the_users_own_public_key_and_names_it() {
 
     std::fs::remove_file(home.join(".ssh/id_ecdsa.pub")).unwrap();
     common::write_file(&home.join(".ssh/id_ed25519.pub"), PUBLIC_KEY, 0o644);
-    // dir is no git checkout, so the command stops after the SSH step: far enough here.
-    let out = image(dir.path(), &[]).env("HOME", &home).output().unwrap();
-    let err = common::stderr_text(&out);
-    let key = home.join(".ssh/id_ed25519.pub");
-    assert!(
-        err.contains(&format!(
-            "SSH: 1 public key(s) from {} (your own key",
-            key.display()
-        )),
-        "{err}"
-    );
+    // dir has no defconfig, so the run stops right after the SSH step: far enough here.
+    let err = image_error(dir.path(), ImageArgs::default(), Some(&home));
+    assert!(err.contains("has no defconfig at"), "{err}");
 }
 
 #[test]
@@ -153,8 +159,9 @@ fn berth_toml_is_read_and_the_flag_wins() {
         "ssh_authorized_keys = \"keys/id_ed25519\"\nboard = \"odroid-xu4\"\n",
     )
     .unwrap();
+    let home = empty_home(dir.path());
     // From berth.toml, relative to the repository: the private key is found and refused.
-    let err = common::stderr_text(&image(&repo, &[]).output().unwrap());
+    let err = image_error(&repo, ImageArgs::default(), Some(&home));
     assert!(
         err.contains(&format!(
             "{} holds a PRIVATE key",
@@ -164,13 +171,11 @@ fn berth_toml_is_read_and_the_flag_wins() {
     );
     // The flag overrides it; the public key passes, and the run stops later on a missing defconfig.
     std::fs::remove_file(repo.join("configs/berth_odroid_xu4_defconfig")).unwrap();
-    let public = repo.join("keys/id_ed25519.pub");
-    let out = image(&repo, &["--ssh-authorized-keys", public.to_str().unwrap()])
-        .output()
-        .unwrap();
-    let err = common::stderr_text(&out);
-    assert!(!out.status.success());
-    assert!(err.contains("SSH: 1 public key(s)"), "{err}");
+    let args = ImageArgs {
+        ssh_authorized_keys: Some(repo.join("keys/id_ed25519.pub")),
+        ..ImageArgs::default()
+    };
+    let err = image_error(&repo, args, Some(&home));
     assert!(err.contains("has no defconfig at"), "{err}");
     // A misspelled key is an error naming the file.
     std::fs::write(
@@ -178,7 +183,7 @@ fn berth_toml_is_read_and_the_flag_wins() {
         "ssh_authorised_keys = \"keys/id_ed25519.pub\"\n",
     )
     .unwrap();
-    let err = common::stderr_text(&image(&repo, &[]).output().unwrap());
+    let err = image_error(&repo, ImageArgs::default(), Some(&home));
     assert!(
         err.contains("berth.toml is not a valid Berth configuration"),
         "{err}"
@@ -190,23 +195,13 @@ fn an_unknown_board_is_named() {
     let dir = tempfile::tempdir().unwrap();
     let key = dir.path().join("k.pub");
     std::fs::write(&key, PUBLIC_KEY).unwrap();
-    let out = image(
-        dir.path(),
-        &[
-            "--board",
-            "odroid-c4",
-            "--ssh-authorized-keys",
-            key.to_str().unwrap(),
-        ],
-    )
-    .output()
-    .unwrap();
-    assert!(!out.status.success());
-    assert!(
-        common::stderr_text(&out).contains("unknown board 'odroid-c4'"),
-        "{}",
-        common::stderr_text(&out)
-    );
+    let args = ImageArgs {
+        board: Some("odroid-c4".into()),
+        ssh_authorized_keys: Some(key),
+        ..ImageArgs::default()
+    };
+    let err = image_error(dir.path(), args, None);
+    assert!(err.contains("unknown board 'odroid-c4'"), "{err}");
 }
 
 /// A proxy address nobody listens on, to cut this machine off when it does have network.

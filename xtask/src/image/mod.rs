@@ -32,37 +32,45 @@ use config::BerthConfig;
 
 /// Every option can also be set in `berth.toml` at the repository root (see berth.example.toml);
 /// the command line wins.
-#[derive(Args)]
+#[derive(Args, Debug, Default)]
 pub struct ImageArgs {
     /// Board to build for [default: odroid-xu4, one image for the XU4, XU3 Lite, XU3 and HC1].
     #[arg(long)]
-    board: Option<String>,
+    pub board: Option<String>,
     /// A tree of the pinned Buildroot to use instead of the cached clone [env BERTH_BUILDROOT].
     #[arg(long, value_name = "DIR")]
-    buildroot: Option<PathBuf>,
+    pub buildroot: Option<PathBuf>,
     /// Buildroot output folder (O=); by default output/BOARD in the repository.
     #[arg(long, value_name = "DIR")]
-    output: Option<PathBuf>,
+    pub output: Option<PathBuf>,
     /// Parallel jobs inside each package build (BR2_JLEVEL; 0 = CPUs + 1).
     #[arg(long, value_name = "N")]
-    jobs: Option<u32>,
+    pub jobs: Option<u32>,
     /// Public keys (authorized_keys format) allowed to log in over SSH; the image has no password.
     #[arg(long, value_name = "FILE")]
-    ssh_authorized_keys: Option<PathBuf>,
+    pub ssh_authorized_keys: Option<PathBuf>,
     /// Skip the check that download hosts answer (for proxies set outside the environment,
     /// e.g. in /etc/wgetrc or git config, which the check cannot see).
     #[arg(long)]
-    skip_network_check: bool,
+    pub skip_network_check: bool,
 }
 
 /// How long the network preflight may take in total.
 const PROBE_BUDGET: Duration = Duration::from_secs(8);
 
+/// Build the image of the checkout as `args` and its `berth.toml` say, for the user whose home
+/// folder `HOME` names (the default SSH key and `~` in paths come from there).
 pub fn run(checkout: &Repo, args: ImageArgs) -> Result<()> {
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    run_for_home(checkout, args, home.as_deref())
+}
+
+/// [`run`] for the user whose home folder is `home`.
+pub fn run_for_home(checkout: &Repo, args: ImageArgs, home: Option<&Path>) -> Result<()> {
     let started = Instant::now();
     let repo = checkout.root();
     let skip_network_check = args.skip_network_check;
-    let settings = Settings::gather(args, repo)?;
+    let settings = Settings::gather(args, repo, home)?;
     let sh = Shell::new().context("could not start a shell")?;
 
     let keys = ssh_keys::check_file(settings.ssh_keys.path())?;
@@ -220,19 +228,18 @@ fn audit_and_describe(
 /// Flags merged with berth.toml.
 struct Settings {
     board: &'static project::Board,
-    buildroot: Option<PathBuf>,
+    pub buildroot: Option<PathBuf>,
     output: PathBuf,
-    jobs: Option<u32>,
+    pub jobs: Option<u32>,
     ssh_keys: config::SshKeys,
 }
 
 impl Settings {
-    fn gather(args: ImageArgs, repo: &Path) -> Result<Self> {
+    fn gather(args: ImageArgs, repo: &Path, home: Option<&Path>) -> Result<Self> {
         let file = BerthConfig::load(repo)?;
         let cwd = std::env::current_dir().context("could not read the current directory")?;
-        let home = std::env::var_os("HOME").map(PathBuf::from);
         let pick = |flag: Option<&Path>, configured: Option<&Path>| {
-            config::pick_path(flag, configured, &cwd, repo, home.as_deref())
+            config::pick_path(flag, configured, &cwd, repo, home)
         };
         let board = project::board(
             args.board
@@ -258,7 +265,7 @@ impl Settings {
                     args.ssh_authorized_keys.as_deref(),
                     file.ssh_authorized_keys.as_deref(),
                 )?,
-                home.as_deref(),
+                home,
             )?,
         })
     }
