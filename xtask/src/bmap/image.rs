@@ -8,14 +8,15 @@ use std::path::Path;
 use anyhow::{bail, ensure, Context, Result};
 use sha2::{Digest, Sha256};
 
-use super::{block_ranges_from_extents, render, Bmap, MappedRange, BLOCK_SIZE};
+use super::model::{block_ranges_from_extents, Bmap, MappedRange, BLOCK_SIZE};
+use super::xml::{parse, render};
 use crate::util::hex;
 
 /// Reads and parses a map file.
 pub fn load(bmap_path: &Path) -> Result<Bmap> {
     let text = std::fs::read_to_string(bmap_path)
         .with_context(|| format!("could not read block map {}", bmap_path.display()))?;
-    super::parse(&text).with_context(|| format!("block map {} is not usable", bmap_path.display()))
+    parse(&text).with_context(|| format!("block map {} is not usable", bmap_path.display()))
 }
 
 /// Byte extents of `file` holding data, found with SEEK_DATA/SEEK_HOLE (file systems without
@@ -55,14 +56,20 @@ pub fn hash_span(file: &File, start: u64, end: u64, buf: &mut [u8]) -> std::io::
     Ok(hex(&hasher.finalize()))
 }
 
-/// Maps an image: its data extents as block ranges, each with its sha256.
-pub fn create(image: &Path) -> Result<Bmap> {
+/// An image opened for reading, and its length.
+fn open_image(image: &Path) -> Result<(File, u64)> {
     let file =
         File::open(image).with_context(|| format!("could not open image {}", image.display()))?;
-    let image_size = file
+    let len = file
         .metadata()
         .with_context(|| format!("could not stat {}", image.display()))?
         .len();
+    Ok((file, len))
+}
+
+/// Maps an image: its data extents as block ranges, each with its sha256.
+pub fn create(image: &Path) -> Result<Bmap> {
+    let (file, image_size) = open_image(image)?;
     let extents = data_extents(&file, image_size)
         .with_context(|| format!("could not find the data extents of {}", image.display()))?;
     let mut buf = vec![0u8; 1 << 20];
@@ -96,12 +103,7 @@ pub fn write_for_image(image: &Path, bmap_path: &Path) -> Result<()> {
 /// sha256. The error names the first range that differs. Accepts maps from `bmaptool create`.
 pub fn check_image_against_bmap(image: &Path, bmap_path: &Path) -> Result<()> {
     let map = load(bmap_path)?;
-    let file =
-        File::open(image).with_context(|| format!("could not open image {}", image.display()))?;
-    let size = file
-        .metadata()
-        .with_context(|| format!("could not stat {}", image.display()))?
-        .len();
+    let (file, size) = open_image(image)?;
     ensure!(
         size == map.image_size,
         "{} is {size} bytes but its block map {} says {} bytes",

@@ -4,7 +4,7 @@
 use anyhow::{ensure, Context, Result};
 use serde::Deserialize;
 
-use super::{BlockRange, Bmap, MappedRange};
+use super::model::{BlockRange, Bmap, MappedRange};
 use crate::util::sha256_hex;
 
 const CHECKSUM_LEN: usize = 64;
@@ -294,7 +294,7 @@ pub fn parse(text: &str) -> Result<Bmap> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bmap::tests::{r, sample};
+    use crate::bmap::model::tests::{r, sample};
 
     #[test]
     fn render_parse_round_trip() {

@@ -258,15 +258,32 @@ mod tests {
         (image, map)
     }
 
+    /// Writes [`two_range_image`] to `target.img` in `dir`, reading back from `read_back` (or
+    /// the target itself).
+    fn write_two_ranges(
+        dir: &Path,
+        read_back: Option<&Path>,
+    ) -> (PathBuf, PathBuf, Result<Outcome>) {
+        let (image, map) = two_range_image(dir);
+        let target_path = dir.join("target.img");
+        let target = Target::open_file(&target_path, map.image_size).unwrap();
+        let mut source = Source::open(&image, Compression::None).unwrap();
+        let verify = read_back.unwrap_or(&target_path);
+        let outcome = write_image(
+            &mut source,
+            &target,
+            &map,
+            Some(verify),
+            &ProgressBar::hidden(),
+        );
+        (image, target_path, outcome)
+    }
+
     #[test]
     fn written_ranges_are_read_back_and_match() {
         let dir = tempfile::tempdir().unwrap();
-        let (image, map) = two_range_image(dir.path());
-        let target_path = dir.path().join("target.img");
-        let target = Target::open_file(&target_path, map.image_size).unwrap();
-        let mut source = Source::open(&image, Compression::None).unwrap();
-        let bar = ProgressBar::hidden();
-        let outcome = write_image(&mut source, &target, &map, Some(&target_path), &bar).unwrap();
+        let (image, target_path, outcome) = write_two_ranges(dir.path(), None);
+        let outcome = outcome.unwrap();
         assert_eq!(outcome.written, 2 * HEAD_BYTES);
         assert_eq!(outcome.range_sums.len(), 2);
         let (want, got) = (
@@ -280,22 +297,12 @@ mod tests {
     #[test]
     fn a_read_back_mismatch_names_the_range_and_the_head_stays_zeroed() {
         let dir = tempfile::tempdir().unwrap();
-        let (image, map) = two_range_image(dir.path());
-        let target_path = dir.path().join("target.img");
-        let target = Target::open_file(&target_path, map.image_size).unwrap();
         // Reading back from a file that does not hold what was written stands in for a card
         // that lost or changed it.
         let wrong = dir.path().join("wrong.img");
         std::fs::write(&wrong, vec![0x5au8; 3 * HEAD_BYTES as usize]).unwrap();
-        let mut source = Source::open(&image, Compression::None).unwrap();
-        let err = write_image(
-            &mut source,
-            &target,
-            &map,
-            Some(&wrong),
-            &ProgressBar::hidden(),
-        )
-        .unwrap_err();
+        let (_, target_path, outcome) = write_two_ranges(dir.path(), Some(&wrong));
+        let err = outcome.unwrap_err();
         let err = format!("{err:#}");
         assert!(err.contains("verification failed: blocks 512-767"), "{err}");
         let head = std::fs::read(&target_path).unwrap();
