@@ -9,6 +9,8 @@ use images::{make_map, pattern, read_prefix, sha, sparse_image, stderr, write_at
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use xtask::flash::{self, Boot0Location, Destination, Request};
+
 /// A target file full of an earlier image's bytes, with a partition table signature.
 fn stale_target(dir: &Path, len: u64) -> PathBuf {
     let path = dir.join("target.img");
@@ -265,19 +267,15 @@ fn emmc_boot0_from_artifact_or_derived_with_force_ro_restored() {
         if with_artifact {
             std::fs::write(dir.path().join("emmc-boot0.img"), &artifact).unwrap();
         }
-        let target = dir.path().join("user-area.img");
-        let out = xtask(&[
-            &"flash",
-            &image,
-            &target,
-            &"--to-file",
-            &"--emmc",
-            &"--boot0-file",
-            &boot0,
-            &"--force-ro-file",
-            &force_ro,
-        ]);
-        assert!(out.status.success(), "{}", stderr(&out));
+        // A regular file and its force_ro stand in for the eMMC's boot0 partition.
+        let destination = Destination::File {
+            path: dir.path().join("user-area.img"),
+            boot0: Some(Boot0Location {
+                device: boot0.clone(),
+                force_ro: force_ro.clone(),
+            }),
+        };
+        flash::flash(&Request::new(&image, destination)).unwrap();
         let written = std::fs::read(&boot0).unwrap();
         let expected: &[u8] = if with_artifact {
             &artifact

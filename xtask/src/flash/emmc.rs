@@ -54,8 +54,8 @@ pub fn boot0_from_sd_head(head: &[u8]) -> Result<Vec<u8>> {
 }
 
 /// The first bytes of an image (decompressed if need be), for deriving boot0.
-pub fn read_sd_head(image: &Path, compression: super::writer::Compression) -> Result<Vec<u8>> {
-    let mut source = super::writer::Source::open(image, compression)?;
+pub fn read_sd_head(image: &Path, compression: super::source::Compression) -> Result<Vec<u8>> {
+    let mut source = super::source::Source::open(image, compression)?;
     let mut head = vec![0u8; sd_chain_span().1 as usize];
     source.read_exact(&mut head)?;
     Ok(head)

@@ -4,24 +4,39 @@
 //! size, target device rules, eMMC boot0); then the first MiB is zeroed, unmapped ranges are
 //! discarded, mapped ranges are streamed (checked against the map as they go), everything is
 //! flushed, the first MiB is written last, and the target is read back past the page cache.
+//!
+//! The files, in the order a flash uses them: [`source`] (the image's bytes, decompressed),
+//! [`device`] and [`refusal`] (which disk, and may it be overwritten), [`select`] (opening the
+//! target after those checks), [`boot0`] and [`emmc`] (the eMMC bootloader), [`target`] (the
+//! block-device or file I/O), [`pipeline`] (the write stages) with [`hashing`] and [`readback`],
+//! [`policy`] (head last, discards; pure), and [`interrupt`] (Ctrl-C).
 
+pub mod boot0;
 pub mod device;
 pub mod emmc;
-pub mod writer;
+pub mod hashing;
+pub mod interrupt;
+pub mod pipeline;
+pub mod policy;
+pub mod readback;
+pub mod refusal;
+pub mod select;
+pub mod source;
+pub mod target;
 
-use std::io::{BufRead, IsTerminal, Write};
-use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{Context, Result};
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
 
-use crate::bmap::{self, human_size, BlockRange, Bmap, MappedRange};
-use device::{SystemRoot, SystemState};
-use writer::{Compression, Target, TargetKind};
+use crate::bmap::{self, BlockRange, Bmap, MappedRange};
+pub use boot0::Boot0Location;
+use boot0::{Boot0Place, Boot0Write};
+use select::Consent;
+use source::Compression;
+use target::{Target, TargetKind};
 
 #[derive(Args)]
 pub struct FlashArgs {
@@ -52,21 +67,108 @@ pub struct FlashArgs {
     #[arg(long)]
     pub allow_non_removable: bool,
     /// The target is a regular file (created if missing), not a block device; for tests and
-    /// benchmarks. Device checks do not apply.
-    #[arg(long)]
+    /// benchmarks. Device checks do not apply, and there is no eMMC boot0 to write.
+    #[arg(long, conflicts_with = "emmc")]
     pub to_file: bool,
-    /// With --to-file --emmc: a regular file standing in for the boot0 device (tests).
-    #[arg(long, hide = true, requires_all = ["to_file", "emmc"])]
-    pub boot0_file: Option<PathBuf>,
-    /// With --boot0-file: the file standing in for boot0's sysfs `force_ro` (tests).
-    #[arg(long, hide = true, requires = "boot0_file")]
-    pub force_ro_file: Option<PathBuf>,
+}
+
+/// Where the image goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Destination {
+    /// A whole-disk block device, checked against every refusal rule; with `emmc`, the
+    /// bootloader also goes into its boot0 hardware partition.
+    Device { path: PathBuf, emmc: bool },
+    /// A regular file, created if missing; the device checks do not apply. With `boot0`, the
+    /// bootloader goes there as it would into an eMMC's boot0 partition.
+    File {
+        path: PathBuf,
+        boot0: Option<Boot0Location>,
+    },
+}
+
+impl Destination {
+    pub fn path(&self) -> &Path {
+        match self {
+            Destination::Device { path, .. } | Destination::File { path, .. } => path,
+        }
+    }
+}
+
+/// Which block map to use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MapChoice {
+    /// `<image>.bmap`, or for `x.img.xz` also `x.img.bmap`, if there is one.
+    Beside,
+    Given(PathBuf),
+    /// Write every byte.
+    None,
+}
+
+/// One flash, as the library takes it.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub image: PathBuf,
+    pub destination: Destination,
+    pub map: MapChoice,
+    /// The eMMC bootloader (default: `emmc-boot0.img` beside the image, else derived).
+    pub boot0_image: Option<PathBuf>,
+    pub consent: Consent,
+    /// Read the target back past the page cache after writing.
+    pub verify: bool,
+}
+
+impl Request {
+    /// The defaults of the command line: the map beside the image, verified, asking first.
+    pub fn new(image: impl Into<PathBuf>, destination: Destination) -> Self {
+        Request {
+            image: image.into(),
+            destination,
+            map: MapChoice::Beside,
+            boot0_image: None,
+            consent: Consent::default(),
+            verify: true,
+        }
+    }
+}
+
+impl From<FlashArgs> for Request {
+    fn from(args: FlashArgs) -> Self {
+        let destination = if args.to_file {
+            Destination::File {
+                path: args.device,
+                boot0: None,
+            }
+        } else {
+            Destination::Device {
+                path: args.device,
+                emmc: args.emmc,
+            }
+        };
+        let map = match (args.no_bmap, args.bmap) {
+            (true, _) => MapChoice::None,
+            (false, Some(path)) => MapChoice::Given(path),
+            (false, None) => MapChoice::Beside,
+        };
+        Request {
+            image: args.image,
+            destination,
+            map,
+            boot0_image: args.boot0_image,
+            consent: Consent {
+                yes: args.yes,
+                allow_non_removable: args.allow_non_removable,
+            },
+            verify: !args.no_verify,
+        }
+    }
 }
 
 /// The map to use: the one given, or one found beside the image.
-fn find_map(image: &Path, given: Option<&Path>, compression: Compression) -> Option<PathBuf> {
-    if let Some(path) = given {
-        return Some(path.to_path_buf());
+fn find_map(image: &Path, choice: &MapChoice, compression: Compression) -> Option<PathBuf> {
+    match choice {
+        MapChoice::Given(path) => return Some(path.clone()),
+        MapChoice::None => return None,
+        MapChoice::Beside => {}
     }
     let mut candidates = vec![with_suffix(image, ".bmap")];
     if compression != Compression::None {
@@ -106,190 +208,43 @@ fn whole_image_map(image_size: u64) -> Bmap {
     }
 }
 
-/// Where boot0 is and how to unlock it.
-struct Boot0Target {
-    device: PathBuf,
-    force_ro: PathBuf,
-    data: Vec<u8>,
-    block_device: bool,
+fn image_len(image: &Path) -> Result<u64> {
+    Ok(std::fs::metadata(image)
+        .with_context(|| format!("could not stat {}", image.display()))?
+        .len())
 }
 
-fn boot0_data(args: &FlashArgs, compression: Compression) -> Result<Vec<u8>> {
-    let beside = args.image.with_file_name("emmc-boot0.img");
-    let artifact = args
-        .boot0_image
-        .clone()
-        .or_else(|| beside.is_file().then_some(beside));
-    match artifact {
-        Some(path) => {
-            let data = std::fs::read(&path)
-                .with_context(|| format!("could not read eMMC bootloader {}", path.display()))?;
-            ensure!(
-                !data.is_empty(),
-                "eMMC bootloader {} is empty",
-                path.display()
-            );
-            eprintln!(
-                "eMMC boot0: {} ({})",
+/// The block map to write by: the given or found one (checked against a plain image's size), or
+/// one covering every byte; for a compressed image without a map, that takes a first pass.
+fn load_map(image: &Path, map_path: Option<&Path>, compression: Compression) -> Result<Bmap> {
+    if let Some(path) = map_path {
+        let map = bmap::load(path).context("refusing to flash; nothing was written")?;
+        if compression == Compression::None {
+            let size = image_len(image)?;
+            anyhow::ensure!(
+                size == map.image_size,
+                "refusing to flash: {} is {size} bytes but its block map {} says {}; nothing was written",
+                image.display(),
                 path.display(),
-                human_size(data.len() as u64)
+                map.image_size
             );
-            Ok(data)
         }
-        None => {
-            let data = emmc::boot0_from_sd_head(&emmc::read_sd_head(&args.image, compression)?)
-                .with_context(|| {
-                    format!("no emmc-boot0.img beside {}, and", args.image.display())
-                })?;
-            eprintln!(
-                "eMMC boot0: derived from the SD image's sectors 1..2015, shifted down one sector"
-            );
-            Ok(data)
-        }
+        return Ok(map);
     }
-}
-
-fn plan_boot0(
-    args: &FlashArgs,
-    disk: Option<&device::Disk>,
-    compression: Compression,
-) -> Result<Option<Boot0Target>> {
-    if !args.emmc {
-        return Ok(None);
-    }
-    let data = boot0_data(args, compression)?;
-    if let Some(file) = &args.boot0_file {
-        let force_ro = args
-            .force_ro_file
-            .clone()
-            .context("--boot0-file needs --force-ro-file")?;
-        return Ok(Some(Boot0Target {
-            device: file.clone(),
-            force_ro,
-            data,
-            block_device: false,
-        }));
-    }
-    let disk = disk.context("--emmc needs a real eMMC device (or --boot0-file with --to-file)")?;
-    let sys = SystemRoot::live().sys;
-    let (dev, sysdir) = emmc::boot0_of(&disk.name, &sys);
-    ensure!(
-        sysdir.is_dir(),
-        "{} has no boot0 hardware partition ({} does not exist): --emmc needs the eMMC module in a \
-         native SD/MMC slot (USB card readers do not expose boot partitions)",
-        disk.name,
-        sysdir.display()
-    );
-    let size = std::fs::read_to_string(sysdir.join("size"))
-        .ok()
-        .and_then(|s| s.trim().parse::<u64>().ok())
-        .unwrap_or(0)
-        * 512;
-    ensure!(
-        size >= data.len() as u64,
-        "{} holds {size} bytes, less than the {}-byte bootloader",
-        dev.display(),
-        data.len()
-    );
-    Ok(Some(Boot0Target {
-        device: dev,
-        force_ro: sysdir.join("force_ro"),
-        data,
-        block_device: true,
-    }))
-}
-
-/// Checks the device against every refusal rule, shows it, asks, and opens it exclusively.
-fn select_device(args: &FlashArgs, image_size: u64) -> Result<(Target, Option<device::Disk>)> {
-    let path = &args.device;
-    let meta = std::fs::metadata(path)
-        .with_context(|| format!("target {} does not exist", path.display()))?;
-    if !meta.file_type().is_block_device() {
-        bail!(
-            "refusing to write {}: it is not a block device (to write into a regular file, pass --to-file); nothing was written",
-            path.display()
-        );
-    }
-    use std::os::unix::fs::MetadataExt;
-    let dev = format!(
-        "{}:{}",
-        rustix::fs::major(meta.rdev()),
-        rustix::fs::minor(meta.rdev())
-    );
-    let root = SystemRoot::live();
-    let (name, partition) = device::find_by_dev(&root, &dev)
-        .with_context(|| format!("{} ({dev}) is not listed under /sys/block", path.display()))?;
-    if let Some(part) = partition {
-        bail!(
-            "refusing to write {}: it is partition {part} of /dev/{name}; give the whole disk; nothing was written",
-            path.display()
-        );
-    }
-    let disk = device::read_disk(&root, &name)?;
-    let state = SystemState::read(&root)?;
-    let refusals = device::refusals(&disk, &state, image_size, args.allow_non_removable);
-    if !refusals.is_empty() {
-        let reasons: Vec<String> = refusals.iter().map(|r| format!("  - {r}")).collect();
-        bail!(
-            "refusing to write {}; nothing was written:\n{}",
-            path.display(),
-            reasons.join("\n")
-        );
+    if compression == Compression::None {
+        return Ok(whole_image_map(image_len(image)?));
     }
     eprintln!(
-        "This will overwrite:\n{}",
-        device::describe(&disk, path, &state)
+        "no block map: decompressing {} once to learn its size",
+        image.display()
     );
-    if !args.yes {
-        confirm(path)?;
+    let (size, digest) = source::measure(image, compression)?;
+    let mut map = whole_image_map(size);
+    // The second decompression, the one written, must give the same bytes.
+    if let Some(range) = map.ranges.first_mut() {
+        range.sha256 = Some(digest);
     }
-    let target = Target::open_device(path)?;
-    let size = target.size()?;
-    ensure!(
-        size >= image_size,
-        "refusing to write {}: it holds {size} bytes, less than the image's {image_size}; nothing was written",
-        path.display()
-    );
-    Ok((target, Some(disk)))
-}
-
-/// `--to-file` skips the device checks, so it must never reach a device, nor the image itself.
-fn check_file_target(image: &Path, target: &Path) -> Result<()> {
-    if let Ok(meta) = std::fs::metadata(target) {
-        ensure!(
-            !meta.file_type().is_block_device(),
-            "refusing to write {}: it is a block device, and --to-file skips the device checks \
-             (drop --to-file); nothing was written",
-            target.display()
-        );
-        let same = std::fs::canonicalize(image).ok() == std::fs::canonicalize(target).ok();
-        ensure!(
-            !same,
-            "refusing to write {} onto itself; nothing was written",
-            image.display()
-        );
-    }
-    Ok(())
-}
-
-fn confirm(path: &Path) -> Result<()> {
-    ensure!(
-        std::io::stdin().is_terminal(),
-        "refusing to write {} without confirmation: stdin is not a terminal (pass --yes); nothing was written",
-        path.display()
-    );
-    eprint!(
-        "Everything on {} will be lost. Type yes to continue: ",
-        path.display()
-    );
-    std::io::stderr().flush().ok();
-    let mut answer = String::new();
-    std::io::stdin()
-        .lock()
-        .read_line(&mut answer)
-        .context("could not read the answer")?;
-    ensure!(answer.trim() == "yes", "not confirmed; nothing was written");
-    Ok(())
+    Ok(map)
 }
 
 fn progress_bar(total: u64, verb: &str) -> ProgressBar {
@@ -305,84 +260,67 @@ fn progress_bar(total: u64, verb: &str) -> ProgressBar {
 }
 
 pub fn run(args: FlashArgs) -> Result<()> {
-    let compression = writer::detect_compression(&args.image)?;
-    let map_path = if args.no_bmap {
-        None
-    } else {
-        find_map(&args.image, args.bmap.as_deref(), compression)
-    };
-    let map = match &map_path {
-        Some(path) => Some(bmap::load(path).context("refusing to flash; nothing was written")?),
-        None => None,
-    };
-    if let (Some(map), Compression::None) = (&map, compression) {
-        let size = std::fs::metadata(&args.image)
-            .with_context(|| format!("could not stat {}", args.image.display()))?
-            .len();
-        ensure!(
-            size == map.image_size,
-            "refusing to flash: {} is {size} bytes but its block map {} says {}; nothing was written",
-            args.image.display(),
-            map_path.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
-            map.image_size
-        );
-    }
-    let map = match (map, compression) {
-        (Some(map), _) => map,
-        (None, Compression::None) => {
-            let size = std::fs::metadata(&args.image)
-                .with_context(|| format!("could not stat {}", args.image.display()))?
-                .len();
-            whole_image_map(size)
-        }
-        (None, _) => {
-            eprintln!(
-                "no block map: decompressing {} once to learn its size",
-                args.image.display()
-            );
-            let (size, digest) = writer::measure(&args.image, compression)?;
-            let mut map = whole_image_map(size);
-            // The second decompression, the one written, must give the same bytes.
-            if let Some(range) = map.ranges.first_mut() {
-                range.sha256 = Some(digest);
-            }
-            map
-        }
-    };
-    flash(&args, compression, map, map_path.as_deref())
+    flash(&Request::from(args))
 }
 
-fn flash(
-    args: &FlashArgs,
+/// Opens the target after every check, and plans the boot0 write; nothing is written yet.
+fn prepare(
+    request: &Request,
+    map: &Bmap,
     compression: Compression,
-    map: Bmap,
-    map_path: Option<&Path>,
-) -> Result<()> {
-    match map_path {
+) -> Result<(Target, Option<Boot0Write>)> {
+    let image = &request.image;
+    let given = request.boot0_image.as_deref();
+    let plan = |place| boot0::plan(image, given, compression, place);
+    match &request.destination {
+        Destination::Device { path, emmc } => {
+            let (target, disk) = select::open_device(path, map.image_size, request.consent)?;
+            let boot0 = emmc.then(|| plan(Boot0Place::OfDisk(&disk))).transpose();
+            Ok((
+                target,
+                boot0.context("refusing to flash; nothing was written")?,
+            ))
+        }
+        Destination::File { path, boot0 } => {
+            let target = select::open_file(image, path, map.image_size)?;
+            let boot0 = boot0
+                .as_ref()
+                .map(|at| plan(Boot0Place::At(at)))
+                .transpose();
+            Ok((
+                target,
+                boot0.context("refusing to flash; nothing was written")?,
+            ))
+        }
+    }
+}
+
+/// Flashes as `request` says: everything that can refuse first, then the write, the read-back
+/// and the eMMC boot0.
+pub fn flash(request: &Request) -> Result<()> {
+    let image = &request.image;
+    let device = request.destination.path();
+    let compression = source::detect_compression(image)?;
+    let map_path = find_map(image, &request.map, compression);
+    let map = load_map(image, map_path.as_deref(), compression)?;
+    match &map_path {
         Some(path) => eprintln!(
             "image {} ({}), map {}: {} to write",
-            args.image.display(),
-            human_size(map.image_size),
+            image.display(),
+            HumanBytes(map.image_size),
             path.display(),
-            human_size(map.mapped_bytes())
+            HumanBytes(map.mapped_bytes())
         ),
         None => eprintln!(
             "image {} ({}), no block map: writing every byte",
-            args.image.display(),
-            human_size(map.image_size)
+            image.display(),
+            HumanBytes(map.image_size)
         ),
     }
-    let (target, disk) = if args.to_file {
-        check_file_target(&args.image, &args.device)?;
-        (Target::open_file(&args.device, map.image_size)?, None)
-    } else {
-        select_device(args, map.image_size)?
-    };
-    let boot0 = plan_boot0(args, disk.as_ref(), compression)
-        .context("refusing to flash; nothing was written")?;
+    let (target, boot0) = prepare(request, &map, compression)?;
 
     // From here on the target is being changed: Ctrl-C must not leave it claiming to be whole.
-    if ctrlc::set_handler(|| writer::INTERRUPTED.store(true, Ordering::SeqCst)).is_err() {
+    if !interrupt::catch_ctrl_c() {
         eprintln!(
             "warning: could not catch Ctrl-C; an interrupted flash will stop without a message"
         );
@@ -390,34 +328,34 @@ fn flash(
     let incomplete = |e: anyhow::Error| {
         e.context(format!(
             "{} is INCOMPLETE and will not boot (its first MiB, with the partition table, is zeroed); flash it again",
-            args.device.display()
+            device.display()
         ))
     };
     let started = Instant::now();
-    let mut source = writer::Source::open(&args.image, compression)?;
-    let verify = (!args.no_verify).then_some(args.device.as_path());
-    let bar = if verify.is_some() {
+    let mut source = source::Source::open(image, compression)?;
+    let verify = request.verify.then_some(device);
+    let bar = if request.verify {
         progress_bar(2 * map.mapped_bytes(), "writing and reading back")
     } else {
         progress_bar(map.mapped_bytes(), "writing")
     };
     let outcome =
-        writer::write_image(&mut source, &target, &map, verify, &bar).map_err(incomplete)?;
+        pipeline::write_image(&mut source, &target, &map, verify, &bar).map_err(incomplete)?;
     bar.finish_and_clear();
     let write_time = started.elapsed();
     eprintln!(
         "wrote {} to {} in {:.1} s ({}/s){}",
-        human_size(outcome.written),
-        args.device.display(),
+        HumanBytes(outcome.written),
+        device.display(),
         write_time.as_secs_f64(),
-        human_size((outcome.written as f64 / write_time.as_secs_f64().max(1e-3)) as u64),
-        if verify.is_some() {
+        HumanBytes((outcome.written as f64 / write_time.as_secs_f64().max(1e-3)) as u64),
+        if request.verify {
             ", and verified it read back past the page cache"
         } else {
             ""
         }
     );
-    if let Some(line) = writer::describe_unmapped(&outcome) {
+    if let Some(line) = policy::describe_unmapped(&outcome) {
         eprintln!("{line}");
     }
     if let Some(warning) = target.reread_partitions() {
@@ -427,12 +365,11 @@ fn flash(
     drop(target);
 
     if let Some(boot0) = boot0 {
-        emmc::write_boot0(&boot0.device, &boot0.force_ro, &boot0.data, boot0.block_device)
-            .context("the eMMC user area is written, but its boot0 bootloader is not: the board will not boot from eMMC")?;
+        boot0.run().context("the eMMC user area is written, but its boot0 bootloader is not: the board will not boot from eMMC")?;
         eprintln!(
             "wrote and verified {} of bootloader in {}",
-            human_size(boot0.data.len() as u64),
-            boot0.device.display()
+            HumanBytes(boot0.data.len() as u64),
+            boot0.at.device.display()
         );
     }
     let what = if kind == TargetKind::BlockDevice {
@@ -443,12 +380,12 @@ fn flash(
     println!(
         "done in {:.1} s: {} written to {}{}; {what}",
         started.elapsed().as_secs_f64(),
-        human_size(outcome.written),
-        args.device.display(),
-        if args.no_verify {
-            " (not verified)"
-        } else {
+        HumanBytes(outcome.written),
+        device.display(),
+        if request.verify {
             " and verified"
+        } else {
+            " (not verified)"
         }
     );
     Ok(())
@@ -462,20 +399,22 @@ mod tests {
     fn compressed_image_finds_the_plain_images_map() {
         let dir = tempfile::tempdir().unwrap();
         let xz = dir.path().join("sdcard.img.xz");
+        let beside = MapChoice::Beside;
         std::fs::write(dir.path().join("sdcard.img.bmap"), "").unwrap();
         assert_eq!(
-            find_map(&xz, None, Compression::Xz),
+            find_map(&xz, &beside, Compression::Xz),
             Some(dir.path().join("sdcard.img.bmap"))
         );
         std::fs::write(dir.path().join("sdcard.img.xz.bmap"), "").unwrap();
         assert_eq!(
-            find_map(&xz, None, Compression::Xz),
+            find_map(&xz, &beside, Compression::Xz),
             Some(dir.path().join("sdcard.img.xz.bmap"))
         );
         assert_eq!(
-            find_map(&dir.path().join("other.img"), None, Compression::None),
+            find_map(&dir.path().join("other.img"), &beside, Compression::None),
             None
         );
+        assert_eq!(find_map(&xz, &MapChoice::None, Compression::Xz), None);
     }
 
     #[test]
@@ -484,5 +423,37 @@ mod tests {
         assert_eq!(map.mapped_bytes(), 10_000);
         assert!(map.unmapped_spans().is_empty());
         assert!(whole_image_map(0).ranges.is_empty());
+    }
+
+    #[test]
+    fn command_line_flags_become_a_request() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: FlashArgs,
+        }
+        let parse = |line: &[&str]| Request::from(Cli::try_parse_from(line).unwrap().args);
+        let request = parse(&["flash", "a.img", "/dev/sdx", "--emmc", "--no-verify"]);
+        assert_eq!(
+            request.destination,
+            Destination::Device {
+                path: "/dev/sdx".into(),
+                emmc: true
+            }
+        );
+        assert!(!request.verify && request.map == MapChoice::Beside);
+        let request = parse(&["flash", "a.img", "out", "--to-file", "--no-bmap"]);
+        assert_eq!(
+            request.destination,
+            Destination::File {
+                path: "out".into(),
+                boot0: None
+            }
+        );
+        assert_eq!(request.map, MapChoice::None);
+        // The test stand-ins for boot0 are not part of the command line.
+        assert!(Cli::try_parse_from(["flash", "a.img", "out", "--boot0-file", "b"]).is_err());
+        assert!(Cli::try_parse_from(["flash", "a.img", "out", "--to-file", "--emmc"]).is_err());
     }
 }
