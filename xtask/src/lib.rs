@@ -22,7 +22,6 @@ pub mod kconfig;
 pub mod kernel_check;
 pub mod manifest;
 pub mod project;
-pub mod report;
 pub mod reproducible;
 pub mod rootfs;
 pub mod sbom;

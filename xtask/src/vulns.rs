@@ -15,7 +15,7 @@ use anyhow::{ensure, Context, Result};
 use clap::Args;
 use serde::{Deserialize, Serialize};
 
-use crate::report::{Finding, Report, Severity, Verdict};
+use crate::audit::report::{Finding, Report, Severity, Verdict};
 
 /// The record in the checkout at `repo`.
 pub fn record_in(repo: &Path) -> PathBuf {

@@ -197,8 +197,12 @@ fn audit_and_describe(br: &Buildroot, sh: &Shell, output: &Path) -> Result<Vec<S
             );
         }
     }
-    crate::audit::audit_output_into(output, &output.join("audit.txt"))
-        .context("the image failed its hardening audit")?;
+    crate::audit::audit_output_into(
+        &crate::project::Repo::checkout(),
+        output,
+        &output.join("audit.txt"),
+    )
+    .context("the image failed its hardening audit")?;
     let mut artifacts: Vec<String> = IMAGES.iter().map(|i| i.to_string()).collect();
     for image in IMAGES {
         let bmap = format!("{image}.bmap");

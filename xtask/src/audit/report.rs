@@ -1,13 +1,12 @@
 //! Audit findings and how they are shown: one shape for the kernel, ELF and CIS audits.
 //!
 //! Rules live in data files under `configs/hardening/`; every deliberate exception lives in
-//! `configs/hardening/exceptions.toml` with its reason. This module only renders verdicts.
+//! `configs/hardening/exceptions.toml` with its reason ([`super::exceptions`]). This module only
+//! holds and renders verdicts.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
-use serde::de::DeserializeOwned;
+use anyhow::Result;
 use serde::Serialize;
 
 /// How much a failed rule matters: only `Required` failures make an audit exit non-zero.
@@ -212,29 +211,6 @@ fn totals<'a>(findings: impl Iterator<Item = &'a Finding>) -> Totals {
         }
     }
     t
-}
-
-/// The one file holding every hardening exception with its reason.
-pub fn exceptions_path() -> PathBuf {
-    crate::util::repo_root().join("configs/hardening/exceptions.toml")
-}
-
-/// Load one section (`kernel`, `elf`, `cis`) of the exceptions file as a list of `T`.
-pub fn load_exceptions<T: DeserializeOwned>(path: &Path, section: &str) -> Result<Vec<T>> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("could not read the exceptions file {}", path.display()))?;
-    let table: toml::Table = text
-        .parse()
-        .with_context(|| format!("{} is not valid TOML", path.display()))?;
-    match table.get(section) {
-        None => Ok(Vec::new()),
-        Some(value) => value.clone().try_into().with_context(|| {
-            format!(
-                "section [[{section}]] of {} has an unexpected shape",
-                path.display()
-            )
-        }),
-    }
 }
 
 #[cfg(test)]
