@@ -5,7 +5,7 @@
 //! hands it the ext4 image itself ([`crate::rootfs::Ext4Image`]), because only the image shows
 //! the ownership fakeroot gave each file; `output/target` does not.
 //!
-//! The layers, one file each: [`rules`] (the table), [`daemon_json`], [`unit`] and [`host_files`]
+//! The layers, one file each: [`rules`] (the table), [`daemon_json`], [`unit`](mod@unit) and [`host_files`]
 //! (the files an item reads, parsed as their programs read them). This file runs the checks.
 
 pub mod daemon_json;

@@ -1,6 +1,6 @@
 //! ELF hardening of every program and library in the root filesystem.
 //!
-//! The layers, one file each: [`analyze`] (the properties of one file, from its bytes alone),
+//! The layers, one file each: [`analyze`](mod@analyze) (the properties of one file, from its bytes alone),
 //! [`rules`] (the rule table and how a file is judged by it), [`search_path`] (DT_RPATH and
 //! DT_RUNPATH judged by the folders they name in the image), [`waivers`] (the `[[elf]]`
 //! exceptions matched to the files of the image).
