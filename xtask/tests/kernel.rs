@@ -241,15 +241,7 @@ fn real_tree_fragments_survive_and_the_audit_passes() {
         log.contains("failed 0 (required 0)") && log.contains("-> PASS"),
         "{log}"
     );
-    for source in [
-        "docker-required",
-        "docker-optional",
-        "kspp",
-        "self-protection",
-        "attack-surface",
-        "network",
-        "board",
-    ] {
+    for source in xtask::audit::kernel::rules::SOURCES {
         assert!(
             log.contains(&format!("  {source:<24} passed")),
             "no totals for {source}: {log}"

@@ -247,24 +247,13 @@ impl ImageAudit {
         let yn = |b: bool| if b { "yes" } else { "no" };
         for f in &self.files {
             let p = &f.properties;
-            let mut result = Vec::new();
-            for finding in self.elf.findings.iter().filter(|x| x.subject == f.path) {
-                match (&finding.verdict, finding.severity) {
-                    (Verdict::Fail, Severity::Required) => {
-                        result.push(format!("FAIL {}", short(&finding.rule)))
-                    }
-                    (Verdict::Fail, Severity::Recommended) => {
-                        result.push(format!("warn {}", short(&finding.rule)))
-                    }
-                    (Verdict::Fail, Severity::Info) => {
-                        result.push(format!("info {}", short(&finding.rule)))
-                    }
-                    (Verdict::Exception(_), _) => {
-                        result.push(format!("exception {}", short(&finding.rule)))
-                    }
-                    (Verdict::Pass, _) => {}
-                }
-            }
+            let result: Vec<String> = self
+                .elf
+                .findings
+                .iter()
+                .filter(|x| x.subject == f.path && x.verdict != Verdict::Pass)
+                .map(|x| format!("{} {}", x.mark(), short(&x.rule)))
+                .collect();
             let kind = match p.kind {
                 elf::ElfKind::Executable => "exec",
                 elf::ElfKind::SharedLibrary => "lib",
@@ -298,15 +287,12 @@ impl ImageAudit {
             .iter()
             .filter(|f| !self.files.iter().any(|x| x.path == f.subject))
         {
-            let mark = match (&f.verdict, f.severity) {
-                (Verdict::Pass, _) => "pass",
-                (Verdict::Fail, Severity::Required) => "FAIL",
-                (Verdict::Fail, _) => "warn",
-                (Verdict::Exception(_), _) => "exception",
-            };
             out.push_str(&format!(
-                "  {:<width$}  {mark} {}: {}\n",
-                f.subject, f.rule, f.detail
+                "  {:<width$}  {} {}: {}\n",
+                f.subject,
+                f.mark(),
+                f.rule,
+                f.detail
             ));
         }
         let t = self.elf.totals();

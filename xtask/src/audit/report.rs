@@ -44,6 +44,19 @@ pub struct Finding {
     pub detail: String,
 }
 
+impl Finding {
+    /// The verdict in a table's words: `FAIL` only for a required rule.
+    pub fn mark(&self) -> &'static str {
+        match (&self.verdict, self.severity) {
+            (Verdict::Pass, _) => "pass",
+            (Verdict::Fail, Severity::Required) => "FAIL",
+            (Verdict::Fail, Severity::Recommended) => "warn",
+            (Verdict::Fail, Severity::Info) => "info",
+            (Verdict::Exception(_), _) => "exception",
+        }
+    }
+}
+
 #[derive(Debug, Default, Serialize)]
 pub struct Totals {
     pub passed: usize,
@@ -131,12 +144,11 @@ impl Report {
         for (source, findings) in &grouped {
             out.push_str(&format!("\n[{source}]\n"));
             for f in findings {
-                let (mark, note) = match &f.verdict {
-                    Verdict::Pass => ("pass", String::new()),
-                    Verdict::Fail if f.severity == Severity::Required => ("FAIL", f.detail.clone()),
-                    Verdict::Fail if f.severity == Severity::Info => ("info", f.detail.clone()),
-                    Verdict::Fail => ("warn", f.detail.clone()),
-                    Verdict::Exception(reason) => ("exception", reason.clone()),
+                let mark = f.mark();
+                let note = match &f.verdict {
+                    Verdict::Pass => "",
+                    Verdict::Fail => &f.detail,
+                    Verdict::Exception(reason) => reason,
                 };
                 out.push_str(&format!("  {mark:<9} {:<width$}  {}", f.subject, f.rule));
                 if !note.is_empty() {
