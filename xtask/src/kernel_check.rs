@@ -53,6 +53,7 @@ pub fn check(linux_src: &Path) -> Result<()> {
     let board = crate::project::default_board().dir(&crate::project::Repo::checkout());
     let sysctl = [board.join("rootfs-overlay/etc/sysctl.d")];
     let report = audit::audit_files(
+        &crate::project::Repo::checkout(),
         &resolved.config_path,
         Some(&board.join("cmdline.txt")),
         Some(&sysctl),

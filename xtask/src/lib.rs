@@ -23,7 +23,6 @@ pub mod kernel_check;
 pub mod manifest;
 pub mod project;
 pub mod release;
-pub mod report;
 pub mod reproducible;
 pub mod rootfs;
 pub mod sbom;

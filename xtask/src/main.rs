@@ -50,7 +50,7 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Image(args) => image::run(&Repo::checkout(), args),
         Command::Check(args) => check::run(args),
-        Command::Audit(args) => audit::run(args),
+        Command::Audit(args) => audit::run(args, &xtask::project::Repo::checkout()),
         Command::Flash(args) => flash::run(args),
         Command::Bmap(args) => bmap::run(args),
         Command::Bench(args) => bench::run(args),

@@ -84,6 +84,7 @@ fn fake_output(dir: &Path, binaries: &[(String, PathBuf)], adjust: impl Fn(&Path
         fs::create_dir_all(dest.parent().unwrap()).unwrap();
         fs::copy(path, &dest).unwrap();
     }
+    toolchain_stand_ins(&target);
     // The hardening Buildroot's toolchain wrapper applies, as berth_odroid_xu4_defconfig resolves it.
     common::write_file(
         &output.join(".config"),
@@ -101,6 +102,39 @@ fn fake_output(dir: &Path, binaries: &[(String, PathBuf)], adjust: impl Fn(&Path
             .arg("32M"),
     );
     output
+}
+
+/// Buildroot copies the toolchain's libraries into every target, and builds tini as docker-init:
+/// the files the shipped `[[elf]]` exceptions name. The audit refuses an exception that matches
+/// no file of the image, so a small host ELF file stands in at each path: `true` for a program
+/// (`/bin/` in its path), the smallest library this test runs with for a library.
+fn toolchain_stand_ins(target: &Path) {
+    let repo = xtask::project::Repo::checkout();
+    let exceptions =
+        xtask::audit::exceptions::Exceptions::load(&repo.path(xtask::audit::EXCEPTIONS)).unwrap();
+    let maps = fs::read_to_string("/proc/self/maps").unwrap();
+    let library = maps
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(5))
+        .filter(|p| p.contains(".so"))
+        .min_by_key(|p| fs::metadata(p).map(|m| m.len()).unwrap_or(u64::MAX))
+        .map(PathBuf::from)
+        .expect("this test runs with shared libraries");
+    let program = ["/bin/true", "/usr/bin/true"]
+        .map(PathBuf::from)
+        .into_iter()
+        .find(|p| p.is_file())
+        .expect("the host has true(1)");
+    for e in &exceptions.elf {
+        let stand_in = if e.path.contains("/bin/") {
+            &program
+        } else {
+            &library
+        };
+        let dest = target.join(e.path.trim_start_matches('/'));
+        fs::create_dir_all(dest.parent().unwrap()).unwrap();
+        fs::copy(stand_in, &dest).unwrap();
+    }
 }
 
 fn audit(output: &Path) -> Output {
@@ -271,6 +305,93 @@ fn ownership_and_modes_are_read_from_the_image() {
     )
     .unwrap();
     assert_eq!(cis_verdict(&audit_json(&audit(&output)), "3.18"), "fail");
+}
+
+/// A copy of the checkout's rule tables with `edit` applied to its exceptions file.
+fn repo_with_exceptions(dir: &Path, edit: impl Fn(String) -> String) -> xtask::project::Repo {
+    let repo = xtask::project::Repo::at(dir.join("repo"));
+    common::copy_tree(
+        &common::repo_root().join("configs/hardening"),
+        &repo.path("configs/hardening"),
+    );
+    let path = repo.path(xtask::audit::EXCEPTIONS);
+    let text = fs::read_to_string(&path).unwrap();
+    let edited = edit(text.clone());
+    assert_ne!(edited, text, "the edit changed nothing");
+    fs::write(&path, edited).unwrap();
+    repo
+}
+
+#[test]
+fn a_mistyped_elf_exception_is_an_error_that_names_it() {
+    let test = "a_mistyped_elf_exception_is_an_error_that_names_it";
+    if !can_make_images(test) {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let output = fake_output(tmp.path(), &[], |_| {});
+    for (typo, named) in [
+        (
+            (
+                "path = \"/usr/bin/tini\"\nproperty = \"pie\"",
+                "path = \"/usr/bin/tinni\"\nproperty = \"pie\"",
+            ),
+            "/usr/bin/tinni (pie)",
+        ),
+        (
+            (
+                "path = \"/lib/libc.so.6\"\nproperty = \"relro\"",
+                "path = \"/lib/libc.so.6\"\nproperty = \"relr\"",
+            ),
+            "/lib/libc.so.6 (relr)",
+        ),
+    ] {
+        let repo = repo_with_exceptions(&tmp.path().join(named.replace('/', "_")), |t| {
+            t.replace(typo.0, typo.1)
+        });
+        let err = xtask::audit::image::audit_image(&repo, &output, None)
+            .err()
+            .unwrap_or_else(|| panic!("the audit accepted the exception {named}"));
+        let err = format!("{err:#}");
+        assert!(err.contains(named), "{err}");
+    }
+    // Unchanged, the same image passes the check of its exceptions.
+    let repo = xtask::project::Repo::checkout();
+    assert!(xtask::audit::image::audit_image(&repo, &output, None).is_ok());
+}
+
+#[test]
+fn merged_usr_image_matches_lib_exceptions_through_the_link() {
+    let test = "merged_usr_image_matches_lib_exceptions_through_the_link";
+    if !can_make_images(test) {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    // With systemd, Buildroot merges /usr: /lib is a link to usr/lib, and the audit walks the real
+    // files, /usr/lib/libc.so.6 and so on. The exceptions name them as /lib/...
+    let output = fake_output(tmp.path(), &[], |target| {
+        let lib = target.join("usr/lib");
+        for entry in fs::read_dir(target.join("lib")).unwrap() {
+            let entry = entry.unwrap();
+            fs::rename(entry.path(), lib.join(entry.file_name())).unwrap();
+        }
+        fs::remove_dir(target.join("lib")).unwrap();
+        std::os::unix::fs::symlink("usr/lib", target.join("lib")).unwrap();
+    });
+    let audit = xtask::audit::image::audit_image(&xtask::project::Repo::checkout(), &output, None)
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    assert!(audit.files.iter().any(|f| f.path == "/usr/lib/libc.so.6"));
+    // A name the link does not reach is still an error.
+    let repo = repo_with_exceptions(tmp.path(), |t| {
+        t.replace("/lib/libm.so.6", "/lib64/libm.so.6")
+    });
+    let err = xtask::audit::image::audit_image(&repo, &output, None)
+        .err()
+        .unwrap();
+    assert!(
+        format!("{err:#}").contains("/lib64/libm.so.6 (relro)"),
+        "{err:#}"
+    );
 }
 
 #[test]

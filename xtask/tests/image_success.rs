@@ -398,6 +398,7 @@ fn stand_in_buildroot(inputs: &Inputs, dir: &Path) {
                 .arg(&binary),
         );
     }
+    shipped_elf_exception_files(&payload, &source, dir);
     let skeleton = payload.join("skeleton-init-systemd/target/etc");
     common::write_file(
         &skeleton.join("group"),
@@ -430,6 +431,38 @@ fn stand_in_buildroot(inputs: &Inputs, dir: &Path) {
         0o755,
     );
     claim_the_pinned_commit(&tree);
+}
+
+/// What a real build holds at each path an `[[elf]]` exception names (the audit refuses an
+/// exception that matches no file): tini builds /usr/bin/tini, and Buildroot copies the
+/// toolchain's libraries into every target. Hardened ARM stand-ins go there.
+fn shipped_elf_exception_files(payload: &Path, source: &Path, dir: &Path) {
+    let library = dir.join("libstand-in.so");
+    common::run_ok(
+        Command::new("arm-linux-gnueabihf-gcc")
+            .args(["-O2", "-shared", "-fPIC", "-Wl,-z,relro,-z,now"])
+            .arg(source)
+            .arg("-o")
+            .arg(&library),
+    );
+    let program = payload.join("tini/target/usr/bin/docker-init");
+    let exceptions = xtask::audit::exceptions::Exceptions::load(
+        &common::repo_root().join(xtask::audit::EXCEPTIONS),
+    )
+    .unwrap();
+    for e in &exceptions.elf {
+        let (package, stand_in) = if e.path.contains("/bin/") {
+            ("tini", &program)
+        } else {
+            ("toolchain-external-bootlin", &library)
+        };
+        let dest = payload
+            .join(package)
+            .join("target")
+            .join(e.path.trim_start_matches('/'));
+        fs::create_dir_all(dest.parent().unwrap()).unwrap();
+        fs::copy(stand_in, dest).unwrap();
+    }
 }
 
 /// The download cache of a machine that fetched every source before: nothing left to download.

@@ -4,14 +4,17 @@
 //! shows the ownership fakeroot gave each file. ELF checks read `target/`, whose file contents are
 //! what the image holds.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::Args;
 use serde::Serialize;
 
+use super::exceptions::Exceptions;
+use super::report::{self, Finding, Report, Severity, Verdict};
 use super::{cis, elf};
-use crate::report::{self, Finding, Report, Severity, Verdict};
+use crate::project::Repo;
 use crate::rootfs::Ext4Image;
 
 #[derive(Args)]
@@ -26,8 +29,8 @@ pub struct ImageArgs {
     pub json: bool,
 }
 
-pub fn run(args: ImageArgs, json: bool) -> Result<()> {
-    let audit = audit_image(&args.output, args.rootfs.as_deref())?;
+pub fn run(args: ImageArgs, json: bool, repo: &Repo) -> Result<()> {
+    let audit = audit_image(repo, &args.output, args.rootfs.as_deref())?;
     audit.emit(args.json || json)
 }
 
@@ -62,7 +65,8 @@ pub fn rootfs_image(output: &Path) -> Result<PathBuf> {
         })
 }
 
-pub fn audit_image(output: &Path, rootfs: Option<&Path>) -> Result<ImageAudit> {
+/// Audit a Buildroot output folder with the rule tables and exceptions of `repo`.
+pub fn audit_image(repo: &Repo, output: &Path, rootfs: Option<&Path>) -> Result<ImageAudit> {
     let target = output.join("target");
     anyhow::ensure!(
         target.is_dir(),
@@ -73,33 +77,64 @@ pub fn audit_image(output: &Path, rootfs: Option<&Path>) -> Result<ImageAudit> {
         Some(p) => p.to_path_buf(),
         None => rootfs_image(output)?,
     };
-    let root = crate::util::repo_root();
     let read = |rel: &str| {
-        let path = root.join(rel);
+        let path = repo.path(rel);
         std::fs::read_to_string(&path).with_context(|| format!("could not read {}", path.display()))
     };
-    let cis_rules = cis::parse_rules(&read("configs/hardening/cis-docker.toml")?)?;
-    let elf_rules = elf::parse_rules(&read("configs/hardening/elf-rules.toml")?)?;
-    let exceptions = report::exceptions_path();
-    let cis_exceptions: Vec<cis::CisException> = report::load_exceptions(&exceptions, "cis")?;
-    let elf_exceptions: Vec<elf::ElfException> = report::load_exceptions(&exceptions, "elf")?;
-    elf::check_exceptions(&elf_exceptions)
-        .with_context(|| format!("in {}", exceptions.display()))?;
+    let cis_rules = cis::parse_rules(&read(super::CIS_RULES)?)?;
+    let elf_rules = elf::parse_rules(&read(super::ELF_RULES)?)?;
+    let exceptions_path = repo.path(super::EXCEPTIONS);
+    let exceptions = Exceptions::load(&exceptions_path)?;
 
     let fs = Ext4Image::open(&image)?;
-    let cis = cis::audit(&fs, &cis_rules, &cis_exceptions)?;
+    let cis = cis::audit(&fs, &cis_rules, &exceptions.cis)
+        .with_context(|| format!("with the exceptions of {}", exceptions_path.display()))?;
 
     let mut elf_report = Report::new(format!("ELF hardening of {}", target.display()));
     for f in config_findings(output, &elf_rules.config)? {
         elf_report.push(f);
     }
+    let (files, malformed, skipped) = read_elf_files(&target)?;
+    for f in malformed {
+        elf_report.push(f);
+    }
+    let audited: BTreeMap<String, elf::ElfKind> = files
+        .iter()
+        .map(|f| (f.path.clone(), f.properties.kind))
+        .collect();
+    let waivers = elf::Waivers::match_image(&exceptions.elf, &elf_rules.rule, &fs, &audited)
+        .with_context(|| format!("in {}", exceptions_path.display()))?;
+    for f in &files {
+        for finding in elf::evaluate(&f.path, &f.properties, &elf_rules.rule, &waivers, &fs)? {
+            elf_report.push(finding);
+        }
+    }
+    Ok(ImageAudit {
+        cis,
+        elf: elf_report,
+        files,
+        skipped,
+    })
+}
+
+/// Every program and shared library under `target` (by its path in the image, sorted), a
+/// failed finding for each ELF file that cannot be read as one, and how many ELF files the
+/// rules do not apply to (kernel modules, relocatable objects).
+fn read_elf_files(target: &Path) -> Result<(Vec<ElfFile>, Vec<Finding>, usize)> {
     let mut files = Vec::new();
+    let mut malformed = Vec::new();
     let mut skipped = 0;
     let progress = indicatif::ProgressBar::new_spinner();
     progress.set_message("reading ELF files");
-    for path in walk_files(&target)? {
+    // Symbolic links are not followed: they point at files listed anyway.
+    for entry in walkdir::WalkDir::new(target).sort_by_file_name() {
+        let entry = entry.with_context(|| format!("could not list {}", target.display()))?;
+        if !entry.file_type().is_file() {
+            continue;
+        }
         progress.tick();
-        let rel = format!("/{}", path.strip_prefix(&target).unwrap_or(&path).display());
+        let path = entry.path();
+        let rel = format!("/{}", path.strip_prefix(target).unwrap_or(path).display());
         // Firmware is loaded into other processors, never run by Linux on this CPU.
         if FIRMWARE_DIRS.iter().any(|d| rel.starts_with(d)) {
             continue;
@@ -107,14 +142,14 @@ pub fn audit_image(output: &Path, rootfs: Option<&Path>) -> Result<ImageAudit> {
         let mut head = [0u8; 4];
         {
             use std::io::Read;
-            let mut f = std::fs::File::open(&path)
+            let mut f = std::fs::File::open(path)
                 .with_context(|| format!("could not open {}", path.display()))?;
             if f.read(&mut head).unwrap_or(0) < 4 || !elf::is_elf(&head) {
                 continue;
             }
         }
         let data =
-            std::fs::read(&path).with_context(|| format!("could not read {}", path.display()))?;
+            std::fs::read(path).with_context(|| format!("could not read {}", path.display()))?;
         match elf::analyze(&data) {
             Ok(props)
                 if matches!(
@@ -122,16 +157,13 @@ pub fn audit_image(output: &Path, rootfs: Option<&Path>) -> Result<ImageAudit> {
                     elf::ElfKind::Executable | elf::ElfKind::SharedLibrary
                 ) =>
             {
-                for f in elf::evaluate(&rel, &props, &elf_rules.rule, &elf_exceptions, &fs)? {
-                    elf_report.push(f);
-                }
                 files.push(ElfFile {
                     path: rel,
                     properties: props,
-                });
+                })
             }
             Ok(_) => skipped += 1,
-            Err(err) => elf_report.push(Finding {
+            Err(err) => malformed.push(Finding {
                 subject: rel,
                 rule: "well-formed ELF".into(),
                 source: "elf-hardening".into(),
@@ -143,12 +175,7 @@ pub fn audit_image(output: &Path, rootfs: Option<&Path>) -> Result<ImageAudit> {
     }
     progress.finish_and_clear();
     files.sort_by(|a, b| a.path.cmp(&b.path));
-    Ok(ImageAudit {
-        cis,
-        elf: elf_report,
-        files,
-        skipped,
-    })
+    Ok((files, malformed, skipped))
 }
 
 /// The `[[config]]` rules judged on `<output>/.config`, the configuration Buildroot built with.
@@ -171,26 +198,6 @@ fn config_findings(output: &Path, rules: &[elf::ConfigRule]) -> Result<Vec<Findi
         .with_context(|| format!("could not read {}", path.display()))?;
     let settings = crate::kconfig::parse(&text, &path.display().to_string())?;
     Ok(elf::evaluate_config(rules, &settings))
-}
-
-/// Regular files under `dir`, symbolic links not followed (they point at files listed anyway).
-fn walk_files(dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
-    let mut pending = vec![dir.to_path_buf()];
-    while let Some(d) = pending.pop() {
-        for entry in
-            std::fs::read_dir(&d).with_context(|| format!("could not list {}", d.display()))?
-        {
-            let entry = entry.with_context(|| format!("could not list {}", d.display()))?;
-            let kind = entry.file_type()?;
-            if kind.is_dir() {
-                pending.push(entry.path());
-            } else if kind.is_file() {
-                out.push(entry.path());
-            }
-        }
-    }
-    Ok(out)
 }
 
 impl ImageAudit {
@@ -240,24 +247,13 @@ impl ImageAudit {
         let yn = |b: bool| if b { "yes" } else { "no" };
         for f in &self.files {
             let p = &f.properties;
-            let mut result = Vec::new();
-            for finding in self.elf.findings.iter().filter(|x| x.subject == f.path) {
-                match (&finding.verdict, finding.severity) {
-                    (Verdict::Fail, Severity::Required) => {
-                        result.push(format!("FAIL {}", short(&finding.rule)))
-                    }
-                    (Verdict::Fail, Severity::Recommended) => {
-                        result.push(format!("warn {}", short(&finding.rule)))
-                    }
-                    (Verdict::Fail, Severity::Info) => {
-                        result.push(format!("info {}", short(&finding.rule)))
-                    }
-                    (Verdict::Exception(_), _) => {
-                        result.push(format!("exception {}", short(&finding.rule)))
-                    }
-                    (Verdict::Pass, _) => {}
-                }
-            }
+            let result: Vec<String> = self
+                .elf
+                .findings
+                .iter()
+                .filter(|x| x.subject == f.path && x.verdict != Verdict::Pass)
+                .map(|x| format!("{} {}", x.mark(), short(&x.rule)))
+                .collect();
             let kind = match p.kind {
                 elf::ElfKind::Executable => "exec",
                 elf::ElfKind::SharedLibrary => "lib",
@@ -291,15 +287,12 @@ impl ImageAudit {
             .iter()
             .filter(|f| !self.files.iter().any(|x| x.path == f.subject))
         {
-            let mark = match (&f.verdict, f.severity) {
-                (Verdict::Pass, _) => "pass",
-                (Verdict::Fail, Severity::Required) => "FAIL",
-                (Verdict::Fail, _) => "warn",
-                (Verdict::Exception(_), _) => "exception",
-            };
             out.push_str(&format!(
-                "  {:<width$}  {mark} {}: {}\n",
-                f.subject, f.rule, f.detail
+                "  {:<width$}  {} {}: {}\n",
+                f.subject,
+                f.mark(),
+                f.rule,
+                f.detail
             ));
         }
         let t = self.elf.totals();

@@ -1,17 +1,27 @@
 //! `cargo xtask audit`: kernel config rules, and the image (CIS Docker items, ELF hardening).
 //! With no sub-command it audits a Buildroot output folder fully (kernel + image).
 
-mod cis;
-mod elf;
-mod image;
+pub mod cis;
+pub mod elf;
+pub mod exceptions;
+pub mod image;
 pub mod kernel;
+pub mod report;
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 
-use crate::report::Report;
+use crate::project::Repo;
+use report::Report;
+
+/// The rule tables and the exceptions file, by their path in a checkout ([`Repo::path`]).
+pub const KERNEL_RULES: &str = "configs/hardening/kernel-rules.toml";
+pub const CIS_RULES: &str = "configs/hardening/cis-docker.toml";
+pub const ELF_RULES: &str = "configs/hardening/elf-rules.toml";
+/// Every deliberate departure from those rules, with its reason ([`exceptions`]).
+pub const EXCEPTIONS: &str = "configs/hardening/exceptions.toml";
 
 #[derive(Args)]
 pub struct AuditArgs {
@@ -36,7 +46,7 @@ enum AuditWhat {
     Cves(crate::vulns::CvesArgs),
 }
 
-pub fn run(args: AuditArgs) -> Result<()> {
+pub fn run(args: AuditArgs, repo: &Repo) -> Result<()> {
     if let (Some(output), Some(_)) = (&args.output, &args.what) {
         anyhow::bail!(
             "--output {} audits a whole output folder, so it goes without a sub-command \
@@ -45,32 +55,30 @@ pub fn run(args: AuditArgs) -> Result<()> {
         );
     }
     match args.what {
-        Some(AuditWhat::Kernel(a)) => kernel::run(a, args.json),
-        Some(AuditWhat::Image(a)) => image::run(a, args.json),
-        Some(AuditWhat::Cves(a)) => {
-            crate::vulns::run(&crate::project::Repo::checkout(), a, args.json)
-        }
+        Some(AuditWhat::Kernel(a)) => kernel::run(a, args.json, repo),
+        Some(AuditWhat::Image(a)) => image::run(a, args.json, repo),
+        Some(AuditWhat::Cves(a)) => crate::vulns::run(repo, a, args.json),
         None => {
             // Where `cargo xtask image` builds the default board.
             let output = args
                 .output
                 .unwrap_or_else(|| Path::new("output").join(crate::project::DEFAULT_BOARD));
-            audit_output(&output, args.json)
+            audit_output(repo, &output, args.json)
         }
     }
 }
 
 /// Full audit of a Buildroot output folder, printed as tables or JSON.
-pub fn audit_output(output: &Path, json: bool) -> Result<()> {
-    let audit = OutputAudit::run(output);
-    crate::report::print(json, || audit.to_json(), || audit.render_table())?;
+pub fn audit_output(repo: &Repo, output: &Path, json: bool) -> Result<()> {
+    let audit = OutputAudit::run(repo, output);
+    report::print(json, || audit.to_json(), || audit.render_table())?;
     audit.verdict()
 }
 
 /// The audit at the end of `cargo xtask image`: the full tables go to `report` (they run to
 /// hundreds of lines), the totals and any failure to the terminal.
-pub fn audit_output_into(output: &Path, report: &Path) -> Result<()> {
-    let audit = OutputAudit::run(output);
+pub fn audit_output_into(repo: &Repo, output: &Path, report: &Path) -> Result<()> {
+    let audit = OutputAudit::run(repo, output);
     std::fs::write(report, audit.render_table())
         .with_context(|| format!("could not write the audit report {}", report.display()))?;
     print!("{}", audit.summary());
@@ -87,11 +95,11 @@ struct OutputAudit<'a> {
 }
 
 impl<'a> OutputAudit<'a> {
-    fn run(output: &'a Path) -> Self {
+    fn run(repo: &Repo, output: &'a Path) -> Self {
         OutputAudit {
             output,
-            kernel: kernel::audit_buildroot_output(output),
-            image: image::audit_image(output, None),
+            kernel: kernel::audit_buildroot_output(repo, output),
+            image: image::audit_image(repo, output, None),
         }
     }
 

@@ -205,7 +205,7 @@ fn audit_and_describe(
             );
         }
     }
-    crate::audit::audit_output_into(output, &output.join("audit.txt"))
+    crate::audit::audit_output_into(repo, output, &output.join("audit.txt"))
         .context("the image failed its hardening audit")?;
     let mut artifacts: Vec<String> = release::IMAGES.iter().map(|i| i.to_string()).collect();
     for image in release::IMAGES {

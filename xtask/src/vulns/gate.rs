@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use super::{record_in, Record, Status};
 use crate::project::Repo;
-use crate::report::{Finding, Report, Severity, Verdict};
+use crate::audit::report::{Finding, Report, Severity, Verdict};
 
 /// The part of `make pkg-stats`' JSON the gate reads (support/scripts/pkg-stats, dump_json).
 #[derive(Debug, Deserialize)]

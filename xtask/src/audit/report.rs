@@ -1,13 +1,12 @@
 //! Audit findings and how they are shown: one shape for the kernel, ELF and CIS audits.
 //!
 //! Rules live in data files under `configs/hardening/`; every deliberate exception lives in
-//! `configs/hardening/exceptions.toml` with its reason. This module only renders verdicts.
+//! `configs/hardening/exceptions.toml` with its reason ([`super::exceptions`]). This module only
+//! holds and renders verdicts.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
-use serde::de::DeserializeOwned;
+use anyhow::Result;
 use serde::Serialize;
 
 /// How much a failed rule matters: only `Required` failures make an audit exit non-zero.
@@ -43,6 +42,19 @@ pub struct Finding {
     pub verdict: Verdict,
     /// What was found, for a human reading a failure.
     pub detail: String,
+}
+
+impl Finding {
+    /// The verdict in a table's words: `FAIL` only for a required rule.
+    pub fn mark(&self) -> &'static str {
+        match (&self.verdict, self.severity) {
+            (Verdict::Pass, _) => "pass",
+            (Verdict::Fail, Severity::Required) => "FAIL",
+            (Verdict::Fail, Severity::Recommended) => "warn",
+            (Verdict::Fail, Severity::Info) => "info",
+            (Verdict::Exception(_), _) => "exception",
+        }
+    }
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -132,12 +144,11 @@ impl Report {
         for (source, findings) in &grouped {
             out.push_str(&format!("\n[{source}]\n"));
             for f in findings {
-                let (mark, note) = match &f.verdict {
-                    Verdict::Pass => ("pass", String::new()),
-                    Verdict::Fail if f.severity == Severity::Required => ("FAIL", f.detail.clone()),
-                    Verdict::Fail if f.severity == Severity::Info => ("info", f.detail.clone()),
-                    Verdict::Fail => ("warn", f.detail.clone()),
-                    Verdict::Exception(reason) => ("exception", reason.clone()),
+                let mark = f.mark();
+                let note = match &f.verdict {
+                    Verdict::Pass => "",
+                    Verdict::Fail => &f.detail,
+                    Verdict::Exception(reason) => reason,
                 };
                 out.push_str(&format!("  {mark:<9} {:<width$}  {}", f.subject, f.rule));
                 if !note.is_empty() {
@@ -212,29 +223,6 @@ fn totals<'a>(findings: impl Iterator<Item = &'a Finding>) -> Totals {
         }
     }
     t
-}
-
-/// The one file holding every hardening exception with its reason.
-pub fn exceptions_path() -> PathBuf {
-    crate::util::repo_root().join("configs/hardening/exceptions.toml")
-}
-
-/// Load one section (`kernel`, `elf`, `cis`) of the exceptions file as a list of `T`.
-pub fn load_exceptions<T: DeserializeOwned>(path: &Path, section: &str) -> Result<Vec<T>> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("could not read the exceptions file {}", path.display()))?;
-    let table: toml::Table = text
-        .parse()
-        .with_context(|| format!("{} is not valid TOML", path.display()))?;
-    match table.get(section) {
-        None => Ok(Vec::new()),
-        Some(value) => value.clone().try_into().with_context(|| {
-            format!(
-                "section [[{section}]] of {} has an unexpected shape",
-                path.display()
-            )
-        }),
-    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,15 @@
+//! ELF hardening of every program and library in the root filesystem.
+//!
+//! The layers, one file each: [`analyze`](mod@analyze) (the properties of one file, from its bytes alone),
+//! [`rules`] (the rule table and how a file is judged by it), [`search_path`] (DT_RPATH and
+//! DT_RUNPATH judged by the folders they name in the image), [`waivers`] (the `[[elf]]`
+//! exceptions matched to the files of the image).
+
+pub mod analyze;
+pub mod rules;
+pub mod search_path;
+pub mod waivers;
+
+pub use analyze::{analyze, is_elf, ElfKind, ElfProperties, Pie, Relro, Tri};
+pub use rules::{evaluate, evaluate_config, parse_rules, ConfigRule, ElfRule, ElfRules, Property};
+pub use waivers::Waivers;
