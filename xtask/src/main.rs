@@ -48,7 +48,7 @@ fn main() {
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Image(args) => image::run(args),
-        Command::Check(args) => check::run(args),
+        Command::Check(args) => check::run(args, &xtask::project::Repo::checkout()),
         Command::Audit(args) => audit::run(args),
         Command::Flash(args) => flash::run(args),
         Command::Bmap(args) => bmap::run(args),

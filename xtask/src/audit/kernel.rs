@@ -43,7 +43,7 @@ pub struct KernelArgs {
 /// `json` is the parent's `audit --json`, which counts as much as the sub-command's own.
 pub fn run(args: KernelArgs, json: bool) -> Result<()> {
     if let Some(tree) = &args.linux {
-        return crate::kernel_check::check(tree);
+        return audit_linux_tree(tree);
     }
     let config = args.config.expect("clap requires a config without --linux");
     let sysctl = if args.sysctl.is_empty() {
@@ -59,6 +59,37 @@ pub fn run(args: KernelArgs, json: bool) -> Result<()> {
         Toolchain::Target,
     )?;
     report.emit(args.json || json)
+}
+
+/// `--linux`: Berth's kernel config resolved in `tree` as Buildroot does
+/// ([`crate::kconfig::resolve()`]), every fragment line kept, audited with the board's command
+/// line and sysctl.d (`cargo xtask check` runs the same as its kernel stage).
+fn audit_linux_tree(tree: &Path) -> Result<()> {
+    use crate::kconfig::{arm_cross_compile, arm_make_args, plan};
+    let repo = crate::project::Repo::checkout();
+    let cross = arm_cross_compile();
+    let toolchain = match cross {
+        Some(_) => Toolchain::Target,
+        None => Toolchain::Host,
+    };
+    let keep = crate::util::cache_dir()?.join("kernel-check");
+    let resolved = plan::Plan::read(&repo, plan::Package::Linux)?.resolve(
+        tree,
+        &arm_make_args(cross.as_deref()),
+        &keep,
+    )?;
+    resolved.ensure_kept(tree)?;
+    println!("kernel: every fragment line survived olddefconfig");
+    let board = crate::project::default_board().dir(&repo);
+    let report = audit_files(
+        &resolved.config_path,
+        Some(&board.join("cmdline.txt")),
+        Some(&[board.join("rootfs-overlay/etc/sysctl.d")]),
+        None,
+        toolchain,
+    )?;
+    print!("{}", report.render_attention());
+    report.verdict()
 }
 
 /// Audit the kernel config Buildroot resolved in `output` (with the board's cmdline and sysctl).

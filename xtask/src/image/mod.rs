@@ -98,7 +98,11 @@ pub fn run(args: ImageArgs) -> Result<()> {
         bail!(problems);
     }
 
-    let br = crate::buildroot::resolve(settings.buildroot.as_deref(), true)?;
+    let br = crate::buildroot::resolve(
+        &project::Repo::at(&repo),
+        settings.buildroot.as_deref(),
+        true,
+    )?;
     let output = prepare_output(&settings.output)?;
     let images = output.join("images");
     remove_finished_markers(&images)?;
