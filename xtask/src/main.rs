@@ -49,8 +49,8 @@ fn main() {
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Image(args) => image::run(&Repo::checkout(), args),
-        Command::Check(args) => check::run(args),
-        Command::Audit(args) => audit::run(args, &xtask::project::Repo::checkout()),
+        Command::Check(args) => check::run(args, &Repo::checkout()),
+        Command::Audit(args) => audit::run(args, &Repo::checkout()),
         Command::Flash(args) => flash::run(args),
         Command::Bmap(args) => bmap::run(args),
         Command::Bench(args) => bench::run(args),

@@ -1,9 +1,12 @@
 //! `cargo xtask check` against the real Buildroot tree (when BERTH_BUILDROOT names one), a copy
-//! of the repository with a bogus Kconfig symbol, and a PATH without shellcheck.
+//! of the repository with a bogus Kconfig symbol or a broken Buildroot patch (through the library,
+//! on the copy), and a PATH without shellcheck.
 
 mod common;
 
 use std::process::Output;
+
+use xtask::project::Repo;
 
 fn text(output: &Output) -> (String, String) {
     (
@@ -34,7 +37,6 @@ fn check_passes_with_the_pinned_buildroot() {
         .args(["check", "--buildroot"])
         .arg(&tree)
         .env_remove("BERTH_LINUX_SRC")
-        .env_remove("BERTH_REPO_ROOT")
         .output()
         .unwrap();
     let (stdout, stderr) = text(&output);
@@ -73,22 +75,20 @@ fn a_bogus_symbol_fails_naming_it() {
     text_in.push_str("BR2_BERTH_BOGUS_SYMBOL=y\n");
     std::fs::write(&defconfig, text_in).unwrap();
 
-    let output = common::xtask()
-        .args(["check", "--buildroot"])
-        .arg(&tree)
-        .env("BERTH_REPO_ROOT", copy.path())
-        .env_remove("BERTH_LINUX_SRC")
-        .output()
-        .unwrap();
-    let (stdout, stderr) = text(&output);
+    let inputs = xtask::check::Inputs {
+        buildroot: Some(tree),
+        linux: None,
+        uboot: None,
+        // The patched Buildroot copy of the real cache serves: the copy has the same series.
+        cache: xtask::util::cache_dir().unwrap(),
+    };
+    let err = xtask::check::check(&Repo::at(copy.path()), &inputs)
+        .expect_err("check passed with a bogus symbol");
+    let err = format!("{err:#}");
     assert!(
-        !output.status.success(),
-        "check passed with a bogus symbol:\n{stdout}\n{stderr}"
-    );
-    assert!(
-        stderr.contains("[kconfig] configs/berth_odroid_xu4_defconfig:")
-            && stderr.contains("BR2_BERTH_BOGUS_SYMBOL=y was dropped"),
-        "the bogus symbol is not named:\n{stderr}"
+        err.contains("[kconfig] configs/berth_odroid_xu4_defconfig:")
+            && err.contains("BR2_BERTH_BOGUS_SYMBOL=y was dropped"),
+        "the bogus symbol is not named:\n{err}"
     );
 }
 
@@ -102,7 +102,6 @@ fn missing_shellcheck_fails_first_with_the_apt_command() {
         .env("XDG_CACHE_HOME", empty.path())
         .env_remove("BERTH_BUILDROOT")
         .env_remove("BERTH_LINUX_SRC")
-        .env_remove("BERTH_REPO_ROOT")
         .output()
         .unwrap();
     let (stdout, stderr) = text(&output);
@@ -154,6 +153,15 @@ fn drop_one_context_line(patch: &std::path::Path) {
     std::fs::write(patch, kept.join("\n") + "\n").unwrap();
 }
 
+/// The Buildroot `check` (and `image`) works with: the series applied to a copy in `cache`.
+fn patched_buildroot(
+    copy: &std::path::Path,
+    tree: &std::path::Path,
+    cache: &std::path::Path,
+) -> anyhow::Result<xtask::buildroot::Buildroot> {
+    xtask::buildroot::resolve_with_cache(&Repo::at(copy), Some(tree), false, cache)
+}
+
 #[test]
 fn the_buildroot_series_is_applied_to_a_copy_and_a_broken_patch_is_named() {
     let test = "the_buildroot_series_is_applied_to_a_copy_and_a_broken_patch_is_named";
@@ -167,36 +175,20 @@ fn the_buildroot_series_is_applied_to_a_copy_and_a_broken_patch_is_named() {
     let patches = series(copy.path());
     assert!(!patches.is_empty(), "patches/buildroot holds no series");
     let cache = tempfile::tempdir().unwrap();
-    let check = || {
-        common::xtask()
-            .args(["check", "--buildroot"])
-            .arg(&tree)
-            .env("BERTH_REPO_ROOT", copy.path())
-            .env("XDG_CACHE_HOME", cache.path())
-            .env_remove("BERTH_LINUX_SRC")
-            .env_remove("BERTH_UBOOT_SRC")
-            .output()
-            .unwrap()
-    };
     let untouched = |relative: &str| std::fs::read(tree.join(relative)).unwrap();
     let runc_mk = untouched("package/runc/runc.mk");
 
-    let output = check();
-    let (stdout, stderr) = text(&output);
-    assert!(output.status.success(), "{stdout}\n{stderr}");
-    let applied = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("Buildroot: "))
-        .unwrap_or_else(|| panic!("no Buildroot line:\n{stdout}"));
+    let patched =
+        patched_buildroot(copy.path(), &tree, cache.path()).unwrap_or_else(|err| panic!("{err:#}"));
+    let series_applied = patched.series.as_ref().expect("the series is applied");
+    assert_eq!(series_applied.patches, patches.len());
+    let patched_root = patched.root.clone();
     assert!(
-        applied.contains(&format!(
-            "+ {} patch(es) from patches/buildroot",
-            patches.len()
-        )),
-        "{stdout}"
+        patched_root.starts_with(cache.path()),
+        "{}",
+        patched_root.display()
     );
-    let patched_root = std::path::PathBuf::from(applied.split(' ').next().unwrap());
-    assert!(patched_root.starts_with(cache.path()), "{applied}");
+    assert_eq!(patched.external, copy.path().join("br2-external"));
     assert_ne!(
         std::fs::read(patched_root.join("package/runc/runc.mk")).unwrap(),
         runc_mk,
@@ -208,21 +200,18 @@ fn the_buildroot_series_is_applied_to_a_copy_and_a_broken_patch_is_named() {
         "the tree passed in must never be patched"
     );
 
-    // One line of context less in the last patch: its hunk no longer fits, and check names it.
+    // One line of context less in the last patch: its hunk no longer fits, and it is named.
     let last = patches.last().unwrap();
     drop_one_context_line(last);
-    let output = check();
-    let (stdout, stderr) = text(&output);
-    assert!(!output.status.success(), "{stdout}\n{stderr}");
+    let err = patched_buildroot(copy.path(), &tree, cache.path())
+        .expect_err("a broken series was applied");
+    let err = format!("{err:#}");
     let name = format!(
         "patches/buildroot/{} does not apply to the pinned Buildroot",
         last.file_name().unwrap().to_string_lossy()
     );
-    assert!(stderr.contains(&name), "{stderr}");
-    assert!(
-        stderr.contains("FAILED"),
-        "the failed hunk is named:\n{stderr}"
-    );
+    assert!(err.contains(&name), "{err}");
+    assert!(err.contains("FAILED"), "the failed hunk is named:\n{err}");
     assert!(
         !patched_root.exists(),
         "a series that does not apply must leave no copy behind"

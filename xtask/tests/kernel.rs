@@ -1,10 +1,15 @@
 //! `cargo xtask audit kernel` end to end: on hand-written configs always, and on a real Linux 6.12
-//! tree (BERTH_LINUX_SRC) the fragment round trip through olddefconfig plus the audit.
+//! tree (BERTH_LINUX_SRC) the fragment round trip through olddefconfig plus the audit; the kernel
+//! stage of `check` on a broken copy of the checkout; `kconfig::resolve` against what Buildroot
+//! itself does (BERTH_BUILDROOT).
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+
+use xtask::kconfig::{self, Value};
+use xtask::project::Repo;
 
 fn audit_json(config: &Path, extra: &[&str]) -> (Output, serde_json::Value) {
     let out = common::xtask()
@@ -292,6 +297,7 @@ fn real_tree_a_dropped_fragment_line_is_named() {
     let repo = tempfile::tempdir().unwrap();
     let src = common::repo_root();
     for file in [
+        "configs/berth_odroid_xu4_defconfig",
         "configs/linux-board.fragment",
         "configs/linux-docker.fragment",
         "configs/linux-hardening.fragment",
@@ -310,12 +316,9 @@ fn real_tree_a_dropped_fragment_line_is_named() {
     std::fs::write(&docker, &text_of).unwrap();
     let lines = text_of.lines().count();
 
-    // Through the library, on the copy (the resolved config goes to Berth's cache folder).
-    let err = xtask::audit::kernel::linux::audit_resolved_tree(
-        &xtask::project::Repo::at(repo.path()),
-        &tree,
-    )
-    .expect_err("a dropped fragment line must fail the audit");
+    let cache = tempfile::tempdir().unwrap();
+    let err = xtask::check::kernel::check(&Repo::at(repo.path()), &tree, cache.path())
+        .expect_err("a fragment line Kconfig cannot keep passed");
     let log = format!("{err:#}");
     assert!(
         log.contains(&format!(
@@ -393,5 +396,134 @@ fn docs_cover_every_fragment_setting_and_exception() {
     assert!(
         missing.is_empty(),
         "docs/kernel.md does not mention: {missing:?}"
+    );
+}
+
+/// `make ARCH=arm [CROSS_COMPILE=...] <target>` in `tree` with `O=out`, as `kconfig::resolve` runs it.
+fn make_in(tree: &Path, out: &Path, target: &str) {
+    let status = Command::new("make")
+        .arg("-s")
+        .arg("-C")
+        .arg(tree)
+        .arg(format!("O={}", out.display()))
+        .args(kconfig::arm_make_args(
+            kconfig::arm_cross_compile().as_deref(),
+        ))
+        .arg(target)
+        .status()
+        .expect("run make");
+    assert!(
+        status.success(),
+        "make {target} failed in {}",
+        tree.display()
+    );
+}
+
+fn write_fragment(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// The defect issue 12 names: `make exynos_defconfig` turns on DEBUG_LOCK_ALLOC (PROVE_LOCKING
+/// selects it) before the fragments apply, so a fragment that only turns PROVE_LOCKING off leaves
+/// it on in the real build. Merging the defconfig's text with the fragment and running
+/// olddefconfig once (what the kernel check did before) turns it off, judging another kernel.
+#[test]
+fn real_tree_resolve_merges_fragments_over_the_expanded_defconfig() {
+    let test = "real_tree_resolve_merges_fragments_over_the_expanded_defconfig";
+    let Some(tree) = common::linux_tree(test) else {
+        return;
+    };
+    if !common::have_tool(test, "make", "make") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let fragment = write_fragment(
+        dir.path(),
+        "no-lockdep.fragment",
+        "# CONFIG_PROVE_LOCKING is not set\n",
+    );
+    let work = tempfile::tempdir().unwrap();
+    let make_args = kconfig::arm_make_args(kconfig::arm_cross_compile().as_deref());
+    let settings = kconfig::resolve(
+        &tree,
+        "exynos_defconfig",
+        std::slice::from_ref(&fragment),
+        work.path(),
+        &make_args,
+    )
+    .unwrap_or_else(|err| panic!("{err:#}"));
+    let resolved = kconfig::Resolved::from_settings(settings);
+    assert!(!resolved.is_enabled("CONFIG_PROVE_LOCKING"));
+    assert_eq!(
+        resolved.get("CONFIG_DEBUG_LOCK_ALLOC"),
+        Some(&Value::Yes),
+        "the defconfig step's DEBUG_LOCK_ALLOC=y must survive the fragment, as in Buildroot"
+    );
+    assert!(resolved.is_enabled("CONFIG_LOCKDEP"));
+    let kept = std::fs::read_to_string(work.path().join(".config")).unwrap();
+    assert!(
+        kept.lines().any(|l| l == "CONFIG_DEBUG_LOCK_ALLOC=y"),
+        "the .config stays in work"
+    );
+}
+
+/// `kconfig::resolve` with Berth's real fragments gives exactly the `.config` Buildroot's own
+/// recipe gives (package/pkg-kconfig.mk: `make exynos_defconfig`, its
+/// `support/kconfig/merge_config.sh -m -O`, `make olddefconfig`).
+#[test]
+fn real_tree_resolve_matches_buildroots_own_recipe() {
+    let test = "real_tree_resolve_matches_buildroots_own_recipe";
+    let Some(tree) = common::linux_tree(test) else {
+        return;
+    };
+    let Some(buildroot) = common::buildroot_tree(test) else {
+        return;
+    };
+    if !common::have_tool(test, "make", "make") {
+        return;
+    }
+    let plan = kconfig::plan::Plan::read(
+        &Repo::at(common::repo_root()),
+        kconfig::plan::Package::Linux,
+    )
+    .unwrap();
+    let ours = tempfile::tempdir().unwrap();
+    let make_args = kconfig::arm_make_args(kconfig::arm_cross_compile().as_deref());
+    kconfig::resolve(
+        &tree,
+        &plan.defconfig,
+        &plan.fragments,
+        ours.path(),
+        &make_args,
+    )
+    .unwrap_or_else(|err| panic!("{err:#}"));
+
+    let theirs = tempfile::tempdir().unwrap();
+    make_in(&tree, theirs.path(), &plan.defconfig);
+    let merged = Command::new(buildroot.join("support/kconfig/merge_config.sh"))
+        .arg("-m")
+        .arg("-O")
+        .arg(theirs.path())
+        .arg(theirs.path().join(".config"))
+        .args(&plan.fragments)
+        .current_dir(theirs.path())
+        .output()
+        .expect("run merge_config.sh");
+    assert!(merged.status.success(), "{}", common::output_text(&merged));
+    make_in(&tree, theirs.path(), "olddefconfig");
+
+    let read = |dir: &Path| std::fs::read_to_string(dir.join(".config")).unwrap();
+    let (ours, theirs) = (read(ours.path()), read(theirs.path()));
+    let differing: Vec<_> = ours
+        .lines()
+        .zip(theirs.lines())
+        .filter(|(a, b)| a != b)
+        .take(5)
+        .collect();
+    assert!(
+        ours == theirs,
+        "kconfig::resolve differs from Buildroot's recipe: {differing:?}"
     );
 }

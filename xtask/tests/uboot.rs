@@ -1,9 +1,11 @@
 //! The U-Boot stage of `cargo xtask check`: against a real U-Boot 2026.01 tree (BERTH_UBOOT_SRC)
-//! the fragment round trip and the boot needs, and a broken fragment named line by line; without
-//! one, the skip line and the errors for trees that are not the pinned U-Boot.
+//! the fragment round trip and the boot needs, and a broken fragment named line by line (the stage
+//! called on a broken copy of the checkout); without one, the skip line and the errors for trees
+//! that are not the pinned U-Boot.
 //!
-//! Each run passes a missing `--buildroot` so the Buildroot stages stop at once (they report that
-//! as their problem, so only the `[uboot]` lines are judged here) and keeps BERTH_LINUX_SRC out.
+//! Each run of the command passes a missing `--buildroot` so the Buildroot stages stop at once
+//! (they report that as their problem, so only the `[uboot]` lines are judged here) and keeps
+//! BERTH_LINUX_SRC out.
 
 mod common;
 
@@ -24,7 +26,6 @@ fn check(cache: &Path) -> Command {
         .arg(cache.join("no-buildroot-here"))
         .env_remove("BERTH_LINUX_SRC")
         .env_remove("BERTH_UBOOT_SRC")
-        .env_remove("BERTH_REPO_ROOT")
         .env_remove("CROSS_COMPILE")
         .env("XDG_CACHE_HOME", cache);
     cmd
@@ -154,14 +155,10 @@ fn real_tree_a_broken_fragment_is_named_line_by_line() {
     let bogus_line = lines.lines().count() - 2;
 
     let cache = tempfile::tempdir().unwrap();
-    // The tree named by the environment this time, as CI does.
-    let output = check(cache.path())
-        .env("BERTH_UBOOT_SRC", &tree)
-        .env("BERTH_REPO_ROOT", repo.path())
-        .output()
-        .unwrap();
-    let (stdout, stderr) = text(&output);
-    assert!(!output.status.success(), "{stdout}\n{stderr}");
+    let err =
+        xtask::check::uboot::check(&xtask::project::Repo::at(repo.path()), &tree, cache.path())
+            .expect_err("a broken fragment passed");
+    let stderr = format!("{err:#}");
     assert!(
         stderr.contains("1 fragment line(s) did not survive olddefconfig, 2 boot need(s) unmet"),
         "{stderr}"

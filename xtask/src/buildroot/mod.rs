@@ -16,16 +16,22 @@ use xshell::{cmd, Shell};
 
 mod series;
 
+use crate::kconfig::makefile_variable;
 use crate::project::{
-    BUILDROOT_COMMIT, BUILDROOT_GIT_URL, BUILDROOT_REF, BUILDROOT_RELEASE, BUILDROOT_TREE,
+    Repo, BUILDROOT_COMMIT, BUILDROOT_GIT_URL, BUILDROOT_REF, BUILDROOT_RELEASE, BUILDROOT_TREE,
     BUILDROOT_VERSION,
 };
 use crate::util;
+
+/// Berth's BR2_EXTERNAL tree, in a checkout.
+const BR2_EXTERNAL: &str = "br2-external";
 
 /// A verified Buildroot tree.
 #[derive(Debug, Clone)]
 pub struct Buildroot {
     pub root: PathBuf,
+    /// The BR2_EXTERNAL tree every `make` gets (the checkout's `br2-external/`).
+    pub external: PathBuf,
     /// The commit whose files the tree holds (always the pinned one once verified).
     pub commit: String,
     /// Berth's patch series applied to the tree (None: the series is empty).
@@ -64,12 +70,23 @@ fn marker_path(tree: &Path) -> PathBuf {
     sibling(tree, "complete")
 }
 
-/// The tree to build with: the pinned tree (see `pinned`) with Berth's patch series applied in
-/// Berth's own copy.
-pub fn resolve(explicit: Option<&Path>, fetch: bool) -> Result<Buildroot> {
+/// The tree to build the checkout `repo` with: the pinned tree (see `pinned`) with the checkout's
+/// patch series applied in Berth's own copy, in Berth's cache folder.
+pub fn resolve(repo: &Repo, explicit: Option<&Path>, fetch: bool) -> Result<Buildroot> {
+    resolve_with_cache(repo, explicit, fetch, &util::cache_dir()?)
+}
+
+/// [`resolve`] with the patched copy kept in the folder `cache` instead of Berth's cache folder.
+pub fn resolve_with_cache(
+    repo: &Repo,
+    explicit: Option<&Path>,
+    fetch: bool,
+    cache: &Path,
+) -> Result<Buildroot> {
     let sh = Shell::new().context("could not start a shell for git and patch")?;
-    let tree = pinned(&sh, explicit, fetch)?;
-    with_series(&sh, tree)
+    let mut tree = pinned(&sh, explicit, fetch)?;
+    tree.external = repo.path(BR2_EXTERNAL);
+    with_series(&sh, repo, tree, cache)
 }
 
 /// Find the pinned tree: `--buildroot`, else `BERTH_BUILDROOT`, else the cache. When the cache is
@@ -114,15 +131,16 @@ fn pinned(sh: &Shell, explicit: Option<&Path>, fetch: bool) -> Result<Buildroot>
 
 /// `tree` with the series applied: Berth's copy when it is current, else a new one. An empty
 /// series leaves the verified tree as it is.
-fn with_series(sh: &Shell, tree: Buildroot) -> Result<Buildroot> {
-    let patches = series::read(&util::repo_root())?;
+fn with_series(sh: &Shell, repo: &Repo, tree: Buildroot, cache: &Path) -> Result<Buildroot> {
+    let patches = series::read(repo.root())?;
     if patches.is_empty() {
         return Ok(tree);
     }
     let digest = series::digest(&patches);
-    let (copy, marker_path) = series::copy_paths(&util::cache_dir()?, &tree.commit);
+    let (copy, marker_path) = series::copy_paths(cache, &tree.commit);
     let patched = |root: PathBuf| Buildroot {
         root,
+        external: tree.external.clone(),
         commit: tree.commit.clone(),
         series: Some(AppliedSeries {
             patches: patches.len(),
@@ -222,7 +240,7 @@ pub fn verify(sh: &Shell, dir: &Path, origin: Origin) -> Result<Buildroot> {
             dir.display()
         )
     })?;
-    let version = makefile_version(&text).with_context(|| {
+    let version = makefile_variable(&text, "BR2_VERSION").with_context(|| {
         format!(
             "{what} ({}) does not look like Buildroot: its Makefile sets no BR2_VERSION",
             dir.display()
@@ -249,6 +267,7 @@ pub fn verify(sh: &Shell, dir: &Path, origin: Origin) -> Result<Buildroot> {
         }
         return Ok(Buildroot {
             root: dir.to_path_buf(),
+            external: Repo::checkout().path(BR2_EXTERNAL),
             commit: BUILDROOT_COMMIT.to_string(),
             series: None,
         });
@@ -282,16 +301,9 @@ pub fn verify(sh: &Shell, dir: &Path, origin: Origin) -> Result<Buildroot> {
     }
     Ok(Buildroot {
         root: dir.to_path_buf(),
+        external: Repo::checkout().path(BR2_EXTERNAL),
         commit: head,
         series: None,
-    })
-}
-
-/// `export BR2_VERSION := 2026.02.3` → `2026.02.3`.
-fn makefile_version(makefile: &str) -> Option<&str> {
-    makefile.lines().find_map(|l| {
-        let rest = l.trim().strip_prefix("export BR2_VERSION")?.trim_start();
-        Some(rest.strip_prefix(":=")?.trim())
     })
 }
 
@@ -362,12 +374,11 @@ fn fetch_into(sh: &Shell, dest: &Path) -> Result<()> {
 }
 
 impl Buildroot {
-    /// `make -C <tree> O=<output> BR2_EXTERNAL=<repo>/br2-external <targets>`.
+    /// `make -C <tree> O=<output> BR2_EXTERNAL=<external> <targets>`.
     pub fn make<'a>(&self, sh: &'a Shell, output: &Path, targets: &[&str]) -> xshell::Cmd<'a> {
         let root = &self.root;
-        let external = util::repo_root().join("br2-external");
         let out = format!("O={}", output.display());
-        let ext = format!("BR2_EXTERNAL={}", external.display());
+        let ext = format!("BR2_EXTERNAL={}", self.external.display());
         cmd!(
             sh,
             "make --no-print-directory -C {root} {out} {ext} {targets...}"
@@ -418,13 +429,6 @@ impl Buildroot {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn reads_the_version_from_the_makefile() {
-        let mk = "# comment\nexport BR2_VERSION := 2026.02.3\nexport BR2_VERSION_FULL := $(BR2_VERSION)\n";
-        assert_eq!(makefile_version(mk), Some("2026.02.3"));
-        assert_eq!(makefile_version("all:\n"), None);
-    }
 
     #[test]
     fn marker_sits_beside_the_tree() {

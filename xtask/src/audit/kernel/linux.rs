@@ -1,109 +1,79 @@
-//! `cargo xtask audit kernel --linux DIR`: resolve the kernel config in a Linux 6.12 source tree
-//! as the build would, check that every fragment line survived, then audit the result with the
-//! board's command line and sysctl.d (what `cargo xtask check` does for the kernel).
+//! `cargo xtask audit kernel --linux DIR`, and the kernel stage of `cargo xtask check`: Berth's
+//! kernel configuration resolved in a Linux 6.12 source tree as Buildroot resolves it
+//! ([`crate::kconfig::resolve()`]: the board defconfig, then our fragments over it), every
+//! fragment line that did not survive named, and the result audited with the board's command line
+//! and sysctl.d.
 //!
-//! Only [`resolve_with_linux_tree`] reaches the kernel tree; the rest of the audit never calls
-//! into the check stages.
+//! Which defconfig and fragments are read from the Buildroot defconfig, so they are stated once.
+//! The source tree is only read: Kconfig runs with `O=` a folder of Berth's cache.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{ensure, Result};
 
 use super::Toolchain;
 use crate::audit::report::Report;
-use crate::kconfig::{self, Resolved, Setting};
+use crate::kconfig::{self, plan::Package, plan::Plan};
 use crate::project::Repo;
 
-/// A kernel config resolved in a source tree, and what it was resolved from.
-pub struct LinuxTreeConfig {
-    /// Berth's fragments, in the order they were merged.
-    pub fragments: Vec<PathBuf>,
-    pub config: Resolved,
-    pub symbol_count: usize,
-    /// A copy of the resolved `.config`, kept for inspection and the audit.
-    pub config_path: PathBuf,
-    pub toolchain: Toolchain,
-    /// Which compiler Kconfig probed, for the log.
-    pub compiler: String,
-}
-
-/// The audit's one way into a kernel tree: the board defconfig plus Berth's fragments, resolved
-/// with Kconfig in a temporary `O=` folder (the tree is only read).
-pub fn resolve_with_linux_tree(repo: &Repo, linux_src: &Path) -> Result<LinuxTreeConfig> {
-    let fragments: Vec<PathBuf> = crate::kernel_check::FRAGMENTS
-        .iter()
-        .map(|f| repo.path(f))
-        .collect();
-    let resolved = crate::kernel_check::resolve(linux_src, &fragments)?;
-    Ok(LinuxTreeConfig {
-        fragments,
-        config: resolved.config,
-        symbol_count: resolved.symbol_count,
-        config_path: resolved.config_path,
-        toolchain: resolved.toolchain,
-        compiler: resolved.compiler,
-    })
-}
-
 /// Resolve, name every fragment line that did not survive, audit; print the failures and totals.
-pub fn audit_linux_tree(repo: &Repo, linux_src: &Path) -> Result<()> {
-    let report = audit_resolved_tree(repo, linux_src)?;
+pub fn audit_linux_tree(repo: &Repo, linux_src: &Path, cache: &Path) -> Result<()> {
+    let report = audit_resolved_tree(repo, linux_src, cache)?;
     // The passing rules are listed by `cargo xtask audit kernel <that .config>`.
     print!("{}", report.render_attention());
     report.verdict()
 }
 
 /// [`audit_linux_tree`] up to the report: an error when a fragment line was dropped, naming each.
-pub fn audit_resolved_tree(repo: &Repo, linux_src: &Path) -> Result<Report> {
-    let resolved = resolve_with_linux_tree(repo, linux_src)?;
-    let requested = merged_fragments(repo, &resolved.fragments)?;
-    let lost = kconfig::dropped(&requested, &resolved.config);
-    println!(
-        "kernel: {} fragment settings, {} resolved symbols ({} with {})",
-        requested.len(),
-        resolved.symbol_count,
+/// The resolved `.config` is kept in `<cache>/kernel-check/`.
+pub fn audit_resolved_tree(repo: &Repo, linux_src: &Path, cache: &Path) -> Result<Report> {
+    let plan = Plan::read(repo, Package::Linux)?;
+    let defconfig = Path::new("arch/arm/configs").join(&plan.defconfig);
+    ensure!(
+        linux_src.join("Makefile").is_file() && linux_src.join(&defconfig).is_file(),
+        "{} is not a Linux source tree with {}",
         linux_src.display(),
-        resolved.compiler
+        defconfig.display()
     );
-    if !lost.is_empty() {
-        let lines: Vec<String> = lost.iter().map(|d| format!("  {d}")).collect();
-        bail!(
-            "{} fragment line(s) did not survive olddefconfig in {}:\n{}",
-            lost.len(),
-            linux_src.display(),
-            lines.join("\n")
-        );
-    }
+    let cross = kconfig::arm_cross_compile();
+    let (toolchain, compiler) = match &cross {
+        Some(prefix) => (Toolchain::Target, format!("{prefix}gcc")),
+        None => {
+            eprintln!(
+                "kernel: no ARM cross compiler (arm-linux-gnueabihf-gcc); Kconfig probes the host \
+                 gcc, so rules on compiler-probed options only warn (apt-get install \
+                 gcc-arm-linux-gnueabihf to judge them)"
+            );
+            (Toolchain::Host, "the host gcc".to_string())
+        }
+    };
+    let resolved = plan.resolve(
+        linux_src,
+        &kconfig::arm_make_args(cross.as_deref()),
+        &cache.join("kernel-check"),
+    )?;
+    println!(
+        "kernel: {} {} fragment settings, {} resolved symbols ({} with {compiler})",
+        plan.defconfig,
+        resolved.requested,
+        resolved.settings.len(),
+        linux_src.display(),
+    );
+    println!(
+        "kernel: resolved config kept at {}",
+        resolved.config_path.display()
+    );
+    resolved.ensure_kept(linux_src)?;
     println!("kernel: every fragment line survived olddefconfig");
 
     let board = crate::project::default_board().dir(repo);
     let sysctl = [board.join("rootfs-overlay/etc/sysctl.d")];
-    let report = super::audit_files(
+    super::audit_files(
         repo,
         &resolved.config_path,
         Some(&board.join("cmdline.txt")),
         Some(&sysctl),
         None,
-        resolved.toolchain,
-    )?;
-    println!(
-        "kernel: resolved config kept at {}",
-        resolved.config_path.display()
-    );
-    Ok(report)
-}
-
-/// The fragments merged (a later fragment's setting of a symbol replaces an earlier one's), each
-/// line named by its path in the checkout.
-fn merged_fragments(repo: &Repo, fragments: &[PathBuf]) -> Result<Vec<Setting>> {
-    let parsed = fragments
-        .iter()
-        .map(|path| {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("could not read {}", path.display()))?;
-            let name = path.strip_prefix(repo.root()).unwrap_or(path);
-            kconfig::parse(&text, &name.display().to_string())
-        })
-        .collect::<Result<Vec<_>>>()?;
-    Ok(kconfig::merge(parsed.iter().map(Vec::as_slice)))
+        toolchain,
+    )
 }

@@ -58,7 +58,7 @@ pub struct KernelArgs {
 /// `json` is the parent's `audit --json`, which counts as much as the sub-command's own.
 pub fn run(args: KernelArgs, json: bool, repo: &Repo) -> Result<()> {
     if let Some(tree) = &args.linux {
-        return linux::audit_linux_tree(repo, tree);
+        return linux::audit_linux_tree(repo, tree, &crate::util::cache_dir()?);
     }
     let config = args.config.expect("clap requires a config without --linux");
     let sysctl = if args.sysctl.is_empty() {

@@ -1,5 +1,7 @@
-//! Pure Kconfig logic: parsing `.config`, defconfig and fragment files, merging them, and finding
-//! every requested setting that a resolved configuration dropped or changed.
+//! Kconfig: parsing `.config`, defconfig and fragment files, merging them, and finding every
+//! requested setting that a resolved configuration dropped or changed (pure logic, this file);
+//! resolving a package's configuration in its source tree exactly as Buildroot does
+//! ([`resolve()`]); and what our Buildroot defconfig asks of the kernel and U-Boot ([`plan`]).
 //!
 //! Works for both Buildroot (`BR2_*`) and kernel / U-Boot (`CONFIG_*`) files.
 
@@ -7,6 +9,11 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use anyhow::{bail, Result};
+
+pub mod plan;
+mod resolve;
+
+pub use resolve::{arm_cross_compile, arm_make_args, kbuild_version, makefile_variable, resolve};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Value {
@@ -125,7 +132,8 @@ fn is_number(v: &str) -> bool {
     }
 }
 
-/// The last setting of each symbol wins, as in `merge_config.sh`; order of first appearance kept.
+/// The last setting of each symbol wins, as in `merge_config.sh` (a fragment's line replaces the
+/// earlier one); order of first appearance kept.
 pub fn merge<'a>(layers: impl IntoIterator<Item = &'a [Setting]>) -> Vec<Setting> {
     let mut order: Vec<String> = Vec::new();
     let mut latest: BTreeMap<String, Setting> = BTreeMap::new();
@@ -146,7 +154,7 @@ pub fn merge<'a>(layers: impl IntoIterator<Item = &'a [Setting]>) -> Vec<Setting
         .collect()
 }
 
-/// Render settings back to Kconfig text (for a merged fragment fed to `olddefconfig`).
+/// Render settings back to Kconfig text (for a merged `.config` fed to `olddefconfig`).
 pub fn render(settings: &[Setting]) -> String {
     settings
         .iter()

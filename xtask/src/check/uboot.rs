@@ -1,0 +1,234 @@
+//! Stage (f) of `cargo xtask check`: the U-Boot configuration as Buildroot resolves it
+//! ([`kconfig::resolve()`]: the board defconfig, then our fragment over it) in a real U-Boot tree,
+//! every fragment line that did not survive named, and a check that the result can boot Berth's
+//! image (extlinux.conf on the bootable vfat p1, serial console, environment stored nowhere).
+//!
+//! Which board defconfig, fragments and version are read from the Buildroot defconfig, so they are
+//! stated once. The source tree is only read: Kconfig runs with `O=` a temporary folder.
+
+use std::path::Path;
+
+use anyhow::{ensure, Context, Result};
+
+use crate::kconfig::{self, plan::Package, plan::Plan, Resolved, Setting, Value};
+use crate::project::Repo;
+
+/// One thing booting Berth's image needs from the resolved configuration.
+enum Need {
+    On(&'static str),
+    Is(&'static str, &'static str),
+}
+
+/// What the boot chain relies on, each with why. The board code sets `fdtfile` for the board it
+/// runs on; the legacy distro-boot script scans mmc2 (SD), mmc1, mmc0 (eMMC), on each the
+/// bootable-flagged partitions (else partition 1) for /extlinux/extlinux.conf.
+const BOOT_NEEDS: &[(&str, &[Need])] = &[
+    (
+        "the environment is never read from or written to the card",
+        &[Need::On("CONFIG_ENV_IS_NOWHERE")],
+    ),
+    (
+        "autoboot runs distro boot, which finds extlinux.conf (board/odroid-xu4/post-build.sh)",
+        &[
+            Need::On("CONFIG_AUTOBOOT"),
+            Need::On("CONFIG_DISTRO_DEFAULTS"),
+            Need::Is("CONFIG_BOOTCOMMAND", "run distro_bootcmd"),
+            Need::On("CONFIG_CMD_SYSBOOT"),
+        ],
+    ),
+    (
+        "the bootable-flagged vfat p1 of the MBR is found and read",
+        &[
+            Need::On("CONFIG_DOS_PARTITION"),
+            Need::On("CONFIG_CMD_PART"),
+            Need::On("CONFIG_CMD_FS_GENERIC"),
+            Need::On("CONFIG_FS_FAT"),
+            Need::On("CONFIG_MMC_DW_EXYNOS"),
+        ],
+    ),
+    ("the kernel is a zImage", &[Need::On("CONFIG_CMD_BOOTZ")]),
+    (
+        "fdtfile names the DTB of the board U-Boot runs on (fdtdir in extlinux.conf)",
+        &[
+            Need::On("CONFIG_BOARD_TYPES"),
+            Need::On("CONFIG_ENV_VARS_UBOOT_RUNTIME_CONFIG"),
+        ],
+    ),
+    (
+        "the console is UART2 (ttySAC2; the console alias of U-Boot's odroidxu3 device tree) at 115200",
+        &[
+            Need::On("CONFIG_S5P_SERIAL"),
+            Need::Is("CONFIG_DEFAULT_DEVICE_TREE", "exynos5422-odroidxu3"),
+            Need::Is("CONFIG_BAUDRATE", "115200"),
+        ],
+    ),
+];
+
+/// Every boot need the resolved configuration misses, and every place it would store an
+/// environment, as sentences.
+pub fn boot_problems(resolved: &[Setting]) -> Vec<String> {
+    let config = Resolved::from_settings(resolved.to_vec());
+    let mut problems = Vec::new();
+    for (why, needs) in BOOT_NEEDS {
+        for need in *needs {
+            let missing = match need {
+                Need::On(symbol) if !config.is_enabled(symbol) => format!("{symbol}=y"),
+                Need::Is(symbol, want) => {
+                    let matches = match config.get(symbol) {
+                        Some(Value::Str(s) | Value::Num(s)) => s == want,
+                        _ => false,
+                    };
+                    if matches {
+                        continue;
+                    }
+                    format!("{symbol}={want}")
+                }
+                Need::On(_) => continue,
+            };
+            problems.push(format!("{missing} is needed: {why}"));
+        }
+    }
+    for stored in resolved
+        .iter()
+        .filter(|s| s.symbol.starts_with("CONFIG_ENV_IS_IN_"))
+    {
+        if matches!(stored.value, Value::Yes) {
+            problems.push(format!(
+                "{} is set: the environment must be stored nowhere, so a stale one on a card \
+                 cannot redirect the boot",
+                stored.symbol
+            ));
+        }
+    }
+    problems
+}
+
+/// Resolve the U-Boot configuration of the checkout `repo` in `uboot_src` and judge it; the
+/// resolved `.config` is kept in `<cache>/uboot-check/`.
+pub fn check(repo: &Repo, uboot_src: &Path, cache: &Path) -> Result<()> {
+    let plan = Plan::read(repo, Package::Uboot)?;
+    ensure!(
+        uboot_src.join("Makefile").is_file()
+            && uboot_src.join("configs").join(&plan.defconfig).is_file(),
+        "{} is not a U-Boot source tree with configs/{}",
+        uboot_src.display(),
+        plan.defconfig
+    );
+    let makefile = std::fs::read_to_string(uboot_src.join("Makefile"))
+        .with_context(|| format!("could not read {}/Makefile", uboot_src.display()))?;
+    let version = kconfig::kbuild_version(&makefile).with_context(|| {
+        format!(
+            "{}/Makefile declares no VERSION and PATCHLEVEL",
+            uboot_src.display()
+        )
+    })?;
+    ensure!(
+        version == plan.version,
+        "{} is U-Boot {version}, but Buildroot builds {} (BR2_TARGET_UBOOT_CUSTOM_VERSION_VALUE)",
+        uboot_src.display(),
+        plan.version
+    );
+
+    let make_args = kconfig::arm_make_args(kconfig::arm_cross_compile().as_deref());
+    let resolved = plan.resolve(uboot_src, &make_args, &cache.join("uboot-check"))?;
+    println!(
+        "uboot: U-Boot {version} {} + {} fragment settings, {} resolved symbols ({})",
+        plan.defconfig,
+        resolved.requested,
+        resolved.settings.len(),
+        uboot_src.display()
+    );
+    let unbootable = boot_problems(&resolved.settings);
+    println!(
+        "uboot: resolved config kept at {}",
+        resolved.config_path.display()
+    );
+    if resolved.lost.is_empty() {
+        println!("uboot: every fragment line survived olddefconfig");
+    }
+    if unbootable.is_empty() {
+        println!(
+            "uboot: boots extlinux.conf from the bootable vfat p1 by distro boot, console on UART2, \
+             environment nowhere"
+        );
+    }
+    let problems: Vec<String> = resolved
+        .lost
+        .iter()
+        .map(ToString::to_string)
+        .chain(unbootable)
+        .collect();
+    ensure!(
+        problems.is_empty(),
+        "{} fragment line(s) did not survive olddefconfig, {} boot need(s) unmet:\n  {}",
+        resolved.lost.len(),
+        problems.len() - resolved.lost.len(),
+        problems.join("\n  ")
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The settings `boot_problems` looks at, as the real 2026.01 odroid-xu3 result has them.
+    const BOOTABLE: &str = "\
+CONFIG_ENV_IS_NOWHERE=y
+# CONFIG_ENV_IS_IN_MMC is not set
+# CONFIG_ENV_IS_IN_FAT is not set
+CONFIG_AUTOBOOT=y
+CONFIG_DISTRO_DEFAULTS=y
+CONFIG_BOOTCOMMAND=\"run distro_bootcmd\"
+CONFIG_CMD_SYSBOOT=y
+CONFIG_DOS_PARTITION=y
+CONFIG_CMD_PART=y
+CONFIG_CMD_FS_GENERIC=y
+CONFIG_FS_FAT=y
+CONFIG_MMC_DW_EXYNOS=y
+CONFIG_CMD_BOOTZ=y
+CONFIG_BOARD_TYPES=y
+CONFIG_ENV_VARS_UBOOT_RUNTIME_CONFIG=y
+CONFIG_S5P_SERIAL=y
+CONFIG_DEFAULT_DEVICE_TREE=\"exynos5422-odroidxu3\"
+CONFIG_BAUDRATE=115200
+";
+
+    #[test]
+    fn the_verified_configuration_can_boot() {
+        assert_eq!(
+            boot_problems(&kconfig::parse(BOOTABLE, ".config").unwrap()),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn names_each_unmet_boot_need() {
+        let broken = BOOTABLE
+            .replace("CONFIG_ENV_IS_NOWHERE=y\n", "")
+            .replace(
+                "# CONFIG_ENV_IS_IN_MMC is not set",
+                "CONFIG_ENV_IS_IN_MMC=y",
+            )
+            .replace("CONFIG_FS_FAT=y", "# CONFIG_FS_FAT is not set")
+            .replace("run distro_bootcmd", "bootflow scan")
+            .replace("CONFIG_BAUDRATE=115200", "CONFIG_BAUDRATE=9600");
+        let problems = boot_problems(&kconfig::parse(&broken, ".config").unwrap());
+        let starts: Vec<_> = problems
+            .iter()
+            .map(|p| p.split(' ').next().unwrap())
+            .collect();
+        assert_eq!(
+            starts,
+            vec![
+                "CONFIG_ENV_IS_NOWHERE=y",
+                "CONFIG_BOOTCOMMAND=run",
+                "CONFIG_FS_FAT=y",
+                "CONFIG_BAUDRATE=115200",
+                "CONFIG_ENV_IS_IN_MMC",
+            ],
+            "{problems:#?}"
+        );
+        assert!(problems[2].ends_with("the bootable-flagged vfat p1 of the MBR is found and read"));
+    }
+}
