@@ -101,11 +101,7 @@ pub fn run_for_home(checkout: &Repo, args: ImageArgs, home: Option<&Path>) -> Re
         bail!(problems);
     }
 
-    let br = crate::buildroot::resolve(
-        &project::Repo::at(&repo),
-        settings.buildroot.as_deref(),
-        true,
-    )?;
+    let br = crate::buildroot::resolve(checkout, settings.buildroot.as_deref(), true)?;
     let output = prepare_output(&settings.output)?;
     let images = output.join("images");
     remove_finished_markers(&images)?;
