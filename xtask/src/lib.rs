@@ -9,6 +9,7 @@
 //! Pure logic (Kconfig, layout, audit rules, block maps) does no I/O, so its unit tests need no
 //! Buildroot, no root and no network.
 
+pub mod apps;
 pub mod audit;
 pub mod bench;
 pub mod bmap;

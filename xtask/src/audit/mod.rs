@@ -24,6 +24,9 @@ pub struct AuditArgs {
     /// Print machine-readable JSON instead of tables.
     #[arg(long)]
     json: bool,
+    /// Audit the declared apps of FILE (apps.toml) against CIS Docker section 5.
+    #[arg(long, value_name = "FILE")]
+    apps: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -37,6 +40,13 @@ enum AuditWhat {
 }
 
 pub fn run(args: AuditArgs) -> Result<()> {
+    // Hook (issue 14): the declared apps; alone, that is the whole audit.
+    if let Some(apps) = &args.apps {
+        crate::apps::audit::run(&crate::project::Repo::checkout(), apps, args.json)?;
+        if args.what.is_none() && args.output.is_none() {
+            return Ok(());
+        }
+    }
     if let (Some(output), Some(_)) = (&args.output, &args.what) {
         anyhow::bail!(
             "--output {} audits a whole output folder, so it goes without a sub-command \

@@ -53,6 +53,9 @@ pub struct ImageArgs {
     /// e.g. in /etc/wgetrc or git config, which the check cannot see).
     #[arg(long)]
     skip_network_check: bool,
+    /// Declared containers to preload and run (apps.toml, see docs/apps.md and apps.example.toml).
+    #[arg(long, value_name = "FILE")]
+    apps: Option<PathBuf>,
 }
 
 /// Images the board's genimage configuration produces, each given a block map.
@@ -102,6 +105,13 @@ pub fn run(args: ImageArgs) -> Result<()> {
     let output = prepare_output(&settings.output)?;
     let images = output.join("images");
     remove_finished_markers(&images)?;
+    // Hook (issue 14): declared apps, checked, audited, fetched and staged before the build.
+    let apps = crate::apps::build::stage_for_image(
+        &project::Repo::at(&repo),
+        settings.board,
+        settings.apps.as_deref(),
+        &output,
+    )?;
 
     eprintln!(
         "Configuring {} from {} (Buildroot {BUILDROOT_RELEASE} at {}, in {})",
@@ -129,6 +139,7 @@ pub fn run(args: ImageArgs) -> Result<()> {
         "BERTH_SSH_AUTHORIZED_KEYS".into(),
         settings.ssh_keys.path().display().to_string(),
     ));
+    env.extend(apps.env.clone());
     // Buildroot's `>>>` lines are wrapped in `tput smso`; a dumb terminal keeps the log plain.
     env.push(("TERM".into(), "dumb".into()));
 
@@ -147,6 +158,7 @@ pub fn run(args: ImageArgs) -> Result<()> {
     run_build(build.into(), &output, &info, tracker, started)?;
 
     let artifacts = audit_and_describe(&br, &sh, &output)?;
+    crate::apps::sbom::add_to(&images.join(crate::sbom::SBOM_FILE), &apps.records)?;
     let manifest = Manifest {
         berth: BerthInfo {
             commit,
@@ -168,6 +180,7 @@ pub fn run(args: ImageArgs) -> Result<()> {
         host: host_tool_versions(&sh),
         packages: manifest::packages_from_show_info(&info)?,
         artifacts: Vec::new(),
+        apps: apps.records,
         vulnerabilities: Some(vulns::Record::load(&vulns::record_in(&repo))?),
     };
     let sums = seal(&images, manifest, &artifacts)?;
@@ -224,6 +237,7 @@ struct Settings {
     output: PathBuf,
     jobs: Option<u32>,
     ssh_keys: config::SshKeys,
+    apps: Option<PathBuf>,
 }
 
 impl Settings {
@@ -260,6 +274,7 @@ impl Settings {
                 )?,
                 home.as_deref(),
             )?,
+            apps: pick(args.apps.as_deref(), file.apps.as_deref())?,
         })
     }
 }
@@ -701,6 +716,7 @@ mod tests {
             host: Default::default(),
             packages: Vec::new(),
             artifacts: Vec::new(),
+            apps: Vec::new(),
             vulnerabilities: None,
         };
         let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
