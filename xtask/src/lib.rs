@@ -4,7 +4,8 @@
 //! - the verbs, one module each: [`image`], [`check`], [`audit`], [`flash`], [`bmap`], [`bench`](mod@bench),
 //!   [`verify`], [`diff`];
 //! - what they share: [`project`] (every pin, board and path), [`buildroot`], [`kconfig`],
-//!   [`rootfs`], [`manifest`], [`sbom`], [`vulns`], [`git_tree`], [`reproducible`], [`util`].
+//!   [`rootfs`], [`manifest`], [`sbom`], [`vulns`], [`git_tree`], [`reproducible`], [`util`];
+//!   [`apps`], the declared containers that `image` preloads and `audit` checks.
 //!
 //! Pure logic (Kconfig, layout, audit rules, block maps) does no I/O, so its unit tests need no
 //! Buildroot, no root and no network.
