@@ -4,11 +4,13 @@
 //! - the verbs, one module each: [`image`], [`check`], [`audit`], [`flash`], [`bmap`], [`bench`](mod@bench),
 //!   [`verify`], [`diff`];
 //! - what they share: [`project`] (every pin, board and path), [`buildroot`], [`kconfig`],
-//!   [`rootfs`], [`tree`], [`manifest`], [`release`], [`sbom`], [`vulns`], [`git_tree`], [`reproducible`], [`util`].
+//!   [`rootfs`], [`tree`], [`manifest`], [`release`], [`sbom`], [`vulns`], [`git_tree`], [`reproducible`], [`util`];
+//!   [`apps`], the declared containers that `image` preloads and `audit` checks.
 //!
 //! Pure logic (Kconfig, layout, audit rules, block maps) does no I/O, so its unit tests need no
 //! Buildroot, no root and no network.
 
+pub mod apps;
 pub mod audit;
 pub mod bench;
 pub mod bmap;

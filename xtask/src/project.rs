@@ -126,6 +126,10 @@ pub struct Board {
     pub defconfig: &'static str,
     /// Folder under `board/` with genimage config, boot files, scripts and overlay.
     pub board_dir: &'static str,
+    /// RAM in MiB; the board has no swap (declared apps' limits must fit it).
+    pub memory_mib: u64,
+    /// CPU cores (Exynos5422: 4 Cortex-A15 + 4 Cortex-A7).
+    pub cpus: u32,
 }
 
 impl Board {
@@ -169,6 +173,8 @@ pub const BOARDS: &[Board] = &[Board {
     name: "odroid-xu4",
     defconfig: "berth_odroid_xu4_defconfig",
     board_dir: "board/odroid-xu4",
+    memory_mib: 2048,
+    cpus: 8,
 }];
 
 pub const DEFAULT_BOARD: &str = "odroid-xu4";

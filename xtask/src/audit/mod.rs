@@ -1,6 +1,7 @@
 //! `cargo xtask audit`: kernel config rules, and the image (CIS Docker items, ELF hardening).
 //! With no sub-command it audits a Buildroot output folder fully (kernel + image).
 
+pub mod apps;
 pub mod cis;
 pub mod elf;
 pub mod exceptions;
@@ -20,6 +21,8 @@ use report::Report;
 pub const KERNEL_RULES: &str = "configs/hardening/kernel-rules.toml";
 pub const CIS_RULES: &str = "configs/hardening/cis-docker.toml";
 pub const ELF_RULES: &str = "configs/hardening/elf-rules.toml";
+/// CIS Docker Benchmark section 5 for the declared apps (docs/apps.md).
+pub const APPS_RULES: &str = "configs/hardening/cis-apps.toml";
 /// Every deliberate departure from those rules, with its reason ([`exceptions`]).
 pub const EXCEPTIONS: &str = "configs/hardening/exceptions.toml";
 
@@ -34,6 +37,9 @@ pub struct AuditArgs {
     /// Print machine-readable JSON instead of tables.
     #[arg(long)]
     json: bool,
+    /// Audit the declared apps of FILE (apps.toml) against CIS Docker section 5.
+    #[arg(long, value_name = "FILE")]
+    apps: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -47,6 +53,13 @@ enum AuditWhat {
 }
 
 pub fn run(args: AuditArgs, repo: &Repo) -> Result<()> {
+    // Hook (issue 14): the declared apps; alone, that is the whole audit.
+    if let Some(apps) = &args.apps {
+        apps::run(repo, apps, args.json)?;
+        if args.what.is_none() && args.output.is_none() {
+            return Ok(());
+        }
+    }
     if let (Some(output), Some(_)) = (&args.output, &args.what) {
         anyhow::bail!(
             "--output {} audits a whole output folder, so it goes without a sub-command \

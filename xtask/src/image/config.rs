@@ -20,12 +20,14 @@ pub struct BerthConfig {
     pub output: Option<PathBuf>,
     /// Parallel jobs inside each package build (`BR2_JLEVEL`; 0 = CPUs + 1).
     pub jobs: Option<u32>,
+    /// Declared containers (`apps.toml`) to preload and run.
+    pub apps: Option<PathBuf>,
 }
 
 impl BerthConfig {
     pub fn parse(text: &str, name: &str) -> Result<Self> {
         toml::from_str(text).with_context(|| {
-            format!("{name} is not a valid Berth configuration (keys: ssh_authorized_keys, board, buildroot, output, jobs)")
+            format!("{name} is not a valid Berth configuration (keys: ssh_authorized_keys, board, buildroot, output, jobs, apps)")
         })
     }
 

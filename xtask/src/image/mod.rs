@@ -4,6 +4,7 @@
 //! runs before the long build. `SHA256SUMS` and `manifest.toml` are removed first and written
 //! last, after everything succeeded, so a folder that has them holds a finished image.
 
+pub mod apps;
 mod build;
 mod config;
 pub mod layout;
@@ -53,6 +54,9 @@ pub struct ImageArgs {
     /// e.g. in /etc/wgetrc or git config, which the check cannot see).
     #[arg(long)]
     pub skip_network_check: bool,
+    /// Declared containers to preload and run (apps.toml, see docs/apps.md and apps.example.toml).
+    #[arg(long, value_name = "FILE")]
+    pub apps: Option<PathBuf>,
 }
 
 /// How long the network preflight may take in total.
@@ -105,6 +109,8 @@ pub fn run_for_home(checkout: &Repo, args: ImageArgs, home: Option<&Path>) -> Re
     let output = prepare_output(&settings.output)?;
     let images = output.join("images");
     remove_finished_markers(&images)?;
+    // Hook (issue 14): declared apps, checked, audited, fetched and staged before the build.
+    let apps = apps::stage_for_image(checkout, settings.board, settings.apps.as_deref(), &output)?;
 
     eprintln!(
         "Configuring {} from {} (Buildroot {BUILDROOT_RELEASE} at {}, in {})",
@@ -132,6 +138,7 @@ pub fn run_for_home(checkout: &Repo, args: ImageArgs, home: Option<&Path>) -> Re
         "BERTH_SSH_AUTHORIZED_KEYS".into(),
         settings.ssh_keys.path().display().to_string(),
     ));
+    env.extend(apps.env.clone());
     // Buildroot's `>>>` lines are wrapped in `tput smso`; a dumb terminal keeps the log plain.
     env.push(("TERM".into(), "dumb".into()));
 
@@ -150,6 +157,7 @@ pub fn run_for_home(checkout: &Repo, args: ImageArgs, home: Option<&Path>) -> Re
     build::run(build.into(), &output, &info, tracker, started)?;
 
     let artifacts = audit_and_describe(checkout, &br, &sh, &output)?;
+    crate::apps::sbom::add_to(&images.join(release::SBOM_FILE), &apps.records)?;
     let manifest = Manifest {
         berth: BerthInfo {
             commit,
@@ -171,6 +179,7 @@ pub fn run_for_home(checkout: &Repo, args: ImageArgs, home: Option<&Path>) -> Re
         host: host_tool_versions(&sh),
         packages: manifest::packages_from_show_info(&info)?,
         artifacts: Vec::new(),
+        apps: apps.records,
         vulnerabilities: Some(vulns::Record::load(&vulns::record_in(repo))?),
     };
     let sums = release::seal(&images, manifest, &artifacts)?;
@@ -232,6 +241,7 @@ struct Settings {
     output: PathBuf,
     pub jobs: Option<u32>,
     ssh_keys: config::SshKeys,
+    apps: Option<PathBuf>,
 }
 
 impl Settings {
@@ -267,6 +277,7 @@ impl Settings {
                 )?,
                 home,
             )?,
+            apps: pick(args.apps.as_deref(), file.apps.as_deref())?,
         })
     }
 }

@@ -37,6 +37,9 @@ pub struct Manifest {
     pub packages: Vec<Package>,
     #[serde(rename = "artifact", default, skip_serializing_if = "Vec::is_empty")]
     pub artifacts: Vec<Artifact>,
+    /// Declared apps preloaded into the root filesystem (`cargo xtask image --apps`).
+    #[serde(rename = "app", default, skip_serializing_if = "Vec::is_empty")]
+    pub apps: Vec<crate::apps::AppRecord>,
     /// The vulnerability record (`configs/vulnerabilities.toml`) of the build's checkout.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vulnerabilities: Option<crate::vulns::Record>,
@@ -218,6 +221,15 @@ pub(crate) mod tests {
                 size: 1 << 30,
                 sha256: "c".repeat(64),
             }],
+            apps: vec![crate::apps::AppRecord {
+                name: "web".into(),
+                image: format!("docker.io/library/busybox@sha256:{}", "d".repeat(64)),
+                manifest_digest: format!("sha256:{}", "e".repeat(64)),
+                image_id: format!("sha256:{}", "f".repeat(64)),
+                archive: "/usr/share/berth/apps/web.tar".into(),
+                archive_sha256: "1".repeat(64),
+                archive_size: 4096,
+            }],
             vulnerabilities: Some(
                 crate::vulns::Record::load(&crate::vulns::record_in(
                     crate::project::Repo::checkout().root(),
@@ -238,6 +250,7 @@ pub(crate) mod tests {
             "[toolchain]",
             "[[package]]",
             "[[artifact]]",
+            "[[app]]",
             "[[vulnerabilities.package]]",
             "[[vulnerabilities.cve]]",
         ] {

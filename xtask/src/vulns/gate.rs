@@ -10,8 +10,8 @@ use clap::Args;
 use serde::Deserialize;
 
 use super::{record_in, Record, Status};
-use crate::project::Repo;
 use crate::audit::report::{Finding, Report, Severity, Verdict};
+use crate::project::Repo;
 
 /// The part of `make pkg-stats`' JSON the gate reads (support/scripts/pkg-stats, dump_json).
 #[derive(Debug, Deserialize)]

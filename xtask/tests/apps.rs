@@ -1,0 +1,476 @@
+//! Declared apps, offline and for real: a static ARM program made with the cross compiler becomes
+//! an OCI image with real digests, served by Debian's `docker-registry` (registry:2) on
+//! 127.0.0.1; the preload fetches it by digest and writes the archive the board loads.
+
+mod common;
+
+use std::io::Write;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use oci_client::client::{ClientConfig, ClientProtocol};
+use oci_client::{Client, Reference};
+use sha2::{Digest, Sha256};
+use xtask::apps::{self, oci, registry, spec};
+use xtask::project::{self, Repo};
+
+use common::{have_tool, run_ok, skip};
+
+fn digest(bytes: &[u8]) -> String {
+    format!("sha256:{:x}", Sha256::digest(bytes))
+}
+
+/// `docker-registry serve` on a free loopback port with its own storage; stopped on drop.
+struct Registry {
+    child: Child,
+    addr: String,
+    storage: tempfile::TempDir,
+}
+
+impl Registry {
+    fn start() -> Registry {
+        let storage = tempfile::tempdir().unwrap();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr = format!("127.0.0.1:{port}");
+        let config = storage.path().join("config.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n",
+                storage.path().join("data").display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("could not start docker-registry");
+        let started = Instant::now();
+        while TcpStream::connect(&addr).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "docker-registry did not listen on {addr}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Registry {
+            child,
+            addr,
+            storage,
+        }
+    }
+
+    /// The file the registry keeps a blob in (registry:2's filesystem layout).
+    fn blob_file(&self, digest: &str) -> PathBuf {
+        let hex = digest.trim_start_matches("sha256:");
+        self.storage
+            .path()
+            .join("data/docker/registry/v2/blobs/sha256")
+            .join(&hex[..2])
+            .join(hex)
+            .join("data")
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The test image as pushed: its digests.
+struct Pushed {
+    manifest: String,
+    config: String,
+    layer: String,
+    /// An index with linux/arm/v7 and linux/amd64.
+    index: String,
+    /// An index with no linux/arm/v7.
+    index_without_arm: String,
+}
+
+/// A static ARM program that prints a line, built with the cross compiler.
+fn arm_program(dir: &Path) -> Vec<u8> {
+    let source = dir.join("hello.c");
+    std::fs::write(
+        &source,
+        "#include <stdio.h>\nint main(void) { puts(\"berth app\"); return 0; }\n",
+    )
+    .unwrap();
+    let binary = dir.join("hello");
+    run_ok(
+        Command::new("arm-linux-gnueabihf-gcc")
+            .args(["-static", "-Os", "-o"])
+            .arg(&binary)
+            .arg(&source),
+    );
+    std::fs::read(binary).unwrap()
+}
+
+/// A gzip layer holding `/hello`; returns (compressed, uncompressed digest).
+fn layer(program: &[u8]) -> (Vec<u8>, String) {
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_ustar();
+    header.set_size(program.len() as u64);
+    header.set_mode(0o755);
+    header.set_mtime(0);
+    tar.append_data(&mut header, "hello", program).unwrap();
+    let raw = tar.into_inner().unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&raw).unwrap();
+    (gz.finish().unwrap(), digest(&raw))
+}
+
+fn platform_entry(
+    media_type: &str,
+    digest: &str,
+    size: usize,
+    platform: &str,
+) -> serde_json::Value {
+    let p: Vec<&str> = platform.split('/').collect();
+    let mut value = serde_json::json!({
+        "mediaType": media_type, "digest": digest, "size": size,
+        "platform": { "os": p[0], "architecture": p[1] },
+    });
+    if let Some(variant) = p.get(2) {
+        value["platform"]["variant"] = (*variant).into();
+    }
+    value
+}
+
+fn push(registry: &Registry, dir: &Path) -> Pushed {
+    let (layer_bytes, diff_id) = layer(&arm_program(dir));
+    let config = serde_json::json!({
+        "architecture": "arm", "variant": "v7", "os": "linux",
+        "config": { "Entrypoint": ["/hello"] },
+        "rootfs": { "type": "layers", "diff_ids": [diff_id] },
+    })
+    .to_string()
+    .into_bytes();
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": oci::OCI_MANIFEST,
+        "config": { "mediaType": "application/vnd.oci.image.config.v1+json", "digest": digest(&config), "size": config.len() },
+        "layers": [{ "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": digest(&layer_bytes), "size": layer_bytes.len() }],
+    })
+    .to_string()
+    .into_bytes();
+    let index = |platforms: &[&str]| {
+        serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": oci::OCI_INDEX,
+            "manifests": platforms.iter().map(|p| platform_entry(oci::OCI_MANIFEST, &digest(&manifest), manifest.len(), p)).collect::<Vec<_>>(),
+        })
+        .to_string()
+        .into_bytes()
+    };
+    let with_arm = index(&["linux/amd64", "linux/arm/v7"]);
+    let without_arm = index(&["linux/amd64", "linux/arm64/v8"]);
+    let client = Client::new(ClientConfig {
+        protocol: ClientProtocol::Http,
+        ..ClientConfig::default()
+    });
+    let reference =
+        |tag: &str| Reference::with_tag(registry.addr.clone(), "berth/hello".into(), tag.into());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let r = reference("latest");
+        client
+            .push_blob(&r, layer_bytes.clone(), &digest(&layer_bytes))
+            .await
+            .unwrap();
+        client
+            .push_blob(&r, config.clone(), &digest(&config))
+            .await
+            .unwrap();
+        for (tag, body, media_type) in [
+            ("arm", &manifest, oci::OCI_MANIFEST),
+            ("latest", &with_arm, oci::OCI_INDEX),
+            ("no-arm", &without_arm, oci::OCI_INDEX),
+        ] {
+            client
+                .push_manifest_raw(&reference(tag), body.clone(), media_type.parse().unwrap())
+                .await
+                .unwrap();
+        }
+    });
+    Pushed {
+        manifest: digest(&manifest),
+        config: digest(&config),
+        layer: digest(&layer_bytes),
+        index: digest(&with_arm),
+        index_without_arm: digest(&without_arm),
+    }
+}
+
+/// The registry with the test image, or a printed skip when a tool is missing.
+fn setup(test: &str) -> Option<(Registry, Pushed, tempfile::TempDir)> {
+    if !have_tool(test, "arm-linux-gnueabihf-gcc", "gcc-arm-linux-gnueabihf")
+        || !have_tool(test, "docker-registry", "docker-registry")
+    {
+        return None;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let registry = Registry::start();
+    let pushed = push(&registry, dir.path());
+    Some((registry, pushed, dir))
+}
+
+fn image(registry: &Registry, digest: &str) -> spec::ImageRef {
+    spec::ImageRef {
+        registry: registry.addr.clone(),
+        repository: "berth/hello".into(),
+        tag: None,
+        digest: digest.into(),
+    }
+}
+
+/// Fetch the test image pinned by `digest` and write it as the archive of app `name` at `path`.
+fn archive(registry: &Registry, name: &str, digest: &str, path: &Path) -> apps::AppRecord {
+    let (limits, _) = apps::board_limits(&Repo::checkout(), project::default_board()).unwrap();
+    let text = format!(
+        "[[app]]\nname = \"{name}\"\nimage = \"{}/berth/hello@{digest}\"\n",
+        registry.addr
+    );
+    let app = spec::parse(&text, "apps.toml", &limits).unwrap().remove(0);
+    let fetched = registry::fetch(&app.image).unwrap();
+    apps::write_archive(
+        &app,
+        &fetched,
+        path,
+        &format!("/usr/share/berth/apps/{name}.tar"),
+    )
+    .unwrap()
+}
+
+/// What `cargo xtask image --apps FILE` does before the build, for the default board.
+fn stage(file: &Path, output: &Path) -> anyhow::Result<xtask::image::apps::Staged> {
+    xtask::image::apps::stage_for_image(
+        &Repo::checkout(),
+        project::default_board(),
+        Some(file),
+        output,
+    )
+}
+
+fn apps_file(dir: &Path, image: &str) -> PathBuf {
+    let path = dir.join("apps.toml");
+    std::fs::write(
+        &path,
+        format!("[[app]]\nname = \"hello\"\nimage = \"{image}\"\nmemory = \"16m\"\npids = 8\ncpus = 0.5\n"),
+    )
+    .unwrap();
+    path
+}
+
+#[test]
+fn preload_by_digest_stages_the_archive_the_list_and_the_unit() {
+    let Some((registry, pushed, dir)) =
+        setup("preload_by_digest_stages_the_archive_the_list_and_the_unit")
+    else {
+        return;
+    };
+    let file = apps_file(
+        dir.path(),
+        &format!("{}/berth/hello@{}", registry.addr, pushed.index),
+    );
+    let output = dir.path().join("output");
+    let staged = stage(&file, &output).unwrap();
+    let record = &staged.records[0];
+    assert_eq!(
+        record.manifest_digest, pushed.manifest,
+        "the arm/v7 manifest of the index"
+    );
+    assert_eq!(
+        record.image_id, pushed.config,
+        "the image ID is the config digest"
+    );
+    assert_eq!(record.archive, "/usr/share/berth/apps/hello.tar");
+    let (var, rootfs) = staged.env.clone().unwrap();
+    assert_eq!(var, "BERTH_APPS_ROOTFS");
+    let rootfs = Path::new(&rootfs);
+    let archive = std::fs::read(rootfs.join("usr/share/berth/apps/hello.tar")).unwrap();
+    assert_eq!(
+        format!("{:x}", Sha256::digest(&archive)),
+        record.archive_sha256
+    );
+    let list = std::fs::read_to_string(rootfs.join("usr/share/berth/apps/apps.list")).unwrap();
+    assert_eq!(
+        list,
+        format!(
+            "hello {} {} hello.tar\n",
+            record.archive_sha256, pushed.config
+        )
+    );
+    let unit =
+        std::fs::read_to_string(rootfs.join("etc/systemd/system/berth-app-hello.service")).unwrap();
+    assert!(unit.contains(&format!("--memory 16777216 --memory-swap 16777216 --pids-limit 8 --cpus 0.5 --read-only --cap-drop ALL --security-opt no-new-privileges --network=bridge {}", pushed.config)), "{unit}");
+    let wanted = rootfs.join("etc/systemd/system/multi-user.target.wants/berth-app-hello.service");
+    assert_eq!(
+        std::fs::read_link(wanted).unwrap(),
+        Path::new("../berth-app-hello.service")
+    );
+
+    // The archive holds every blob under its digest, and says which image it is.
+    let mut blobs = std::collections::BTreeMap::new();
+    for entry in tar::Archive::new(archive.as_slice()).entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let path = entry.path().unwrap().display().to_string();
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut entry, &mut bytes).unwrap();
+        blobs.insert(path, bytes);
+    }
+    for d in [&pushed.manifest, &pushed.config, &pushed.layer] {
+        let bytes = &blobs[&format!("blobs/sha256/{}", &d[7..])];
+        assert_eq!(&digest(bytes), d);
+    }
+    let index: serde_json::Value = serde_json::from_slice(&blobs["index.json"]).unwrap();
+    assert_eq!(index["manifests"][0]["digest"], pushed.manifest.as_str());
+    assert_eq!(
+        index["manifests"][0]["annotations"]["org.opencontainers.image.ref.name"],
+        "berth-apps/hello:pinned"
+    );
+    let docker: serde_json::Value = serde_json::from_slice(&blobs["manifest.json"]).unwrap();
+    assert_eq!(
+        docker[0]["Config"],
+        format!("blobs/sha256/{}", &pushed.config[7..])
+    );
+
+    // A second build of the same apps gives the same archive.
+    let again = stage(&file, &output).unwrap();
+    assert_eq!(again.records, staged.records);
+}
+
+#[test]
+fn skopeo_reads_the_archive_with_the_expected_image_id() {
+    let test = "skopeo_reads_the_archive_with_the_expected_image_id";
+    let Some((registry, pushed, dir)) = setup(test) else {
+        return;
+    };
+    if !have_tool(test, "skopeo", "skopeo") {
+        return;
+    }
+    let path = dir.path().join("hello.tar");
+    let record = archive(&registry, "hello", &pushed.manifest, &path);
+    assert_eq!(record.image_id, pushed.config);
+    let location = format!("oci-archive:{}", path.display());
+    let raw_config =
+        run_ok(Command::new("skopeo").args(["inspect", "--config", "--raw", &location])).stdout;
+    assert_eq!(
+        digest(&raw_config),
+        pushed.config,
+        "skopeo's config is the image ID"
+    );
+    let raw_manifest = run_ok(Command::new("skopeo").args(["inspect", "--raw", &location])).stdout;
+    assert_eq!(digest(&raw_manifest), pushed.manifest);
+}
+
+#[test]
+fn a_changed_byte_in_a_blob_is_refused() {
+    let Some((registry, pushed, _dir)) = setup("a_changed_byte_in_a_blob_is_refused") else {
+        return;
+    };
+    let file = registry.blob_file(&pushed.layer);
+    let mut bytes = std::fs::read(&file).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x01;
+    std::fs::write(&file, bytes).unwrap();
+    let err = format!(
+        "{:#}",
+        registry::fetch(&image(&registry, &pushed.index))
+            .err()
+            .expect("a changed blob must be refused")
+    );
+    assert!(err.contains("layer 1 of"), "{err}");
+    assert!(err.contains(&pushed.layer), "{err}");
+}
+
+#[test]
+fn a_tag_only_reference_is_refused_before_anything_is_fetched() {
+    let Some((registry, _pushed, dir)) =
+        setup("a_tag_only_reference_is_refused_before_anything_is_fetched")
+    else {
+        return;
+    };
+    let file = apps_file(dir.path(), &format!("{}/berth/hello:latest", registry.addr));
+    let output = dir.path().join("output");
+    let err = format!("{:#}", stage(&file, &output).unwrap_err());
+    assert!(
+        err.contains("apps.toml:3: app \"hello\", `image`") && err.contains("has no digest"),
+        "{err}"
+    );
+    assert!(!output.join("berth-apps").exists(), "nothing staged");
+}
+
+#[test]
+fn an_index_without_arm_v7_names_the_platforms_it_has() {
+    let Some((registry, pushed, _dir)) =
+        setup("an_index_without_arm_v7_names_the_platforms_it_has")
+    else {
+        return;
+    };
+    let err = format!(
+        "{:#}",
+        registry::fetch(&image(&registry, &pushed.index_without_arm))
+            .err()
+            .unwrap()
+    );
+    assert!(
+        err.contains("has no linux/arm/v7 image") && err.contains("linux/amd64, linux/arm64/v8"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_digest_the_registry_does_not_have_is_refused() {
+    let Some((registry, pushed, _dir)) = setup("a_digest_the_registry_does_not_have_is_refused")
+    else {
+        return;
+    };
+    let other = digest(pushed.index.as_bytes());
+    let err = format!(
+        "{:#}",
+        registry::fetch(&image(&registry, &other)).err().unwrap()
+    );
+    assert!(err.contains("could not fetch the manifest"), "{err}");
+}
+
+#[test]
+fn docker_loads_the_archive_with_the_expected_image_id() {
+    let test = "docker_loads_the_archive_with_the_expected_image_id";
+    if !have_tool(test, "docker", "docker.io") {
+        return;
+    }
+    if !Command::new("docker")
+        .arg("info")
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        return skip(test, "no Docker daemon answers `docker info` here; the archive is checked with skopeo instead");
+    }
+    let Some((registry, pushed, dir)) = setup(test) else {
+        return;
+    };
+    let path = dir.path().join("load.tar");
+    archive(&registry, "berth-test-load", &pushed.index, &path);
+    run_ok(Command::new("docker").args(["load", "--input"]).arg(&path));
+    let name = apps::local_name("berth-test-load");
+    let id =
+        run_ok(Command::new("docker").args(["image", "inspect", "--format", "{{.Id}}", &name]))
+            .stdout;
+    let _ = Command::new("docker").args(["image", "rm", &name]).output();
+    assert_eq!(String::from_utf8_lossy(&id).trim(), pushed.config);
+}
