@@ -105,7 +105,8 @@ pub fn audit_image(repo: &Repo, output: &Path, rootfs: Option<&Path>) -> Result<
     let waivers = elf::Waivers::match_image(&exceptions.elf, &elf_rules.rule, &fs, &audited)
         .with_context(|| format!("in {}", exceptions_path.display()))?;
     for f in &files {
-        for finding in elf::evaluate(&f.path, &f.properties, &elf_rules.rule, &waivers, &fs)? {
+        let waived = |p: &str, prop| waivers.reason(p, prop).map(str::to_string);
+        for finding in elf::evaluate(&f.path, &f.properties, &elf_rules.rule, &waived, &fs)? {
             elf_report.push(finding);
         }
     }

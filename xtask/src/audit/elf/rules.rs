@@ -5,7 +5,6 @@ use serde::Serialize;
 
 use super::analyze::{ElfKind, ElfProperties, Pie, Relro, Tri};
 use super::search_path::judge_search_path;
-use super::waivers::Waivers;
 use crate::audit::report::{Finding, Severity, Verdict};
 use crate::rootfs::RootFs;
 
@@ -125,11 +124,13 @@ pub fn evaluate_config(rules: &[ConfigRule], settings: &[crate::kconfig::Setting
 /// Judge one file against every rule that applies to its kind. `None` from a property means
 /// "does not apply" (pure Go code has no canary) and yields no finding. `image` is the root
 /// filesystem the file is in: library search paths are judged by the folders they name there.
+/// `waived` gives the exception's reason for a file and property, if one waives it (the image's
+/// matched [`super::waivers::Waivers`]).
 pub fn evaluate(
     path: &str,
     props: &ElfProperties,
     rules: &[ElfRule],
-    waivers: &Waivers,
+    waived: &dyn Fn(&str, Property) -> Option<String>,
     image: &dyn RootFs,
 ) -> Result<Vec<Finding>> {
     let mut findings = Vec::new();
@@ -150,8 +151,8 @@ pub fn evaluate(
         let verdict = if ok {
             Verdict::Pass
         } else {
-            match waivers.reason(path, rule.property) {
-                Some(reason) => Verdict::Exception(reason.to_string()),
+            match waived(path, rule.property) {
+                Some(reason) => Verdict::Exception(reason),
                 None => Verdict::Fail,
             }
         };
@@ -219,6 +220,7 @@ fn judge(property: Property, p: &ElfProperties) -> Option<(bool, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::audit::elf::waivers::Waivers;
     use crate::rootfs::tests::MemFs;
 
     fn props() -> ElfProperties {
@@ -281,7 +283,8 @@ mod tests {
         .unwrap();
         let audited = [("/usr/bin/x".to_string(), ElfKind::Executable)].into();
         let waivers = Waivers::match_image(&exceptions.elf, &rules, &image, &audited).unwrap();
-        let findings = evaluate("/usr/bin/x", &props(), &rules, &waivers, &image).unwrap();
+        let waived = |p: &str, prop| waivers.reason(p, prop).map(str::to_string);
+        let findings = evaluate("/usr/bin/x", &props(), &rules, &waived, &image).unwrap();
         // canary: not applicable to pure Go; runpath: rule is for shared libraries only.
         let rules_seen: Vec<_> = findings.iter().map(|f| f.rule.as_str()).collect();
         assert_eq!(rules_seen, ["no text relocations", "FORTIFY_SOURCE"]);
