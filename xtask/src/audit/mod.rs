@@ -3,6 +3,7 @@
 
 pub mod apps;
 pub mod cis;
+pub mod cves;
 pub mod elf;
 pub mod exceptions;
 pub mod image;
@@ -49,7 +50,7 @@ enum AuditWhat {
     /// Audit a Buildroot output folder: CIS Docker items and ELF hardening of every binary.
     Image(image::ImageArgs),
     /// Judge `make pkg-stats` JSON against the vulnerability record (configs/vulnerabilities.toml).
-    Cves(crate::vulns::CvesArgs),
+    Cves(cves::CvesArgs),
 }
 
 pub fn run(args: AuditArgs, repo: &Repo) -> Result<()> {
@@ -70,7 +71,7 @@ pub fn run(args: AuditArgs, repo: &Repo) -> Result<()> {
     match args.what {
         Some(AuditWhat::Kernel(a)) => kernel::run(a, args.json, repo),
         Some(AuditWhat::Image(a)) => image::run(a, args.json, repo),
-        Some(AuditWhat::Cves(a)) => crate::vulns::run(repo, a, args.json),
+        Some(AuditWhat::Cves(a)) => cves::run(repo, a, args.json),
         None => {
             // Where `cargo xtask image` builds the default board.
             let output = args

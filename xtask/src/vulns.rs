@@ -1,5 +1,5 @@
-//! The vulnerability record (`configs/vulnerabilities.toml`) and the gate over Buildroot's
-//! `make pkg-stats` output.
+//! The vulnerability record (`configs/vulnerabilities.toml`); the gate over Buildroot's
+//! `make pkg-stats` output that reads it is `cargo xtask audit cves` (`crate::audit::cves`).
 //!
 //! The record says, for each security-relevant package, the version Berth ships and the known CVEs
 //! fixed upstream in or after it, each with whether Berth is affected and why. `docs/security.md`
@@ -13,10 +13,6 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{ensure, Context, Result};
 use serde::{Deserialize, Serialize};
-
-mod gate;
-
-pub use gate::{gate, run, CvesArgs, PkgStats};
 
 /// The record in the checkout at `repo`.
 pub fn record_in(repo: &Path) -> PathBuf {
@@ -148,7 +144,7 @@ impl Record {
         Ok(())
     }
 
-    fn cve(&self, package: &str, id: &str) -> Option<&Cve> {
+    pub fn cve(&self, package: &str, id: &str) -> Option<&Cve> {
         self.cves
             .iter()
             .find(|c| c.package == package && c.id == id)

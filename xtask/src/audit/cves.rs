@@ -9,9 +9,9 @@ use anyhow::{Context, Result};
 use clap::Args;
 use serde::Deserialize;
 
-use super::{record_in, Record, Status};
-use crate::audit::report::{Finding, Report, Severity, Verdict};
+use super::report::{Finding, Report, Severity, Verdict};
 use crate::project::Repo;
+use crate::vulns::{record_in, Record, Status};
 
 /// The part of `make pkg-stats`' JSON the gate reads (support/scripts/pkg-stats, dump_json).
 #[derive(Debug, Deserialize)]
