@@ -7,86 +7,25 @@ use crate::audit::exceptions::KernelException;
 use crate::audit::report::Verdict;
 
 const RULES: &str = r#"
-[[kconfig]]
-option = "CONFIG_SECCOMP_FILTER"
-want = ["y"]
-source = "docker-required"
-severity = "required"
-
-[[kconfig]]
-option = "CONFIG_DEVMEM"
-want = ["n"]
-source = "kspp"
-severity = "required"
-
-[[kconfig]]
-option = "CONFIG_MODULE_SIG_FORCE"
-want = ["y"]
-or = ["CONFIG_MODULES=n"]
-source = "kspp"
-severity = "required"
-
-[[kconfig]]
-option = "CONFIG_DEFAULT_MMAP_MIN_ADDR"
-min = 32768
-source = "kspp"
-severity = "required"
-
-[[kconfig]]
-option = "CONFIG_LSM"
-contains = ["yama", "landlock"]
-source = "kspp"
-severity = "recommended"
-
-[[kconfig]]
-option = "CONFIG_STACKPROTECTOR_PER_TASK"
-want = ["y"]
-compiler_probe = true
-source = "self-protection"
-severity = "required"
-
-[[kconfig]]
-option = "CONFIG_USER_NS"
-want = ["n"]
-source = "attack-surface"
-severity = "required"
-
-[[kconfig]]
-option = "CONFIG_USER_NS"
-want = ["y"]
-source = "docker-optional"
-severity = "required"
-
-[[cmdline]]
-param = "slab_nomerge"
-source = "kspp"
-severity = "required"
-
-[[cmdline]]
-param = "init_on_alloc"
-want = ["1"]
-allow_absent = true
-source = "kspp"
-severity = "required"
-
-[[cmdline]]
-param = "nokaslr"
-absent = true
-source = "self-protection"
-severity = "required"
-
-[[sysctl]]
-key = "kernel.kptr_restrict"
-want = ["2"]
-source = "kspp"
-severity = "required"
-
-[[sysctl]]
-key = "kernel.io_uring_disabled"
-want = ["2"]
-or = ["CONFIG_IO_URING=n"]
-source = "attack-surface"
-severity = "required"
+kconfig = [
+    { option = "CONFIG_SECCOMP_FILTER", want = ["y"], source = "docker-required", severity = "required" },
+    { option = "CONFIG_DEVMEM", want = ["n"], source = "kspp", severity = "required" },
+    { option = "CONFIG_MODULE_SIG_FORCE", want = ["y"], or = ["CONFIG_MODULES=n"], source = "kspp", severity = "required" },
+    { option = "CONFIG_DEFAULT_MMAP_MIN_ADDR", min = 32768, source = "kspp", severity = "required" },
+    { option = "CONFIG_LSM", contains = ["yama", "landlock"], source = "kspp", severity = "recommended" },
+    { option = "CONFIG_STACKPROTECTOR_PER_TASK", want = ["y"], compiler_probe = true, source = "self-protection", severity = "required" },
+    { option = "CONFIG_USER_NS", want = ["n"], source = "attack-surface", severity = "required" },
+    { option = "CONFIG_USER_NS", want = ["y"], source = "docker-optional", severity = "required" },
+]
+cmdline = [
+    { param = "slab_nomerge", source = "kspp", severity = "required" },
+    { param = "init_on_alloc", want = ["1"], allow_absent = true, source = "kspp", severity = "required" },
+    { param = "nokaslr", absent = true, source = "self-protection", severity = "required" },
+]
+sysctl = [
+    { key = "kernel.kptr_restrict", want = ["2"], source = "kspp", severity = "required" },
+    { key = "kernel.io_uring_disabled", want = ["2"], or = ["CONFIG_IO_URING=n"], source = "attack-surface", severity = "required" },
+]
 "#;
 
 const HARDENED: &str = "\
@@ -208,22 +147,13 @@ fn absent_symbols_count_as_not_set() {
 
 #[test]
 fn numbers_and_string_lists() {
-    let low = HARDENED.replace("=32768", "=4096");
-    assert_eq!(
-        verdict(
-            &audit(&low, None, None, &[]),
-            "CONFIG_DEFAULT_MMAP_MIN_ADDR"
-        ),
-        &Verdict::Fail
-    );
-    let hex = HARDENED.replace("=32768", "=0x10000");
-    assert_eq!(
-        verdict(
-            &audit(&hex, None, None, &[]),
-            "CONFIG_DEFAULT_MMAP_MIN_ADDR"
-        ),
-        &Verdict::Pass
-    );
+    let mmap_min_addr = |value: &str| {
+        let config = HARDENED.replace("=32768", &format!("={value}"));
+        let report = audit(&config, None, None, &[]);
+        verdict(&report, "CONFIG_DEFAULT_MMAP_MIN_ADDR").clone()
+    };
+    assert_eq!(mmap_min_addr("4096"), Verdict::Fail);
+    assert_eq!(mmap_min_addr("0x10000"), Verdict::Pass);
     let no_yama = HARDENED.replace("lockdown,yama", "lockdown");
     let r = audit(&no_yama, None, None, &userns_exception());
     assert_eq!(verdict(&r, "CONFIG_LSM"), &Verdict::Fail);
@@ -444,7 +374,11 @@ fn malformed_rules_are_rejected() {
         "[[sysctl]]\nkey = \"a\"\nwant = [\"1\"]\nsource = \"kspp\"\nseverity = \"must\"\n"
     )
     .is_err());
-    let twice = format!("{RULES}\n[[kconfig]]\noption = \"CONFIG_DEVMEM\"\nwant = [\"n\"]\nsource = \"kspp\"\nseverity = \"required\"\n");
+    let twice = RULES.replacen(
+        "kconfig = [\n",
+        "kconfig = [\n{ option = \"CONFIG_DEVMEM\", want = [\"n\"], source = \"kspp\", severity = \"required\" },\n",
+        1,
+    );
     assert!(parse_rules(&twice)
         .unwrap_err()
         .to_string()
