@@ -103,6 +103,12 @@ fn hardened_config_passes_with_its_exception() {
     );
 }
 
+/// The verdict on `subject` when [`HARDENED`] has its text `from` replaced by `to`.
+fn verdict_with((from, to): (&str, &str), subject: &str) -> Verdict {
+    let config = HARDENED.replace(from, to);
+    verdict(&audit(&config, None, None, &userns_exception()), subject).clone()
+}
+
 #[test]
 fn flipping_one_option_flips_its_verdict() {
     let flipped = HARDENED.replace("# CONFIG_DEVMEM is not set", "CONFIG_DEVMEM=y");
@@ -111,22 +117,13 @@ fn flipping_one_option_flips_its_verdict() {
     assert!(!r.passed());
     assert_eq!(r.totals().failed_required, 1);
 
-    let modules = HARDENED.replace("# CONFIG_MODULES is not set", "CONFIG_MODULES=y");
+    let modules = ("# CONFIG_MODULES is not set", "CONFIG_MODULES=y");
     assert_eq!(
-        verdict(
-            &audit(&modules, None, None, &userns_exception()),
-            "CONFIG_MODULE_SIG_FORCE"
-        ),
-        &Verdict::Fail
+        verdict_with(modules, "CONFIG_MODULE_SIG_FORCE"),
+        Verdict::Fail
     );
-    let module = HARDENED.replace("CONFIG_SECCOMP_FILTER=y", "CONFIG_SECCOMP_FILTER=m");
-    assert_eq!(
-        verdict(
-            &audit(&module, None, None, &userns_exception()),
-            "CONFIG_SECCOMP_FILTER"
-        ),
-        &Verdict::Fail
-    );
+    let module = ("CONFIG_SECCOMP_FILTER=y", "CONFIG_SECCOMP_FILTER=m");
+    assert_eq!(verdict_with(module, "CONFIG_SECCOMP_FILTER"), Verdict::Fail);
 }
 
 #[test]
@@ -147,13 +144,12 @@ fn absent_symbols_count_as_not_set() {
 
 #[test]
 fn numbers_and_string_lists() {
-    let mmap_min_addr = |value: &str| {
-        let config = HARDENED.replace("=32768", &format!("={value}"));
-        let report = audit(&config, None, None, &[]);
-        verdict(&report, "CONFIG_DEFAULT_MMAP_MIN_ADDR").clone()
-    };
-    assert_eq!(mmap_min_addr("4096"), Verdict::Fail);
-    assert_eq!(mmap_min_addr("0x10000"), Verdict::Pass);
+    let min_addr = "CONFIG_DEFAULT_MMAP_MIN_ADDR";
+    assert_eq!(verdict_with(("=32768", "=4096"), min_addr), Verdict::Fail);
+    assert_eq!(
+        verdict_with(("=32768", "=0x10000"), min_addr),
+        Verdict::Pass
+    );
     let no_yama = HARDENED.replace("lockdown,yama", "lockdown");
     let r = audit(&no_yama, None, None, &userns_exception());
     assert_eq!(verdict(&r, "CONFIG_LSM"), &Verdict::Fail);
