@@ -279,12 +279,18 @@ fn path_tree(
                 path.push(name.clone());
                 i += 2;
             }
+            // A glob import names the module before it.
+            Some(Token::Punct('*')) => {
+                path.push("*".into());
+                i += 2;
+                break;
+            }
             Some(Token::Open('{')) => {
                 i += 2;
                 while i < tokens.len() && tokens[i] != Token::Close('}') {
                     match &tokens[i] {
                         Token::Ident(_) => i = path_tree(tokens, i, &path, found),
-                        _ => i += 1, // `,`, `*` and the `as` alias's name after its ident
+                        _ => i += 1, // `,`, or a `*` that globs the group's own prefix
                     }
                     if let Some(Token::Ident(word)) = tokens.get(i) {
                         if word == "as" {
@@ -490,7 +496,7 @@ fn the_cycle_check_finds_cycles_through_every_kind_of_path() {
         // c → c::child by a child path, child → c by `super::`.
         (
             "c/mod.rs",
-            "mod child;\npub use child::Thing;\npub struct Base;\n",
+            "mod child;\npub use child::*;\npub struct Base;\n",
         ),
         ("c/child.rs", "pub struct Thing(super::Base);\n"),
         // d → e only; e's import of d is test code, so no cycle; strings and comments are not code.
@@ -508,7 +514,7 @@ fn the_cycle_check_finds_cycles_through_every_kind_of_path() {
         report,
         [
             "a, b: a → b (`crate::b`); b → a (`crate::a::A`)",
-            "c, c::child: c → c::child (`child::Thing`); c::child → c (`super::Base`)",
+            "c, c::child: c → c::child (`child::*`); c::child → c (`super::Base`)",
         ],
     );
 }
