@@ -5,6 +5,7 @@ use super::engine::judge_sysctl;
 use super::*;
 use crate::audit::exceptions::KernelException;
 use crate::audit::report::Verdict;
+use crate::kconfig::Resolved;
 
 const RULES: &str = r#"
 kconfig = [
