@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use serde::Deserialize;
 
-use super::{record_in, Record, Status};
+use super::record::{record_in, Record, Status};
 use crate::audit::report::{Finding, Report, Severity, Verdict};
 use crate::project::Repo;
 
