@@ -4,7 +4,7 @@
 //! - the verbs, one module each: [`image`], [`check`], [`audit`], [`flash`], [`bmap`], [`bench`](mod@bench),
 //!   [`verify`], [`diff`];
 //! - what they share: [`project`] (every pin, board and path), [`buildroot`], [`kconfig`],
-//!   [`rootfs`], [`tree`], [`manifest`], [`release`], [`sbom`], [`vulns`], [`git_tree`], [`reproducible`], [`util`];
+//!   [`rootfs`], [`tree`], [`manifest`], [`release`], [`sbom`], [`sparse`], [`vulns`], [`git_tree`], [`reproducible`], [`util`];
 //!   [`apps`], the declared containers that `image` preloads and `audit` checks.
 //!
 //! Pure logic (Kconfig, layout, audit rules, block maps) does no I/O, so its unit tests need no
@@ -27,6 +27,7 @@ pub mod release;
 pub mod reproducible;
 pub mod rootfs;
 pub mod sbom;
+pub mod sparse;
 pub mod tree;
 pub mod util;
 pub mod verify;

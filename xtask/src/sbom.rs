@@ -38,11 +38,28 @@ pub fn write_sbom_and_legal_info(
         .with_context(|| format!("could not create {}", images.display()))?;
     let dl = download_dir(sh)?;
     ensure_spdx_schema(sh, &dl)?;
+    let build = BuildOutput {
+        repo,
+        br,
+        sh,
+        output,
+        dl: &dl,
+    };
     let sbom = images.join(SBOM_FILE);
-    write_sbom(repo, br, sh, output, &dl, &sbom)?;
+    build.write_sbom(&sbom)?;
     let legal = images.join(LEGAL_INFO_FILE);
-    write_legal_info(repo, br, sh, output, &dl, &legal)?;
+    build.write_legal_info(&legal)?;
     Ok(vec![sbom, legal])
+}
+
+/// A configured Buildroot output folder with the download folder of its sources: what the SBOM
+/// and the license bundle are both made from.
+struct BuildOutput<'a> {
+    repo: &'a Repo,
+    br: &'a Buildroot,
+    sh: &'a Shell,
+    output: &'a Path,
+    dl: &'a Path,
 }
 
 /// The download folder of this build: `BR2_DL_DIR` when the caller set it (as `cargo xtask image`
@@ -97,43 +114,70 @@ pub fn ensure_spdx_schema(sh: &Shell, dl: &Path) -> Result<()> {
         .with_context(|| format!("could not move the schema to {}", path.display()))
 }
 
-/// `make show-info | utils/generate-cyclonedx` into `dest`.
-fn write_sbom(
-    repo: &Repo,
-    br: &Buildroot,
-    sh: &Shell,
-    output: &Path,
-    dl: &Path,
-    dest: &Path,
-) -> Result<()> {
-    let info = br
-        .make(sh, output, &["-s", "show-info"])
+impl BuildOutput<'_> {
+    /// `make show-info | utils/generate-cyclonedx` into `dest`.
+    fn write_sbom(&self, dest: &Path) -> Result<()> {
+        let (sh, output) = (self.sh, self.output);
+        let info = self
+            .br
+            .make(sh, output, &["-s", "show-info"])
+            .quiet()
+            .read()
+            .context("`make show-info` failed in the configured output folder")?;
+        serde_json::from_str::<serde_json::Value>(&info)
+            .context("`make show-info` did not print valid JSON")?;
+        let info_file = output.join("show-info.json");
+        std::fs::write(&info_file, &info)
+            .with_context(|| format!("could not write {}", info_file.display()))?;
+        let script = self.br.root.join("utils/generate-cyclonedx");
+        let version = berth_version(self.repo, sh)?;
+        let partial = dest.with_extension("json.partial");
+        cmd!(
+            sh,
+            "python3 {script} -i {info_file} -o {partial} --project-name berth --project-version {version}"
+        )
+        .env("BR2_DL_DIR", self.dl)
+        // The script runs `make -C <buildroot> print-version`; O= on make's command line (which
+        // MAKEFLAGS counts as) keeps that make from creating output/ inside the Buildroot tree.
+        .env("MAKEFLAGS", format!("O={}", output.display()))
         .quiet()
-        .read()
-        .context("`make show-info` failed in the configured output folder")?;
-    serde_json::from_str::<serde_json::Value>(&info)
-        .context("`make show-info` did not print valid JSON")?;
-    let info_file = output.join("show-info.json");
-    std::fs::write(&info_file, &info)
-        .with_context(|| format!("could not write {}", info_file.display()))?;
-    let script = br.root.join("utils/generate-cyclonedx");
-    let version = berth_version(repo, sh)?;
-    let partial = dest.with_extension("json.partial");
-    cmd!(
-        sh,
-        "python3 {script} -i {info_file} -o {partial} --project-name berth --project-version {version}"
-    )
-    .env("BR2_DL_DIR", dl)
-    // The script runs `make -C <buildroot> print-version`; O= on make's command line (which
-    // MAKEFLAGS counts as) keeps that make from creating output/ inside the Buildroot tree.
-    .env("MAKEFLAGS", format!("O={}", output.display()))
-    .quiet()
-    .run()
-    .context("Buildroot's utils/generate-cyclonedx could not write the SBOM")?;
-    let text = std::fs::read_to_string(&partial)
-        .with_context(|| format!("could not read {}", partial.display()))?;
-    check_sbom(&text)?;
-    std::fs::rename(&partial, dest).with_context(|| format!("could not write {}", dest.display()))
+        .run()
+        .context("Buildroot's utils/generate-cyclonedx could not write the SBOM")?;
+        let text = std::fs::read_to_string(&partial)
+            .with_context(|| format!("could not read {}", partial.display()))?;
+        check_sbom(&text)?;
+        std::fs::rename(&partial, dest)
+            .with_context(|| format!("could not write {}", dest.display()))
+    }
+
+    /// `make legal-info`, then a tarball that depends only on its contents and SOURCE_DATE_EPOCH.
+    fn write_legal_info(&self, dest: &Path) -> Result<()> {
+        let (sh, output) = (self.sh, self.output);
+        let env = reproducible::build_env(self.repo.root())?;
+        self.br
+            .make(sh, output, &["legal-info"])
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .env("BR2_DL_DIR", self.dl)
+            .quiet()
+            .ignore_stdout()
+            .run()
+            .context(
+                "`make legal-info` failed (it needs every package's sources in the download folder)",
+            )?;
+        let epoch = reproducible::source_date_epoch(self.repo.root())?;
+        let tar = dest.with_extension(""); // legal-info.tar
+        let args = tar_args(epoch);
+        cmd!(sh, "tar {args...} -C {output} -cf {tar} legal-info")
+            .quiet()
+            .run()
+            .context("could not pack legal-info")?;
+        let _ = std::fs::remove_file(dest);
+        cmd!(sh, "gzip -n -f {tar}")
+            .quiet()
+            .run()
+            .context("could not compress legal-info.tar")?;
+        Ok(())
+    }
 }
 
 /// A CycloneDX 1.6 document with components. Pure.
@@ -164,40 +208,6 @@ fn berth_version(repo: &Repo, sh: &Shell) -> Result<String> {
                 repo.display()
             )
         })
-}
-
-/// `make legal-info`, then a tarball that depends only on its contents and SOURCE_DATE_EPOCH.
-fn write_legal_info(
-    repo: &Repo,
-    br: &Buildroot,
-    sh: &Shell,
-    output: &Path,
-    dl: &Path,
-    dest: &Path,
-) -> Result<()> {
-    let env = reproducible::build_env(repo.root())?;
-    br.make(sh, output, &["legal-info"])
-        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .env("BR2_DL_DIR", dl)
-        .quiet()
-        .ignore_stdout()
-        .run()
-        .context(
-            "`make legal-info` failed (it needs every package's sources in the download folder)",
-        )?;
-    let epoch = reproducible::source_date_epoch(repo.root())?;
-    let tar = dest.with_extension(""); // legal-info.tar
-    let args = tar_args(epoch);
-    cmd!(sh, "tar {args...} -C {output} -cf {tar} legal-info")
-        .quiet()
-        .run()
-        .context("could not pack legal-info")?;
-    let _ = std::fs::remove_file(dest);
-    cmd!(sh, "gzip -n -f {tar}")
-        .quiet()
-        .run()
-        .context("could not compress legal-info.tar")?;
-    Ok(())
 }
 
 /// GNU tar options for an archive that is the same on every build: sorted names, one time, no
@@ -316,8 +326,16 @@ mod buildroot_tests {
         .unwrap();
         let defconfig = Repo::checkout().path("configs/berth_odroid_xu4_defconfig");
         br.load_defconfig(&sh, &output, &defconfig).unwrap();
+        let repo = Repo::checkout();
+        let build = BuildOutput {
+            repo: &repo,
+            br: &br,
+            sh: &sh,
+            output: &output,
+            dl: &dl,
+        };
         let sbom = work.path().join(SBOM_FILE);
-        write_sbom(&Repo::checkout(), &br, &sh, &output, &dl, &sbom).unwrap();
+        build.write_sbom(&sbom).unwrap();
         let text = std::fs::read_to_string(&sbom).unwrap();
         let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
         let names: Vec<&str> = doc["components"]
@@ -332,7 +350,7 @@ mod buildroot_tests {
         assert_eq!(doc["metadata"]["component"]["name"], "berth");
         // Same input, same SBOM.
         let again = work.path().join("again.json");
-        write_sbom(&Repo::checkout(), &br, &sh, &output, &dl, &again).unwrap();
+        build.write_sbom(&again).unwrap();
         assert_eq!(
             std::fs::read(&sbom).unwrap(),
             std::fs::read(&again).unwrap()

@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, ensure, Context, Result};
@@ -18,6 +18,7 @@ use clap::Args;
 use crate::manifest::Artifact;
 use crate::project::Repo;
 use crate::release::{self, SumEntry, MANIFEST_FILE, SUMS_FILE};
+use crate::sparse::SparseFile;
 use crate::util;
 
 #[derive(Args)]
@@ -254,10 +255,8 @@ fn decompress_sparse(xz: &Path, dest: &Path) -> Result<()> {
     let file =
         File::open(xz).with_context(|| format!("could not open the release {}", xz.display()))?;
     let mut stream = liblzma::read::XzDecoder::new_multi_decoder(std::io::BufReader::new(file));
-    let mut out = File::create(dest)
-        .with_context(|| format!("could not create the scratch file {}", dest.display()))?;
+    let mut out = SparseFile::create(dest)?;
     let mut buf = vec![0u8; BLOCK];
-    let mut total: u64 = 0;
     loop {
         let n = read_full(&mut stream, &mut buf).with_context(|| {
             format!(
@@ -268,18 +267,9 @@ fn decompress_sparse(xz: &Path, dest: &Path) -> Result<()> {
         if n == 0 {
             break;
         }
-        if buf[..n].iter().all(|&b| b == 0) {
-            out.seek(SeekFrom::Current(n as i64))
-                .context("could not seek in the scratch file")?;
-        } else {
-            out.write_all(&buf[..n])
-                .with_context(|| format!("could not write the scratch file {}", dest.display()))?;
-        }
-        total += n as u64;
+        out.append(&buf[..n])?;
     }
-    out.set_len(total)
-        .context("could not size the scratch file")?;
-    Ok(())
+    out.finish()
 }
 
 fn read_full(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {

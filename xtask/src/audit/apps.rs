@@ -39,7 +39,7 @@ impl Rules {
     }
 
     pub fn load(repo: &Repo) -> Result<Rules> {
-        let path = repo.path(super::APPS_RULES);
+        let path = repo.path(super::tables::APPS_RULES);
         let text = std::fs::read_to_string(&path)
             .with_context(|| format!("could not read {}", path.display()))?;
         Rules::parse(&text, &path.display().to_string())

@@ -81,9 +81,9 @@ pub fn audit_image(repo: &Repo, output: &Path, rootfs: Option<&Path>) -> Result<
         let path = repo.path(rel);
         std::fs::read_to_string(&path).with_context(|| format!("could not read {}", path.display()))
     };
-    let cis_rules = cis::parse_rules(&read(super::CIS_RULES)?)?;
-    let elf_rules = elf::parse_rules(&read(super::ELF_RULES)?)?;
-    let exceptions_path = repo.path(super::EXCEPTIONS);
+    let cis_rules = cis::parse_rules(&read(super::tables::CIS_RULES)?)?;
+    let elf_rules = elf::parse_rules(&read(super::tables::ELF_RULES)?)?;
+    let exceptions_path = repo.path(super::tables::EXCEPTIONS);
     let exceptions = Exceptions::load(&exceptions_path)?;
 
     let fs = Ext4Image::open(&image)?;

@@ -9,6 +9,7 @@ pub mod exceptions;
 pub mod image;
 pub mod kernel;
 pub mod report;
+pub mod tables;
 
 use std::path::{Path, PathBuf};
 
@@ -17,15 +18,7 @@ use clap::{Args, Subcommand};
 
 use crate::project::Repo;
 use report::Report;
-
-/// The rule tables and the exceptions file, by their path in a checkout ([`Repo::path`]).
-pub const KERNEL_RULES: &str = "configs/hardening/kernel-rules.toml";
-pub const CIS_RULES: &str = "configs/hardening/cis-docker.toml";
-pub const ELF_RULES: &str = "configs/hardening/elf-rules.toml";
-/// CIS Docker Benchmark section 5 for the declared apps (docs/apps.md).
-pub const APPS_RULES: &str = "configs/hardening/cis-apps.toml";
-/// Every deliberate departure from those rules, with its reason ([`exceptions`]).
-pub const EXCEPTIONS: &str = "configs/hardening/exceptions.toml";
+pub use tables::{APPS_RULES, CIS_RULES, ELF_RULES, EXCEPTIONS, KERNEL_RULES};
 
 #[derive(Args)]
 pub struct AuditArgs {

@@ -106,12 +106,16 @@ pub fn report(timings: &[Timing], conditions: &str) -> String {
 mod tests {
     use super::*;
 
-    fn timing(tool: &'static str, target: &'static str, seconds: f64) -> Timing {
-        Timing {
-            tool,
-            target,
-            seconds,
-        }
+    /// One tool's runs on one target, as timings in run order.
+    fn runs(tool: &'static str, target: &'static str, seconds: &[f64]) -> Vec<Timing> {
+        seconds
+            .iter()
+            .map(|&seconds| Timing {
+                tool,
+                target,
+                seconds,
+            })
+            .collect()
     }
 
     #[test]
@@ -138,19 +142,14 @@ mod tests {
     #[test]
     fn report_gives_medians_and_ratios_per_target() {
         let timings = [
-            timing(DD, "file", 12.0),
-            timing(DD, "file", 14.0),
-            timing(DD, "file", 13.0),
-            timing(BMAPTOOL, "file", 1.0),
-            timing(BMAPTOOL, "file", 3.0),
-            timing(BMAPTOOL, "file", 2.0),
-            timing(BERTH, "file", 1.5),
-            timing(BERTH, "file", 0.5),
-            timing(BERTH, "file", 1.0),
-            timing(BERTH_NO_VERIFY, "file", 0.5),
-            timing(BERTH_NO_VERIFY, "loop device", 4.0),
-            timing(BMAPTOOL, "loop device", 2.0),
-        ];
+            runs(DD, "file", &[12.0, 14.0, 13.0]),
+            runs(BMAPTOOL, "file", &[1.0, 3.0, 2.0]),
+            runs(BERTH, "file", &[1.5, 0.5, 1.0]),
+            runs(BERTH_NO_VERIFY, "file", &[0.5]),
+            runs(BERTH_NO_VERIFY, "loop device", &[4.0]),
+            runs(BMAPTOOL, "loop device", &[2.0]),
+        ]
+        .concat();
         let text = report(&timings, "test");
         assert!(
             text.contains("| dd bs=4M conv=fsync | file | 13.00 | 12.00 14.00 13.00 |"),

@@ -2,11 +2,12 @@
 //! primary partitions, and byte ranges copied out or digested.
 
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 
+use crate::sparse::SparseFile;
 use crate::util;
 
 /// What a file holds, judged from its first sectors.
@@ -96,8 +97,7 @@ pub fn extract(image: &Path, part: &Partition, dest: &Path) -> Result<()> {
             image.display()
         )
     })?;
-    let mut out =
-        File::create(dest).with_context(|| format!("could not create {}", dest.display()))?;
+    let mut out = SparseFile::create(dest)?;
     let mut left = part.size;
     let mut buf = vec![0u8; 1 << 20];
     while left > 0 {
@@ -108,18 +108,10 @@ pub fn extract(image: &Path, part: &Partition, dest: &Path) -> Result<()> {
         if n == 0 {
             bail!("{} ends inside partition {}", image.display(), part.number);
         }
-        if buf[..n].iter().all(|&x| x == 0) {
-            out.seek(SeekFrom::Current(n as i64))
-                .context("could not seek in a scratch file")?;
-        } else {
-            out.write_all(&buf[..n])
-                .with_context(|| format!("could not write {}", dest.display()))?;
-        }
+        out.append(&buf[..n])?;
         left -= n as u64;
     }
-    out.set_len(part.size)
-        .context("could not size a scratch file")?;
-    Ok(())
+    out.finish()
 }
 
 /// sha256 of `len` bytes at `start` (bytes past the end count as missing, so a short file differs).

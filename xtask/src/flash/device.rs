@@ -251,6 +251,13 @@ pub fn root_disks(root: &SystemRoot, mounts: &[Mount]) -> Vec<String> {
     }
 }
 
+/// A file below the machine's `/proc`, read to see `what`.
+fn read_proc(root: &SystemRoot, name: &str, what: &str) -> Result<String> {
+    let path = root.proc.join(name);
+    std::fs::read_to_string(&path)
+        .with_context(|| format!("could not read {} to see {what}", path.display()))
+}
+
 /// Everything about the machine the refusal rules look at.
 #[derive(Debug, Clone)]
 pub struct SystemState {
@@ -261,20 +268,8 @@ pub struct SystemState {
 
 impl SystemState {
     pub fn read(root: &SystemRoot) -> Result<Self> {
-        let mountinfo_path = root.proc.join("self/mountinfo");
-        let mountinfo = std::fs::read_to_string(&mountinfo_path).with_context(|| {
-            format!(
-                "could not read {} to see what is mounted",
-                mountinfo_path.display()
-            )
-        })?;
-        let swaps_path = root.proc.join("swaps");
-        let swaps = std::fs::read_to_string(&swaps_path).with_context(|| {
-            format!(
-                "could not read {} to see what is used as swap",
-                swaps_path.display()
-            )
-        })?;
+        let mountinfo = read_proc(root, "self/mountinfo", "what is mounted")?;
+        let swaps = read_proc(root, "swaps", "what is used as swap")?;
         let mounts = parse_mountinfo(&mountinfo);
         let root_disks = root_disks(root, &mounts);
         Ok(SystemState {

@@ -159,14 +159,35 @@ mod tests {
     }
 
     #[test]
-    fn usb_reader_with_a_mounted_partition_is_refused() {
-        assert_eq!(
-            refusals_for("desktop", "sdb", IMAGE),
-            vec![Refusal::Mounted {
-                name: "sdb1".into(),
-                at: "/media/user/BOOT".into()
-            }]
-        );
+    fn a_partition_in_use_is_refused() {
+        let cases = [
+            // A USB reader with a mounted partition.
+            (
+                "sdb",
+                Refusal::Mounted {
+                    name: "sdb1".into(),
+                    at: "/media/user/BOOT".into(),
+                },
+            ),
+            // A partition used as swap.
+            (
+                "sdd",
+                Refusal::Swap {
+                    name: "sdd2".into(),
+                },
+            ),
+            // A partition held by a LUKS mapping.
+            (
+                "sdc",
+                Refusal::Held {
+                    name: "sdc1".into(),
+                    holders: vec!["dm-0".into()],
+                },
+            ),
+        ];
+        for (disk, refusal) in cases {
+            assert_eq!(refusals_for("desktop", disk, IMAGE), [refusal], "{disk}");
+        }
     }
 
     #[test]
@@ -183,27 +204,6 @@ mod tests {
             vec![Refusal::Mounted {
                 name: "mmcblk0p2".into(),
                 at: "/mnt".into()
-            }]
-        );
-    }
-
-    #[test]
-    fn partition_used_as_swap_is_refused() {
-        assert_eq!(
-            refusals_for("desktop", "sdd", IMAGE),
-            vec![Refusal::Swap {
-                name: "sdd2".into()
-            }]
-        );
-    }
-
-    #[test]
-    fn partition_held_by_luks_mapping_is_refused() {
-        assert_eq!(
-            refusals_for("desktop", "sdc", IMAGE),
-            vec![Refusal::Held {
-                name: "sdc1".into(),
-                holders: vec!["dm-0".into()]
             }]
         );
     }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
 
-use super::Setting;
+use super::settings::{self, Setting};
 
 /// The triplet tried when CROSS_COMPILE is not set (Debian's gcc-arm-linux-gnueabihf).
 const DEFAULT_CROSS_COMPILE: &str = "arm-linux-gnueabihf-";
@@ -20,7 +20,7 @@ const DEFAULT_CROSS_COMPILE: &str = "arm-linux-gnueabihf-";
 ///    visible symbol the defconfig leaves alone gets its default *as the defconfig alone decides
 ///    it*, written out as a value of its own;
 /// 2. `support/kconfig/merge_config.sh -m -O <dir> .config <fragments>`: each symbol a fragment
-///    sets replaces its earlier line, a later fragment's winning ([`super::merge`]);
+///    sets replaces its earlier line, a later fragment's winning ([`settings::merge`]);
 /// 3. `make olddefconfig` (`kconfig-package-regen-dot-config`), which completes the rest.
 ///
 /// So a visible symbol whose default depends on something a fragment changes keeps the value
@@ -47,8 +47,8 @@ pub fn resolve(
     for fragment in fragments {
         layers.push(read(fragment, &fragment.display().to_string())?);
     }
-    let merged = super::merge(layers.iter().map(Vec::as_slice));
-    std::fs::write(&dot_config, super::render(&merged)).with_context(|| {
+    let merged = settings::merge(layers.iter().map(Vec::as_slice));
+    std::fs::write(&dot_config, settings::render(&merged)).with_context(|| {
         format!(
             "could not write the merged config to {}",
             dot_config.display()
@@ -67,7 +67,7 @@ pub fn resolve(
 fn read(path: &Path, name: &str) -> Result<Vec<Setting>> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("could not read {}", path.display()))?;
-    super::parse(&text, name)
+    settings::parse(&text, name)
 }
 
 /// Run a Kconfig target (`olddefconfig`, `<board>_defconfig`) of the Kbuild tree `src` in the

@@ -10,7 +10,9 @@
 
 mod show_info;
 
-pub use show_info::{buildable_package_names, packages_from_show_info, toolchain_info};
+pub use show_info::{
+    buildable_package_names, packages_from_show_info, toolchain_info, Package, ToolchainInfo,
+};
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -73,44 +75,6 @@ pub struct DefconfigInfo {
     /// Relative to the repository root, e.g. `configs/berth_odroid_xu4_defconfig`.
     pub path: String,
     pub sha256: String,
-}
-
-/// What Buildroot resolved the toolchain to (from `.config` and `show-info`).
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ToolchainInfo {
-    /// `external` (prebuilt, e.g. Bootlin) or `buildroot` (built from source).
-    pub kind: String,
-    /// The package providing it, e.g. `toolchain-external-bootlin`, when it is a real package.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub package: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub version: Option<String>,
-    /// Exact GCC version for a Buildroot toolchain; the major version for an external one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub gcc: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub libc: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub kernel_headers: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cpu: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub fpu: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub float_abi: Option<String>,
-    /// The toolchain-wide hardening options that are on (`BR2_SSP_STRONG`, `BR2_RELRO_FULL`, ...).
-    #[serde(default)]
-    pub hardening: Vec<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Package {
-    /// Buildroot's package name as in `show-info` (host packages start with `host-`).
-    pub name: String,
-    pub version: String,
-    pub licenses: String,
 }
 
 /// A file in `<output>/images/` listed in SHA256SUMS.

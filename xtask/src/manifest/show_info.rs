@@ -2,9 +2,48 @@
 //! toolchain, for the manifest and the progress count.
 
 use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
 
-use super::{Package, ToolchainInfo};
 use crate::kconfig::{Resolved, Value};
+
+/// What Buildroot resolved the toolchain to (from `.config` and `show-info`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ToolchainInfo {
+    /// `external` (prebuilt, e.g. Bootlin) or `buildroot` (built from source).
+    pub kind: String,
+    /// The package providing it, e.g. `toolchain-external-bootlin`, when it is a real package.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub package: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// Exact GCC version for a Buildroot toolchain; the major version for an external one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gcc: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub libc: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel_headers: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fpu: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub float_abi: Option<String>,
+    /// The toolchain-wide hardening options that are on (`BR2_SSP_STRONG`, `BR2_RELRO_FULL`, ...).
+    #[serde(default)]
+    pub hardening: Vec<String>,
+}
+
+/// One package of the build, as `show-info` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Package {
+    /// Buildroot's package name as in `show-info` (host packages start with `host-`).
+    pub name: String,
+    pub version: String,
+    pub licenses: String,
+}
 
 /// Toolchain-wide hardening symbols worth recording, in display order.
 const HARDENING_SYMBOLS: &[&str] = &[

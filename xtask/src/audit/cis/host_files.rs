@@ -4,7 +4,6 @@
 use anyhow::{Context, Result};
 
 use super::unit::unit_values;
-use super::Inputs;
 use crate::rootfs::RootFs;
 
 pub(super) fn audit_watches(fs: &dyn RootFs) -> Result<Vec<String>> {
@@ -35,10 +34,13 @@ pub fn parse_audit_watches(text: &str) -> Vec<String> {
         .collect()
 }
 
-pub(super) fn local_socket_only(ctx: &Inputs<'_>) -> Result<std::result::Result<String, String>> {
+pub(super) fn local_socket_only(
+    fs: &dyn RootFs,
+    daemon_json: Option<&serde_json::Value>,
+) -> Result<std::result::Result<String, String>> {
     let mut hosts: Vec<String> = Vec::new();
     let mut tlsverify = false;
-    if let Some(json) = &ctx.daemon_json {
+    if let Some(json) = daemon_json {
         if let Some(list) = json.get("hosts").and_then(|h| h.as_array()) {
             hosts.extend(list.iter().filter_map(|h| h.as_str()).map(str::to_string));
         }
@@ -47,7 +49,7 @@ pub(super) fn local_socket_only(ctx: &Inputs<'_>) -> Result<std::result::Result<
             .and_then(|v| v.as_bool())
             .unwrap_or(false);
     }
-    for exec in unit_values(ctx.fs, "docker.service", "Service", "ExecStart")?.unwrap_or_default() {
+    for exec in unit_values(fs, "docker.service", "Service", "ExecStart")?.unwrap_or_default() {
         let words: Vec<&str> = exec.split_whitespace().collect();
         for (i, w) in words.iter().enumerate() {
             if let Some(h) = w.strip_prefix("--host=").or_else(|| w.strip_prefix("-H=")) {
@@ -92,10 +94,11 @@ pub(super) fn group_without_members(
     Err(format!("group {group} is not in /etc/group"))
 }
 
-pub(super) fn userns_ids(ctx: &Inputs<'_>) -> Result<std::result::Result<String, String>> {
-    let Some(remap) = ctx
-        .daemon_json
-        .as_ref()
+pub(super) fn userns_ids(
+    fs: &dyn RootFs,
+    daemon_json: Option<&serde_json::Value>,
+) -> Result<std::result::Result<String, String>> {
+    let Some(remap) = daemon_json
         .and_then(|j| j.get("userns-remap"))
         .and_then(|v| v.as_str())
     else {
@@ -112,8 +115,7 @@ pub(super) fn userns_ids(ctx: &Inputs<'_>) -> Result<std::result::Result<String,
         ("/etc/subuid", "subordinate uid range"),
         ("/etc/subgid", "subordinate gid range"),
     ] {
-        let text = ctx
-            .fs
+        let text = fs
             .read(file)?
             .map(|b| String::from_utf8_lossy(&b).into_owned())
             .unwrap_or_default();

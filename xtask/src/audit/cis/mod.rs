@@ -27,9 +27,9 @@ use host_files::{
 use unit::{unit_check, unit_values};
 
 /// What the checks look at, gathered once.
-pub(super) struct Inputs<'a> {
-    pub(super) fs: &'a dyn RootFs,
-    pub(super) daemon_json: Option<serde_json::Value>,
+struct Inputs<'a> {
+    fs: &'a dyn RootFs,
+    daemon_json: Option<serde_json::Value>,
 }
 
 const DAEMON_JSON: &str = "/etc/docker/daemon.json";
@@ -181,12 +181,12 @@ fn run_check(ctx: &Inputs, check: &Check) -> Result<std::result::Result<String, 
             Some(_) => Ok(format!("{path} present")),
             None => Err(format!("{path} is not in the image")),
         },
-        Check::LocalSocketOnly => local_socket_only(ctx)?,
+        Check::LocalSocketOnly => local_socket_only(ctx.fs, ctx.daemon_json.as_ref())?,
         Check::GroupWithoutMembers { group } => match ctx.fs.read("/etc/group")? {
             None => Err("/etc/group is not in the image".to_string()),
             Some(bytes) => group_without_members(&String::from_utf8_lossy(&bytes), group),
         },
-        Check::UsernsSubordinateIds => userns_ids(ctx)?,
+        Check::UsernsSubordinateIds => userns_ids(ctx.fs, ctx.daemon_json.as_ref())?,
         Check::ContainerdSocketRoot => containerd_socket_root(ctx.fs)?,
     })
 }

@@ -248,31 +248,12 @@ mod tests {
         let mut image = MemFs::default();
         image.file("/usr/bin/x", 0o755, "elf");
         let rules = parse_rules(
-            r#"
-            [[rule]]
-            property = "canary"
-            applies_to = ["executable"]
-            severity = "required"
-            source = "elf-hardening"
-            title = "stack protector"
-            [[rule]]
-            property = "textrel"
-            applies_to = ["executable", "shared-library"]
-            severity = "required"
-            source = "elf-hardening"
-            title = "no text relocations"
-            [[rule]]
-            property = "runpath"
-            applies_to = ["shared-library"]
-            severity = "required"
-            source = "elf-hardening"
-            title = "no RUNPATH"
-            [[rule]]
-            property = "fortify"
-            applies_to = ["executable"]
-            severity = "recommended"
-            source = "elf-hardening"
-            title = "FORTIFY_SOURCE"
+            r#"rule = [
+                { property = "canary", applies_to = ["executable"], severity = "required", source = "elf-hardening", title = "stack protector" },
+                { property = "textrel", applies_to = ["executable", "shared-library"], severity = "required", source = "elf-hardening", title = "no text relocations" },
+                { property = "runpath", applies_to = ["shared-library"], severity = "required", source = "elf-hardening", title = "no RUNPATH" },
+                { property = "fortify", applies_to = ["executable"], severity = "recommended", source = "elf-hardening", title = "FORTIFY_SOURCE" },
+            ]
             "#,
         )
         .unwrap()

@@ -123,26 +123,23 @@ mod tests {
         (fs, audited)
     }
 
-    fn exceptions(entries: &[(&str, &str)]) -> Vec<ElfException> {
+    /// Matches `[[elf]]` exceptions, given as (path, property) with reason `r`, against
+    /// [`image`] and [`rules`].
+    fn match_exceptions(entries: &[(&str, &str)]) -> Result<Waivers> {
         let text: String = entries
             .iter()
             .map(|(path, property)| {
                 format!("[[elf]]\npath = \"{path}\"\nproperty = \"{property}\"\nreason = \"r\"\n")
             })
             .collect();
-        Exceptions::parse(&text).unwrap().elf
+        let exceptions: Vec<ElfException> = Exceptions::parse(&text).unwrap().elf;
+        let (fs, audited) = image();
+        Waivers::match_image(&exceptions, &rules(), &fs, &audited)
     }
 
     #[test]
     fn an_exception_reaches_its_file_through_the_merged_usr_link() {
-        let (fs, audited) = image();
-        let w = Waivers::match_image(
-            &exceptions(&[("/lib/libc.so.6", "relro"), ("/usr/bin/tini", "pie")]),
-            &rules(),
-            &fs,
-            &audited,
-        )
-        .unwrap();
+        let w = match_exceptions(&[("/lib/libc.so.6", "relro"), ("/usr/bin/tini", "pie")]).unwrap();
         assert_eq!(w.reason("/usr/lib/libc.so.6", Property::Relro), Some("r"));
         assert_eq!(w.reason("/usr/bin/tini", Property::Pie), Some("r"));
         assert_eq!(w.reason("/usr/bin/tini", Property::Relro), None);
@@ -150,7 +147,6 @@ mod tests {
 
     #[test]
     fn a_mistyped_elf_exception_is_an_error_that_names_it() {
-        let (fs, audited) = image();
         for (path, property, named) in [
             ("/lib/libc.so.7", "relro", "/lib/libc.so.7 (relro)"),
             ("/usr/bin/tinni", "pie", "/usr/bin/tinni (pie)"),
@@ -162,14 +158,9 @@ mod tests {
             // A folder of the image is no ELF file.
             ("/usr/lib", "relro", "/usr/lib (relro)"),
         ] {
-            let err = Waivers::match_image(
-                &exceptions(&[("/usr/bin/tini", "pie"), (path, property)]),
-                &rules(),
-                &fs,
-                &audited,
-            )
-            .unwrap_err()
-            .to_string();
+            let err = match_exceptions(&[("/usr/bin/tini", "pie"), (path, property)])
+                .unwrap_err()
+                .to_string();
             assert!(err.contains(named), "{path} {property}: {err}");
             assert!(!err.contains("/usr/bin/tini"), "{err}");
         }
@@ -177,15 +168,9 @@ mod tests {
 
     #[test]
     fn two_names_of_one_file_are_a_duplicate() {
-        let (fs, audited) = image();
-        let err = Waivers::match_image(
-            &exceptions(&[("/lib/libc.so.6", "relro"), ("/usr/lib/libc.so.6", "relro")]),
-            &rules(),
-            &fs,
-            &audited,
-        )
-        .unwrap_err()
-        .to_string();
+        let err = match_exceptions(&[("/lib/libc.so.6", "relro"), ("/usr/lib/libc.so.6", "relro")])
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("two [[elf]] exceptions reach /usr/lib/libc.so.6"),
             "{err}"

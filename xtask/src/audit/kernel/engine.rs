@@ -8,10 +8,18 @@ use anyhow::Result;
 use super::cmdline::Cmdline;
 use super::rules::{parse_condition, CmdlineRule, KconfigRule, Meta, Rules, SysctlRule};
 use super::sysctl::Sysctl;
-use super::Toolchain;
 use crate::audit::exceptions::{self, KernelException};
 use crate::audit::report::{Finding, Report, Severity, Verdict};
 use crate::kconfig::{Resolved, Value};
+
+/// Which compiler resolved the config: compiler-probed options (such as the ARM per-task stack
+/// protector) can only be judged on a config resolved with an ARM compiler.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Toolchain {
+    Target,
+    /// Resolved with the host's compiler: rules marked `compiler_probe` drop to recommended.
+    Host,
+}
 
 pub struct Inputs<'a> {
     pub config: &'a Resolved,

@@ -11,7 +11,7 @@ use std::path::Path;
 
 use anyhow::{ensure, Result};
 
-use super::Toolchain;
+use super::engine::Toolchain;
 use crate::audit::report::Report;
 use crate::kconfig::{self, plan::Package, plan::Plan};
 use crate::project::Repo;
@@ -68,7 +68,7 @@ pub fn audit_resolved_tree(repo: &Repo, linux_src: &Path, cache: &Path) -> Resul
 
     let board = crate::project::default_board().dir(repo);
     let sysctl = [board.join("rootfs-overlay/etc/sysctl.d")];
-    super::audit_files(
+    super::files::audit_files(
         repo,
         &resolved.config_path,
         Some(&board.join("cmdline.txt")),

@@ -9,6 +9,7 @@
 
 pub mod cmdline;
 pub mod engine;
+pub mod files;
 pub mod linux;
 pub mod rules;
 pub mod sysctl;
@@ -21,13 +22,12 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 
 pub use cmdline::{parse_cmdline, Cmdline};
-pub use engine::{evaluate, Inputs};
+pub use engine::{evaluate, Inputs, Toolchain};
+pub use files::audit_files;
 pub use rules::{load_rules, parse_rules, Rules};
 pub use sysctl::{parse_sysctl, read_sysctl_dirs, Sysctl};
 
-use crate::audit::exceptions::Exceptions;
 use crate::audit::report::Report;
-use crate::kconfig::Resolved;
 use crate::project::Repo;
 
 #[derive(Args)]
@@ -143,57 +143,6 @@ fn buildroot_kernel_config(output: &Path) -> Result<PathBuf> {
                 .join(", ")
         ),
     }
-}
-
-/// Which compiler resolved the config: compiler-probed options (such as the ARM per-task stack
-/// protector) can only be judged on a config resolved with an ARM compiler.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Toolchain {
-    Target,
-    /// Resolved with the host's compiler: rules marked `compiler_probe` drop to recommended.
-    Host,
-}
-
-/// Read every input and audit it; `rules` defaults to the checkout's rule file.
-pub fn audit_files(
-    repo: &Repo,
-    config: &Path,
-    cmdline: Option<&Path>,
-    sysctl_dirs: Option<&[PathBuf]>,
-    rules: Option<&Path>,
-    toolchain: Toolchain,
-) -> Result<Report> {
-    let rules_path = rules
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| repo.path(super::KERNEL_RULES));
-    let rules = load_rules(&rules_path)?;
-    let text = std::fs::read_to_string(config)
-        .with_context(|| format!("could not read the kernel config {}", config.display()))?;
-    let resolved = Resolved::parse(&text, &config.display().to_string())?;
-    let cmdline = cmdline
-        .map(|path| {
-            let text = std::fs::read_to_string(path).with_context(|| {
-                format!("could not read the kernel command line {}", path.display())
-            })?;
-            parse_cmdline(&text).with_context(|| {
-                format!("{} is not a one-line kernel command line", path.display())
-            })
-        })
-        .transpose()?;
-    let sysctl = sysctl_dirs.map(read_sysctl_dirs).transpose()?;
-    let exceptions = Exceptions::load(&repo.path(super::EXCEPTIONS))?;
-    let title = format!("Kernel audit of {}", config.display());
-    evaluate(
-        &title,
-        &rules,
-        &Inputs {
-            config: &resolved,
-            cmdline: cmdline.as_ref(),
-            sysctl: sysctl.as_ref(),
-        },
-        &exceptions.kernel,
-        toolchain,
-    )
 }
 
 #[cfg(test)]

@@ -31,8 +31,7 @@ pub struct Rules {
     pub sysctl: Vec<SysctlRule>,
 }
 
-/// Fields every rule kind shares (repeated in each kind: serde cannot combine `flatten` with
-/// `deny_unknown_fields`, and a misspelt field must be an error).
+/// Fields every rule kind shares, borrowed from a rule by its `meta()`.
 #[derive(Debug, Clone)]
 pub struct Meta<'a> {
     pub source: &'a str,
@@ -43,80 +42,82 @@ pub struct Meta<'a> {
     pub alternatives: &'a [String],
 }
 
-macro_rules! rule_meta {
-    ($($kind:ident),*) => {$(
+/// Declares a rule kind: its own fields, then the fields every kind shares (one home, here) and
+/// its `meta()`. The shared fields are written into each struct rather than a
+/// `#[serde(flatten)]`ed one because serde cannot combine `flatten` with `deny_unknown_fields`,
+/// and a misspelt field in the rule table must be an error.
+macro_rules! rule_kind {
+    ($(#[$doc:meta])* $kind:ident { $($(#[$field_doc:meta])* $field:ident: $ty:ty,)* }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct $kind {
+            $($(#[$field_doc])* pub $field: $ty,)*
+            pub source: String,
+            pub severity: Severity,
+            /// Kconfig conditions that also satisfy the rule (see [`Meta`]).
+            #[serde(default, rename = "or")]
+            pub alternatives: Vec<String>,
+            /// Why the rule exists or what it protects, for the documentation.
+            #[serde(default)]
+            pub note: Option<String>,
+        }
+
         impl $kind {
             pub fn meta(&self) -> Meta<'_> {
-                Meta { source: &self.source, note: self.note.as_deref(), severity: self.severity, alternatives: &self.alternatives }
+                Meta {
+                    source: &self.source,
+                    note: self.note.as_deref(),
+                    severity: self.severity,
+                    alternatives: &self.alternatives,
+                }
             }
         }
-    )*};
-}
-rule_meta!(KconfigRule, CmdlineRule, SysctlRule);
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct KconfigRule {
-    pub option: String,
-    /// Allowed values: `y`, `m`, `n` (not set or absent), a number or a string as written.
-    #[serde(default)]
-    pub want: Vec<String>,
-    /// The numeric value must be at least this.
-    #[serde(default)]
-    pub min: Option<i64>,
-    /// The comma-separated string value must hold every one of these items.
-    #[serde(default)]
-    pub contains: Vec<String>,
-    /// The option's availability depends on what the compiler supports (probed by Kconfig).
-    #[serde(default)]
-    pub compiler_probe: bool,
-    pub source: String,
-    pub severity: Severity,
-    /// Kconfig conditions that also satisfy the rule (see [`Meta`]).
-    #[serde(default, rename = "or")]
-    pub alternatives: Vec<String>,
-    /// Why the rule exists or what it protects, for the documentation.
-    #[serde(default)]
-    pub note: Option<String>,
+    };
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CmdlineRule {
-    pub param: String,
-    /// Allowed values (`""` for a bare flag). Empty: the parameter only has to be present.
-    #[serde(default)]
-    pub want: Vec<String>,
-    /// The parameter must not appear at all.
-    #[serde(default)]
-    pub absent: bool,
-    /// Leaving the parameter out is fine (the kernel default, checked by a kconfig rule, holds).
-    #[serde(default)]
-    pub allow_absent: bool,
-    pub source: String,
-    pub severity: Severity,
-    /// Kconfig conditions that also satisfy the rule (see [`Meta`]).
-    #[serde(default, rename = "or")]
-    pub alternatives: Vec<String>,
-    /// Why the rule exists or what it protects, for the documentation.
-    #[serde(default)]
-    pub note: Option<String>,
-}
+rule_kind!(
+    /// A `[[kconfig]]` rule: what a kernel config symbol must be.
+    KconfigRule {
+        option: String,
+        /// Allowed values: `y`, `m`, `n` (not set or absent), a number or a string as written.
+        #[serde(default)]
+        want: Vec<String>,
+        /// The numeric value must be at least this.
+        #[serde(default)]
+        min: Option<i64>,
+        /// The comma-separated string value must hold every one of these items.
+        #[serde(default)]
+        contains: Vec<String>,
+        /// The option's availability depends on what the compiler supports (probed by Kconfig).
+        #[serde(default)]
+        compiler_probe: bool,
+    }
+);
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SysctlRule {
-    pub key: String,
-    pub want: Vec<String>,
-    pub source: String,
-    pub severity: Severity,
-    /// Kconfig conditions that also satisfy the rule (see [`Meta`]).
-    #[serde(default, rename = "or")]
-    pub alternatives: Vec<String>,
-    /// Why the rule exists or what it protects, for the documentation.
-    #[serde(default)]
-    pub note: Option<String>,
-}
+rule_kind!(
+    /// A `[[cmdline]]` rule: a kernel command-line parameter.
+    CmdlineRule {
+        param: String,
+        /// Allowed values (`""` for a bare flag). Empty: the parameter only has to be present.
+        #[serde(default)]
+        want: Vec<String>,
+        /// The parameter must not appear at all.
+        #[serde(default)]
+        absent: bool,
+        /// Leaving the parameter out is fine (the kernel default, checked by a kconfig rule, holds).
+        #[serde(default)]
+        allow_absent: bool,
+    }
+);
+
+rule_kind!(
+    /// A `[[sysctl]]` rule: a sysctl key's value at boot.
+    SysctlRule {
+        key: String,
+        want: Vec<String>,
+    }
+);
 
 pub fn load_rules(path: &Path) -> Result<Rules> {
     let text = std::fs::read_to_string(path)
@@ -142,13 +143,7 @@ pub fn parse_rules(text: &str) -> Result<Rules> {
             "kconfig rule {} needs exactly one of want, min, contains",
             r.option
         );
-        check_meta(&r.option, &r.meta())?;
-        ensure!(
-            subjects.insert((r.option.clone(), r.source.clone())),
-            "two {} rules for {}",
-            r.source,
-            r.option
-        );
+        check_meta(&mut subjects, &r.option, &r.meta())?;
     }
     for r in &rules.cmdline {
         ensure!(
@@ -162,27 +157,23 @@ pub fn parse_rules(text: &str) -> Result<Rules> {
             r.param
         );
         let subject = format!("cmdline:{}", r.param);
-        check_meta(&subject, &r.meta())?;
-        ensure!(
-            subjects.insert((subject.clone(), r.source.clone())),
-            "two {} rules for {subject}",
-            r.source
-        );
+        check_meta(&mut subjects, &subject, &r.meta())?;
     }
     for r in &rules.sysctl {
         ensure!(!r.want.is_empty(), "sysctl rule {} needs want", r.key);
         let subject = format!("sysctl:{}", r.key);
-        check_meta(&subject, &r.meta())?;
-        ensure!(
-            subjects.insert((subject.clone(), r.source.clone())),
-            "two {} rules for {subject}",
-            r.source
-        );
+        check_meta(&mut subjects, &subject, &r.meta())?;
     }
     Ok(rules)
 }
 
-fn check_meta(subject: &str, meta: &Meta<'_>) -> Result<()> {
+/// A rule's shared fields are valid, and no other rule of its source checks the same subject
+/// (`subjects` holds the (subject, source) pairs seen so far).
+fn check_meta(
+    subjects: &mut BTreeSet<(String, String)>,
+    subject: &str,
+    meta: &Meta<'_>,
+) -> Result<()> {
     ensure!(
         SOURCES.contains(&meta.source),
         "{subject}: unknown source '{}' (one of {})",
@@ -192,6 +183,11 @@ fn check_meta(subject: &str, meta: &Meta<'_>) -> Result<()> {
     for alt in meta.alternatives {
         parse_condition(alt).with_context(|| format!("{subject}: bad 'or' condition"))?;
     }
+    ensure!(
+        subjects.insert((subject.to_string(), meta.source.to_string())),
+        "two {} rules for {subject}",
+        meta.source
+    );
     Ok(())
 }
 

@@ -5,88 +5,28 @@ use super::engine::judge_sysctl;
 use super::*;
 use crate::audit::exceptions::KernelException;
 use crate::audit::report::Verdict;
+use crate::kconfig::Resolved;
 
 const RULES: &str = r#"
-[[kconfig]]
-option = "CONFIG_SECCOMP_FILTER"
-want = ["y"]
-source = "docker-required"
-severity = "required"
-
-[[kconfig]]
-option = "CONFIG_DEVMEM"
-want = ["n"]
-source = "kspp"
-severity = "required"
-
-[[kconfig]]
-option = "CONFIG_MODULE_SIG_FORCE"
-want = ["y"]
-or = ["CONFIG_MODULES=n"]
-source = "kspp"
-severity = "required"
-
-[[kconfig]]
-option = "CONFIG_DEFAULT_MMAP_MIN_ADDR"
-min = 32768
-source = "kspp"
-severity = "required"
-
-[[kconfig]]
-option = "CONFIG_LSM"
-contains = ["yama", "landlock"]
-source = "kspp"
-severity = "recommended"
-
-[[kconfig]]
-option = "CONFIG_STACKPROTECTOR_PER_TASK"
-want = ["y"]
-compiler_probe = true
-source = "self-protection"
-severity = "required"
-
-[[kconfig]]
-option = "CONFIG_USER_NS"
-want = ["n"]
-source = "attack-surface"
-severity = "required"
-
-[[kconfig]]
-option = "CONFIG_USER_NS"
-want = ["y"]
-source = "docker-optional"
-severity = "required"
-
-[[cmdline]]
-param = "slab_nomerge"
-source = "kspp"
-severity = "required"
-
-[[cmdline]]
-param = "init_on_alloc"
-want = ["1"]
-allow_absent = true
-source = "kspp"
-severity = "required"
-
-[[cmdline]]
-param = "nokaslr"
-absent = true
-source = "self-protection"
-severity = "required"
-
-[[sysctl]]
-key = "kernel.kptr_restrict"
-want = ["2"]
-source = "kspp"
-severity = "required"
-
-[[sysctl]]
-key = "kernel.io_uring_disabled"
-want = ["2"]
-or = ["CONFIG_IO_URING=n"]
-source = "attack-surface"
-severity = "required"
+kconfig = [
+    { option = "CONFIG_SECCOMP_FILTER", want = ["y"], source = "docker-required", severity = "required" },
+    { option = "CONFIG_DEVMEM", want = ["n"], source = "kspp", severity = "required" },
+    { option = "CONFIG_MODULE_SIG_FORCE", want = ["y"], or = ["CONFIG_MODULES=n"], source = "kspp", severity = "required" },
+    { option = "CONFIG_DEFAULT_MMAP_MIN_ADDR", min = 32768, source = "kspp", severity = "required" },
+    { option = "CONFIG_LSM", contains = ["yama", "landlock"], source = "kspp", severity = "recommended" },
+    { option = "CONFIG_STACKPROTECTOR_PER_TASK", want = ["y"], compiler_probe = true, source = "self-protection", severity = "required" },
+    { option = "CONFIG_USER_NS", want = ["n"], source = "attack-surface", severity = "required" },
+    { option = "CONFIG_USER_NS", want = ["y"], source = "docker-optional", severity = "required" },
+]
+cmdline = [
+    { param = "slab_nomerge", source = "kspp", severity = "required" },
+    { param = "init_on_alloc", want = ["1"], allow_absent = true, source = "kspp", severity = "required" },
+    { param = "nokaslr", absent = true, source = "self-protection", severity = "required" },
+]
+sysctl = [
+    { key = "kernel.kptr_restrict", want = ["2"], source = "kspp", severity = "required" },
+    { key = "kernel.io_uring_disabled", want = ["2"], or = ["CONFIG_IO_URING=n"], source = "attack-surface", severity = "required" },
+]
 "#;
 
 const HARDENED: &str = "\
@@ -164,6 +104,12 @@ fn hardened_config_passes_with_its_exception() {
     );
 }
 
+/// The verdict on `subject` when [`HARDENED`] has its text `from` replaced by `to`.
+fn verdict_with((from, to): (&str, &str), subject: &str) -> Verdict {
+    let config = HARDENED.replace(from, to);
+    verdict(&audit(&config, None, None, &userns_exception()), subject).clone()
+}
+
 #[test]
 fn flipping_one_option_flips_its_verdict() {
     let flipped = HARDENED.replace("# CONFIG_DEVMEM is not set", "CONFIG_DEVMEM=y");
@@ -172,22 +118,13 @@ fn flipping_one_option_flips_its_verdict() {
     assert!(!r.passed());
     assert_eq!(r.totals().failed_required, 1);
 
-    let modules = HARDENED.replace("# CONFIG_MODULES is not set", "CONFIG_MODULES=y");
+    let modules = ("# CONFIG_MODULES is not set", "CONFIG_MODULES=y");
     assert_eq!(
-        verdict(
-            &audit(&modules, None, None, &userns_exception()),
-            "CONFIG_MODULE_SIG_FORCE"
-        ),
-        &Verdict::Fail
+        verdict_with(modules, "CONFIG_MODULE_SIG_FORCE"),
+        Verdict::Fail
     );
-    let module = HARDENED.replace("CONFIG_SECCOMP_FILTER=y", "CONFIG_SECCOMP_FILTER=m");
-    assert_eq!(
-        verdict(
-            &audit(&module, None, None, &userns_exception()),
-            "CONFIG_SECCOMP_FILTER"
-        ),
-        &Verdict::Fail
-    );
+    let module = ("CONFIG_SECCOMP_FILTER=y", "CONFIG_SECCOMP_FILTER=m");
+    assert_eq!(verdict_with(module, "CONFIG_SECCOMP_FILTER"), Verdict::Fail);
 }
 
 #[test]
@@ -208,21 +145,11 @@ fn absent_symbols_count_as_not_set() {
 
 #[test]
 fn numbers_and_string_lists() {
-    let low = HARDENED.replace("=32768", "=4096");
+    let min_addr = "CONFIG_DEFAULT_MMAP_MIN_ADDR";
+    assert_eq!(verdict_with(("=32768", "=4096"), min_addr), Verdict::Fail);
     assert_eq!(
-        verdict(
-            &audit(&low, None, None, &[]),
-            "CONFIG_DEFAULT_MMAP_MIN_ADDR"
-        ),
-        &Verdict::Fail
-    );
-    let hex = HARDENED.replace("=32768", "=0x10000");
-    assert_eq!(
-        verdict(
-            &audit(&hex, None, None, &[]),
-            "CONFIG_DEFAULT_MMAP_MIN_ADDR"
-        ),
-        &Verdict::Pass
+        verdict_with(("=32768", "=0x10000"), min_addr),
+        Verdict::Pass
     );
     let no_yama = HARDENED.replace("lockdown,yama", "lockdown");
     let r = audit(&no_yama, None, None, &userns_exception());
@@ -444,7 +371,11 @@ fn malformed_rules_are_rejected() {
         "[[sysctl]]\nkey = \"a\"\nwant = [\"1\"]\nsource = \"kspp\"\nseverity = \"must\"\n"
     )
     .is_err());
-    let twice = format!("{RULES}\n[[kconfig]]\noption = \"CONFIG_DEVMEM\"\nwant = [\"n\"]\nsource = \"kspp\"\nseverity = \"required\"\n");
+    let twice = RULES.replacen(
+        "kconfig = [\n",
+        "kconfig = [\n{ option = \"CONFIG_DEVMEM\", want = [\"n\"], source = \"kspp\", severity = \"required\" },\n",
+        1,
+    );
     assert!(parse_rules(&twice)
         .unwrap_err()
         .to_string()
