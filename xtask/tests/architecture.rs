@@ -3,6 +3,9 @@
 //! - **No source file is longer than [`MAX_LINES`] (500) lines**, counted as `wc -l` counts them
 //!   (newline characters). The issue says "about 500"; 500 is the line drawn.
 //! - **No module imports one that imports it back**: the graph of modules has no cycle.
+//! - **A shared layer never imports a verb**: the modules below the crate root that are not one of
+//!   [`VERBS`] (project, release, kconfig, buildroot, rootfs, apps, …) name no verb's module, so
+//!   the library's layers stay readable from the folder names (docs/architecture.md).
 //!
 //! In the graph a module is a file (`foo.rs` or `foo/mod.rs` is `foo`, `lib.rs` is the crate root;
 //! `main.rs` is the binary, a crate of its own, and not in the graph). `M → N` when M's non-test code
@@ -19,6 +22,11 @@ use std::path::{Path, PathBuf};
 
 /// The most lines a file under `xtask/src` may have.
 const MAX_LINES: usize = 500;
+
+/// The modules that implement a `cargo xtask` verb (main.rs dispatches to them).
+const VERBS: &[&str] = &[
+    "image", "check", "audit", "flash", "bmap", "bench", "verify", "diff",
+];
 
 /// A module's path below the crate root (`["audit", "kernel"]`); empty for the root.
 type ModPath = Vec<String>;
@@ -439,6 +447,32 @@ fn cycle_report(root: &Path) -> Vec<String> {
         .collect()
 }
 
+/// Each import of a verb's module by a shared layer, as `from → to (`path`)`.
+fn layer_report(root: &Path) -> Vec<String> {
+    let is_verb = |m: &ModPath| m.first().is_some_and(|top| VERBS.contains(&top.as_str()));
+    let graph = module_graph(root);
+    graph
+        .iter()
+        .filter(|(from, _)| !from.is_empty() && !is_verb(from))
+        .flat_map(|(from, edges)| {
+            edges
+                .iter()
+                .filter(|(to, _)| is_verb(to))
+                .map(move |(to, path)| format!("{} → {} (`{path}`)", display(from), display(to)))
+        })
+        .collect()
+}
+
+#[test]
+fn no_shared_layer_imports_a_verb() {
+    let report = layer_report(&source_dir());
+    assert!(
+        report.is_empty(),
+        "shared layers in xtask/src that import a verb; move what both need into a shared layer:\n  {}",
+        report.join("\n  ")
+    );
+}
+
 #[test]
 fn no_source_file_exceeds_the_line_limit() {
     let oversized = oversized_files(&source_dir());
@@ -527,4 +561,21 @@ fn the_lexer_skips_literals_and_keeps_paths_after_them() {
     "####;
     let found = paths(&tokenize(source));
     assert_eq!(found, [vec!["crate", "z", "w"]]);
+}
+
+#[test]
+fn the_layer_check_names_a_shared_layer_that_imports_a_verb() {
+    let tree = synthetic_tree(&[
+        ("lib.rs", "pub mod image;\npub mod project;\npub mod release;\n"),
+        ("image.rs", "pub fn run() { crate::release::seal() }\n"),
+        ("project.rs", "pub const PIN: &str = \"x\";\n"),
+        (
+            "release.rs",
+            "pub fn seal() { let _ = crate::project::PIN; }\npub fn flow() { crate::image::run() }\n",
+        ),
+    ]);
+    assert_eq!(
+        layer_report(tree.path()),
+        ["release → image (`crate::image::run`)"]
+    );
 }
