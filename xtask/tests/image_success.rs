@@ -10,9 +10,14 @@
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
+
+use xtask::host::Host;
+use xtask::image::{self, ImageArgs};
+use xtask::project::Repo;
 
 /// The stand-in's packages: name, version, license, download site.
 const PACKAGES: &[(&str, &str, &str, &str)] = &[
@@ -251,7 +256,7 @@ fn inputs(test: &str) -> Option<Inputs> {
 fn repo_copy(dir: &Path) -> PathBuf {
     let repo = dir.join("repo");
     fs::create_dir_all(&repo).unwrap();
-    let root = common::repo_root();
+    let root = common::checkout_root();
     common::run_ok(
         Command::new("cp")
             .arg("-a")
@@ -422,7 +427,7 @@ fn stand_in_buildroot(inputs: &Inputs, dir: &Path) {
         0o644,
     );
     let crypt = fs::read(
-        common::repo_root().join("br2-external/package/berth-data-crypt/berth-data-crypt"),
+        common::checkout_root().join("br2-external/package/berth-data-crypt/berth-data-crypt"),
     )
     .unwrap();
     common::write_file(
@@ -447,7 +452,7 @@ fn shipped_elf_exception_files(payload: &Path, source: &Path, dir: &Path) {
     );
     let program = payload.join("tini/target/usr/bin/docker-init");
     let exceptions = xtask::audit::exceptions::Exceptions::load(
-        &common::repo_root().join(xtask::audit::EXCEPTIONS),
+        &common::checkout_root().join(xtask::audit::EXCEPTIONS),
     )
     .unwrap();
     for e in &exceptions.elf {
@@ -490,36 +495,51 @@ struct Build {
 }
 
 impl Build {
-    /// `cargo xtask image` with the stand-in, the filled download cache and a public key.
-    fn run(&self) -> Output {
-        self.run_with(&[])
+    /// `cargo xtask image` with the stand-in, the filled download cache and a public key, through
+    /// the library: the error, as the command line would print it, when it fails.
+    fn run(&self) -> Result<(), String> {
+        let dir = self.dir.path();
+        let args = ImageArgs {
+            buildroot: Some(dir.join("buildroot")),
+            output: Some(self.output.clone()),
+            ssh_authorized_keys: Some(dir.join("id_ed25519.pub")),
+            ..ImageArgs::default()
+        };
+        image::run(&Repo::at(&self.repo), args, &self.host()).map_err(|err| format!("{err:#}"))
     }
 
-    fn run_with(&self, env: &[(&str, &str)]) -> Output {
+    /// The host the build runs on: its cache in the test's folder, and offline even on a
+    /// networked machine (every download goes to a closed local port), so a build that passes
+    /// took every source from the filled cache.
+    fn host(&self) -> Host {
         let dir = self.dir.path();
-        common::xtask()
-            .envs(env.iter().copied())
-            .arg("image")
-            .arg("--buildroot")
-            .arg(dir.join("buildroot"))
-            .arg("--output")
-            .arg(&self.output)
-            .arg("--ssh-authorized-keys")
-            .arg(dir.join("id_ed25519.pub"))
-            .env("BERTH_REPO_ROOT", &self.repo)
-            .env("XDG_CACHE_HOME", dir.join("cache"))
-            .env_remove("BERTH_BUILDROOT")
-            // A developer's own download folder: the build, legal-info and the SBOM must all use
-            // the xtask's, which the network preflight checked.
-            .env("BR2_DL_DIR", dir.join("elsewhere/dl"))
-            .output()
-            .unwrap()
+        let closed = "http://127.0.0.1:9".to_string();
+        let mut vars: BTreeMap<String, String> = ["http_proxy", "https_proxy", "ftp_proxy"]
+            .map(|var| (var.to_string(), closed.clone()))
+            .into();
+        // A developer's own download folder: the build, legal-info and the SBOM must all use the
+        // xtask's, which the network preflight checked.
+        vars.insert(
+            "BR2_DL_DIR".into(),
+            dir.join("elsewhere/dl").display().to_string(),
+        );
+        Host {
+            home: None,
+            cache: Some(dir.join("cache/berth")),
+            buildroot: None,
+            vars,
+        }
+    }
+
+    /// The whole output of the last build's `make`.
+    fn log(&self) -> String {
+        fs::read_to_string(self.output.join("build.log")).unwrap_or_default()
     }
 }
 
-/// A successful `cargo xtask image` on a fresh stand-in, and its output. None, after a printed
-/// skip, when the xtask finds this host lacks what Buildroot needs.
-fn image(test: &str, inputs: &Inputs) -> Option<(Build, String)> {
+/// A successful `cargo xtask image` on a fresh stand-in. None, after a printed skip, when the
+/// xtask finds this host lacks what Buildroot needs.
+fn image(test: &str, inputs: &Inputs) -> Option<Build> {
     let dir = tempfile::tempdir().unwrap();
     let repo = repo_copy(dir.path());
     stand_in_buildroot(inputs, dir.path());
@@ -531,16 +551,14 @@ fn image(test: &str, inputs: &Inputs) -> Option<(Build, String)> {
     .unwrap();
     let output = dir.path().join("output");
     let build = Build { dir, repo, output };
-    let out = build.run();
-    let log = common::output_text(&out);
-    if let Some(at) = log.find("this machine lacks what Buildroot needs") {
-        common::skip(test, &log[at..].replace('\n', " "));
-        return None;
+    if let Err(err) = build.run() {
+        if let Some(at) = err.find("this machine lacks what Buildroot needs") {
+            common::skip(test, &err[at..].replace('\n', " "));
+            return None;
+        }
+        panic!("{err}\n{}", build.log());
     }
-    assert!(out.status.success(), "{log}");
-    // Every source is in the download cache: the network preflight passes without probing.
-    assert!(!log.contains("to download; checking"), "{log}");
-    Some((build, log))
+    Some(build)
 }
 
 fn assert_nothing_looks_finished(build: &Build) {
@@ -556,9 +574,10 @@ fn assert_nothing_looks_finished(build: &Build) {
 fn a_stand_in_build_ends_in_verified_artifacts() {
     let test = "a_stand_in_build_ends_in_verified_artifacts";
     let Some(inputs) = inputs(test) else { return };
-    let Some((build, log)) = image(test, &inputs) else {
+    let Some(build) = image(test, &inputs) else {
         return;
     };
+    let log = build.log();
     let images = build.output.join("images");
     for name in [
         "sdcard.img",
@@ -699,27 +718,23 @@ fn a_stand_in_build_ends_in_verified_artifacts() {
             .any(|c| c["name"] == "runc" && c["version"] == "1.3.5"),
         "{sbom}"
     );
-    // Progress counted the stand-in's packages, from show-info.
-    let total = PACKAGES.len();
+    // The whole build ran, every package to the end.
     assert!(
-        log.contains(&format!("{total}/{total} Finalizing target directory")),
+        log.contains(">>> runc 1.3.5 Building")
+            && log.contains(">>>   Finalizing target directory"),
         "{log}"
     );
 
     // Run again with every package built: the images are made again and sealed again, with the
     // same SBOM and license bundle.
     let sums = fs::read_to_string(images.join("SHA256SUMS")).unwrap();
-    let again = build.run();
-    let log = common::output_text(&again);
-    assert!(again.status.success(), "{log}");
+    build.run().unwrap();
+    let log = build.log();
     assert!(
-        !log.contains("runc 1.3.5: Building"),
+        !log.contains(">>> runc 1.3.5 Building"),
         "nothing is built twice: {log}"
     );
-    assert!(
-        log.contains(&format!("{total}/{total} Generating filesystem image")),
-        "{log}"
-    );
+    assert!(log.contains(">>>   Generating filesystem image"), "{log}");
     common::run_ok(
         Command::new("sha256sum")
             .args(["--check", "--strict", "SHA256SUMS"])
@@ -740,7 +755,7 @@ fn a_stand_in_build_ends_in_verified_artifacts() {
 fn a_failing_package_is_named_and_nothing_looks_finished() {
     let test = "a_failing_package_is_named_and_nothing_looks_finished";
     let Some(inputs) = inputs(test) else { return };
-    let Some((build, _)) = image(test, &inputs) else {
+    let Some(build) = image(test, &inputs) else {
         return;
     };
     // runc is rebuilt (as after `make runc-dirclean`) and now fails: the finished image of the
@@ -752,9 +767,7 @@ fn a_failing_package_is_named_and_nothing_looks_finished() {
          libcontainer/seccomp/seccomp_linux.go:42:9: undefined: libseccomp.ActKillProcess\n",
     )
     .unwrap();
-    let out = build.run();
-    let log = common::output_text(&out);
-    assert!(!out.status.success(), "{log}");
+    let log = build.run().expect_err("the build must fail");
     assert!(log.contains("in package runc, step \"Building\""), "{log}");
     assert!(
         log.contains("  libcontainer/seccomp/seccomp_linux.go:42:9: undefined"),
@@ -774,7 +787,7 @@ fn a_failing_package_is_named_and_nothing_looks_finished() {
 fn an_image_failing_its_audit_is_not_sealed() {
     let test = "an_image_failing_its_audit_is_not_sealed";
     let Some(inputs) = inputs(test) else { return };
-    let Some((build, _)) = image(test, &inputs) else {
+    let Some(build) = image(test, &inputs) else {
         return;
     };
     // The overlay now lets containers talk to each other (CIS 2.2); the next build takes it in.
@@ -786,13 +799,10 @@ fn an_image_failing_its_audit_is_not_sealed() {
         .replace("\"icc\": false", "\"icc\": true");
     assert!(daemon.contains("\"icc\": true"));
     fs::write(path, daemon).unwrap();
-    let out = build.run();
-    let log = common::output_text(&out);
-    assert!(!out.status.success(), "{log}");
-    assert!(
-        log.contains("failed its hardening audit") && log.contains("CIS 2.2"),
-        "{log}"
-    );
+    let log = build.run().expect_err("the audit must fail");
+    let report = fs::read_to_string(build.output.join("audit.txt")).unwrap();
+    assert!(log.contains("failed its hardening audit"), "{log}");
+    assert!(report.contains("CIS 2.2"), "{report}");
     let images = build.output.join("images");
     assert!(
         images.join("sdcard.img").is_file(),
@@ -817,21 +827,15 @@ fn a_missing_sbom_schema_stops_the_build_before_it_starts() {
     let test = "a_missing_sbom_schema_stops_the_build_before_it_starts";
     let Some(inputs) = inputs(test) else { return };
     let schema = "cache/berth/dl/cyclonedx/spdx-1.6.schema.json";
-    let Some((build, _)) = image(test, &inputs) else {
+    let Some(build) = image(test, &inputs) else {
         return;
     };
     fs::remove_file(build.dir.path().join(schema)).unwrap();
-    // Offline even on a networked machine: the fetch goes to a closed local port.
-    let offline = [
-        ("https_proxy", "http://127.0.0.1:9"),
-        ("HTTPS_PROXY", "http://127.0.0.1:9"),
-        ("no_proxy", ""),
-        ("NO_PROXY", ""),
-    ];
     fs::remove_file(build.output.join("build.log")).unwrap();
-    let out = build.run_with(&offline);
-    let log = common::output_text(&out);
-    assert!(!out.status.success(), "{log}");
+    // The build's host is offline even on a networked machine: the fetch fails.
+    let log = build
+        .run()
+        .expect_err("the build must stop without the schema");
     assert!(
         log.contains("SPDX license list")
             && log.contains(&build.dir.path().join(schema).display().to_string()),

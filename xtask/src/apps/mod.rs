@@ -4,7 +4,7 @@
 //! - [`spec`] parses `apps.toml` (pure); [`values`] its value notations.
 //! - [`registry`] fetches each image for `linux/arm/v7` by digest; [`oci`] checks the documents
 //!   and writes the OCI image-layout archive.
-//! - [`units`] writes one systemd unit per app (pure); [`audit`] judges the apps against the CIS
+//! - [`units`] writes one systemd unit per app (pure); [`crate::audit::apps`] judges the apps against the CIS
 //!   section 5 table in `configs/hardening/cis-apps.toml` (pure).
 //! - This file ties them to a checkout: the board's facts, and the root filesystem fragment the
 //!   image build copies in (`post-build.sh`, `BERTH_APPS_ROOTFS`).

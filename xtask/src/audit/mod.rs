@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 
+use crate::host::Host;
 use crate::project::Repo;
 use report::Report;
 
@@ -52,7 +53,8 @@ enum AuditWhat {
     Cves(crate::vulns::CvesArgs),
 }
 
-pub fn run(args: AuditArgs, repo: &Repo) -> Result<()> {
+/// `cargo xtask audit` on the checkout `repo`, on `host` (whose cache `kernel --linux` uses).
+pub fn run(args: AuditArgs, repo: &Repo, host: &Host) -> Result<()> {
     // Hook (issue 14): the declared apps; alone, that is the whole audit.
     if let Some(apps) = &args.apps {
         apps::run(repo, apps, args.json)?;
@@ -68,7 +70,7 @@ pub fn run(args: AuditArgs, repo: &Repo) -> Result<()> {
         );
     }
     match args.what {
-        Some(AuditWhat::Kernel(a)) => kernel::run(a, args.json, repo),
+        Some(AuditWhat::Kernel(a)) => kernel::run(a, args.json, repo, host),
         Some(AuditWhat::Image(a)) => image::run(a, args.json, repo),
         Some(AuditWhat::Cves(a)) => crate::vulns::run(repo, a, args.json),
         None => {
