@@ -34,7 +34,7 @@ fn fake_output(dir: &Path, binaries: &[(String, PathBuf)], adjust: impl Fn(&Path
     let target = output.join("target");
     fs::create_dir_all(&target).unwrap();
     common::copy_tree(
-        &common::checkout_root().join("board/odroid-xu4/rootfs-overlay"),
+        &common::repo_root().join("board/odroid-xu4/rootfs-overlay"),
         &target,
     );
     // Git keeps only the executable bit; the permission table gives the modes on a real build.
@@ -73,8 +73,7 @@ fn fake_output(dir: &Path, binaries: &[(String, PathBuf)], adjust: impl Fn(&Path
         "placeholder for the audit package's daemon\n",
         0o755,
     );
-    let script =
-        common::checkout_root().join("br2-external/package/berth-data-crypt/berth-data-crypt");
+    let script = common::repo_root().join("br2-external/package/berth-data-crypt/berth-data-crypt");
     common::write_file(
         &target.join("usr/libexec/berth-data-crypt"),
         fs::read_to_string(script).unwrap(),
@@ -312,7 +311,7 @@ fn ownership_and_modes_are_read_from_the_image() {
 fn repo_with_exceptions(dir: &Path, edit: impl Fn(String) -> String) -> xtask::project::Repo {
     let repo = xtask::project::Repo::at(dir.join("repo"));
     common::copy_tree(
-        &common::checkout_root().join("configs/hardening"),
+        &common::repo_root().join("configs/hardening"),
         &repo.path("configs/hardening"),
     );
     let path = repo.path(xtask::audit::EXCEPTIONS);

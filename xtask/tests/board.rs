@@ -12,7 +12,7 @@ use xtask::project::BOOT_CHAIN;
 const SECTOR: usize = xtask::project::SECTOR as usize;
 
 fn board_dir() -> PathBuf {
-    common::checkout_root().join("board/odroid-xu4")
+    common::repo_root().join("board/odroid-xu4")
 }
 
 /// Bytes that differ from file to file, so a blob found at an offset is that blob.

@@ -19,7 +19,7 @@ fn text(output: &Output) -> (String, String) {
 fn repo_copy() -> tempfile::TempDir {
     let copy = tempfile::tempdir().unwrap();
     for part in ["configs", "br2-external", "board", "patches"] {
-        common::copy_tree(&common::checkout_root().join(part), &copy.path().join(part));
+        common::copy_tree(&common::repo_root().join(part), &copy.path().join(part));
     }
     copy
 }

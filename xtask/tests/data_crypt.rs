@@ -15,7 +15,7 @@ const SIZE: u64 = 64 << 20;
 const HEADER_BYTES: usize = 16 << 20;
 
 fn script() -> PathBuf {
-    common::checkout_root().join("br2-external/package/berth-data-crypt/berth-data-crypt")
+    common::repo_root().join("br2-external/package/berth-data-crypt/berth-data-crypt")
 }
 
 fn ok(cmd: &mut Command) -> Output {

@@ -75,7 +75,7 @@ fn the_board_cmdline_and_sysctl_pass_their_rules() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join(".config");
     std::fs::write(&config, "# CONFIG_MODULES is not set\n").unwrap();
-    let repo = common::checkout_root();
+    let repo = common::repo_root();
     let board = repo.join("board/odroid-xu4");
     let (_, json) = audit_json(
         &config,
@@ -295,7 +295,7 @@ fn real_tree_a_dropped_fragment_line_is_named() {
     }
     // A copy of the files the kernel stage reads, with one line Kconfig cannot keep.
     let repo = tempfile::tempdir().unwrap();
-    let src = common::checkout_root();
+    let src = common::repo_root();
     for file in [
         "configs/berth_odroid_xu4_defconfig",
         "configs/linux-board.fragment",
@@ -340,7 +340,7 @@ fn real_tree_a_dropped_fragment_line_is_named() {
 /// docs/kernel.md must account for every fragment setting and every kernel exception.
 #[test]
 fn docs_cover_every_fragment_setting_and_exception() {
-    let repo = common::checkout_root();
+    let repo = common::repo_root();
     let docs = std::fs::read_to_string(repo.join("docs/kernel.md")).unwrap();
     let mentioned = |name: &str| {
         let whole_word = docs.match_indices(name).any(|(at, _)| {
@@ -485,7 +485,7 @@ fn real_tree_resolve_matches_buildroots_own_recipe() {
         return;
     }
     let plan = kconfig::plan::Plan::read(
-        &Repo::at(common::checkout_root()),
+        &Repo::at(common::repo_root()),
         kconfig::plan::Package::Linux,
     )
     .unwrap();

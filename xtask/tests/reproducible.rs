@@ -35,7 +35,7 @@ fn have_tools(test: &str) -> bool {
 }
 
 fn board_file(rel: &str) -> PathBuf {
-    common::checkout_root().join(rel)
+    common::repo_root().join(rel)
 }
 
 /// What the assembly depends on; each test run may take one setting away.
@@ -52,7 +52,7 @@ impl Recipe {
             .expect("board/odroid-xu4/genimage.cfg is readable");
         let defconfig = std::fs::read_to_string(board_file("configs/berth_odroid_xu4_defconfig"))
             .expect("configs/berth_odroid_xu4_defconfig is readable");
-        let env = reproducible::build_env(&common::checkout_root())
+        let env = reproducible::build_env(&common::repo_root())
             .expect("build_env works in this checkout");
         Recipe {
             genimage_cfg: cfg,

@@ -146,7 +146,7 @@ fn real_tree_a_broken_fragment_is_named_line_by_line() {
     }
     let repo = tempfile::tempdir().unwrap();
     for part in ["configs", "br2-external", "board"] {
-        common::copy_tree(&common::checkout_root().join(part), &repo.path().join(part));
+        common::copy_tree(&common::repo_root().join(part), &repo.path().join(part));
     }
     let fragment = repo.path().join("configs/uboot.fragment");
     let mut lines = std::fs::read_to_string(&fragment).unwrap();

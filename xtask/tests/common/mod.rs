@@ -7,14 +7,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 /// The checkout under test (the library's own idea of it).
-pub fn checkout_root() -> PathBuf {
+pub fn repo_root() -> PathBuf {
     xtask::project::Repo::checkout().root().to_path_buf()
 }
 
 /// The xtask binary under test, run from the repository root.
 pub fn xtask() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_xtask"));
-    cmd.current_dir(checkout_root());
+    cmd.current_dir(repo_root());
     cmd
 }
 
