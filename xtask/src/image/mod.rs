@@ -258,7 +258,7 @@ impl Settings {
         )?;
         Ok(Settings {
             board,
-            // Flag, then BERTH_BUILDROOT (read by buildroot::resolve), then berth.toml.
+            // Flag, then the host's BERTH_BUILDROOT (taken by buildroot::resolve), then berth.toml.
             buildroot: if args.buildroot.is_none() && host.buildroot.is_some() {
                 None
             } else {
