@@ -5,6 +5,8 @@
 //!   [`verify`], [`diff`];
 //! - what they share: [`project`] (every pin, board and path), [`buildroot`], [`kconfig`],
 //!   [`rootfs`], [`tree`], [`manifest`], [`release`], [`sbom`], [`sparse`], [`vulns`], [`git_tree`], [`reproducible`], [`util`];
+//!   [`host`], the environment a verb runs in (home, cache folder, proxies), which only `main.rs`
+//!   reads from the process;
 //!   [`apps`], the declared containers that `image` preloads and `audit` checks.
 //!
 //! Pure logic (Kconfig, layout, audit rules, block maps) does no I/O, so its unit tests need no
@@ -19,6 +21,7 @@ pub mod check;
 pub mod diff;
 pub mod flash;
 pub mod git_tree;
+pub mod host;
 pub mod image;
 pub mod kconfig;
 pub mod manifest;

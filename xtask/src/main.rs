@@ -3,6 +3,7 @@
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
+use xtask::host::Host;
 use xtask::project::Repo;
 use xtask::{audit, bench, bmap, check, diff, flash, image, verify};
 
@@ -48,9 +49,9 @@ fn main() {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Image(args) => image::run(&Repo::checkout(), args),
-        Command::Check(args) => check::run(args, &Repo::checkout()),
-        Command::Audit(args) => audit::run(args, &Repo::checkout()),
+        Command::Image(args) => image::run(&Repo::checkout(), args, &Host::from_process()),
+        Command::Check(args) => check::run(args, &Repo::checkout(), Host::from_process()),
+        Command::Audit(args) => audit::run(args, &Repo::checkout(), &Host::from_process()),
         Command::Flash(args) => flash::run(args),
         Command::Bmap(args) => bmap::run(args),
         Command::Bench(args) => bench::run(args),

@@ -150,7 +150,11 @@ pub struct Repo {
 impl Repo {
     /// The checkout this xtask was built from (`xtask/` sits one level below its root).
     pub fn checkout() -> Repo {
-        Repo::at(crate::util::repo_root())
+        Repo::at(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .parent()
+                .expect("xtask lives one level below the repository root"),
+        )
     }
 
     /// A checkout at `root`, such as a test's modified copy.

@@ -27,23 +27,24 @@ pub const SPDX_SCHEMA_SHA256: &str =
 pub const SPDX_SCHEMA_IN_DL: &str = "cyclonedx/spdx-1.6.schema.json";
 
 /// Write the SBOM and the license bundle into `<output>/images/`; return the files written.
+/// `dl` is the build's download folder, the one `make` got as `BR2_DL_DIR`.
 pub fn write_sbom_and_legal_info(
     repo: &Repo,
     br: &Buildroot,
     sh: &Shell,
     output: &Path,
+    dl: &Path,
 ) -> Result<Vec<PathBuf>> {
     let images = output.join("images");
     std::fs::create_dir_all(&images)
         .with_context(|| format!("could not create {}", images.display()))?;
-    let dl = download_dir(sh)?;
-    ensure_spdx_schema(sh, &dl)?;
+    ensure_spdx_schema(sh, dl)?;
     let build = BuildOutput {
         repo,
         br,
         sh,
         output,
-        dl: &dl,
+        dl,
     };
     let sbom = images.join(SBOM_FILE);
     build.write_sbom(&sbom)?;
@@ -60,15 +61,6 @@ struct BuildOutput<'a> {
     sh: &'a Shell,
     output: &'a Path,
     dl: &'a Path,
-}
-
-/// The download folder of this build: `BR2_DL_DIR` when the caller set it (as `cargo xtask image`
-/// does for the build), else the xtask's own, `<cache>/dl`.
-fn download_dir(sh: &Shell) -> Result<PathBuf> {
-    match sh.var_os("BR2_DL_DIR").filter(|v| !v.is_empty()) {
-        Some(dir) => Ok(PathBuf::from(dir)),
-        None => Ok(util::cache_dir()?.join("dl")),
-    }
 }
 
 /// Is this the pinned schema? Pure, so the refusal message is tested.
@@ -312,9 +304,14 @@ mod buildroot_tests {
             return;
         };
         let sh = Shell::new().unwrap();
-        let br =
-            crate::buildroot::verify(&sh, Path::new(&tree), crate::buildroot::Origin::Environment)
-                .unwrap();
+        let repo = Repo::checkout();
+        let br = crate::buildroot::verify(
+            &sh,
+            &repo,
+            Path::new(&tree),
+            crate::buildroot::Origin::Environment,
+        )
+        .unwrap();
         let work = tempfile::tempdir().unwrap();
         let output = work.path().join("output");
         let dl = work.path().join("dl");
@@ -324,9 +321,8 @@ mod buildroot_tests {
             r#"{"enum": ["MIT", "Apache-2.0", "GPL-2.0"]}"#,
         )
         .unwrap();
-        let defconfig = Repo::checkout().path("configs/berth_odroid_xu4_defconfig");
+        let defconfig = repo.path("configs/berth_odroid_xu4_defconfig");
         br.load_defconfig(&sh, &output, &defconfig).unwrap();
-        let repo = Repo::checkout();
         let build = BuildOutput {
             repo: &repo,
             br: &br,

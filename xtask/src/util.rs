@@ -2,21 +2,10 @@
 
 use std::fs::File;
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
-
-/// The Berth checkout. `BERTH_REPO_ROOT` lets tests point the xtask at a modified copy.
-pub fn repo_root() -> PathBuf {
-    if let Some(root) = std::env::var_os("BERTH_REPO_ROOT") {
-        return PathBuf::from(root);
-    }
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask lives one level below the repository root")
-        .to_path_buf()
-}
 
 /// Lower-case hex sha256 of a byte slice.
 pub fn sha256_hex(bytes: &[u8]) -> String {
@@ -43,17 +32,6 @@ pub fn sha256_file(path: &Path) -> Result<String> {
 
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Berth's cache folder (`$XDG_CACHE_HOME/berth`, else `~/.cache/berth`).
-pub fn cache_dir() -> Result<PathBuf> {
-    if let Some(xdg) = std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
-        return Ok(PathBuf::from(xdg).join("berth"));
-    }
-    let home = std::env::var_os("HOME")
-        .filter(|v| !v.is_empty())
-        .context("neither XDG_CACHE_HOME nor HOME is set, so Berth has no cache folder")?;
-    Ok(PathBuf::from(home).join(".cache").join("berth"))
 }
 
 /// A unit test's skip: one line on the real stderr (libtest captures `eprintln!`), in the form

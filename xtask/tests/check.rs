@@ -80,7 +80,7 @@ fn a_bogus_symbol_fails_naming_it() {
         linux: None,
         uboot: None,
         // The patched Buildroot copy of the real cache serves: the copy has the same series.
-        cache: xtask::util::cache_dir().unwrap(),
+        host: xtask::host::Host::from_process(),
     };
     let err = xtask::check::check(&Repo::at(copy.path()), &inputs)
         .expect_err("check passed with a bogus symbol");
@@ -159,7 +159,11 @@ fn patched_buildroot(
     tree: &std::path::Path,
     cache: &std::path::Path,
 ) -> anyhow::Result<xtask::buildroot::Buildroot> {
-    xtask::buildroot::resolve_with_cache(&Repo::at(copy), Some(tree), false, cache)
+    let host = xtask::host::Host {
+        cache: Some(cache.to_path_buf()),
+        ..xtask::host::Host::default()
+    };
+    xtask::buildroot::resolve(&Repo::at(copy), &host, Some(tree), false)
 }
 
 #[test]

@@ -1,14 +1,16 @@
 //! `cargo xtask image` end to end, short of a real build: bad settings and keys fail before any
-//! long work and touch nothing; with a real Buildroot and no network it fails fast, naming what
-//! it could not fetch, and leaves nothing that looks like a finished image.
+//! long work and touch nothing; with a real Buildroot and no network it fails fast (before
+//! Buildroot builds or downloads anything), naming what it could not fetch, and leaves nothing
+//! that looks like a finished image.
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::net::{TcpListener, TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use xtask::host::Host;
 use xtask::image::{self, ImageArgs};
 use xtask::project::Repo;
 
@@ -39,8 +41,7 @@ fn fake_repo(root: &Path) {
     // The real layout: `image` checks it against the boot chain before building.
     write(
         "board/odroid-xu4/genimage.cfg",
-        &std::fs::read_to_string(common::repo_root().join("board/odroid-xu4/genimage.cfg"))
-            .unwrap(),
+        &std::fs::read_to_string(Repo::checkout().path("board/odroid-xu4/genimage.cfg")).unwrap(),
     );
     write("keys/id_ed25519.pub", PUBLIC_KEY);
     write("keys/id_ed25519", PRIVATE_KEY);
@@ -55,12 +56,19 @@ fn earlier_output(output: &Path) {
     std::fs::write(output.join("images/manifest.toml"), "old\n").unwrap();
 }
 
-/// `cargo xtask image` on the checkout at `repo` for a user whose home is `home`, through the
-/// library: the error it returns, as the command line would print it.
-fn image_error(repo: &Path, args: ImageArgs, home: Option<&Path>) -> String {
-    let err = image::run_for_home(&Repo::at(repo), args, home)
-        .expect_err("image must fail on this input");
+/// `cargo xtask image` on the checkout at `repo` on `host`, through the library: the error it
+/// returns, as the command line would print it.
+fn image_error(repo: &Path, args: ImageArgs, host: &Host) -> String {
+    let err = image::run(&Repo::at(repo), args, host).expect_err("image must fail on this input");
     format!("{err:#}")
+}
+
+/// A host whose user's home folder is `home`, and nothing else.
+fn home_host(home: Option<&Path>) -> Host {
+    Host {
+        home: home.map(Path::to_path_buf),
+        ..Host::default()
+    }
 }
 
 /// A home folder with nothing in it.
@@ -68,17 +76,6 @@ fn empty_home(dir: &Path) -> PathBuf {
     let home = dir.join("empty-home");
     std::fs::create_dir_all(&home).unwrap();
     home
-}
-
-/// `cargo xtask image` as a separate process on the checkout at `repo`, for the tests that cut
-/// the network off through the environment of the processes it starts.
-fn image(repo: &Path, args: &[&str]) -> Command {
-    let mut cmd = common::xtask();
-    cmd.env("BERTH_REPO_ROOT", repo)
-        .env_remove("BERTH_BUILDROOT")
-        .arg("image")
-        .args(args);
-    cmd
 }
 
 #[test]
@@ -99,7 +96,7 @@ fn a_private_key_is_refused_before_anything_is_touched() {
         ssh_authorized_keys: Some(repo.join("keys/id_ed25519")),
         ..ImageArgs::default()
     };
-    let err = image_error(&repo, args, Some(&empty_home(dir.path())));
+    let err = image_error(&repo, args, &home_host(Some(&empty_home(dir.path()))));
     assert!(err.contains("holds a PRIVATE key"), "{err}");
     assert!(
         output.join("images/SHA256SUMS").exists(),
@@ -114,7 +111,7 @@ fn without_a_key_it_says_how_to_give_or_make_one() {
     std::fs::create_dir_all(home.join(".ssh")).unwrap();
     // A private key alone is not taken for the public one.
     std::fs::write(home.join(".ssh/id_ed25519"), "private").unwrap();
-    let err = image_error(dir.path(), ImageArgs::default(), Some(&home));
+    let err = image_error(dir.path(), ImageArgs::default(), &home_host(Some(&home)));
     assert!(
         err.contains("--ssh-authorized-keys FILE")
             && err.contains("berth.toml")
@@ -130,7 +127,7 @@ fn without_a_key_setting_it_takes_the_users_own_public_key_and_names_it() {
     common::write_file(&home.join(".ssh/id_ecdsa.pub"), "not a key\n", 0o644);
     common::write_file(&home.join(".ssh/id_rsa.pub"), PUBLIC_KEY, 0o644);
     // id_ecdsa.pub comes first in the order: its bad content is reported, naming it.
-    let err = image_error(dir.path(), ImageArgs::default(), Some(&home));
+    let err = image_error(dir.path(), ImageArgs::default(), &home_host(Some(&home)));
     assert!(
         err.contains(&format!(
             "{}:1 is not an OpenSSH public key line",
@@ -142,7 +139,7 @@ fn without_a_key_setting_it_takes_the_users_own_public_key_and_names_it() {
     std::fs::remove_file(home.join(".ssh/id_ecdsa.pub")).unwrap();
     common::write_file(&home.join(".ssh/id_ed25519.pub"), PUBLIC_KEY, 0o644);
     // dir has no defconfig, so the run stops right after the SSH step: far enough here.
-    let err = image_error(dir.path(), ImageArgs::default(), Some(&home));
+    let err = image_error(dir.path(), ImageArgs::default(), &home_host(Some(&home)));
     assert!(err.contains("has no defconfig at"), "{err}");
 }
 
@@ -159,9 +156,9 @@ fn berth_toml_is_read_and_the_flag_wins() {
         "ssh_authorized_keys = \"keys/id_ed25519\"\nboard = \"odroid-xu4\"\n",
     )
     .unwrap();
-    let home = empty_home(dir.path());
+    let home = home_host(Some(&empty_home(dir.path())));
     // From berth.toml, relative to the repository: the private key is found and refused.
-    let err = image_error(&repo, ImageArgs::default(), Some(&home));
+    let err = image_error(&repo, ImageArgs::default(), &home);
     assert!(
         err.contains(&format!(
             "{} holds a PRIVATE key",
@@ -175,7 +172,7 @@ fn berth_toml_is_read_and_the_flag_wins() {
         ssh_authorized_keys: Some(repo.join("keys/id_ed25519.pub")),
         ..ImageArgs::default()
     };
-    let err = image_error(&repo, args, Some(&home));
+    let err = image_error(&repo, args, &home);
     assert!(err.contains("has no defconfig at"), "{err}");
     // A misspelled key is an error naming the file.
     std::fs::write(
@@ -183,7 +180,7 @@ fn berth_toml_is_read_and_the_flag_wins() {
         "ssh_authorised_keys = \"keys/id_ed25519.pub\"\n",
     )
     .unwrap();
-    let err = image_error(&repo, ImageArgs::default(), Some(&home));
+    let err = image_error(&repo, ImageArgs::default(), &home);
     assert!(
         err.contains("berth.toml is not a valid Berth configuration"),
         "{err}"
@@ -200,7 +197,7 @@ fn an_unknown_board_is_named() {
         ssh_authorized_keys: Some(key),
         ..ImageArgs::default()
     };
-    let err = image_error(dir.path(), args, None);
+    let err = image_error(dir.path(), args, &Host::default());
     assert!(err.contains("unknown board 'odroid-c4'"), "{err}");
 }
 
@@ -222,9 +219,65 @@ fn online() -> bool {
         .is_some_and(|a| TcpStream::connect_timeout(&a, Duration::from_secs(3)).is_ok())
 }
 
-/// Run `cargo xtask image` for `repo` (None: the real repository) cut off from the network;
-/// check it fails fast, names what it could not fetch, and leaves no finished markers.
-fn offline_image_fails_fast(test: &str, repo: Option<&Path>, must_name: &[&str]) {
+/// A host cut off from the network: Berth's cache folder in `cache`, the Buildroot tree
+/// `buildroot` (None: the cache's clone), no home, and, when this machine does have network,
+/// every download sent to a closed port, so a test never starts a real build.
+fn offline_host(cache: &Path, buildroot: Option<PathBuf>) -> Host {
+    let mut vars = BTreeMap::new();
+    if online() {
+        let proxy = dead_proxy();
+        for var in ["http_proxy", "https_proxy", "ftp_proxy"] {
+            vars.insert(var.to_string(), proxy.clone());
+        }
+    }
+    Host {
+        home: None,
+        cache: Some(cache.join("berth")),
+        buildroot,
+        vars,
+    }
+}
+
+/// The files under `dir` (none when it does not exist).
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| !e.file_type().is_dir())
+        .map(|e| e.into_path())
+        .collect()
+}
+
+/// The error of `image` on `repo` and `host`, or None after a printed skip when this host lacks
+/// what Buildroot needs.
+fn image_error_unless_unprepared(
+    test: &str,
+    repo: &Repo,
+    args: ImageArgs,
+    host: &Host,
+) -> Option<String> {
+    let err = format!(
+        "{:#}",
+        image::run(repo, args, host).expect_err("image must fail without network")
+    );
+    if err.contains("lacks what Buildroot needs") {
+        common::skip(
+            test,
+            &format!(
+                "host prerequisites missing: {}",
+                err.lines().last().unwrap_or("")
+            ),
+        );
+        return None;
+    }
+    Some(err)
+}
+
+/// Run `cargo xtask image` for `repo` cut off from the network; check it fails fast, names what
+/// it could not fetch, and leaves no finished markers. Fast means: the network preflight stops
+/// the run after Buildroot configured the output folder and before it built or downloaded
+/// anything (a wall-clock bound would measure the machine's load, not the xtask).
+fn offline_image_fails_fast(test: &str, repo: &Repo, must_name: &[&str]) {
     let Some(buildroot) = common::buildroot_tree(test) else {
         return;
     };
@@ -239,52 +292,15 @@ fn offline_image_fails_fast(test: &str, repo: Option<&Path>, must_name: &[&str])
     );
     std::fs::write(&key, PUBLIC_KEY).unwrap();
     earlier_output(&output);
-    let mut cmd = common::xtask();
-    if let Some(repo) = repo {
-        cmd.env("BERTH_REPO_ROOT", repo);
-    }
-    cmd.args([
-        "image",
-        "--output",
-        output.to_str().unwrap(),
-        "--ssh-authorized-keys",
-        key.to_str().unwrap(),
-    ])
-    .env("BERTH_BUILDROOT", &buildroot)
-    .env("XDG_CACHE_HOME", &cache);
-    for var in [
-        "http_proxy",
-        "https_proxy",
-        "ftp_proxy",
-        "HTTP_PROXY",
-        "HTTPS_PROXY",
-        "FTP_PROXY",
-    ] {
-        cmd.env_remove(var);
-    }
-    if online() {
-        // Never start a real build from a test: send every download to a closed port.
-        let proxy = dead_proxy();
-        cmd.env("http_proxy", &proxy)
-            .env("https_proxy", &proxy)
-            .env("ftp_proxy", &proxy);
-    }
-    let started = Instant::now();
-    let out = cmd.output().unwrap();
-    let took = started.elapsed();
-    let err = common::stderr_text(&out);
-    if err.contains("lacks what Buildroot needs") {
-        common::skip(
-            test,
-            &format!(
-                "host prerequisites missing: {}",
-                err.lines().last().unwrap_or("")
-            ),
-        );
+    let args = ImageArgs {
+        output: Some(output.clone()),
+        ssh_authorized_keys: Some(key),
+        ..ImageArgs::default()
+    };
+    let host = offline_host(&cache, Some(buildroot));
+    let Some(err) = image_error_unless_unprepared(test, repo, args, &host) else {
         return;
-    }
-    assert!(!out.status.success(), "must fail without network:\n{err}");
-    assert!(took < Duration::from_secs(60), "took {took:?}:\n{err}");
+    };
     assert!(
         err.contains("cannot fetch the sources this build needs"),
         "{err}"
@@ -299,8 +315,9 @@ fn offline_image_fails_fast(test: &str, repo: Option<&Path>, must_name: &[&str])
         err.contains("Unreachable: "),
         "names the hosts tried:\n{err}"
     );
+    let dl = cache.join("berth/dl");
     assert!(
-        err.contains(&cache.join("berth/dl").display().to_string()),
+        err.contains(&dl.display().to_string()),
         "names the download cache:\n{err}"
     );
     for stale in [
@@ -318,6 +335,26 @@ fn offline_image_fails_fast(test: &str, repo: Option<&Path>, must_name: &[&str])
         output.join(".config").metadata().unwrap().len() > 0,
         "Buildroot configured the output folder"
     );
+    // Buildroot's configuration tools live in build/buildroot-config; a package step would
+    // leave a `.stamp_*` file in its build folder.
+    let stamps: Vec<PathBuf> = files_under(&output.join("build"))
+        .into_iter()
+        .filter(|f| {
+            f.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with(".stamp_")
+        })
+        .collect();
+    assert!(
+        !output.join("build.log").exists() && stamps.is_empty(),
+        "the preflight stops the run before the build starts: {stamps:?}"
+    );
+    assert_eq!(
+        files_under(&dl),
+        Vec::<PathBuf>::new(),
+        "nothing was downloaded"
+    );
 }
 
 #[test]
@@ -333,7 +370,7 @@ fn without_network_a_minimal_build_fails_fast_and_leaves_no_finished_image() {
     }
     offline_image_fails_fast(
         "without_network_a_minimal_build_fails_fast_and_leaves_no_finished_image",
-        Some(&repo),
+        &Repo::at(&repo),
         &["toolchain-external-bootlin/armv7-eabihf--glibc--"],
     );
 }
@@ -341,10 +378,8 @@ fn without_network_a_minimal_build_fails_fast_and_leaves_no_finished_image() {
 #[test]
 fn without_network_the_berth_image_fails_fast_and_leaves_no_finished_image() {
     let test = "without_network_the_berth_image_fails_fast_and_leaves_no_finished_image";
-    if !common::repo_root()
-        .join("configs/berth_odroid_xu4_defconfig")
-        .is_file()
-    {
+    let repo = Repo::checkout();
+    if !repo.path("configs/berth_odroid_xu4_defconfig").is_file() {
         common::skip(
             test,
             "configs/berth_odroid_xu4_defconfig is not in this checkout",
@@ -353,7 +388,7 @@ fn without_network_the_berth_image_fails_fast_and_leaves_no_finished_image() {
     }
     offline_image_fails_fast(
         test,
-        None,
+        &repo,
         &["toolchain-external-bootlin/armv7-eabihf--glibc--stable-"],
     );
 }
@@ -391,6 +426,7 @@ fn a_partial_cache_clone_is_fetched_again_not_used() {
 
 /// With the cache as `prepare` leaves it and no network, `image` tries to fetch Buildroot, fails
 /// fast saying why (`reason`) and naming the upstream, and leaves no tree and no finished image.
+/// Fast means: it stops at the fetch, before it creates the output folder.
 fn offline_fetch_fails_fast(test: &str, prepare: impl Fn(&Path), reason: &str) {
     if !common::have_tool(test, "git", "git") {
         return;
@@ -403,32 +439,15 @@ fn offline_fetch_fails_fast(test: &str, prepare: impl Fn(&Path), reason: &str) {
     );
     fake_repo(&repo);
     prepare(&cache);
-    let mut cmd = image(&repo, &["--output", output.to_str().unwrap()]);
-    cmd.env("XDG_CACHE_HOME", &cache)
-        .arg("--ssh-authorized-keys")
-        .arg(repo.join("keys/id_ed25519.pub"));
-    for var in ["http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"] {
-        cmd.env_remove(var);
-    }
-    if online() {
-        let proxy = dead_proxy();
-        cmd.env("http_proxy", &proxy).env("https_proxy", &proxy);
-    }
-    let started = Instant::now();
-    let out = cmd.output().unwrap();
-    let err = common::stderr_text(&out);
-    if err.contains("lacks what Buildroot needs") {
-        common::skip(
-            test,
-            &format!(
-                "host prerequisites missing: {}",
-                err.lines().last().unwrap_or("")
-            ),
-        );
+    let args = ImageArgs {
+        output: Some(output.clone()),
+        ssh_authorized_keys: Some(repo.join("keys/id_ed25519.pub")),
+        ..ImageArgs::default()
+    };
+    let host = offline_host(&cache, None);
+    let Some(err) = image_error_unless_unprepared(test, &Repo::at(&repo), args, &host) else {
         return;
-    }
-    assert!(!out.status.success());
-    assert!(started.elapsed() < Duration::from_secs(60), "{err}");
+    };
     assert!(
         err.contains(&format!(
             "could not fetch Buildroot {} from https://",
@@ -444,5 +463,8 @@ fn offline_fetch_fails_fast(test: &str, prepare: impl Fn(&Path), reason: &str) {
             .exists(),
         "no partial tree is left to be mistaken for a cache"
     );
-    assert!(!output.join("images/SHA256SUMS").exists());
+    assert!(
+        !output.exists(),
+        "the run stopped at the fetch, before it touched the output folder"
+    );
 }

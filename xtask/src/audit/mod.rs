@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 
+use crate::host::Host;
 use crate::project::Repo;
 use report::Report;
 pub use tables::{APPS_RULES, CIS_RULES, ELF_RULES, EXCEPTIONS, KERNEL_RULES};
@@ -46,7 +47,8 @@ enum AuditWhat {
     Cves(cves::CvesArgs),
 }
 
-pub fn run(args: AuditArgs, repo: &Repo) -> Result<()> {
+/// `cargo xtask audit` on the checkout `repo`, on `host` (whose cache `kernel --linux` uses).
+pub fn run(args: AuditArgs, repo: &Repo, host: &Host) -> Result<()> {
     // Hook (issue 14): the declared apps; alone, that is the whole audit.
     if let Some(apps) = &args.apps {
         apps::run(repo, apps, args.json)?;
@@ -62,7 +64,7 @@ pub fn run(args: AuditArgs, repo: &Repo) -> Result<()> {
         );
     }
     match args.what {
-        Some(AuditWhat::Kernel(a)) => kernel::run(a, args.json, repo),
+        Some(AuditWhat::Kernel(a)) => kernel::run(a, args.json, repo, host),
         Some(AuditWhat::Image(a)) => image::run(a, args.json, repo),
         Some(AuditWhat::Cves(a)) => cves::run(repo, a, args.json),
         None => {

@@ -16,12 +16,12 @@ use xshell::{cmd, Shell};
 
 mod series;
 
+use crate::host::Host;
 use crate::kconfig::makefile_variable;
 use crate::project::{
     Repo, BUILDROOT_COMMIT, BUILDROOT_GIT_URL, BUILDROOT_REF, BUILDROOT_RELEASE, BUILDROOT_TREE,
     BUILDROOT_VERSION,
 };
-use crate::util;
 
 /// Berth's BR2_EXTERNAL tree, in a checkout.
 const BR2_EXTERNAL: &str = "br2-external";
@@ -57,9 +57,9 @@ pub enum Origin {
     Cache,
 }
 
-/// The cache clone's folder, `$XDG_CACHE_HOME/berth/buildroot-<version>`.
-pub fn cache_path() -> Result<PathBuf> {
-    Ok(util::cache_dir()?.join(format!("buildroot-{BUILDROOT_REF}")))
+/// The cache clone's folder in Berth's cache folder `cache`: `<cache>/buildroot-<version>`.
+pub fn cache_path(cache: &Path) -> PathBuf {
+    cache.join(format!("buildroot-{BUILDROOT_REF}"))
 }
 
 fn sibling(tree: &Path, suffix: &str) -> PathBuf {
@@ -70,36 +70,33 @@ fn marker_path(tree: &Path) -> PathBuf {
     sibling(tree, "complete")
 }
 
-/// The tree to build the checkout `repo` with: the pinned tree (see `pinned`) with the checkout's
-/// patch series applied in Berth's own copy, in Berth's cache folder.
-pub fn resolve(repo: &Repo, explicit: Option<&Path>, fetch: bool) -> Result<Buildroot> {
-    resolve_with_cache(repo, explicit, fetch, &util::cache_dir()?)
-}
-
-/// [`resolve`] with the patched copy kept in the folder `cache` instead of Berth's cache folder.
-pub fn resolve_with_cache(
+/// The tree to build the checkout `repo` with on `host`: the pinned tree (`explicit`, else the
+/// host's `BERTH_BUILDROOT`, else the clone in the host's cache folder, fetched when `fetch` is
+/// true) with the checkout's patch series applied in Berth's own copy, in that cache folder.
+pub fn resolve(
     repo: &Repo,
+    host: &Host,
     explicit: Option<&Path>,
     fetch: bool,
-    cache: &Path,
 ) -> Result<Buildroot> {
-    let sh = Shell::new().context("could not start a shell for git and patch")?;
-    let mut tree = pinned(&sh, explicit, fetch)?;
-    tree.external = repo.path(BR2_EXTERNAL);
+    let sh = host.shell()?;
+    let cache = host.cache()?;
+    let given = explicit.map(|dir| (dir, Origin::Argument)).or_else(|| {
+        host.buildroot
+            .as_deref()
+            .map(|dir| (dir, Origin::Environment))
+    });
+    let tree = match given {
+        Some((dir, origin)) => verify(&sh, repo, dir, origin)?,
+        None => cached(&sh, repo, &cache_path(cache), fetch)?,
+    };
     with_series(&sh, repo, tree, cache)
 }
 
-/// Find the pinned tree: `--buildroot`, else `BERTH_BUILDROOT`, else the cache. When the cache is
-/// missing, partial or mismatched, it is (re)fetched if `fetch` is true and refused otherwise.
-fn pinned(sh: &Shell, explicit: Option<&Path>, fetch: bool) -> Result<Buildroot> {
-    if let Some(dir) = explicit {
-        return verify(sh, dir, Origin::Argument);
-    }
-    if let Some(dir) = std::env::var_os("BERTH_BUILDROOT").filter(|v| !v.is_empty()) {
-        return verify(sh, Path::new(&dir), Origin::Environment);
-    }
-    let cache = cache_path()?;
-    let complete = std::fs::read_to_string(marker_path(&cache))
+/// The clone at `cache`. When it is missing, partial or mismatched, it is (re)fetched if `fetch`
+/// is true and refused otherwise.
+fn cached(sh: &Shell, repo: &Repo, cache: &Path, fetch: bool) -> Result<Buildroot> {
+    let complete = std::fs::read_to_string(marker_path(cache))
         .map(|m| m.trim() == BUILDROOT_COMMIT)
         .unwrap_or(false);
     let problem = if !cache.exists() {
@@ -113,7 +110,7 @@ fn pinned(sh: &Shell, explicit: Option<&Path>, fetch: bool) -> Result<Buildroot>
             cache.display()
         )
     } else {
-        match verify(sh, &cache, Origin::Cache) {
+        match verify(sh, repo, cache, Origin::Cache) {
             Ok(tree) => return Ok(tree),
             Err(err) => format!("the cached Buildroot is not usable: {err:#}"),
         }
@@ -125,8 +122,9 @@ fn pinned(sh: &Shell, explicit: Option<&Path>, fetch: bool) -> Result<Buildroot>
         );
     }
     eprintln!("{problem}: fetching it from {BUILDROOT_GIT_URL}");
-    fetch_into(sh, &cache)?;
-    verify(sh, &cache, Origin::Cache)
+    // A failed fetch says what sent it to the network.
+    fetch_into(sh, cache).context(problem)?;
+    verify(sh, repo, cache, Origin::Cache)
 }
 
 /// `tree` with the series applied: Berth's copy when it is current, else a new one. An empty
@@ -226,8 +224,9 @@ fn with_series(sh: &Shell, repo: &Repo, tree: Buildroot, cache: &Path) -> Result
     Ok(patched(copy))
 }
 
-/// Check that `dir` is Buildroot at the pinned version (and commit, for a git checkout).
-pub fn verify(sh: &Shell, dir: &Path, origin: Origin) -> Result<Buildroot> {
+/// Check that `dir` is Buildroot at the pinned version (and commit, for a git checkout), to build
+/// the checkout `repo` with.
+pub fn verify(sh: &Shell, repo: &Repo, dir: &Path, origin: Origin) -> Result<Buildroot> {
     let what = match origin {
         Origin::Argument => "the Buildroot tree given with --buildroot",
         Origin::Environment => "the Buildroot tree named by BERTH_BUILDROOT",
@@ -267,7 +266,7 @@ pub fn verify(sh: &Shell, dir: &Path, origin: Origin) -> Result<Buildroot> {
         }
         return Ok(Buildroot {
             root: dir.to_path_buf(),
-            external: Repo::checkout().path(BR2_EXTERNAL),
+            external: repo.path(BR2_EXTERNAL),
             commit: BUILDROOT_COMMIT.to_string(),
             series: None,
         });
@@ -301,7 +300,7 @@ pub fn verify(sh: &Shell, dir: &Path, origin: Origin) -> Result<Buildroot> {
     }
     Ok(Buildroot {
         root: dir.to_path_buf(),
-        external: Repo::checkout().path(BR2_EXTERNAL),
+        external: repo.path(BR2_EXTERNAL),
         commit: head,
         series: None,
     })

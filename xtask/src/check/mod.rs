@@ -30,6 +30,7 @@ pub mod shellcheck;
 pub mod uboot;
 
 use crate::buildroot::{self, Buildroot};
+use crate::host::Host;
 use crate::image::prereqs;
 use crate::project::{Repo, UBOOT_VERSION};
 
@@ -51,30 +52,30 @@ pub struct CheckArgs {
 /// What a check runs against, every default already taken from the environment.
 #[derive(Debug, Clone)]
 pub struct Inputs {
-    /// The pinned Buildroot tree (`None`: BERTH_BUILDROOT, else the cache).
+    /// The pinned Buildroot tree (`None`: the host's BERTH_BUILDROOT, else its cache).
     pub buildroot: Option<PathBuf>,
     /// The Linux tree for stage (e); `None` skips it.
     pub linux: Option<PathBuf>,
     /// The U-Boot tree for stage (f); `None` skips it.
     pub uboot: Option<PathBuf>,
-    /// Berth's cache folder: the patched Buildroot copy and the resolved configs go there.
-    pub cache: PathBuf,
+    /// The host: its cache folder holds the patched Buildroot copy and the resolved configs.
+    pub host: Host,
 }
 
 impl Inputs {
-    /// The command line's trees, else BERTH_LINUX_SRC and BERTH_UBOOT_SRC, and Berth's cache.
-    pub fn from_args(args: CheckArgs) -> Result<Inputs> {
+    /// The command line's trees, else BERTH_LINUX_SRC and BERTH_UBOOT_SRC, on `host`.
+    pub fn from_args(args: CheckArgs, host: Host) -> Inputs {
         let from_env = |var: &str| {
             std::env::var_os(var)
                 .filter(|v| !v.is_empty())
                 .map(PathBuf::from)
         };
-        Ok(Inputs {
+        Inputs {
             buildroot: args.buildroot,
             linux: args.linux.or_else(|| from_env("BERTH_LINUX_SRC")),
             uboot: args.uboot.or_else(|| from_env("BERTH_UBOOT_SRC")),
-            cache: crate::util::cache_dir()?,
-        })
+            host,
+        }
     }
 }
 
@@ -135,9 +136,9 @@ fn prerequisites(sh: &Shell) -> Result<String> {
     }
 }
 
-/// `cargo xtask check` on the checkout `repo`.
-pub fn run(args: CheckArgs, repo: &Repo) -> Result<()> {
-    check(repo, &Inputs::from_args(args)?)
+/// `cargo xtask check` on the checkout `repo`, on `host`.
+pub fn run(args: CheckArgs, repo: &Repo, host: Host) -> Result<()> {
+    check(repo, &Inputs::from_args(args, host))
 }
 
 /// Every stage on the checkout `repo`; the error lists every problem found, by stage.
@@ -148,7 +149,7 @@ pub fn check(repo: &Repo, inputs: &Inputs) -> Result<()> {
     let python = prerequisites(&sh)?;
     let mut problems = Problems::default();
 
-    match buildroot::resolve_with_cache(repo, inputs.buildroot.as_deref(), false, &inputs.cache) {
+    match buildroot::resolve(repo, &inputs.host, inputs.buildroot.as_deref(), false) {
         Ok(tree) => {
             match &tree.series {
                 Some(series) => println!(
@@ -187,16 +188,18 @@ pub fn check(repo: &Repo, inputs: &Inputs) -> Result<()> {
         None => println!(
             "[kernel] skipped: no Linux 6.12 tree named (pass --linux DIR or set BERTH_LINUX_SRC)"
         ),
-        Some(dir) => match kernel::check(repo, dir, &inputs.cache) {
-            Ok(()) => println!("[kernel] fragments resolve in {}", dir.display()),
-            Err(err) => problems.add(Stage::Kernel, format!("{}: {err:#}", dir.display())),
-        },
+        Some(dir) => {
+            match (inputs.host.cache()).and_then(|cache| kernel::check(repo, dir, cache)) {
+                Ok(()) => println!("[kernel] fragments resolve in {}", dir.display()),
+                Err(err) => problems.add(Stage::Kernel, format!("{}: {err:#}", dir.display())),
+            }
+        }
     }
     match &inputs.uboot {
         None => println!(
             "[uboot] skipped: no U-Boot {UBOOT_VERSION} tree named (pass --uboot DIR or set BERTH_UBOOT_SRC)"
         ),
-        Some(dir) => match uboot::check(repo, dir, &inputs.cache) {
+        Some(dir) => match (inputs.host.cache()).and_then(|cache| uboot::check(repo, dir, cache)) {
             Ok(()) => println!(
                 "[uboot] fragment and boot needs resolve in {}",
                 dir.display()

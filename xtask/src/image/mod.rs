@@ -9,6 +9,7 @@ mod build;
 mod config;
 pub mod layout;
 mod network;
+mod output;
 pub mod prereqs;
 mod progress;
 mod ssh_keys;
@@ -22,6 +23,7 @@ use clap::Args;
 use xshell::{cmd, Shell};
 
 use crate::buildroot::Buildroot;
+use crate::host::Host;
 use crate::kconfig::Resolved;
 use crate::manifest::{self, BerthInfo, BuildrootInfo, DefconfigInfo, Manifest};
 use crate::project::{self, Repo, BUILDROOT_RELEASE};
@@ -62,20 +64,15 @@ pub struct ImageArgs {
 /// How long the network preflight may take in total.
 const PROBE_BUDGET: Duration = Duration::from_secs(8);
 
-/// Build the image of the checkout as `args` and its `berth.toml` say, for the user whose home
-/// folder `HOME` names (the default SSH key and `~` in paths come from there).
-pub fn run(checkout: &Repo, args: ImageArgs) -> Result<()> {
-    let home = std::env::var_os("HOME").map(PathBuf::from);
-    run_for_home(checkout, args, home.as_deref())
-}
-
-/// [`run`] for the user whose home folder is `home`.
-pub fn run_for_home(checkout: &Repo, args: ImageArgs, home: Option<&Path>) -> Result<()> {
+/// Build the image of the checkout as `args` and its `berth.toml` say, on `host`: the default SSH
+/// key and `~` in paths come from its home folder, the Buildroot clone and the downloads go into
+/// its cache folder, and every process started gets its proxies.
+pub fn run(checkout: &Repo, args: ImageArgs, host: &Host) -> Result<()> {
     let started = Instant::now();
     let repo = checkout.root();
     let skip_network_check = args.skip_network_check;
-    let settings = Settings::gather(args, repo, home)?;
-    let sh = Shell::new().context("could not start a shell")?;
+    let settings = Settings::gather(args, repo, host)?;
+    let sh = host.shell()?;
 
     let keys = ssh_keys::check_file(settings.ssh_keys.path())?;
     let how = match &settings.ssh_keys {
@@ -105,10 +102,10 @@ pub fn run_for_home(checkout: &Repo, args: ImageArgs, home: Option<&Path>) -> Re
         bail!(problems);
     }
 
-    let br = crate::buildroot::resolve(checkout, settings.buildroot.as_deref(), true)?;
-    let output = prepare_output(&settings.output)?;
+    let br = crate::buildroot::resolve(checkout, host, settings.buildroot.as_deref(), true)?;
+    let output = output::prepare_output(&settings.output)?;
     let images = output.join("images");
-    remove_finished_markers(&images)?;
+    output::remove_finished_markers(&images)?;
     // Hook (issue 14): declared apps, checked, audited, fetched and staged before the build.
     let apps = apps::stage_for_image(checkout, settings.board, settings.apps.as_deref(), &output)?;
 
@@ -121,12 +118,12 @@ pub fn run_for_home(checkout: &Repo, args: ImageArgs, home: Option<&Path>) -> Re
     );
     br.load_defconfig(&sh, &output, &defconfig)?;
     let info = br.show_info(&sh, &output)?;
-    let dl_root = util::cache_dir()?.join("dl");
+    let dl_root = host.cache()?.join("dl");
     // On the shell, not only the build: legal-info and the SBOM script (sbom.rs) read it too, and
     // a BR2_DL_DIR of the caller's own must not send them to a folder the build never filled.
     sh.set_var("BR2_DL_DIR", &dl_root);
     if !skip_network_check {
-        check_sources_reachable(&info, &dl_root)?;
+        check_sources_reachable(&info, &dl_root, host)?;
     }
     // The SBOM step at the end needs it too: fetch it now, or fail now, not after the build.
     crate::sbom::ensure_spdx_schema(&sh, &dl_root)?;
@@ -156,7 +153,7 @@ pub fn run_for_home(checkout: &Repo, args: ImageArgs, home: Option<&Path>) -> Re
     let tracker = progress::Tracker::new(names.len(), built_before);
     build::run(build.into(), &output, &info, tracker, started)?;
 
-    let artifacts = audit_and_describe(checkout, &br, &sh, &output)?;
+    let artifacts = audit_and_describe(checkout, &br, &sh, &output, &dl_root)?;
     crate::apps::sbom::add_to(&images.join(release::SBOM_FILE), &apps.records)?;
     let manifest = Manifest {
         berth: BerthInfo {
@@ -203,6 +200,7 @@ fn audit_and_describe(
     br: &Buildroot,
     sh: &Shell,
     output: &Path,
+    dl: &Path,
 ) -> Result<Vec<String>> {
     let images = output.join("images");
     for image in release::IMAGES {
@@ -223,7 +221,7 @@ fn audit_and_describe(
             .with_context(|| format!("could not write the block map {bmap}"))?;
         artifacts.push(bmap);
     }
-    for file in crate::sbom::write_sbom_and_legal_info(repo, br, sh, output)
+    for file in crate::sbom::write_sbom_and_legal_info(repo, br, sh, output, dl)
         .context("could not write the SBOM and license information")?
     {
         let name = name_in(&images, &file)?;
@@ -245,7 +243,8 @@ struct Settings {
 }
 
 impl Settings {
-    fn gather(args: ImageArgs, repo: &Path, home: Option<&Path>) -> Result<Self> {
+    fn gather(args: ImageArgs, repo: &Path, host: &Host) -> Result<Self> {
+        let home = host.home.as_deref();
         let file = BerthConfig::load(repo)?;
         let cwd = std::env::current_dir().context("could not read the current directory")?;
         let pick = |flag: Option<&Path>, configured: Option<&Path>| {
@@ -259,10 +258,8 @@ impl Settings {
         )?;
         Ok(Settings {
             board,
-            // Flag, then BERTH_BUILDROOT (read by buildroot::resolve), then berth.toml.
-            buildroot: if args.buildroot.is_none()
-                && std::env::var_os("BERTH_BUILDROOT").is_some_and(|v| !v.is_empty())
-            {
+            // Flag, then the host's BERTH_BUILDROOT (taken by buildroot::resolve), then berth.toml.
+            buildroot: if args.buildroot.is_none() && host.buildroot.is_some() {
                 None
             } else {
                 pick(args.buildroot.as_deref(), file.buildroot.as_deref())?
@@ -294,52 +291,9 @@ fn repository_state(sh: &Shell, repo: &Path) -> Result<(String, bool)> {
     Ok((commit, !changes.is_empty()))
 }
 
-/// Create the output folder, refusing a non-empty folder that is not a Buildroot output (so
-/// a mistyped --output cannot scatter build files among the user's own).
-fn prepare_output(output: &Path) -> Result<PathBuf> {
-    if output.is_dir() && !output.join(".config").exists() && !output.join("Makefile").exists() {
-        let mut entries = std::fs::read_dir(output)
-            .with_context(|| format!("could not list {}", output.display()))?;
-        if entries.next().is_some() {
-            bail!(
-                "the output folder {} is not empty and is not a Buildroot output folder (no .config); \
-                 choose another --output so nothing in it is overwritten",
-                output.display()
-            );
-        }
-    }
-    std::fs::create_dir_all(output)
-        .with_context(|| format!("could not create the output folder {}", output.display()))?;
-    // Buildroot runs with `make -C <tree>`, so O= must not be relative.
-    output
-        .canonicalize()
-        .with_context(|| format!("could not resolve the output folder {}", output.display()))
-}
-
-/// Remove what marks a finished build, so no failure can leave an old or partial image looking
-/// complete; and what was derived from the old images (block maps, SBOM, license bundle), so none
-/// lies beside a new image it does not describe (bmaptool picks up `<image>.bmap` by itself).
-fn remove_finished_markers(images: &Path) -> Result<()> {
-    for name in release::finished_and_derived() {
-        for path in [
-            images.join(&name),
-            release::partial_path(&images.join(&name)),
-        ] {
-            match std::fs::remove_file(&path) {
-                Ok(()) => eprintln!("Removed {} from an earlier build", path.display()),
-                Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
-                Err(err) => {
-                    return Err(err)
-                        .with_context(|| format!("could not remove the stale {}", path.display()))
-                }
-            }
-        }
-    }
-    Ok(())
-}
-
 /// Fail at once, naming the files, when sources are missing and no host offering them answers.
-fn check_sources_reachable(info: &serde_json::Value, dl_root: &Path) -> Result<()> {
+/// Downloads go through the host's proxies.
+fn check_sources_reachable(info: &serde_json::Value, dl_root: &Path, host: &Host) -> Result<()> {
     let missing: Vec<_> = network::downloads_from_show_info(info)
         .into_iter()
         .filter(|d| !dl_root.join(&d.dl_dir).join(&d.file).is_file())
@@ -347,7 +301,7 @@ fn check_sources_reachable(info: &serde_json::Value, dl_root: &Path) -> Result<(
     if missing.is_empty() {
         return Ok(());
     }
-    let proxy = |name: &str| std::env::var(name).ok();
+    let proxy = |name: &str| host.var(name).map(str::to_string);
     let target = |uri: &str| network::endpoint(uri).map(|e| network::through_proxy(e, uri, &proxy));
     let endpoints: BTreeSet<_> = missing
         .iter()
@@ -449,50 +403,6 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("does not set SOURCE_DATE_EPOCH"));
-    }
-
-    #[test]
-    fn finished_markers_are_removed_and_replaced_atomically() {
-        let dir = tempfile::tempdir().unwrap();
-        let images = dir.path();
-        let old = [
-            "SHA256SUMS",
-            "manifest.toml",
-            "SHA256SUMS.partial",
-            "sdcard.img.bmap",
-            "sbom.cdx.json",
-        ];
-        for name in old.iter().chain(&["sdcard.img"]) {
-            std::fs::write(images.join(name), "old").unwrap();
-        }
-        remove_finished_markers(images).unwrap();
-        let left: BTreeSet<_> = std::fs::read_dir(images)
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
-        assert_eq!(left, [std::ffi::OsString::from("sdcard.img")].into());
-        remove_finished_markers(&images.join("missing")).unwrap();
-        release::write_atomically(&images.join("SHA256SUMS"), b"new\n").unwrap();
-        assert_eq!(
-            std::fs::read_to_string(images.join("SHA256SUMS")).unwrap(),
-            "new\n"
-        );
-        assert!(!images.join("SHA256SUMS.partial").exists());
-    }
-
-    #[test]
-    fn a_foreign_non_empty_folder_is_not_used_as_output() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("thesis.tex"), "mine").unwrap();
-        let err = prepare_output(dir.path()).unwrap_err().to_string();
-        assert!(err.contains("not a Buildroot output folder"), "{err}");
-        std::fs::write(dir.path().join(".config"), "").unwrap();
-        assert_eq!(
-            prepare_output(dir.path()).unwrap(),
-            dir.path().canonicalize().unwrap()
-        );
-        let fresh = dir.path().join("new/out");
-        assert!(prepare_output(&fresh).unwrap().is_absolute());
     }
 
     #[test]

@@ -6,11 +6,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+/// The checkout under test (the library's own idea of it).
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
+    xtask::project::Repo::checkout().root().to_path_buf()
 }
 
 /// The xtask binary under test, run from the repository root.
@@ -67,9 +65,7 @@ pub fn have_tool(test: &str, tool: &str, debian_package: &str) -> bool {
 
 /// True when `tool` is on PATH; otherwise prints a skip with the command that installs it.
 pub fn have_tool_from(test: &str, tool: &str, install_command: &str) -> bool {
-    let found = std::env::var_os("PATH")
-        .map(|paths| std::env::split_paths(&paths).any(|d| d.join(tool).is_file()))
-        .unwrap_or(false);
+    let found = which::which(tool).is_ok();
     if !found {
         skip(
             test,

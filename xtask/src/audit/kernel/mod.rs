@@ -28,6 +28,7 @@ pub use rules::{load_rules, parse_rules, Rules};
 pub use sysctl::{parse_sysctl, read_sysctl_dirs, Sysctl};
 
 use crate::audit::report::Report;
+use crate::host::Host;
 use crate::project::Repo;
 
 #[derive(Args)]
@@ -56,9 +57,10 @@ pub struct KernelArgs {
 }
 
 /// `json` is the parent's `audit --json`, which counts as much as the sub-command's own.
-pub fn run(args: KernelArgs, json: bool, repo: &Repo) -> Result<()> {
+/// `--linux` resolves the tree's config in the host's cache folder.
+pub fn run(args: KernelArgs, json: bool, repo: &Repo, host: &Host) -> Result<()> {
     if let Some(tree) = &args.linux {
-        return linux::audit_linux_tree(repo, tree, &crate::util::cache_dir()?);
+        return linux::audit_linux_tree(repo, tree, host.cache()?);
     }
     let config = args.config.expect("clap requires a config without --linux");
     let sysctl = if args.sysctl.is_empty() {
