@@ -25,6 +25,7 @@ pub mod host;
 pub mod image;
 pub mod kconfig;
 pub mod manifest;
+pub mod prereqs;
 pub mod project;
 pub mod release;
 pub mod reproducible;

@@ -31,7 +31,7 @@ pub mod uboot;
 
 use crate::buildroot::{self, Buildroot};
 use crate::host::Host;
-use crate::image::prereqs;
+use crate::prereqs;
 use crate::project::{Repo, UBOOT_VERSION};
 
 #[derive(Args)]

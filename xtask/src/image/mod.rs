@@ -10,7 +10,6 @@ mod config;
 pub mod layout;
 mod network;
 mod output;
-pub mod prereqs;
 mod progress;
 mod ssh_keys;
 
@@ -26,6 +25,7 @@ use crate::buildroot::Buildroot;
 use crate::host::Host;
 use crate::kconfig::Resolved;
 use crate::manifest::{self, BerthInfo, BuildrootInfo, DefconfigInfo, Manifest};
+use crate::prereqs;
 use crate::project::{self, Repo, BUILDROOT_RELEASE};
 use crate::release;
 use crate::util;
