@@ -37,6 +37,9 @@ pub struct Host {
     pub cache: Option<PathBuf>,
     /// A tree of the pinned Buildroot named by `BERTH_BUILDROOT`.
     pub buildroot: Option<PathBuf>,
+    /// Docker's configuration folder (`DOCKER_CONFIG`, else `~/.docker`): the registry logins
+    /// the apps' images are fetched with.
+    pub docker_config: Option<PathBuf>,
     /// The values of [`CHILD_VARS`] every process the xtask starts gets; one not here is unset.
     pub vars: BTreeMap<String, String>,
 }
@@ -50,10 +53,14 @@ impl Host {
             .map(PathBuf::from)
             .or_else(|| home.as_ref().map(|h| h.join(".cache")))
             .map(|dir| dir.join("berth"));
+        let docker_config = var("DOCKER_CONFIG")
+            .map(PathBuf::from)
+            .or_else(|| home.as_ref().map(|h| h.join(".docker")));
         Host {
             home,
             cache,
             buildroot: var("BERTH_BUILDROOT").map(PathBuf::from),
+            docker_config,
             vars: CHILD_VARS
                 .iter()
                 .filter_map(|name| Some((name.to_string(), std::env::var(name).ok()?)))
@@ -74,6 +81,11 @@ impl Host {
             .get(name)
             .map(String::as_str)
             .filter(|v| !v.is_empty())
+    }
+
+    /// A proxy variable as curl reads it: the upper-case name, else the lower-case one.
+    pub fn proxy(&self, name: &str) -> Option<&str> {
+        self.var(name).or_else(|| self.var(&name.to_lowercase()))
     }
 
     /// A shell whose commands get this host's [`CHILD_VARS`] and none of the caller's. A shell

@@ -14,6 +14,7 @@ use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::{Client, Reference};
 use sha2::{Digest, Sha256};
 use xtask::apps::{self, oci, registry, spec};
+use xtask::host::Host;
 use xtask::project::{self, Repo};
 
 use common::{have_tool, run_ok, skip};
@@ -246,7 +247,7 @@ fn archive(registry: &Registry, name: &str, digest: &str, path: &Path) -> apps::
         registry.addr
     );
     let app = spec::parse(&text, "apps.toml", &limits).unwrap().remove(0);
-    let fetched = registry::fetch(&app.image).unwrap();
+    let fetched = registry::fetch(&app.image, &Host::default()).unwrap();
     apps::write_archive(
         &app,
         &fetched,
@@ -263,6 +264,7 @@ fn stage(file: &Path, output: &Path) -> anyhow::Result<xtask::image::apps::Stage
         project::default_board(),
         Some(file),
         output,
+        &Host::default(),
     )
 }
 
@@ -390,7 +392,7 @@ fn a_changed_byte_in_a_blob_is_refused() {
     std::fs::write(&file, bytes).unwrap();
     let err = format!(
         "{:#}",
-        registry::fetch(&image(&registry, &pushed.index))
+        registry::fetch(&image(&registry, &pushed.index), &Host::default())
             .err()
             .expect("a changed blob must be refused")
     );
@@ -424,9 +426,12 @@ fn an_index_without_arm_v7_names_the_platforms_it_has() {
     };
     let err = format!(
         "{:#}",
-        registry::fetch(&image(&registry, &pushed.index_without_arm))
-            .err()
-            .unwrap()
+        registry::fetch(
+            &image(&registry, &pushed.index_without_arm),
+            &Host::default()
+        )
+        .err()
+        .unwrap()
     );
     assert!(
         err.contains("has no linux/arm/v7 image") && err.contains("linux/amd64, linux/arm64/v8"),
@@ -443,7 +448,9 @@ fn a_digest_the_registry_does_not_have_is_refused() {
     let other = digest(pushed.index.as_bytes());
     let err = format!(
         "{:#}",
-        registry::fetch(&image(&registry, &other)).err().unwrap()
+        registry::fetch(&image(&registry, &other), &Host::default())
+            .err()
+            .unwrap()
     );
     assert!(err.contains("could not fetch the manifest"), "{err}");
 }

@@ -235,6 +235,7 @@ fn offline_host(cache: &Path, buildroot: Option<PathBuf>) -> Host {
         cache: Some(cache.join("berth")),
         buildroot,
         vars,
+        ..Host::default()
     }
 }
 

@@ -62,6 +62,7 @@ impl Build {
             cache: Some(dir.join("cache/berth")),
             buildroot: None,
             vars,
+            ..Host::default()
         }
     }
 

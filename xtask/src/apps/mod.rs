@@ -21,6 +21,7 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
+use crate::host::Host;
 use crate::project::{Board, Repo};
 use spec::{App, BoardLimits};
 
@@ -113,7 +114,12 @@ pub fn load(path: &Path, limits: &BoardLimits) -> Result<Vec<App>> {
 
 /// Build the root filesystem fragment of `apps` in `dest` (emptied first): each image fetched
 /// and archived under [`ARCHIVE_DIR`], the list, and the units enabled in multi-user.target.
-pub fn stage_rootfs(apps: &[App], data_mount: &str, dest: &Path) -> Result<Vec<AppRecord>> {
+pub fn stage_rootfs(
+    apps: &[App],
+    data_mount: &str,
+    dest: &Path,
+    host: &Host,
+) -> Result<Vec<AppRecord>> {
     match std::fs::remove_dir_all(dest) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -133,7 +139,7 @@ pub fn stage_rootfs(apps: &[App], data_mount: &str, dest: &Path) -> Result<Vec<A
             "apps: fetching {} for linux/arm/v7 ({})",
             app.name, app.image
         );
-        let image = registry::fetch(&app.image)?;
+        let image = registry::fetch(&app.image, host)?;
         let file = format!("{}.tar", app.name);
         let record = write_archive(
             app,

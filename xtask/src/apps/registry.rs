@@ -2,8 +2,6 @@
 //! here rather than trusting the transport: the manifest (or index) against the pinned digest,
 //! the platform manifest against the index entry, each blob against its descriptor.
 
-use std::path::{Path, PathBuf};
-
 use anyhow::{bail, Context, Result};
 use base64::Engine;
 use oci_client::client::{ClientConfig, ClientProtocol};
@@ -12,6 +10,7 @@ use oci_client::{Client, Reference};
 
 use super::oci::{self, Descriptor, Fetched};
 use super::spec::ImageRef;
+use crate::host::Host;
 
 /// An image as fetched and checked: its platform manifest, config and layers.
 pub struct Image {
@@ -24,19 +23,14 @@ pub struct Image {
 }
 
 /// A registry client for `image`'s registry: plain HTTP only for a registry on this machine's
-/// loopback (digests are checked either way), HTTPS with the system proxies otherwise.
-pub fn client_for(image: &ImageRef) -> Client {
-    let host = image
+/// loopback (digests are checked either way), HTTPS through the host's proxies otherwise.
+pub fn client_for(image: &ImageRef, host: &Host) -> Client {
+    let name = image
         .registry
         .rsplit_once(':')
         .map_or(image.registry.as_str(), |(h, _)| h);
-    let loopback = matches!(host, "localhost" | "127.0.0.1" | "[::1]");
-    let env = |name: &str| {
-        std::env::var(name)
-            .or_else(|_| std::env::var(name.to_lowercase()))
-            .ok()
-            .filter(|v| !v.is_empty())
-    };
+    let loopback = matches!(name, "localhost" | "127.0.0.1" | "[::1]");
+    let env = |name: &str| host.proxy(name).map(str::to_string);
     Client::new(ClientConfig {
         protocol: if loopback {
             ClientProtocol::HttpsExcept(vec![image.registry.clone()])
@@ -54,8 +48,12 @@ pub fn client_for(image: &ImageRef) -> Client {
 
 /// Basic credentials for `registry` from Docker's config file (`$DOCKER_CONFIG/config.json` or
 /// `~/.docker/config.json`, the `auths` entries `docker login` writes), else anonymous.
-pub fn auth_for(registry: &str) -> Result<RegistryAuth> {
-    let Some(path) = docker_config_path() else {
+pub fn auth_for(registry: &str, host: &Host) -> Result<RegistryAuth> {
+    let Some(path) = host
+        .docker_config
+        .as_ref()
+        .map(|dir| dir.join("config.json"))
+    else {
         return Ok(RegistryAuth::Anonymous);
     };
     let text = match std::fs::read_to_string(&path) {
@@ -65,13 +63,6 @@ pub fn auth_for(registry: &str) -> Result<RegistryAuth> {
     };
     auth_from_docker_config(&text, registry)
         .with_context(|| format!("could not read the registry login in {}", path.display()))
-}
-
-fn docker_config_path() -> Option<PathBuf> {
-    match std::env::var_os("DOCKER_CONFIG") {
-        Some(dir) => Some(Path::new(&dir).join("config.json")),
-        None => std::env::var_os("HOME").map(|h| Path::new(&h).join(".docker/config.json")),
-    }
 }
 
 /// The `auth` (base64 `user:password`) of `registry` in a Docker config. Docker Hub's entry is
@@ -109,17 +100,17 @@ pub fn auth_from_docker_config(text: &str, registry: &str) -> Result<RegistryAut
 }
 
 /// Fetch `image` for `linux/arm/v7`, every digest checked.
-pub fn fetch(image: &ImageRef) -> Result<Image> {
+pub fn fetch(image: &ImageRef, host: &Host) -> Result<Image> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("could not start the async runtime for the registry client")?;
-    runtime.block_on(fetch_async(image))
+    runtime.block_on(fetch_async(image, host))
 }
 
-async fn fetch_async(image: &ImageRef) -> Result<Image> {
-    let client = client_for(image);
-    let auth = auth_for(&image.registry)?;
+async fn fetch_async(image: &ImageRef, host: &Host) -> Result<Image> {
+    let client = client_for(image, host);
+    let auth = auth_for(&image.registry, host)?;
     let pinned = Reference::with_digest(
         image.registry.clone(),
         image.repository.clone(),

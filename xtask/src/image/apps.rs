@@ -8,6 +8,7 @@ use anyhow::{Context, Result};
 
 use crate::apps::{board_limits, load, stage_rootfs, AppRecord, ROOTFS_ENV};
 use crate::audit::apps as audit;
+use crate::host::Host;
 use crate::project::{Board, Repo};
 
 /// The staged apps of one image build.
@@ -27,6 +28,7 @@ pub fn stage_for_image(
     board: &Board,
     apps_file: Option<&Path>,
     output: &Path,
+    host: &Host,
 ) -> Result<Staged> {
     let Some(path) = apps_file else {
         return Ok(Staged::default());
@@ -42,7 +44,7 @@ pub fn stage_for_image(
         )
     })?;
     let dest: PathBuf = output.join("berth-apps");
-    let records = stage_rootfs(&apps, &mount, &dest)
+    let records = stage_rootfs(&apps, &mount, &dest, host)
         .with_context(|| format!("could not preload the apps of {}", path.display()))?;
     eprintln!(
         "apps: {} app(s) staged in {}",

@@ -107,7 +107,13 @@ pub fn run(checkout: &Repo, args: ImageArgs, host: &Host) -> Result<()> {
     let images = output.join("images");
     output::remove_finished_markers(&images)?;
     // Hook (issue 14): declared apps, checked, audited, fetched and staged before the build.
-    let apps = apps::stage_for_image(checkout, settings.board, settings.apps.as_deref(), &output)?;
+    let apps = apps::stage_for_image(
+        checkout,
+        settings.board,
+        settings.apps.as_deref(),
+        &output,
+        host,
+    )?;
 
     eprintln!(
         "Configuring {} from {} (Buildroot {BUILDROOT_RELEASE} at {}, in {})",
