@@ -3,232 +3,18 @@
 //! 127.0.0.1; the preload fetches it by digest and writes the archive the board loads.
 
 mod common;
+mod local_registry;
 
-use std::io::Write;
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::Command;
 
-use oci_client::client::{ClientConfig, ClientProtocol};
-use oci_client::{Client, Reference};
 use sha2::{Digest, Sha256};
-use xtask::apps::{self, oci, registry, spec};
+use xtask::apps::{self, registry, spec};
 use xtask::host::Host;
 use xtask::project::{self, Repo};
 
 use common::{have_tool, run_ok, skip};
-
-fn digest(bytes: &[u8]) -> String {
-    format!("sha256:{:x}", Sha256::digest(bytes))
-}
-
-/// `docker-registry serve` on a free loopback port with its own storage; stopped on drop.
-struct Registry {
-    child: Child,
-    addr: String,
-    storage: tempfile::TempDir,
-}
-
-impl Registry {
-    fn start() -> Registry {
-        let storage = tempfile::tempdir().unwrap();
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let addr = format!("127.0.0.1:{port}");
-        let config = storage.path().join("config.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n",
-                storage.path().join("data").display()
-            ),
-        )
-        .unwrap();
-        let child = Command::new("docker-registry")
-            .arg("serve")
-            .arg(&config)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("could not start docker-registry");
-        let started = Instant::now();
-        while TcpStream::connect(&addr).is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(20),
-                "docker-registry did not listen on {addr}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Registry {
-            child,
-            addr,
-            storage,
-        }
-    }
-
-    /// The file the registry keeps a blob in (registry:2's filesystem layout).
-    fn blob_file(&self, digest: &str) -> PathBuf {
-        let hex = digest.trim_start_matches("sha256:");
-        self.storage
-            .path()
-            .join("data/docker/registry/v2/blobs/sha256")
-            .join(&hex[..2])
-            .join(hex)
-            .join("data")
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The test image as pushed: its digests.
-struct Pushed {
-    manifest: String,
-    config: String,
-    layer: String,
-    /// An index with linux/arm/v7 and linux/amd64.
-    index: String,
-    /// An index with no linux/arm/v7.
-    index_without_arm: String,
-}
-
-/// A static ARM program that prints a line, built with the cross compiler.
-fn arm_program(dir: &Path) -> Vec<u8> {
-    let source = dir.join("hello.c");
-    std::fs::write(
-        &source,
-        "#include <stdio.h>\nint main(void) { puts(\"berth app\"); return 0; }\n",
-    )
-    .unwrap();
-    let binary = dir.join("hello");
-    run_ok(
-        Command::new("arm-linux-gnueabihf-gcc")
-            .args(["-static", "-Os", "-o"])
-            .arg(&binary)
-            .arg(&source),
-    );
-    std::fs::read(binary).unwrap()
-}
-
-/// A gzip layer holding `/hello`; returns (compressed, uncompressed digest).
-fn layer(program: &[u8]) -> (Vec<u8>, String) {
-    let mut tar = tar::Builder::new(Vec::new());
-    let mut header = tar::Header::new_ustar();
-    header.set_size(program.len() as u64);
-    header.set_mode(0o755);
-    header.set_mtime(0);
-    tar.append_data(&mut header, "hello", program).unwrap();
-    let raw = tar.into_inner().unwrap();
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    gz.write_all(&raw).unwrap();
-    (gz.finish().unwrap(), digest(&raw))
-}
-
-fn platform_entry(
-    media_type: &str,
-    digest: &str,
-    size: usize,
-    platform: &str,
-) -> serde_json::Value {
-    let p: Vec<&str> = platform.split('/').collect();
-    let mut value = serde_json::json!({
-        "mediaType": media_type, "digest": digest, "size": size,
-        "platform": { "os": p[0], "architecture": p[1] },
-    });
-    if let Some(variant) = p.get(2) {
-        value["platform"]["variant"] = (*variant).into();
-    }
-    value
-}
-
-fn push(registry: &Registry, dir: &Path) -> Pushed {
-    let (layer_bytes, diff_id) = layer(&arm_program(dir));
-    let config = serde_json::json!({
-        "architecture": "arm", "variant": "v7", "os": "linux",
-        "config": { "Entrypoint": ["/hello"] },
-        "rootfs": { "type": "layers", "diff_ids": [diff_id] },
-    })
-    .to_string()
-    .into_bytes();
-    let manifest = serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": oci::OCI_MANIFEST,
-        "config": { "mediaType": "application/vnd.oci.image.config.v1+json", "digest": digest(&config), "size": config.len() },
-        "layers": [{ "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": digest(&layer_bytes), "size": layer_bytes.len() }],
-    })
-    .to_string()
-    .into_bytes();
-    let index = |platforms: &[&str]| {
-        serde_json::json!({
-            "schemaVersion": 2,
-            "mediaType": oci::OCI_INDEX,
-            "manifests": platforms.iter().map(|p| platform_entry(oci::OCI_MANIFEST, &digest(&manifest), manifest.len(), p)).collect::<Vec<_>>(),
-        })
-        .to_string()
-        .into_bytes()
-    };
-    let with_arm = index(&["linux/amd64", "linux/arm/v7"]);
-    let without_arm = index(&["linux/amd64", "linux/arm64/v8"]);
-    let client = Client::new(ClientConfig {
-        protocol: ClientProtocol::Http,
-        ..ClientConfig::default()
-    });
-    let reference =
-        |tag: &str| Reference::with_tag(registry.addr.clone(), "berth/hello".into(), tag.into());
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let r = reference("latest");
-        client
-            .push_blob(&r, layer_bytes.clone(), &digest(&layer_bytes))
-            .await
-            .unwrap();
-        client
-            .push_blob(&r, config.clone(), &digest(&config))
-            .await
-            .unwrap();
-        for (tag, body, media_type) in [
-            ("arm", &manifest, oci::OCI_MANIFEST),
-            ("latest", &with_arm, oci::OCI_INDEX),
-            ("no-arm", &without_arm, oci::OCI_INDEX),
-        ] {
-            client
-                .push_manifest_raw(&reference(tag), body.clone(), media_type.parse().unwrap())
-                .await
-                .unwrap();
-        }
-    });
-    Pushed {
-        manifest: digest(&manifest),
-        config: digest(&config),
-        layer: digest(&layer_bytes),
-        index: digest(&with_arm),
-        index_without_arm: digest(&without_arm),
-    }
-}
-
-/// The registry with the test image, or a printed skip when a tool is missing.
-fn setup(test: &str) -> Option<(Registry, Pushed, tempfile::TempDir)> {
-    if !have_tool(test, "arm-linux-gnueabihf-gcc", "gcc-arm-linux-gnueabihf")
-        || !have_tool(test, "docker-registry", "docker-registry")
-    {
-        return None;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let registry = Registry::start();
-    let pushed = push(&registry, dir.path());
-    Some((registry, pushed, dir))
-}
+use local_registry::{apps_file, digest, setup, Registry};
 
 fn image(registry: &Registry, digest: &str) -> spec::ImageRef {
     spec::ImageRef {
@@ -266,16 +52,6 @@ fn stage(file: &Path, output: &Path) -> anyhow::Result<xtask::image::apps::Stage
         output,
         &Host::default(),
     )
-}
-
-fn apps_file(dir: &Path, image: &str) -> PathBuf {
-    let path = dir.join("apps.toml");
-    std::fs::write(
-        &path,
-        format!("[[app]]\nname = \"hello\"\nimage = \"{image}\"\nmemory = \"16m\"\npids = 8\ncpus = 0.5\n"),
-    )
-    .unwrap();
-    path
 }
 
 #[test]

@@ -11,90 +11,11 @@
 mod common;
 mod stand_in;
 
-use std::collections::BTreeMap;
 use std::fs;
-use std::path::PathBuf;
 use std::process::Command;
 
-use xtask::host::Host;
-use xtask::image::{self, ImageArgs};
-use xtask::project::Repo;
-
-use stand_in::{filled_cache, inputs, repo_copy, stand_in_buildroot, Inputs, PACKAGES};
-
-struct Build {
-    dir: tempfile::TempDir,
-    repo: PathBuf,
-    output: PathBuf,
-}
-
-impl Build {
-    /// `cargo xtask image` with the stand-in, the filled download cache and a public key, through
-    /// the library: the error, as the command line would print it, when it fails.
-    fn run(&self) -> Result<(), String> {
-        let dir = self.dir.path();
-        let args = ImageArgs {
-            buildroot: Some(dir.join("buildroot")),
-            output: Some(self.output.clone()),
-            ssh_authorized_keys: Some(dir.join("id_ed25519.pub")),
-            ..ImageArgs::default()
-        };
-        image::run(&Repo::at(&self.repo), args, &self.host()).map_err(|err| format!("{err:#}"))
-    }
-
-    /// The host the build runs on: its cache in the test's folder, and offline even on a
-    /// networked machine (every download goes to a closed local port), so a build that passes
-    /// took every source from the filled cache.
-    fn host(&self) -> Host {
-        let dir = self.dir.path();
-        let closed = "http://127.0.0.1:9".to_string();
-        let mut vars: BTreeMap<String, String> = ["http_proxy", "https_proxy", "ftp_proxy"]
-            .map(|var| (var.to_string(), closed.clone()))
-            .into();
-        // A developer's own download folder: the build, legal-info and the SBOM must all use the
-        // xtask's, which the network preflight checked.
-        vars.insert(
-            "BR2_DL_DIR".into(),
-            dir.join("elsewhere/dl").display().to_string(),
-        );
-        Host {
-            home: None,
-            cache: Some(dir.join("cache/berth")),
-            buildroot: None,
-            vars,
-            ..Host::default()
-        }
-    }
-
-    /// The whole output of the last build's `make`.
-    fn log(&self) -> String {
-        fs::read_to_string(self.output.join("build.log")).unwrap_or_default()
-    }
-}
-
-/// A successful `cargo xtask image` on a fresh stand-in. None, after a printed skip, when the
-/// xtask finds this host lacks what Buildroot needs.
-fn image(test: &str, inputs: &Inputs) -> Option<Build> {
-    let dir = tempfile::tempdir().unwrap();
-    let repo = repo_copy(dir.path());
-    stand_in_buildroot(inputs, dir.path());
-    filled_cache(inputs, dir.path());
-    fs::write(
-        dir.path().join("id_ed25519.pub"),
-        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGp0b3hYbEtWc3Jtc0N6b2ZxVnVGbUJ6a0hUa1ZvRHVx test@berth\n",
-    )
-    .unwrap();
-    let output = dir.path().join("output");
-    let build = Build { dir, repo, output };
-    if let Err(err) = build.run() {
-        if let Some(at) = err.find("this machine lacks what Buildroot needs") {
-            common::skip(test, &err[at..].replace('\n', " "));
-            return None;
-        }
-        panic!("{err}\n{}", build.log());
-    }
-    Some(build)
-}
+use stand_in::build::Build;
+use stand_in::{inputs, PACKAGES};
 
 fn assert_nothing_looks_finished(build: &Build) {
     for name in ["SHA256SUMS", "manifest.toml"] {
@@ -109,7 +30,7 @@ fn assert_nothing_looks_finished(build: &Build) {
 fn a_stand_in_build_ends_in_verified_artifacts() {
     let test = "a_stand_in_build_ends_in_verified_artifacts";
     let Some(inputs) = inputs(test) else { return };
-    let Some(build) = image(test, &inputs) else {
+    let Some(build) = Build::prepare(&inputs).succeed(test) else {
         return;
     };
     let log = build.log();
@@ -290,7 +211,7 @@ fn a_stand_in_build_ends_in_verified_artifacts() {
 fn a_failing_package_is_named_and_nothing_looks_finished() {
     let test = "a_failing_package_is_named_and_nothing_looks_finished";
     let Some(inputs) = inputs(test) else { return };
-    let Some(build) = image(test, &inputs) else {
+    let Some(build) = Build::prepare(&inputs).succeed(test) else {
         return;
     };
     // runc is rebuilt (as after `make runc-dirclean`) and now fails: the finished image of the
@@ -322,7 +243,7 @@ fn a_failing_package_is_named_and_nothing_looks_finished() {
 fn an_image_failing_its_audit_is_not_sealed() {
     let test = "an_image_failing_its_audit_is_not_sealed";
     let Some(inputs) = inputs(test) else { return };
-    let Some(build) = image(test, &inputs) else {
+    let Some(build) = Build::prepare(&inputs).succeed(test) else {
         return;
     };
     // The overlay now lets containers talk to each other (CIS 2.2); the next build takes it in.
@@ -362,7 +283,7 @@ fn a_missing_sbom_schema_stops_the_build_before_it_starts() {
     let test = "a_missing_sbom_schema_stops_the_build_before_it_starts";
     let Some(inputs) = inputs(test) else { return };
     let schema = "cache/berth/dl/cyclonedx/spdx-1.6.schema.json";
-    let Some(build) = image(test, &inputs) else {
+    let Some(build) = Build::prepare(&inputs).succeed(test) else {
         return;
     };
     fs::remove_file(build.dir.path().join(schema)).unwrap();

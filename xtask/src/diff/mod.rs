@@ -6,7 +6,7 @@
 //! Everything runs unprivileged: no loop devices, no mounts.
 
 mod compare;
-mod disk;
+pub mod disk;
 
 use std::path::{Path, PathBuf};
 

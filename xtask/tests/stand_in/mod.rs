@@ -3,6 +3,8 @@
 //! generate-cyclonedx), printing Buildroot's `>>>` step lines and laying out `O=` as Buildroot
 //! does; a copy of this repository's parts the xtask reads; a download cache holding every source.
 
+pub mod build;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -1,0 +1,133 @@
+//! `cargo xtask image --apps FILE` end to end, offline: the apps file names by digest an ARM image
+//! served on 127.0.0.1 (`local_registry/`), the build runs on the stand-in Buildroot
+//! (`stand_in/`) through the board's real post-build.sh, post-image.sh and genimage, and the card
+//! it makes must carry the archive in its system slot, as the manifest and the SBOM say.
+
+mod common;
+mod local_registry;
+mod stand_in;
+
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+
+use sha2::{Digest, Sha256};
+use xtask::apps::{units, ARCHIVE_DIR, LIST_FILE};
+use xtask::diff::disk;
+use xtask::rootfs::{Ext4Image, RootFs};
+
+use local_registry::{apps_file, setup};
+use stand_in::build::Build;
+use stand_in::inputs;
+
+/// The root filesystem partition of a card image (genimage.cfg's rootfs, the second one),
+/// copied out beside it.
+fn system_slot(card: &Path, dir: &Path) -> Ext4Image {
+    let partitions = disk::parse_mbr(&disk::read_head(card).unwrap());
+    let root = partitions
+        .iter()
+        .find(|p| p.number == 2)
+        .unwrap_or_else(|| panic!("{} has no partition 2: {partitions:?}", card.display()));
+    let slot = dir.join("system-slot.ext4");
+    disk::extract(card, root, &slot).unwrap();
+    Ext4Image::open(&slot).unwrap()
+}
+
+#[test]
+fn a_build_with_apps_carries_the_archive_in_its_system_slot() {
+    let test = "a_build_with_apps_carries_the_archive_in_its_system_slot";
+    let Some(inputs) = inputs(test) else { return };
+    let Some((registry, pushed, _served)) = setup(test) else {
+        return;
+    };
+    let mut build = Build::prepare(&inputs);
+    let file = apps_file(
+        build.dir.path(),
+        &format!("{}/berth/hello@{}", registry.addr, pushed.index),
+    );
+    build.apps = Some(file);
+    let Some(build) = build.succeed(test) else {
+        return;
+    };
+    let images = build.output.join("images");
+
+    // (1) Sealed: the sums hold, and the manifest and its artifacts agree.
+    common::run_ok(
+        Command::new("sha256sum")
+            .args(["--check", "--strict", "SHA256SUMS"])
+            .current_dir(&images),
+    );
+    xtask::verify::verify_folder(&images, None).unwrap();
+
+    // (3) The manifest's record: the arm/v7 manifest of the declared index, its image ID.
+    let manifest = xtask::release::read_manifest(&images).unwrap();
+    let [record] = manifest.apps.as_slice() else {
+        panic!("one app in the manifest: {:?}", manifest.apps);
+    };
+    assert_eq!(record.name, "hello");
+    assert_eq!(
+        record.image,
+        format!("{}/berth/hello@{}", registry.addr, pushed.index)
+    );
+    assert_eq!(record.manifest_digest, pushed.manifest);
+    assert_eq!(record.image_id, pushed.config);
+    assert_eq!(record.archive, format!("/{ARCHIVE_DIR}/hello.tar"));
+
+    // (2) The card's system slot holds that archive, its list and the unit, enabled.
+    let slot = system_slot(&images.join("sdcard.img"), build.dir.path());
+    let archive = slot
+        .read(&record.archive)
+        .unwrap()
+        .unwrap_or_else(|| panic!("no {} in the system slot", record.archive));
+    assert_eq!(archive.len() as u64, record.archive_size);
+    assert_eq!(
+        format!("{:x}", Sha256::digest(&archive)),
+        record.archive_sha256
+    );
+    let list = slot
+        .read(&format!("/{ARCHIVE_DIR}/{LIST_FILE}"))
+        .unwrap()
+        .expect("the apps list in the system slot");
+    assert_eq!(
+        String::from_utf8(list).unwrap(),
+        format!(
+            "hello {} {} hello.tar\n",
+            record.archive_sha256, pushed.config
+        )
+    );
+    let unit = units::unit_name("hello");
+    let body = slot
+        .read(&format!("/etc/systemd/system/{unit}"))
+        .unwrap()
+        .unwrap_or_else(|| panic!("no {unit} in the system slot"));
+    let body = String::from_utf8(body).unwrap();
+    assert!(
+        body.contains("--memory 16777216") && body.contains(&pushed.config),
+        "{body}"
+    );
+    let wanted = format!("/etc/systemd/system/multi-user.target.wants/{unit}");
+    let (real, stat) = slot
+        .resolve(&wanted, false)
+        .unwrap()
+        .unwrap_or_else(|| panic!("{unit} is not enabled: no {wanted}"));
+    assert!(stat.is_symlink, "{wanted} is no link");
+    assert_eq!(slot.raw_readlink(&real).unwrap(), format!("../{unit}"));
+    // The slot is the rootfs.ext4 the build made, byte for byte where it has data.
+    let rootfs = Ext4Image::open(&images.join("rootfs.ext4")).unwrap();
+    assert_eq!(rootfs.read(&record.archive).unwrap(), Some(archive));
+
+    // (4) The SBOM lists the app by its manifest digest and archive hash.
+    let sbom: serde_json::Value =
+        serde_json::from_slice(&fs::read(images.join("sbom.cdx.json")).unwrap()).unwrap();
+    let component = sbom["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "container" && c["name"] == "hello")
+        .unwrap_or_else(|| panic!("no container hello in the SBOM: {sbom}"));
+    assert_eq!(component["version"], pushed.manifest.as_str());
+    assert_eq!(
+        component["hashes"][0]["content"],
+        record.archive_sha256.as_str()
+    );
+}
