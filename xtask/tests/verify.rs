@@ -174,15 +174,15 @@ fn a_manifest_that_disagrees_is_named() {
         "emmc-boot0.img: listed in manifest.toml but not in SHA256SUMS",
     );
 
-    std::fs::write(dir.path().join("manifest.toml"), "[[artifact]]\nname = 3\n").unwrap();
-    write_sums(
-        dir.path(),
-        &["sdcard.img", "emmc-boot0.img", "manifest.toml"],
-    );
-    assert_fails_naming(
-        dir.path(),
-        "manifest.toml is not a valid Berth build manifest",
-    );
+    assert_manifest_refused(dir.path(), "[[artifact]]\nname = 3\n");
+}
+
+/// `manifest` written in place of the folder's manifest, the sums sealed over it: verify must
+/// refuse it as no Berth build manifest.
+fn assert_manifest_refused(dir: &Path, manifest: &str) {
+    std::fs::write(dir.join("manifest.toml"), manifest).unwrap();
+    write_sums(dir, &["sdcard.img", "emmc-boot0.img", "manifest.toml"]);
+    assert_fails_naming(dir, "manifest.toml is not a valid Berth build manifest");
 }
 
 /// verify reads the manifest back with the build's own `Manifest::load`: a file holding only
@@ -192,29 +192,14 @@ fn a_manifest_without_its_build_record_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     artifacts(dir.path());
     let manifest = std::fs::read_to_string(dir.path().join("manifest.toml")).unwrap();
-    let artifacts_only = &manifest[manifest.find("[[artifact]]").unwrap()..];
-    std::fs::write(dir.path().join("manifest.toml"), artifacts_only).unwrap();
-    write_sums(
+    assert_manifest_refused(
         dir.path(),
-        &["sdcard.img", "emmc-boot0.img", "manifest.toml"],
-    );
-    assert_fails_naming(
-        dir.path(),
-        "manifest.toml is not a valid Berth build manifest",
+        &manifest[manifest.find("[[artifact]]").unwrap()..],
     );
     // An unknown key is refused too, not silently dropped.
-    std::fs::write(
-        dir.path().join("manifest.toml"),
-        manifest.replace("dirty = false", "dirty = false\nsigned = true"),
-    )
-    .unwrap();
-    write_sums(
+    assert_manifest_refused(
         dir.path(),
-        &["sdcard.img", "emmc-boot0.img", "manifest.toml"],
-    );
-    assert_fails_naming(
-        dir.path(),
-        "manifest.toml is not a valid Berth build manifest",
+        &manifest.replace("dirty = false", "dirty = false\nsigned = true"),
     );
 }
 
