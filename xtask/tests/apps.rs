@@ -231,18 +231,26 @@ fn a_digest_the_registry_does_not_have_is_refused() {
     assert!(err.contains("could not fetch the manifest"), "{err}");
 }
 
+/// Whether a Docker daemon answers here (`.ci/run` starts one); skips `test` when not.
+fn docker_daemon(test: &str) -> bool {
+    if !have_tool(test, "docker", "docker.io") {
+        return false;
+    }
+    let answers = Command::new("docker")
+        .arg("info")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !answers {
+        skip(test, "no Docker daemon answers `docker info` here; the archive is checked with skopeo instead");
+    }
+    answers
+}
+
 #[test]
 fn docker_loads_the_archive_with_the_expected_image_id() {
     let test = "docker_loads_the_archive_with_the_expected_image_id";
-    if !have_tool(test, "docker", "docker.io") {
+    if !docker_daemon(test) {
         return;
-    }
-    if !Command::new("docker")
-        .arg("info")
-        .output()
-        .is_ok_and(|o| o.status.success())
-    {
-        return skip(test, "no Docker daemon answers `docker info` here; the archive is checked with skopeo instead");
     }
     let Some((registry, pushed, dir)) = setup(test) else {
         return;
@@ -256,4 +264,85 @@ fn docker_loads_the_archive_with_the_expected_image_id() {
             .stdout;
     let _ = Command::new("docker").args(["image", "rm", &name]).output();
     assert_eq!(String::from_utf8_lossy(&id).trim(), pushed.config);
+}
+
+/// The board's loader script, run for real against a Docker daemon on the staged root filesystem
+/// fragment. It runs in a private mount namespace where `/usr/share` and `/var/lib` are fresh
+/// tmpfs, so the script's own paths (`/usr/share/berth/apps`, `/var/lib/docker/berth-apps`) hold
+/// the staged files and nothing of this machine is touched.
+fn run_loader(rootfs: &Path) -> std::process::Output {
+    let script =
+        Repo::checkout().path("board/odroid-xu4/rootfs-overlay/usr/libexec/berth-apps-load");
+    Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-euc"])
+        .arg(
+            "mount -t tmpfs tmpfs /usr/share; mount -t tmpfs tmpfs /var/lib; \
+             mkdir -p /usr/share/berth/apps; cp -a \"$1\"/usr/share/berth/apps/. /usr/share/berth/apps/; \
+             exec sh \"$2\" hello",
+        )
+        .args(["loader".as_ref(), rootfs.as_os_str(), script.as_os_str()])
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn the_board_loader_loads_the_archive_and_keeps_a_mismatched_app_stopped() {
+    let test = "the_board_loader_loads_the_archive_and_keeps_a_mismatched_app_stopped";
+    if !common::is_root(test) || !have_tool(test, "unshare", "util-linux") || !docker_daemon(test) {
+        return;
+    }
+    let Some((registry, pushed, dir)) = setup(test) else {
+        return;
+    };
+    let file = apps_file(
+        dir.path(),
+        &format!("{}/berth/hello@{}", registry.addr, pushed.index),
+    );
+    let staged = stage(&file, &dir.path().join("output")).unwrap();
+    let rootfs = std::path::PathBuf::from(staged.env.unwrap().1);
+    let name = apps::local_name("hello");
+    let remove = || Command::new("docker").args(["image", "rm", &name]).output();
+
+    let loaded = run_loader(&rootfs);
+    let said = String::from_utf8_lossy(&loaded.stderr).to_string()
+        + &String::from_utf8_lossy(&loaded.stdout);
+    assert!(loaded.status.success(), "{said}");
+    assert!(
+        said.contains(&format!("loaded {}", pushed.config)),
+        "{said}"
+    );
+    let id =
+        run_ok(Command::new("docker").args(["image", "inspect", "--format", "{{.Id}}", &name]));
+    assert_eq!(String::from_utf8_lossy(&id.stdout).trim(), pushed.config);
+
+    // The list names another image ID: the loader fails (the app's unit requires it, so the app
+    // stays stopped) and leaves no image of that name behind.
+    let _ = remove();
+    let list = rootfs.join("usr/share/berth/apps/apps.list");
+    let text = std::fs::read_to_string(&list).unwrap();
+    let wrong = format!("sha256:{}", "0".repeat(64));
+    std::fs::write(&list, text.replace(&pushed.config, &wrong)).unwrap();
+    let refused = run_loader(&rootfs);
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
+    assert!(
+        said.contains(&format!("not {wrong}; the app stays stopped")),
+        "{said}"
+    );
+    assert!(
+        !remove().unwrap().status.success(),
+        "the mismatched image was left loaded"
+    );
+
+    // A changed byte in the archive: refused before docker sees it.
+    std::fs::write(&list, &text).unwrap();
+    let archive = rootfs.join("usr/share/berth/apps/hello.tar");
+    let mut bytes = std::fs::read(&archive).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&archive, bytes).unwrap();
+    let refused = run_loader(&rootfs);
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
+    assert!(said.contains("does not match its sha256"), "{said}");
 }
