@@ -4,7 +4,7 @@
 //! - the verbs, one module each: [`image`], [`check`], [`audit`], [`flash`], [`bmap`], [`bench`](mod@bench),
 //!   [`verify`], [`diff`];
 //! - what they share: [`project`] (every pin, board and path), [`buildroot`], [`kconfig`],
-//!   [`rootfs`], [`tree`], [`manifest`], [`release`], [`sbom`], [`sparse`], [`vulns`], [`git_tree`], [`reproducible`], [`util`];
+//!   [`rootfs`], [`tree`], [`manifest`], [`release`], [`sbom`], [`sparse`], [`systemd_unit`], [`vulns`], [`git_tree`], [`reproducible`], [`util`];
 //!   [`host`], the environment a verb runs in (home, cache folder, proxies), which only `main.rs`
 //!   reads from the process;
 //!   [`apps`], the declared containers that `image` preloads and `audit` checks.
@@ -32,6 +32,7 @@ pub mod reproducible;
 pub mod rootfs;
 pub mod sbom;
 pub mod sparse;
+pub mod systemd_unit;
 pub mod tree;
 pub mod util;
 pub mod verify;

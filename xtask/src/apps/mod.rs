@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::host::Host;
 use crate::project::{Board, Repo};
+use crate::systemd_unit::parse_unit;
 use spec::{App, BoardLimits};
 
 /// Where the archives and their list live in the root filesystem (read-only, and part of the
@@ -72,14 +73,16 @@ pub fn data_mount(board_dir: &Path) -> Result<String> {
         }
         let text = std::fs::read_to_string(&path)
             .with_context(|| format!("could not read {}", path.display()))?;
+        let settings = parse_unit(&text);
         let value = |key: &str| {
-            text.lines()
-                .filter_map(|l| l.trim().strip_prefix(key))
-                .next_back()
-                .map(|v| v.trim().to_string())
+            settings
+                .iter()
+                .rev()
+                .find(|(section, k, _)| section == "Mount" && k == key)
+                .map(|(_, _, v)| v.clone())
         };
-        if value("What=").is_some_and(|w| w.starts_with("/dev/mapper/")) {
-            found.extend(value("Where="));
+        if value("What").is_some_and(|w| w.starts_with("/dev/mapper/")) {
+            found.extend(value("Where"));
         }
     }
     match found.as_slice() {

@@ -6,6 +6,7 @@ use anyhow::Result;
 
 use super::rules::UnitExpect;
 use crate::rootfs::RootFs;
+use crate::systemd_unit::parse_unit;
 
 const UNIT_DIRS: &[&str] = &[
     "/etc/systemd/system",
@@ -54,32 +55,6 @@ pub(super) fn unit_values(
         }
     }
     Ok(Some(values))
-}
-
-/// (section, key, value) triples of a systemd unit file, continuation lines joined.
-pub fn parse_unit(text: &str) -> Vec<(String, String, String)> {
-    let mut out = Vec::new();
-    let mut section = String::new();
-    let mut pending = String::new();
-    for raw in text.lines() {
-        let line = raw.trim();
-        if pending.is_empty() && (line.starts_with('#') || line.starts_with(';') || line.is_empty())
-        {
-            continue;
-        }
-        if let Some(cont) = line.strip_suffix('\\') {
-            pending.push_str(cont);
-            pending.push(' ');
-            continue;
-        }
-        let full = std::mem::take(&mut pending) + line;
-        if full.starts_with('[') && full.ends_with(']') {
-            section = full[1..full.len() - 1].to_string();
-        } else if let Some((k, v)) = full.split_once('=') {
-            out.push((section.clone(), k.trim().to_string(), v.trim().to_string()));
-        }
-    }
-    out
 }
 
 pub(super) fn unit_check(
