@@ -83,9 +83,10 @@ impl Host {
             .filter(|v| !v.is_empty())
     }
 
-    /// A proxy variable as curl reads it: the upper-case name, else the lower-case one.
+    /// A proxy variable by its lower-case name (`https_proxy`), else its upper-case one: the
+    /// order the network preflight (`image::network::through_proxy`) and wget read them in.
     pub fn proxy(&self, name: &str) -> Option<&str> {
-        self.var(name).or_else(|| self.var(&name.to_lowercase()))
+        self.var(name).or_else(|| self.var(&name.to_uppercase()))
     }
 
     /// A shell whose commands get this host's [`CHILD_VARS`] and none of the caller's. A shell

@@ -39,9 +39,9 @@ pub fn client_for(image: &ImageRef, host: &Host) -> Client {
         },
         // A pull by digest has nothing to choose: the index is read here instead.
         platform_resolver: None,
-        https_proxy: env("HTTPS_PROXY"),
-        http_proxy: env("HTTP_PROXY"),
-        no_proxy: env("NO_PROXY"),
+        https_proxy: env("https_proxy"),
+        http_proxy: env("http_proxy"),
+        no_proxy: env("no_proxy"),
         ..ClientConfig::default()
     })
 }

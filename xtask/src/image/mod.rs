@@ -307,7 +307,7 @@ fn check_sources_reachable(info: &serde_json::Value, dl_root: &Path, host: &Host
     if missing.is_empty() {
         return Ok(());
     }
-    let proxy = |name: &str| host.var(name).map(str::to_string);
+    let proxy = |name: &str| host.proxy(name).map(str::to_string);
     let target = |uri: &str| network::endpoint(uri).map(|e| network::through_proxy(e, uri, &proxy));
     let endpoints: BTreeSet<_> = missing
         .iter()

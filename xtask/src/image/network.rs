@@ -143,7 +143,9 @@ fn split_port(authority: &str, default_port: u16) -> Endpoint {
     }
 }
 
-/// With a proxy configured, downloads connect to it rather than to the download hosts.
+/// With a proxy configured, downloads connect to it rather than to the download hosts. `proxy`
+/// looks a proxy up by its lower-case variable name (`https_proxy`; [`crate::host::Host::proxy`]
+/// also tries the upper-case one).
 pub fn through_proxy(
     target: Endpoint,
     uri: &str,
@@ -156,15 +158,12 @@ pub fn through_proxy(
         .next()
         .unwrap_or("");
     let variable = match scheme {
-        "https" => ["https_proxy", "HTTPS_PROXY"],
-        "http" => ["http_proxy", "HTTP_PROXY"],
-        "ftp" => ["ftp_proxy", "FTP_PROXY"],
+        "https" => "https_proxy",
+        "http" => "http_proxy",
+        "ftp" => "ftp_proxy",
         _ => return target,
     };
-    let Some(value) = variable
-        .iter()
-        .find_map(|v| proxy(v).filter(|s| !s.is_empty()))
-    else {
+    let Some(value) = proxy(variable).filter(|s| !s.is_empty()) else {
         return target;
     };
     let authority = value
