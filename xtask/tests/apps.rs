@@ -8,13 +8,13 @@ mod local_registry;
 use std::path::Path;
 use std::process::Command;
 
-use sha2::{Digest, Sha256};
 use xtask::apps::{self, registry, spec};
 use xtask::host::Host;
 use xtask::project::{self, Repo};
 
 use common::{have_tool, run_ok, skip};
-use local_registry::{apps_file, digest, setup, Registry};
+use local_registry::{apps_file, setup, Registry};
+use xtask::apps::oci::digest_of as digest;
 
 fn image(registry: &Registry, digest: &str) -> spec::ImageRef {
     spec::ImageRef {
@@ -81,10 +81,7 @@ fn preload_by_digest_stages_the_archive_the_list_and_the_unit() {
     assert_eq!(var, "BERTH_APPS_ROOTFS");
     let rootfs = Path::new(&rootfs);
     let archive = std::fs::read(rootfs.join("usr/share/berth/apps/hello.tar")).unwrap();
-    assert_eq!(
-        format!("{:x}", Sha256::digest(&archive)),
-        record.archive_sha256
-    );
+    assert_eq!(xtask::util::sha256_hex(&archive), record.archive_sha256);
     let list = std::fs::read_to_string(rootfs.join("usr/share/berth/apps/apps.list")).unwrap();
     assert_eq!(
         list,

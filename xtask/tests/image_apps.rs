@@ -11,7 +11,6 @@ use std::fs;
 use std::path::Path;
 use std::process::Command;
 
-use sha2::{Digest, Sha256};
 use xtask::apps::{units, ARCHIVE_DIR, LIST_FILE};
 use xtask::diff::disk;
 use xtask::rootfs::{Ext4Image, RootFs};
@@ -80,10 +79,7 @@ fn a_build_with_apps_carries_the_archive_in_its_system_slot() {
         .unwrap()
         .unwrap_or_else(|| panic!("no {} in the system slot", record.archive));
     assert_eq!(archive.len() as u64, record.archive_size);
-    assert_eq!(
-        format!("{:x}", Sha256::digest(&archive)),
-        record.archive_sha256
-    );
+    assert_eq!(xtask::util::sha256_hex(&archive), record.archive_sha256);
     let list = slot
         .read(&format!("/{ARCHIVE_DIR}/{LIST_FILE}"))
         .unwrap()

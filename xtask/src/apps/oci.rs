@@ -5,7 +5,6 @@ use std::io::Write;
 
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -18,7 +17,7 @@ pub const PLATFORM: (&str, &str, &str) = ("linux", "arm", "v7");
 
 /// `sha256:<hex>` of `bytes`.
 pub fn digest_of(bytes: &[u8]) -> String {
-    format!("sha256:{:x}", Sha256::digest(bytes))
+    format!("sha256:{}", crate::util::sha256_hex(bytes))
 }
 
 /// Refuse `bytes` unless they hash to `expected`; `what` names them in the error.

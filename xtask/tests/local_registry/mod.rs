@@ -11,14 +11,10 @@ use std::time::{Duration, Instant};
 
 use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::{Client, Reference};
-use sha2::{Digest, Sha256};
+
 use xtask::apps::oci;
 
 use crate::common::{have_tool, run_ok};
-
-pub fn digest(bytes: &[u8]) -> String {
-    format!("sha256:{:x}", Sha256::digest(bytes))
-}
 
 /// `docker-registry serve` on a free loopback port with its own storage; stopped on drop.
 pub struct Registry {
@@ -126,7 +122,7 @@ pub fn layer(program: &[u8]) -> (Vec<u8>, String) {
     let raw = tar.into_inner().unwrap();
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     gz.write_all(&raw).unwrap();
-    (gz.finish().unwrap(), digest(&raw))
+    (gz.finish().unwrap(), oci::digest_of(&raw))
 }
 
 pub fn platform_entry(
@@ -158,8 +154,8 @@ pub fn push(registry: &Registry, dir: &Path) -> Pushed {
     let manifest = serde_json::json!({
         "schemaVersion": 2,
         "mediaType": oci::OCI_MANIFEST,
-        "config": { "mediaType": "application/vnd.oci.image.config.v1+json", "digest": digest(&config), "size": config.len() },
-        "layers": [{ "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": digest(&layer_bytes), "size": layer_bytes.len() }],
+        "config": { "mediaType": "application/vnd.oci.image.config.v1+json", "digest": oci::digest_of(&config), "size": config.len() },
+        "layers": [{ "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": oci::digest_of(&layer_bytes), "size": layer_bytes.len() }],
     })
     .to_string()
     .into_bytes();
@@ -167,7 +163,7 @@ pub fn push(registry: &Registry, dir: &Path) -> Pushed {
         serde_json::json!({
             "schemaVersion": 2,
             "mediaType": oci::OCI_INDEX,
-            "manifests": platforms.iter().map(|p| platform_entry(oci::OCI_MANIFEST, &digest(&manifest), manifest.len(), p)).collect::<Vec<_>>(),
+            "manifests": platforms.iter().map(|p| platform_entry(oci::OCI_MANIFEST, &oci::digest_of(&manifest), manifest.len(), p)).collect::<Vec<_>>(),
         })
         .to_string()
         .into_bytes()
@@ -187,11 +183,11 @@ pub fn push(registry: &Registry, dir: &Path) -> Pushed {
     runtime.block_on(async {
         let r = reference("latest");
         client
-            .push_blob(&r, layer_bytes.clone(), &digest(&layer_bytes))
+            .push_blob(&r, layer_bytes.clone(), &oci::digest_of(&layer_bytes))
             .await
             .unwrap();
         client
-            .push_blob(&r, config.clone(), &digest(&config))
+            .push_blob(&r, config.clone(), &oci::digest_of(&config))
             .await
             .unwrap();
         for (tag, body, media_type) in [
@@ -206,11 +202,11 @@ pub fn push(registry: &Registry, dir: &Path) -> Pushed {
         }
     });
     Pushed {
-        manifest: digest(&manifest),
-        config: digest(&config),
-        layer: digest(&layer_bytes),
-        index: digest(&with_arm),
-        index_without_arm: digest(&without_arm),
+        manifest: oci::digest_of(&manifest),
+        config: oci::digest_of(&config),
+        layer: oci::digest_of(&layer_bytes),
+        index: oci::digest_of(&with_arm),
+        index_without_arm: oci::digest_of(&without_arm),
     }
 }
 
