@@ -201,6 +201,36 @@ fn an_unknown_board_is_named() {
     assert!(err.contains("unknown board 'odroid-c4'"), "{err}");
 }
 
+#[test]
+fn a_bad_apps_file_is_refused_before_buildroot_is_looked_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("k.pub");
+    std::fs::write(&key, PUBLIC_KEY).unwrap();
+    let apps = dir.path().join("apps.toml");
+    std::fs::write(
+        &apps,
+        "[[app]]\nname = \"web\"\nimage = \"docker.io/library/nginx:1.27\"\n",
+    )
+    .unwrap();
+    let output = dir.path().join("out");
+    let args = ImageArgs {
+        ssh_authorized_keys: Some(key),
+        apps: Some(apps),
+        output: Some(output.clone()),
+        ..ImageArgs::default()
+    };
+    // The host has no cache and names no Buildroot: reaching Buildroot would fail on that.
+    let err = image_error(Repo::checkout().root(), args, &Host::default());
+    assert!(
+        err.contains("apps.toml:3") && err.contains("digest"),
+        "{err}"
+    );
+    assert!(
+        !output.exists(),
+        "the output folder was made before the apps were checked"
+    );
+}
+
 /// A proxy address nobody listens on, to cut this machine off when it does have network.
 fn dead_proxy() -> String {
     let port = TcpListener::bind("127.0.0.1:0")

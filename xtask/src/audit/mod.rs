@@ -49,7 +49,7 @@ enum AuditWhat {
 
 /// `cargo xtask audit` on the checkout `repo`, on `host` (whose cache `kernel --linux` uses).
 pub fn run(args: AuditArgs, repo: &Repo, host: &Host) -> Result<()> {
-    // Hook (issue 14): the declared apps; alone, that is the whole audit.
+    // `--apps` alone is a whole audit of its own; with an output or a sub-command it comes first.
     if let Some(apps) = &args.apps {
         apps::run(repo, apps, args.json)?;
         if args.what.is_none() && args.output.is_none() {

@@ -20,20 +20,20 @@ pub struct Staged {
     pub env: Option<(String, String)>,
 }
 
-/// Parse and audit `apps_file` (the audit's failures stop the build), fetch each image and
-/// stage the fragment in `<output>/berth-apps`. Without a file, no app is staged and
-/// `post-build.sh` removes those of an earlier build.
-pub fn stage_for_image(
-    repo: &Repo,
-    board: &Board,
-    apps_file: Option<&Path>,
-    output: &Path,
-    host: &Host,
-) -> Result<Staged> {
+/// The apps of an `apps.toml`, parsed and audited, with where the board mounts its data.
+pub struct Declared {
+    path: PathBuf,
+    apps: Vec<crate::apps::spec::App>,
+    data_mount: String,
+}
+
+/// Parse and audit `apps_file` before any long work: a bad file or a weakening without a reason
+/// stops the build here, not after Buildroot is fetched.
+pub fn declared(repo: &Repo, board: &Board, apps_file: Option<&Path>) -> Result<Option<Declared>> {
     let Some(path) = apps_file else {
-        return Ok(Staged::default());
+        return Ok(None);
     };
-    let (limits, mount) = board_limits(repo, board)?;
+    let (limits, data_mount) = board_limits(repo, board)?;
     let apps = load(path, &limits)?;
     let report = audit::audit(&apps, &audit::Rules::load(repo)?);
     report.verdict().with_context(|| {
@@ -43,8 +43,37 @@ pub fn stage_for_image(
             report.render_attention()
         )
     })?;
+    Ok(Some(Declared {
+        path: path.to_path_buf(),
+        apps,
+        data_mount,
+    }))
+}
+
+/// [`declared`], then [`stage`]: what `image` does with `--apps`, in one call.
+pub fn stage_for_image(
+    repo: &Repo,
+    board: &Board,
+    apps_file: Option<&Path>,
+    output: &Path,
+    host: &Host,
+) -> Result<Staged> {
+    stage(declared(repo, board, apps_file)?, output, host)
+}
+
+/// Fetch each declared image and stage the fragment in `<output>/berth-apps`. Without apps, none
+/// is staged and `post-build.sh` removes those of an earlier build.
+pub fn stage(declared: Option<Declared>, output: &Path, host: &Host) -> Result<Staged> {
+    let Some(Declared {
+        path,
+        apps,
+        data_mount,
+    }) = declared
+    else {
+        return Ok(Staged::default());
+    };
     let dest: PathBuf = output.join("berth-apps");
-    let records = stage_rootfs(&apps, &mount, &dest, host)
+    let records = stage_rootfs(&apps, &data_mount, &dest, host)
         .with_context(|| format!("could not preload the apps of {}", path.display()))?;
     eprintln!(
         "apps: {} app(s) staged in {}",

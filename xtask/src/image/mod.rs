@@ -94,6 +94,7 @@ pub fn run(checkout: &Repo, args: ImageArgs, host: &Host) -> Result<()> {
         );
     }
     layout::check_board(&settings.board.dir(checkout))?;
+    let declared = apps::declared(checkout, settings.board, settings.apps.as_deref())?;
     let (commit, dirty) = repository_state(&sh, repo)?;
     if let Some(problems) = prereqs::report(
         &prereqs::check_host(&sh),
@@ -106,14 +107,7 @@ pub fn run(checkout: &Repo, args: ImageArgs, host: &Host) -> Result<()> {
     let output = output::prepare_output(&settings.output)?;
     let images = output.join("images");
     output::remove_finished_markers(&images)?;
-    // Hook (issue 14): declared apps, checked, audited, fetched and staged before the build.
-    let apps = apps::stage_for_image(
-        checkout,
-        settings.board,
-        settings.apps.as_deref(),
-        &output,
-        host,
-    )?;
+    let apps = apps::stage(declared, &output, host)?;
 
     eprintln!(
         "Configuring {} from {} (Buildroot {BUILDROOT_RELEASE} at {}, in {})",
