@@ -1,5 +1,9 @@
-//! `cargo xtask bench`: speed claims, measured (flashing against dd and bmaptool copy).
+//! `cargo xtask bench`: speed and size claims, measured (flashing against dd and bmaptool copy;
+//! the EROFS compression of the system slot).
 
+pub mod erofs;
+pub mod erofs_table;
+pub mod load;
 pub mod results;
 
 use std::os::unix::fs::FileExt;
@@ -12,6 +16,7 @@ use xshell::{cmd, Shell};
 
 use indicatif::HumanBytes;
 
+use load::current_load;
 use results::{report, run_order, Timing, BERTH, BERTH_NO_VERIFY, BMAPTOOL, DD};
 
 #[derive(Args)]
@@ -25,6 +30,10 @@ pub enum BenchWhat {
     /// Time Berth (with and without read-back), `dd bs=4M conv=fsync` and `bmaptool copy` writing
     /// the same sparse image, several runs each; report medians and Berth's ratios.
     Flash(FlashBench),
+    /// Build the system slot's EROFS image from a root tree with each candidate compression;
+    /// report its size and the time to read every file back on this machine and on an ARM
+    /// build under qemu-arm, and the candidate U-Boot and Buildroot can use that reads soonest.
+    Erofs(erofs::ErofsBench),
 }
 
 #[derive(Args)]
@@ -49,6 +58,7 @@ pub struct FlashBench {
 pub fn run(args: BenchArgs) -> Result<()> {
     match args.what {
         BenchWhat::Flash(bench) => flash(bench),
+        BenchWhat::Erofs(bench) => erofs::run(bench),
     }
 }
 
@@ -138,19 +148,6 @@ fn drop_caches() -> std::result::Result<(), String> {
     rustix::fs::sync();
     std::fs::write("/proc/sys/vm/drop_caches", "3")
         .map_err(|e| format!("writing /proc/sys/vm/drop_caches failed: {e}"))
-}
-
-/// The 1-minute load average from /proc/loadavg's text.
-fn load_average(loadavg: &str) -> Option<f64> {
-    loadavg.split_whitespace().next()?.parse().ok()
-}
-
-fn current_load() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .as_deref()
-        .and_then(load_average)
-        .map_or_else(|| "unknown".to_string(), |load| format!("{load:.2}"))
 }
 
 /// Everything one tool run needs.
@@ -315,11 +312,5 @@ mod tests {
             assert!(pair[0].1 < pair[1].0, "extents touch or overlap: {pair:?}");
         }
         assert!(extents.last().unwrap().1 <= 2048 * MIB);
-    }
-
-    #[test]
-    fn load_average_is_the_first_field() {
-        assert_eq!(load_average("2.29 2.11 2.32 3/812 16269\n"), Some(2.29));
-        assert_eq!(load_average(""), None);
     }
 }

@@ -30,7 +30,7 @@ pub fn run_order(run: u32) -> Vec<&'static str> {
 }
 
 /// The median of some times (the mean of the middle two for an even count).
-fn median(values: &[f64]) -> Option<f64> {
+pub fn median(values: &[f64]) -> Option<f64> {
     let mut sorted = values.to_vec();
     sorted.sort_by(f64::total_cmp);
     let n = sorted.len();
