@@ -18,6 +18,14 @@ use crate::util;
 pub const SDCARD_IMAGE: &str = "sdcard.img";
 /// The bootloader chain for the eMMC `boot0` hardware partition.
 pub const EMMC_BOOT0_IMAGE: &str = "emmc-boot0.img";
+/// A system slot's contents: the EROFS root (kernel and DTBs in its /boot) followed by its
+/// dm-verity hash tree. The factory image holds it in slot A; an update writes it to a slot.
+pub const SYSTEM_IMAGE: &str = "system.img";
+/// The verity parameters and kernel command line of [`SYSTEM_IMAGE`], as U-Boot's `env import
+/// -t` reads them (one `berth_<name>=<value>` a line); on the boot partition as `slot-<X>.env`.
+pub const SYSTEM_ENV: &str = "system.env";
+/// What the board's post-image script makes for a system slot, handed out beside the card.
+pub const SLOT_ARTIFACTS: &[&str] = &[SYSTEM_IMAGE, SYSTEM_ENV];
 /// Images the board's genimage configuration produces, each given a block map.
 pub const IMAGES: &[&str] = &[SDCARD_IMAGE, EMMC_BOOT0_IMAGE];
 /// `sha256sum` output over every artifact and the manifest.
