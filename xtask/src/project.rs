@@ -199,16 +199,16 @@ pub const SDCARD_IMAGE_BYTES: u64 = {
 // The partitions fill the four MBR entries in order, on genimage's alignment, and a system
 // image within its budget fits its slot.
 const _: () = {
-    assert!(FIRST_PARTITION_OFFSET % PARTITION_ALIGN == 0);
+    assert!(FIRST_PARTITION_OFFSET.is_multiple_of(PARTITION_ALIGN));
     let mut i = 0;
     while i < PARTITIONS.len() {
         assert!(PARTITIONS[i].number as usize == i + 1);
-        assert!(PARTITIONS[i].bytes % PARTITION_ALIGN == 0);
+        assert!(PARTITIONS[i].bytes.is_multiple_of(PARTITION_ALIGN));
         i += 1;
     }
     assert!(SYSTEM_A_PARTITION.bytes == SYSTEM_B_PARTITION.bytes);
     assert!(SYSTEM_IMAGE_BUDGET_BYTES <= SYSTEM_SLOT_BYTES);
-    assert!(SYSTEM_IMAGE_BUDGET_BYTES % VERITY_BLOCK_BYTES == 0);
+    assert!(SYSTEM_IMAGE_BUDGET_BYTES.is_multiple_of(VERITY_BLOCK_BYTES));
 };
 
 /// A board Berth builds an image for.

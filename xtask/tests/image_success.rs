@@ -323,7 +323,9 @@ fn a_system_image_over_its_budget_is_refused_and_not_sealed() {
     {
         use std::io::Write;
         fs::create_dir_all(big.parent().unwrap()).unwrap();
-        let chunk: Vec<u8> = (0..1 << 20).map(|i: u32| (i * 31 >> 3) as u8 | 1).collect();
+        let chunk: Vec<u8> = (0..1 << 20)
+            .map(|i: u32| ((i * 31) >> 3) as u8 | 1)
+            .collect();
         let mut file = std::io::BufWriter::new(fs::File::create(&big).unwrap());
         for _ in 0..SYSTEM_IMAGE_BUDGET_BYTES >> 20 {
             file.write_all(&chunk).unwrap();
