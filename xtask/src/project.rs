@@ -117,6 +117,100 @@ const _: () = {
     assert!(STOCK_UBOOT_ENV_OFFSET < FIRST_PARTITION_OFFSET);
 };
 
+/// The card's MBR disk signature: Linux names partition N of the card `PARTUUID=be27d0c4-0N`,
+/// which the boot script and RAUC's slot list name.
+pub const DISK_SIGNATURE: u32 = 0xbe27_d0c4;
+/// What genimage aligns every partition to.
+pub const PARTITION_ALIGN: u64 = 1 << 20;
+/// The boot partition (FAT): the boot script, each slot's verity parameters and U-Boot's
+/// boot-counter file; no kernel.
+pub const BOOT_PARTITION_BYTES: u64 = 64 << 20;
+/// Each system slot (A and B): a raw partition holding one `system.img`.
+pub const SYSTEM_SLOT_BYTES: u64 = 768 << 20;
+/// The most a `system.img` (EROFS root with the kernel inside, then its dm-verity hash tree)
+/// may weigh: `cargo xtask image` refuses a bigger one. Below the slot, so an update that grows
+/// the system still fits the slot of a card flashed today.
+pub const SYSTEM_IMAGE_BUDGET_BYTES: u64 = 512 << 20;
+/// The least the data partition gets on the image; it grows to fill the card on first boot.
+pub const DATA_PARTITION_MIN_BYTES: u64 = 16 << 20;
+/// dm-verity's data and hash block size: the EROFS image is a whole number of them.
+pub const VERITY_BLOCK_BYTES: u64 = 4096;
+
+/// One partition of the card's MBR: its number (`-0N` of the PARTUUID), its name in
+/// genimage.cfg, its MBR type and its size (the least, for the data partition that grows).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Partition {
+    pub number: u32,
+    pub name: &'static str,
+    pub mbr_type: u8,
+    pub bytes: u64,
+}
+
+impl Partition {
+    /// `be27d0c4-0N`: how Linux and U-Boot's `part uuid` name it.
+    pub fn partuuid(&self) -> String {
+        format!("{DISK_SIGNATURE:08x}-{:02x}", self.number)
+    }
+}
+
+pub const BOOT_PARTITION: Partition = Partition {
+    number: 1,
+    name: "boot",
+    mbr_type: 0x0c,
+    bytes: BOOT_PARTITION_BYTES,
+};
+pub const SYSTEM_A_PARTITION: Partition = Partition {
+    number: 2,
+    name: "system-a",
+    mbr_type: 0x83,
+    bytes: SYSTEM_SLOT_BYTES,
+};
+pub const SYSTEM_B_PARTITION: Partition = Partition {
+    number: 3,
+    name: "system-b",
+    mbr_type: 0x83,
+    bytes: SYSTEM_SLOT_BYTES,
+};
+/// LUKS2, opened and grown on first boot (berth-data-crypt).
+pub const DATA_PARTITION: Partition = Partition {
+    number: 4,
+    name: "data",
+    mbr_type: 0x83,
+    bytes: DATA_PARTITION_MIN_BYTES,
+};
+/// The card's partitions in table order, back to back from [`FIRST_PARTITION_OFFSET`].
+pub const PARTITIONS: [Partition; 4] = [
+    BOOT_PARTITION,
+    SYSTEM_A_PARTITION,
+    SYSTEM_B_PARTITION,
+    DATA_PARTITION,
+];
+/// The size of `sdcard.img`: the data partition at its least.
+pub const SDCARD_IMAGE_BYTES: u64 = {
+    let mut end = FIRST_PARTITION_OFFSET;
+    let mut i = 0;
+    while i < PARTITIONS.len() {
+        end += PARTITIONS[i].bytes;
+        i += 1;
+    }
+    end
+};
+
+// The partitions fill the four MBR entries in order, on genimage's alignment, and a system
+// image within its budget fits its slot.
+const _: () = {
+    assert!(FIRST_PARTITION_OFFSET.is_multiple_of(PARTITION_ALIGN));
+    let mut i = 0;
+    while i < PARTITIONS.len() {
+        assert!(PARTITIONS[i].number as usize == i + 1);
+        assert!(PARTITIONS[i].bytes.is_multiple_of(PARTITION_ALIGN));
+        i += 1;
+    }
+    assert!(SYSTEM_A_PARTITION.bytes == SYSTEM_B_PARTITION.bytes);
+    assert!(SYSTEM_IMAGE_BUDGET_BYTES <= SYSTEM_SLOT_BYTES);
+    assert!(SYSTEM_IMAGE_BUDGET_BYTES.is_multiple_of(VERITY_BLOCK_BYTES));
+};
+
 /// A board Berth builds an image for.
 #[derive(Debug, Clone, Copy)]
 pub struct Board {

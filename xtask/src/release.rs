@@ -11,13 +11,22 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{ensure, Context, Result};
 
-use crate::manifest::{Artifact, Manifest};
+use crate::manifest::{Artifact, Manifest, SystemImageInfo};
+use crate::project::{SYSTEM_IMAGE_BUDGET_BYTES, SYSTEM_SLOT_BYTES};
 use crate::util;
 
 /// The SD card image (also written to eMMC user area).
 pub const SDCARD_IMAGE: &str = "sdcard.img";
 /// The bootloader chain for the eMMC `boot0` hardware partition.
 pub const EMMC_BOOT0_IMAGE: &str = "emmc-boot0.img";
+/// A system slot's contents: the EROFS root (kernel and DTBs in its /boot) followed by its
+/// dm-verity hash tree. The factory image holds it in slot A; an update writes it to a slot.
+pub const SYSTEM_IMAGE: &str = "system.img";
+/// The verity parameters and kernel command line of [`SYSTEM_IMAGE`], as U-Boot's `env import
+/// -t` reads them (one `berth_<name>=<value>` a line); on the boot partition as `slot-<X>.env`.
+pub const SYSTEM_ENV: &str = "system.env";
+/// What the board's post-image script makes for a system slot, handed out beside the card.
+pub const SLOT_ARTIFACTS: &[&str] = &[SYSTEM_IMAGE, SYSTEM_ENV];
 /// Images the board's genimage configuration produces, each given a block map.
 pub const IMAGES: &[&str] = &[SDCARD_IMAGE, EMMC_BOOT0_IMAGE];
 /// `sha256sum` output over every artifact and the manifest.
@@ -44,6 +53,42 @@ pub fn finished_and_derived() -> Vec<String> {
         .into_iter()
         .chain(IMAGES.iter().map(|image| bmap_name(image)))
         .collect()
+}
+
+/// The system image of an images folder held to [`SYSTEM_IMAGE_BUDGET_BYTES`]: what the manifest
+/// records of it, or why it is refused.
+pub fn measure_system_image(images: &Path) -> Result<SystemImageInfo> {
+    let path = images.join(SYSTEM_IMAGE);
+    let size = std::fs::metadata(&path)
+        .with_context(|| {
+            format!(
+                "the build finished but did not produce {} (check the board's post-image script)",
+                path.display()
+            )
+        })?
+        .len();
+    within_budget(size, SYSTEM_IMAGE_BUDGET_BYTES)
+}
+
+/// A system image of `size` bytes against `budget`: refused, with what to do, when bigger. Pure.
+pub fn within_budget(size: u64, budget: u64) -> Result<SystemImageInfo> {
+    let mib = |bytes: u64| bytes as f64 / f64::from(1 << 20);
+    ensure!(
+        size <= budget,
+        "{SYSTEM_IMAGE} is {size} bytes ({:.1} MiB), over its budget of {budget} bytes ({:.0} MiB, \
+         SYSTEM_IMAGE_BUDGET_BYTES in xtask/src/project.rs) by {:.1} MiB: leave packages or apps \
+         out of the image, or raise the budget while it stays below the {:.0} MiB slot that \
+         cards already flashed have",
+        mib(size),
+        mib(budget),
+        mib(size - budget),
+        mib(SYSTEM_SLOT_BYTES)
+    );
+    Ok(SystemImageInfo {
+        size,
+        budget,
+        slot: SYSTEM_SLOT_BYTES,
+    })
 }
 
 /// One line of SHA256SUMS.
@@ -215,6 +260,44 @@ mod tests {
     use crate::manifest::tests::sample as sample_manifest;
 
     const A: &str = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+
+    #[test]
+    fn a_system_image_over_its_budget_is_refused_with_its_sizes() {
+        let info = within_budget(300 << 20, 512 << 20).unwrap();
+        assert_eq!(
+            (info.size, info.budget, info.slot),
+            (300 << 20, 512 << 20, SYSTEM_SLOT_BYTES)
+        );
+        within_budget(512 << 20, 512 << 20).unwrap();
+        let err = format!(
+            "{:#}",
+            within_budget((512 << 20) + (3 << 19), 512 << 20).unwrap_err()
+        );
+        assert!(
+            err.contains("system.img is 538443776 bytes (513.5 MiB), over its budget of 536870912")
+                && err.contains("by 1.5 MiB")
+                && err.contains("SYSTEM_IMAGE_BUDGET_BYTES"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_images_folders_system_image_is_measured_against_the_budget() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = format!("{:#}", measure_system_image(dir.path()).unwrap_err());
+        assert!(
+            err.contains("did not produce") && err.contains("system.img"),
+            "{err}"
+        );
+        // Sparse: the size is what counts, and costs no disk.
+        let image = std::fs::File::create(dir.path().join(SYSTEM_IMAGE)).unwrap();
+        image.set_len(SYSTEM_IMAGE_BUDGET_BYTES).unwrap();
+        let info = measure_system_image(dir.path()).unwrap();
+        assert_eq!(info.size, SYSTEM_IMAGE_BUDGET_BYTES);
+        image.set_len(SYSTEM_IMAGE_BUDGET_BYTES + 4096).unwrap();
+        let err = format!("{:#}", measure_system_image(dir.path()).unwrap_err());
+        assert!(err.contains("over its budget"), "{err}");
+    }
 
     #[test]
     fn parses_sha256sum_output() {

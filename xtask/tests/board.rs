@@ -7,7 +7,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use xtask::project::BOOT_CHAIN;
+use xtask::project::{BOOT_CHAIN, DISK_SIGNATURE, PARTITIONS, SYSTEM_SLOT_BYTES};
+use xtask::release::{SYSTEM_ENV, SYSTEM_IMAGE};
 
 const SECTOR: usize = xtask::project::SECTOR as usize;
 
@@ -23,19 +24,46 @@ fn stand_in(path: &Path, len: usize, seed: u8) {
     std::fs::write(path, bytes).unwrap();
 }
 
-/// Everything post-image.sh and genimage.cfg read from the images folder.
+/// Everything post-image.sh and genimage.cfg read from the images folder: stand-in blobs and
+/// boot script, and a real EROFS root (LZ4HC, as Buildroot makes it) holding a stand-in kernel.
 fn stand_in_images(dir: &Path, uboot_len: usize) {
     let [bl1, bl2, uboot, tzsw] = BOOT_CHAIN.map(|blob| dir.join(blob.file));
     stand_in(&bl1, 15360, 1);
     stand_in(&bl2, 14336, 2);
     stand_in(&uboot, uboot_len, 3);
     stand_in(&tzsw, 262_144, 4);
-    stand_in(&dir.join("zImage"), 1 << 20, 5);
-    for board in ["odroidxu3-lite", "odroidxu4", "odroidxu3", "odroidhc1"] {
-        stand_in(&dir.join(format!("exynos5422-{board}.dtb")), 4096, 6);
+    stand_in(&dir.join("boot.scr"), 2048, 8);
+    let root = dir.join("target");
+    fs::create_dir_all(root.join("boot")).unwrap();
+    fs::create_dir_all(root.join("etc")).unwrap();
+    stand_in(&root.join("boot/zImage"), 1 << 20, 5);
+    stand_in(&root.join("boot/exynos5422-odroidxu4.dtb"), 4096, 6);
+    fs::write(root.join("etc/hostname"), "berth\n").unwrap();
+    common::run_ok(
+        Command::new("mkfs.erofs")
+            .args([
+                "-zlz4hc,9",
+                "-T",
+                "0",
+                "-U",
+                "00000000-0000-0000-0000-000000000000",
+            ])
+            .arg(dir.join("rootfs.erofs"))
+            .arg(&root),
+    );
+}
+
+/// Buildroot's host folder as post-image.sh uses it: Debian's veritysetup where host-cryptsetup
+/// installs its own.
+fn host_dir(work: &Path) -> PathBuf {
+    let host = work.join("host");
+    fs::create_dir_all(host.join("sbin")).unwrap();
+    let veritysetup = which::which("veritysetup").unwrap();
+    let link = host.join("sbin/veritysetup");
+    if !link.exists() {
+        std::os::unix::fs::symlink(veritysetup, link).unwrap();
     }
-    std::fs::write(dir.join("extlinux.conf"), "default berth\n").unwrap();
-    stand_in(&dir.join("rootfs.ext4"), 8 << 20, 7);
+    host
 }
 
 fn cmdline() -> String {
@@ -66,7 +94,7 @@ fn post_build_fails_clearly_without_ssh_keys() {
 }
 
 #[test]
-fn post_build_writes_the_boot_menu_and_root_keys() {
+fn post_build_makes_the_mount_points_and_root_keys() {
     use std::os::unix::fs::PermissionsExt;
     let tmp = tempfile::tempdir().unwrap();
     let target = tmp.path().join("target");
@@ -88,14 +116,13 @@ fn post_build_writes_the_boot_menu_and_root_keys() {
     let output = run(&keys);
     assert!(output.status.success(), "{}", common::stderr_text(&output));
 
-    let menu = std::fs::read_to_string(tmp.path().join("extlinux.conf")).unwrap();
+    // The root is read-only: the boot partition's and the data volume's mount points are in it.
+    for mount_point in ["boot/firmware", "data"] {
+        assert!(target.join(mount_point).is_dir(), "no /{mount_point}");
+    }
     assert!(
-        menu.contains(&format!("\tappend {}\n", cmdline())),
-        "{menu}"
-    );
-    assert!(
-        menu.contains("\tkernel /zImage\n") && menu.contains("\tfdtdir /\n"),
-        "{menu}"
+        !tmp.path().join("extlinux.conf").exists(),
+        "U-Boot boots the boot script, not a menu"
     );
     let installed = target.join("root/.ssh/authorized_keys");
     assert_eq!(
@@ -133,6 +160,7 @@ fn run_post_image(buildroot: &Path, work: &Path, images: &Path) -> Output {
         .current_dir(buildroot)
         .env("BINARIES_DIR", images)
         .env("BUILD_DIR", work)
+        .env("HOST_DIR", host_dir(work))
         .env("BR2_CONFIG", work.join("no-config"))
         .output()
         .unwrap()
@@ -143,7 +171,10 @@ fn have_genimage_tools(test: &str) -> Option<PathBuf> {
     let buildroot = common::buildroot_tree(test)?;
     (common::have_tool(test, "genimage", "genimage")
         && common::have_tool(test, "mkdosfs", "dosfstools")
-        && common::have_tool(test, "mcopy", "mtools"))
+        && common::have_tool(test, "mcopy", "mtools")
+        && common::have_tool(test, "mkfs.erofs", "erofs-utils")
+        && common::have_tool(test, "veritysetup", "cryptsetup-bin")
+        && common::have_tool(test, "sfdisk", "fdisk"))
     .then_some(buildroot)
 }
 
@@ -178,105 +209,231 @@ fn post_image_rejects_a_uboot_too_big_for_the_720k_slot() {
     assert!(output.status.success(), "{}", common::stderr_text(&output));
 }
 
-struct MbrEntry {
+/// One partition as `sfdisk --json` lists it.
+struct TableEntry {
     bootable: bool,
     kind: u8,
     start: u64,
     sectors: u64,
 }
 
-fn mbr(image: &[u8]) -> (u32, Vec<MbrEntry>) {
-    assert_eq!(&image[510..512], &[0x55, 0xaa], "no MBR boot signature");
-    let u32_at = |at: usize| u32::from_le_bytes(image[at..at + 4].try_into().unwrap());
-    let entries = (0..4)
-        .map(|i| 446 + 16 * i)
-        .filter(|&e| image[e + 4] != 0)
-        .map(|e| MbrEntry {
-            bootable: image[e] == 0x80,
-            kind: image[e + 4],
-            start: u32_at(e + 8).into(),
-            sectors: u32_at(e + 12).into(),
+/// The disk signature and partitions of a card image, as `sfdisk --json` reads them.
+fn partition_table(image: &Path) -> (u32, Vec<TableEntry>) {
+    let out = common::run_ok(Command::new("sfdisk").arg("--json").arg(image));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let table = &json["partitiontable"];
+    assert_eq!(table["label"], "dos", "{json}");
+    let id = table["id"].as_str().unwrap().trim_start_matches("0x");
+    let entries = table["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| TableEntry {
+            bootable: p["bootable"].as_bool().unwrap_or(false),
+            kind: u8::from_str_radix(p["type"].as_str().unwrap(), 16).unwrap(),
+            start: p["start"].as_u64().unwrap(),
+            sectors: p["size"].as_u64().unwrap(),
         })
         .collect();
-    (u32_at(440), entries)
+    (u32::from_str_radix(id, 16).unwrap(), entries)
 }
 
-fn assert_blob_at(image: &[u8], blob: &Path, sector: usize) {
-    let bytes = std::fs::read(blob).unwrap();
-    let at = sector * SECTOR;
+/// `len` bytes of `file` from byte `at`.
+fn read_at(file: &Path, at: u64, len: usize) -> Vec<u8> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = fs::File::open(file).unwrap();
+    f.seek(SeekFrom::Start(at)).unwrap();
+    let mut bytes = vec![0; len];
+    f.read_exact(&mut bytes).unwrap();
+    bytes
+}
+
+fn assert_blob_at(image: &Path, blob: &Path, sector: usize) {
+    let bytes = fs::read(blob).unwrap();
     assert!(
-        image[at..at + bytes.len()] == bytes[..],
+        read_at(image, (sector * SECTOR) as u64, bytes.len()) == bytes,
         "{} is not at sector {sector}",
         blob.display()
     );
 }
 
+/// `system.env`'s `berth_<name>=<value>` lines.
+fn system_env(text: &str) -> std::collections::BTreeMap<String, String> {
+    text.lines()
+        .map(|line| {
+            let (name, value) = line.split_once('=').unwrap();
+            (name.to_string(), value.to_string())
+        })
+        .collect()
+}
+
+/// `veritysetup verify` of a slot's bytes with the parameters system.env gives the kernel:
+/// whether it accepts them, and what it said.
+fn verity_verify(slot: &Path, env: &std::collections::BTreeMap<String, String>) -> (bool, String) {
+    let blocks: u64 = env["berth_verity_data_blocks"].parse().unwrap();
+    let hash_start: u64 = env["berth_verity_hash_start"].parse().unwrap();
+    let out = Command::new("veritysetup")
+        .args(["verify", "--no-superblock", "--hash=sha256"])
+        .args(["--data-block-size=4096", "--hash-block-size=4096"])
+        .arg(format!("--data-blocks={blocks}"))
+        .arg(format!("--hash-offset={}", hash_start * 4096))
+        .arg(format!("--salt={}", env["berth_verity_salt"]))
+        .arg(slot)
+        .arg(slot)
+        .arg(&env["berth_verity_root_hash"])
+        .output()
+        .unwrap();
+    (out.status.success(), common::output_text(&out))
+}
+
 #[test]
-fn post_image_lays_out_the_sd_card_and_emmc_boot0_images() {
-    let test = "post_image_lays_out_the_sd_card_and_emmc_boot0_images";
+fn post_image_lays_out_two_system_slots_and_the_emmc_boot0_image() {
+    let test = "post_image_lays_out_two_system_slots_and_the_emmc_boot0_image";
     let Some(buildroot) = have_genimage_tools(test) else {
         return;
     };
     let tmp = tempfile::tempdir().unwrap();
     let images = tmp.path().join("images");
-    std::fs::create_dir(&images).unwrap();
+    fs::create_dir(&images).unwrap();
     stand_in_images(&images, 577_000);
     let output = run_post_image(&buildroot, tmp.path(), &images);
     assert!(output.status.success(), "{}", common::stderr_text(&output));
 
-    let sd = std::fs::read(images.join("sdcard.img")).unwrap();
+    let sd = images.join("sdcard.img");
     for blob in BOOT_CHAIN {
         assert_blob_at(&sd, &images.join(blob.file), blob.sd_sector as usize);
     }
-    let (signature, parts) = mbr(&sd);
-    assert_eq!(parts.len(), 3);
-    let (boot, rootfs, data) = (&parts[0], &parts[1], &parts[2]);
+    let (signature, parts) = partition_table(&sd);
+    assert_eq!(signature, DISK_SIGNATURE);
+    assert_eq!(parts.len(), PARTITIONS.len());
+    let (boot, a, b, data) = (&parts[0], &parts[1], &parts[2], &parts[3]);
     assert!(
         boot.bootable && boot.kind == 0x0c,
         "p1 must be the bootable FAT partition"
     );
+    assert_eq!(boot.start * SECTOR as u64, 4 << 20, "p1 starts at 4 MiB");
+    for (slot, after) in [(a, boot), (b, a)] {
+        assert!(slot.kind == 0x83 && !slot.bootable && slot.start == after.start + after.sectors);
+        assert_eq!(slot.sectors * SECTOR as u64, SYSTEM_SLOT_BYTES);
+    }
     assert!(
-        boot.start * SECTOR as u64 >= 4 << 20,
-        "p1 starts before 4 MiB, over U-Boot's environment offset"
+        data.kind == 0x83 && data.start == b.start + b.sectors && data.sectors >= (16 << 20) / 512
     );
-    assert!(rootfs.kind == 0x83 && rootfs.start == boot.start + boot.sectors);
-    assert!(
-        data.kind == 0x83
-            && data.start == rootfs.start + rootfs.sectors
-            && data.sectors >= (16 << 20) / 512
-    );
+    let card_bytes = fs::metadata(&sd).unwrap().len();
     assert_eq!(
-        sd.len() as u64,
+        card_bytes,
         (data.start + data.sectors) * SECTOR as u64,
         "image shorter than its partitions"
     );
     {
         use std::os::unix::fs::MetadataExt;
-        let meta = std::fs::metadata(images.join("sdcard.img")).unwrap();
+        let meta = fs::metadata(&sd).unwrap();
         assert!(
             meta.blocks() * 512 < meta.len() / 2,
-            "the padding must be a hole, not written zeros ({} of {} bytes allocated)",
+            "slot B and the padding must be holes, not written zeros ({} of {} bytes allocated)",
             meta.blocks() * 512,
             meta.len()
         );
     }
-    let rootfs_image = std::fs::read(images.join("rootfs.ext4")).unwrap();
-    let at = rootfs.start as usize * SECTOR;
+    let (a_at, b_at) = (a.start * SECTOR as u64, b.start * SECTOR as u64);
+    let system = fs::read(images.join(SYSTEM_IMAGE)).unwrap();
     assert!(
-        sd[at..at + rootfs_image.len()] == rootfs_image[..],
-        "rootfs.ext4 is not p2"
+        read_at(&sd, a_at, system.len()) == system,
+        "system.img is not p2"
     );
-    assert!(
-        cmdline().contains(&format!("root=PARTUUID={signature:08x}-02 ")),
-        "cmdline.txt does not boot p2 of disk signature {signature:08x}: {}",
-        cmdline()
-    );
+    let erofs = fs::read(images.join("rootfs.erofs")).unwrap();
+    assert!(system.starts_with(&erofs) && system.len() > erofs.len());
+    let slot_b = read_at(&sd, b_at, SYSTEM_SLOT_BYTES as usize);
+    assert!(slot_b.iter().all(|&byte| byte == 0), "p3 is not empty");
+    drop(slot_b);
 
-    let boot0 = std::fs::read(images.join("emmc-boot0.img")).unwrap();
+    // p1: the boot script and slot A's parameters, which are system.env.
+    let text = fs::read_to_string(images.join(SYSTEM_ENV)).unwrap();
+    let env = system_env(&text);
+    let boot_fat = format!("{}@@{}", sd.display(), boot.start * SECTOR as u64);
+    let listing = common::output_text(&common::run_ok(
+        Command::new("mdir").args(["-b", "-i", &boot_fat, "::"]),
+    ));
+    let mut files: Vec<&str> = listing
+        .lines()
+        .map(|l| l.trim_start_matches("::/"))
+        .collect();
+    files.sort();
+    assert_eq!(files, ["boot.scr", "slot-A.env"], "{listing}");
+    let slot_a_env = common::run_ok(Command::new("mtype").args(["-i", &boot_fat, "::slot-A.env"]));
+    assert_eq!(String::from_utf8(slot_a_env.stdout).unwrap(), text);
+    let names: Vec<&str> = env.keys().map(String::as_str).collect();
+    assert_eq!(
+        names,
+        [
+            "berth_cmdline",
+            "berth_verity_data_blocks",
+            "berth_verity_hash_start",
+            "berth_verity_root_hash",
+            "berth_verity_salt",
+            "berth_verity_sectors"
+        ],
+        "{text}"
+    );
+    assert_eq!(env["berth_cmdline"], cmdline());
+    let blocks = erofs.len() as u64 / 4096;
+    assert_eq!(env["berth_verity_data_blocks"], blocks.to_string());
+    assert_eq!(env["berth_verity_hash_start"], blocks.to_string());
+    assert_eq!(env["berth_verity_sectors"], (blocks * 8).to_string());
+
+    // Slot A as the board sees it: veritysetup accepts it, and refuses it after one changed
+    // byte of the root filesystem (one in the middle of the stand-in kernel).
+    let slot = tmp.path().join("p2");
+    fs::write(&slot, read_at(&sd, a_at, system.len())).unwrap();
+    fs::File::options()
+        .write(true)
+        .open(&slot)
+        .unwrap()
+        .set_len(SYSTEM_SLOT_BYTES)
+        .unwrap();
+    let (accepted, said) = verity_verify(&slot, &env);
+    assert!(accepted, "{said}");
+    let kernel = fs::read(images.join("target/boot/zImage")).unwrap();
+    let probe = &kernel[500_000..500_064];
+    let at = erofs
+        .windows(probe.len())
+        .position(|w| w == probe)
+        .expect("the kernel's bytes are stored in the EROFS image");
+    let mut changed = fs::read(&slot).unwrap();
+    changed[at] ^= 0x01;
+    fs::write(&slot, &changed).unwrap();
+    let (accepted, said) = verity_verify(&slot, &env);
+    assert!(!accepted, "veritysetup accepted a changed root: {said}");
+    assert!(said.contains("Verification failed"), "{said}");
+
+    let boot0 = images.join("emmc-boot0.img");
     for blob in BOOT_CHAIN {
         let sector = blob.emmc_boot0_offset() as usize / SECTOR;
         assert_blob_at(&boot0, &images.join(blob.file), sector);
     }
+}
+
+#[test]
+fn post_image_refuses_a_root_that_is_not_whole_verity_blocks() {
+    let test = "post_image_refuses_a_root_that_is_not_whole_verity_blocks";
+    let Some(buildroot) = have_genimage_tools(test) else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let images = tmp.path().join("images");
+    fs::create_dir(&images).unwrap();
+    stand_in_images(&images, 577_000);
+    let mut erofs = fs::read(images.join("rootfs.erofs")).unwrap();
+    erofs.push(0);
+    fs::write(images.join("rootfs.erofs"), erofs).unwrap();
+    let output = run_post_image(&buildroot, tmp.path(), &images);
+    assert!(!output.status.success());
+    assert!(
+        common::stderr_text(&output).contains("not a whole number of 4096-byte verity blocks"),
+        "{}",
+        common::stderr_text(&output)
+    );
+    assert!(!images.join(SYSTEM_IMAGE).exists() && !images.join("sdcard.img").exists());
 }
 
 #[test]

@@ -16,6 +16,7 @@ use std::process::Command;
 
 use stand_in::build::Build;
 use stand_in::{inputs, PACKAGES};
+use xtask::project::SYSTEM_IMAGE_BUDGET_BYTES;
 
 fn assert_nothing_looks_finished(build: &Build) {
     for name in ["SHA256SUMS", "manifest.toml"] {
@@ -301,5 +302,45 @@ fn a_missing_sbom_schema_stops_the_build_before_it_starts() {
         !build.output.join("build.log").exists(),
         "the build started: {log}"
     );
+    assert_nothing_looks_finished(&build);
+}
+
+#[test]
+fn a_system_image_over_its_budget_is_refused_and_not_sealed() {
+    let test = "a_system_image_over_its_budget_is_refused_and_not_sealed";
+    let Some(inputs) = inputs(test) else { return };
+    let build = Build::prepare(&inputs);
+    // An uncompressed root holding a file as big as the whole budget: the root alone fills it,
+    // and its hash tree goes over.
+    let defconfig = build.repo.join("configs/berth_odroid_xu4_defconfig");
+    let mut text = fs::read_to_string(&defconfig).unwrap();
+    text.push_str("BR2_TARGET_ROOTFS_EROFS_NONE=y\n");
+    fs::write(&defconfig, text).unwrap();
+    let big = build
+        .dir
+        .path()
+        .join("buildroot/payload/docker-engine/target/usr/share/berth-ballast");
+    {
+        use std::io::Write;
+        fs::create_dir_all(big.parent().unwrap()).unwrap();
+        let chunk: Vec<u8> = (0..1 << 20)
+            .map(|i: u32| ((i * 31) >> 3) as u8 | 1)
+            .collect();
+        let mut file = std::io::BufWriter::new(fs::File::create(&big).unwrap());
+        for _ in 0..SYSTEM_IMAGE_BUDGET_BYTES >> 20 {
+            file.write_all(&chunk).unwrap();
+        }
+    }
+    let log = build.run().expect_err("the budget must be enforced");
+    assert!(
+        log.contains("system.img is ")
+            && log.contains(&format!(
+                "over its budget of {SYSTEM_IMAGE_BUDGET_BYTES} bytes"
+            )),
+        "{log}"
+    );
+    let images = build.output.join("images");
+    let size = fs::metadata(images.join("system.img")).unwrap().len();
+    assert!(size > SYSTEM_IMAGE_BUDGET_BYTES, "{size}");
     assert_nothing_looks_finished(&build);
 }

@@ -128,6 +128,10 @@ const REQUIRED_OPTIONS: &[(&[&str], &str)] = &[
     (&["BR2_REPRODUCIBLE"], "a reproducible build"),
     (&["BR2_INIT_SYSTEMD"], "systemd as init"),
     (&["BR2_PACKAGE_OPENSSH_SERVER"], "the SSH server"),
+    (
+        &["BR2_TARGET_ROOTFS_EROFS_LZ4HC"],
+        "an LZ4HC-compressed EROFS root (U-Boot 2026.01 reads the kernel from it, and reads LZ4 but not LZMA)",
+    ),
 ];
 
 fn missing_options(config: &Resolved) -> Vec<String> {
@@ -146,22 +150,25 @@ mod tests {
     fn requires_the_hardening_options() {
         let good = Resolved::parse(
             "BR2_SSP_STRONG=y\nBR2_RELRO_FULL=y\nBR2_FORTIFY_SOURCE_3=y\nBR2_PIC_PIE=y\n\
-             BR2_REPRODUCIBLE=y\nBR2_INIT_SYSTEMD=y\nBR2_PACKAGE_OPENSSH_SERVER=y\n",
+             BR2_REPRODUCIBLE=y\nBR2_INIT_SYSTEMD=y\nBR2_PACKAGE_OPENSSH_SERVER=y\n\
+             BR2_TARGET_ROOTFS_EROFS_LZ4HC=y\n",
             ".config",
         )
         .unwrap();
         assert_eq!(missing_options(&good), Vec::<String>::new());
         let weak = Resolved::parse(
             "BR2_SSP_REGULAR=y\nBR2_RELRO_PARTIAL=y\nBR2_FORTIFY_SOURCE_2=y\n# BR2_PIC_PIE is not set\n\
-             BR2_REPRODUCIBLE=y\nBR2_INIT_SYSTEMD=y\nBR2_PACKAGE_OPENSSH_SERVER=y\n",
+             BR2_REPRODUCIBLE=y\nBR2_INIT_SYSTEMD=y\nBR2_PACKAGE_OPENSSH_SERVER=y\n\
+             BR2_TARGET_ROOTFS_EROFS_LZMA=y\n",
             ".config",
         )
         .unwrap();
         let missing = missing_options(&weak);
-        assert_eq!(missing.len(), 3, "{missing:?}");
+        assert_eq!(missing.len(), 4, "{missing:?}");
         assert!(missing[0].contains("BR2_SSP_STRONG or BR2_SSP_ALL"));
         assert!(missing[1].contains("BR2_RELRO_FULL"));
         assert!(missing[2].contains("BR2_PIC_PIE"));
+        assert!(missing[3].contains("BR2_TARGET_ROOTFS_EROFS_LZ4HC"));
     }
 
     #[test]

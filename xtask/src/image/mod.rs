@@ -152,6 +152,8 @@ pub fn run(checkout: &Repo, args: ImageArgs, host: &Host) -> Result<()> {
         .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     let tracker = progress::Tracker::new(names.len(), built_before);
     build::run(build.into(), &output, &info, tracker, started)?;
+    // Before the audit and the digests: a system image too big for its budget is no release.
+    let system_image = release::measure_system_image(&images)?;
 
     let artifacts = audit_and_describe(checkout, &br, &sh, &output, &dl_root)?;
     crate::apps::sbom::add_to(&images.join(release::SBOM_FILE), &apps.records)?;
@@ -172,6 +174,7 @@ pub fn run(checkout: &Repo, args: ImageArgs, host: &Host) -> Result<()> {
             sha256: util::sha256_file(&defconfig)?,
         },
         toolchain: manifest::toolchain_info(&read_config(&output)?, &info)?,
+        system_image,
         inputs: manifest::input_digests(repo)?,
         host: host_tool_versions(&sh),
         packages: manifest::packages_from_show_info(&info)?,
@@ -203,18 +206,22 @@ fn audit_and_describe(
     dl: &Path,
 ) -> Result<Vec<String>> {
     let images = output.join("images");
-    for image in release::IMAGES {
+    for image in release::IMAGES.iter().chain(release::SLOT_ARTIFACTS) {
         let path = images.join(image);
         if !path.is_file() {
             bail!(
-                "the build finished but did not produce {} (check the board's genimage configuration)",
+                "the build finished but did not produce {} (check the board's genimage configuration and post-image script)",
                 path.display()
             );
         }
     }
     crate::audit::audit_output_into(repo, output, &output.join("audit.txt"))
         .context("the image failed its hardening audit")?;
-    let mut artifacts: Vec<String> = release::IMAGES.iter().map(|i| i.to_string()).collect();
+    let mut artifacts: Vec<String> = release::IMAGES
+        .iter()
+        .chain(release::SLOT_ARTIFACTS)
+        .map(|i| i.to_string())
+        .collect();
     for image in release::IMAGES {
         let bmap = release::bmap_name(image);
         crate::bmap::write_for_image(&images.join(image), &images.join(&bmap))

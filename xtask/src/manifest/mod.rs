@@ -29,6 +29,7 @@ pub struct Manifest {
     pub buildroot: BuildrootInfo,
     pub defconfig: DefconfigInfo,
     pub toolchain: ToolchainInfo,
+    pub system_image: SystemImageInfo,
     /// Digest of each repository folder the build reads ([`INPUT_FOLDERS`]).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub inputs: BTreeMap<String, String>,
@@ -75,6 +76,19 @@ pub struct DefconfigInfo {
     /// Relative to the repository root, e.g. `configs/berth_odroid_xu4_defconfig`.
     pub path: String,
     pub sha256: String,
+}
+
+/// How much of its slot the system image (`system.img`: root filesystem and hash tree) takes,
+/// against the budget `cargo xtask image` held it to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SystemImageInfo {
+    /// Bytes of `system.img`.
+    pub size: u64,
+    /// The most it may weigh (`SYSTEM_IMAGE_BUDGET_BYTES`).
+    pub budget: u64,
+    /// The size of each system slot on the card (`SYSTEM_SLOT_BYTES`).
+    pub slot: u64,
 }
 
 /// A file in `<output>/images/` listed in SHA256SUMS.
@@ -177,6 +191,11 @@ pub(crate) mod tests {
                 sha256: "b".repeat(64),
             },
             toolchain: toolchain_info(&config(), &show_info()).unwrap(),
+            system_image: SystemImageInfo {
+                size: 300 << 20,
+                budget: crate::project::SYSTEM_IMAGE_BUDGET_BYTES,
+                slot: crate::project::SYSTEM_SLOT_BYTES,
+            },
             inputs: BTreeMap::from([("configs".into(), "c".repeat(64))]),
             host: BTreeMap::from([("make".into(), "GNU Make 4.3".into())]),
             packages: packages_from_show_info(&show_info()).unwrap(),
@@ -212,6 +231,7 @@ pub(crate) mod tests {
             "[buildroot]",
             "[defconfig]",
             "[toolchain]",
+            "[system_image]",
             "[[package]]",
             "[[artifact]]",
             "[[app]]",

@@ -72,7 +72,8 @@ pub const PACKAGES: &[(&str, &str, &str, &str)] = &[
 pub const NOT_REDISTRIBUTED: &[&str] = &["hardkernel-xu4-blobs"];
 
 /// Stand-ins (never the real blobs or builds) for what packages install into images/, with
-/// their sizes: what post-image.sh and genimage.cfg read.
+/// their sizes: what post-image.sh and genimage.cfg read. The kernel's files also go into the
+/// root's /boot (BR2_LINUX_KERNEL_INSTALL_TARGET), where U-Boot loads them from.
 pub const IMAGE_FILES: &[(&str, &str, usize)] = &[
     ("hardkernel-xu4-blobs", "bl1.bin.hardkernel", 15360),
     (
@@ -82,6 +83,8 @@ pub const IMAGE_FILES: &[(&str, &str, usize)] = &[
     ),
     ("hardkernel-xu4-blobs", "tzsw.bin.hardkernel", 262_144),
     ("uboot", "u-boot-dtb.bin", 577_000),
+    // Made by host-uboot-tools from board/odroid-xu4/boot.cmd (BR2_PACKAGE_HOST_UBOOT_TOOLS_BOOT_SCRIPT).
+    ("uboot", "boot.scr", 2048),
     ("linux", "zImage", 1 << 20),
     ("linux", "exynos5422-odroidxu3-lite.dtb", 4096),
     ("linux", "exynos5422-odroidxu4.dtb", 4096),
@@ -126,7 +129,7 @@ DL_DIR := $(BR2_DL_DIR)
 -include $(O)/.config
 # As in Buildroot, packages are built once (their stamps stay) and the root filesystem and
 # images are made again on every run.
-.PHONY: all defconfig show-info print-version legal-info $(O)/images/rootfs.ext4 $(O)/images/sdcard.img
+.PHONY: all defconfig show-info print-version legal-info $(O)/images/rootfs.erofs $(O)/images/sdcard.img
 all: $(O)/images/sdcard.img
 
 # Kconfig is the real Buildroot's, so .config is our defconfig as Buildroot resolves it.
@@ -163,8 +166,11 @@ endef
 $(foreach p,$(PACKAGES),$(eval $(call package,$(p))))
 
 # BR2_ROOTFS_OVERLAY, BR2_ROOTFS_POST_BUILD_SCRIPT, BR2_ROOTFS_DEVICE_TABLE (modes and owners;
-# makedevs in real Buildroot), then BR2_TARGET_ROOTFS_EXT2_4.
-$(O)/images/rootfs.ext4: $(STAMPS)
+# makedevs in real Buildroot), then BR2_TARGET_ROOTFS_EROFS with the configured compression
+# (fs/erofs/erofs.mk), reproducible as BR2_REPRODUCIBLE makes it.
+comma := ,
+EROFS_COMPRESSION := $(if $(BR2_TARGET_ROOTFS_EROFS_LZ4HC),-zlz4hc$(comma)$(BR2_TARGET_ROOTFS_EROFS_LZ4HC_LEVEL))
+$(O)/images/rootfs.erofs: $(STAMPS)
 	@echo '>>>   Finalizing target directory'
 	@cp -a $(BOARD)/rootfs-overlay/. $(O)/target/
 	@mkdir -p $(O)/images
@@ -172,15 +178,17 @@ $(O)/images/rootfs.ext4: $(STAMPS)
 	@BINARIES_DIR=$(O)/images $(BOARD)/post-build.sh $(O)/target
 	@grep -v '^#' $(BOARD)/permissions.txt | while read -r name type mode uid gid rest; do \
 		chmod $$mode $(O)/target$$name && chown $$uid:$$gid $(O)/target$$name || exit 1; done
-	@echo '>>>   Generating filesystem image rootfs.ext4'
-	@mkfs.ext4 -q -F $(subst ",,$(BR2_TARGET_ROOTFS_EXT2_MKFS_OPTIONS)) -d $(O)/target $@ 48M
+	@echo '>>>   Generating filesystem image rootfs.erofs'
+	@rm -f $@ && mkfs.erofs --quiet $(EROFS_COMPRESSION) -T $(SOURCE_DATE_EPOCH) -U 00000000-0000-0000-0000-000000000000 $@ $(O)/target
 
 # The board's post-image script, run as Buildroot runs it: from the top of the tree (it calls
-# support/scripts/genimage.sh, Buildroot's, copied here) with Buildroot's variables set.
-$(O)/images/sdcard.img: $(O)/images/rootfs.ext4
+# support/scripts/genimage.sh, Buildroot's, copied here) with Buildroot's variables set. The
+# host's veritysetup stands in for host-cryptsetup's.
+$(O)/images/sdcard.img: $(O)/images/rootfs.erofs
+	@mkdir -p $(O)/host/sbin && ln -sf $$(command -v veritysetup) $(O)/host/sbin/veritysetup
 	@echo '>>>   Executing post-image script $(BOARD)/post-image.sh'
 	@BR2_CONFIG=$(O)/.config BUILD_DIR=$(O)/build BINARIES_DIR=$(O)/images TARGET_DIR=$(O)/target \
-		$(BOARD)/post-image.sh $(O)/images
+		HOST_DIR=$(O)/host $(BOARD)/post-image.sh $(O)/images
 
 # Buildroot's legal-info copies every package's source archive from the download folder.
 legal-info: $(O)/.config
@@ -201,13 +209,14 @@ pub struct Inputs {
 pub fn inputs(test: &str) -> Option<Inputs> {
     let buildroot = crate::common::buildroot_tree(test)?;
     let linux = crate::common::linux_tree(test)?;
-    // mkfs.ext4 -d copies owners: only root makes the root-owned image the CIS audit expects.
+    // mkfs.erofs copies owners: only root makes the root-owned image the CIS audit expects.
     if !crate::common::is_root(test) {
         return None;
     }
     for (tool, package) in [
         ("arm-linux-gnueabihf-gcc", "gcc-arm-linux-gnueabihf"),
-        ("mkfs.ext4", "e2fsprogs"),
+        ("mkfs.erofs", "erofs-utils"),
+        ("veritysetup", "cryptsetup-bin"),
         ("genimage", "genimage"),
         ("mkdosfs", "dosfstools"),
         ("mcopy", "mtools"),
@@ -300,8 +309,8 @@ pub fn show_info() -> serde_json::Value {
         );
     }
     info.insert(
-        "rootfs-ext2".into(),
-        serde_json::json!({"type": "rootfs", "name": "rootfs-ext2", "image_name": "rootfs.ext4"}),
+        "rootfs-erofs".into(),
+        serde_json::json!({"type": "rootfs", "name": "rootfs-erofs", "image_name": "rootfs.erofs"}),
     );
     serde_json::Value::Object(info)
 }
@@ -376,6 +385,10 @@ pub fn stand_in_buildroot(inputs: &Inputs, dir: &Path) {
             &bytes,
             0o644,
         );
+        if *package == "linux" {
+            let boot = payload.join("linux/target/boot").join(name);
+            crate::common::write_file(&boot, &bytes, 0o644);
+        }
     }
 
     let kernel_config = fs::read(resolved_kernel_config(&inputs.linux, dir)).unwrap();
