@@ -169,7 +169,8 @@ $(foreach p,$(PACKAGES),$(eval $(call package,$(p))))
 # makedevs in real Buildroot), then BR2_TARGET_ROOTFS_EROFS with the configured compression
 # (fs/erofs/erofs.mk), reproducible as BR2_REPRODUCIBLE makes it.
 comma := ,
-EROFS_COMPRESSION := $(if $(BR2_TARGET_ROOTFS_EROFS_LZ4HC),-zlz4hc$(comma)$(BR2_TARGET_ROOTFS_EROFS_LZ4HC_LEVEL))
+EROFS_COMPRESSION := $(if $(BR2_TARGET_ROOTFS_EROFS_LZ4HC),-zlz4hc$(comma)$(BR2_TARGET_ROOTFS_EROFS_LZ4HC_LEVEL)) \
+	$(if $(filter-out 0,$(BR2_TARGET_ROOTFS_EROFS_PCLUSTERSIZE)),-C$(BR2_TARGET_ROOTFS_EROFS_PCLUSTERSIZE))
 $(O)/images/rootfs.erofs: $(STAMPS)
 	@echo '>>>   Finalizing target directory'
 	@cp -a $(BOARD)/rootfs-overlay/. $(O)/target/
