@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
 
-use crate::rootfs::{child_path, RootFs, Stat};
+use crate::rootfs::{child_path, Listing, RootFs, Stat};
 use crate::tree::Entry;
 use format::{Inode, Superblock};
 
@@ -239,7 +239,7 @@ fn read_at_most(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<usi
 }
 
 impl RootFs for ErofsImage {
-    fn raw_entries(&self, real_dir: &str) -> Result<Option<Vec<(String, Stat)>>> {
+    fn raw_entries(&self, real_dir: &str) -> Result<Listing> {
         Ok(self.children(real_dir)?.map(|children| {
             children
                 .into_iter()
