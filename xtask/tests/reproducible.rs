@@ -5,9 +5,9 @@
 //! root tree). Two runs must be bit-identical; a changed input must show, and `cargo xtask diff`
 //! must name it; and each determinism setting, removed, must break it.
 //!
-//! Uses Debian's tools (genimage 16, erofs-utils 1.5, cryptsetup 2.6, dosfstools 4.2, mtools
-//! 4.0.32); the real build uses Buildroot's host tools (genimage 19, erofs-utils 1.8, cryptsetup
-//! 2.7, same dosfstools, mtools 4.0.48). See docs/reproducibility.md for what that difference
+//! Uses Debian's tools (genimage 16, erofs-utils 1.5, cryptsetup 2.6.1, dosfstools 4.2, mtools
+//! 4.0.32); the real build uses Buildroot's host tools (genimage 19, erofs-utils 1.8.5, cryptsetup
+//! 2.8.4, same dosfstools, mtools 4.0.48). See docs/reproducibility.md for what that difference
 //! means.
 
 mod common;
