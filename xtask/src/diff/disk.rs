@@ -182,7 +182,7 @@ mod tests {
         assert_eq!(
             classify(&ext),
             Content::Other,
-            "ext4 is no longer on the card"
+            "no Berth image holds ext4 any more, so diff does not look into it"
         );
         let mut fat = mbr(&[]);
         fat[0] = 0xEB;
