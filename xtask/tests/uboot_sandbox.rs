@@ -21,10 +21,11 @@ use std::sync::OnceLock;
 use xtask::util::sha256_hex;
 
 /// Over sandbox_defconfig and configs/uboot.fragment: the environment nowhere, as on the board
-/// (sandbox_defconfig also keeps one in ext4), and no signed EFI capsules, whose build step needs
-/// efitools' cert-to-efi-sig-list and which the boot script never touches.
-const SANDBOX_FRAGMENT: &str =
-    "# CONFIG_ENV_IS_IN_EXT4 is not set\n# CONFIG_EFI_CAPSULE_AUTHENTICATE is not set\n";
+/// (sandbox_defconfig also keeps one in ext4), the hush parser the board has (`cargo xtask check`
+/// requires it there), and no signed EFI capsules, whose build step needs efitools'
+/// cert-to-efi-sig-list and which the boot script never touches.
+const SANDBOX_FRAGMENT: &str = "# CONFIG_ENV_IS_IN_EXT4 is not set\nCONFIG_HUSH_OLD_PARSER=y\n\
+                                # CONFIG_EFI_CAPSULE_AUTHENTICATE is not set\n";
 
 /// The card's MBR disk signature, so the slots' PARTUUIDs are be27d0c4-02 and -03 as on the board.
 const DISK_SIGNATURE: &str = "0xbe27d0c4";

@@ -37,6 +37,8 @@ const BOOT_NEEDS: &[(&str, &[Need])] = &[
             Need::On("CONFIG_CMD_SOURCE"),
             Need::On("CONFIG_LEGACY_IMAGE_FORMAT"),
             Need::On("CONFIG_HUSH_PARSER"),
+            // The parser xtask/tests/uboot_sandbox.rs runs boot.cmd with.
+            Need::On("CONFIG_HUSH_OLD_PARSER"),
         ],
     ),
     (
@@ -205,6 +207,7 @@ CONFIG_BOOTCOMMAND=\"run distro_bootcmd\"
 CONFIG_CMD_SOURCE=y
 CONFIG_LEGACY_IMAGE_FORMAT=y
 CONFIG_HUSH_PARSER=y
+CONFIG_HUSH_OLD_PARSER=y
 CONFIG_DOS_PARTITION=y
 CONFIG_CMD_PART=y
 CONFIG_PARTITION_UUIDS=y
