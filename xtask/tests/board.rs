@@ -341,6 +341,13 @@ fn post_image_lays_out_two_system_slots_and_the_emmc_boot0_image() {
         read_at(&sd, a_at, system.len()) == system,
         "system.img is not p2"
     );
+    // The root is chosen per boot: boot.cmd adds root=/dev/dm-0 over the slot's partition, whose
+    // PARTUUID (`part uuid`) is <signature>-02 for A; cmdline.txt must not name one.
+    assert!(
+        !cmdline().split(' ').any(|p| p.starts_with("root=")),
+        "cmdline.txt names a root; boot.cmd adds it for the slot it boots (disk signature {signature:08x}): {}",
+        cmdline()
+    );
     let erofs = fs::read(images.join("rootfs.erofs")).unwrap();
     assert!(system.starts_with(&erofs) && system.len() > erofs.len());
     let slot_b = read_at(&sd, b_at, SYSTEM_SLOT_BYTES as usize);
