@@ -153,14 +153,3 @@ pub fn config_findings(rules: &RootRules, config: &Resolved) -> (Vec<Finding>, V
         .collect();
     (findings, tmpfs)
 }
-
-/// One line per failed rule of a resolved configuration, for `cargo xtask check`.
-pub fn config_problems(repo: &Repo, config: &Resolved) -> Result<Vec<String>> {
-    let rules = RootRules::load(&repo.path(crate::audit::tables::ROOT_RULES))?;
-    Ok(config_findings(&rules, config)
-        .0
-        .into_iter()
-        .filter(|f| f.verdict == Verdict::Fail)
-        .map(|f| format!("read-only root: {}", f.detail))
-        .collect())
-}
