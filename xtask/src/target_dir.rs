@@ -86,15 +86,15 @@ mod tests {
         std::fs::create_dir(dir.path().join("etc")).unwrap();
         std::os::unix::fs::symlink("/usr/lib/os-release", dir.path().join("etc/os-release"))
             .unwrap();
-        // Points at the build machine's /etc/passwd if followed outside the folder.
-        std::os::unix::fs::symlink("/etc/passwd", dir.path().join("etc/passwd")).unwrap();
+        // Points at the build machine's /etc/hostname if followed outside the folder.
+        std::os::unix::fs::symlink("/etc/hostname", dir.path().join("etc/name")).unwrap();
         let fs = DirFs::new(dir.path()).unwrap();
         assert_eq!(
             fs.read("/etc/os-release").unwrap().unwrap(),
             b"NAME=Berth\n"
         );
-        assert!(fs.read("/etc/passwd").unwrap().is_none());
-        assert_eq!(fs.list("/etc").unwrap().unwrap(), ["os-release", "passwd"]);
+        assert!(fs.read("/etc/name").unwrap().is_none());
+        assert_eq!(fs.list("/etc").unwrap().unwrap(), ["name", "os-release"]);
         assert!(DirFs::new(&dir.path().join("missing")).is_err());
     }
 }
