@@ -16,14 +16,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use clap::Args;
 
-use crate::audit::exceptions::Exceptions;
 use crate::audit::report::{Finding, Report, Severity, Verdict};
 use crate::kconfig::Resolved;
 use crate::project::Repo;
-pub use tables::{RootRules, StateTable, Want};
-
-/// What every finding of this audit is grouped under.
-pub const SOURCE: &str = "read-only-root";
+pub use tables::{RootRules, StateTable, Tables, Want, SOURCE};
 
 #[derive(Args)]
 pub struct RootArgs {
@@ -59,23 +55,6 @@ pub fn verdict(report: &Report) -> Result<()> {
         why.join("; ")
     );
     Ok(())
-}
-
-/// The rule table, the declared state and the `[[root]]` exceptions of a checkout.
-pub struct Tables {
-    pub rules: RootRules,
-    pub state: StateTable,
-    pub exceptions: Exceptions,
-}
-
-impl Tables {
-    pub fn load(repo: &Repo) -> Result<Tables> {
-        Ok(Tables {
-            rules: RootRules::load(&repo.path(crate::audit::tables::ROOT_RULES))?,
-            state: StateTable::load(&repo.path(crate::audit::tables::PERSISTENT_STATE))?,
-            exceptions: Exceptions::load(&repo.path(crate::audit::tables::EXCEPTIONS))?,
-        })
-    }
 }
 
 /// Audit a Buildroot output folder: `.config`, then `target/`.

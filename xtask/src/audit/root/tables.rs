@@ -1,11 +1,34 @@
-//! The read-only root's rule table and the declared persistent state: their schema, and the
-//! checks that make a malformed or ambiguous table an error.
+//! The read-only root's rule table and the declared persistent state: their schema, the checks
+//! that make a malformed or ambiguous table an error, and loading both with the exceptions.
 
 use std::collections::BTreeSet;
 use std::path::Path;
 
 use anyhow::{ensure, Context, Result};
 use serde::Deserialize;
+
+use crate::audit::exceptions::Exceptions;
+use crate::project::Repo;
+
+/// What every finding of this audit is grouped under.
+pub const SOURCE: &str = "read-only-root";
+
+/// The rule table, the declared state and the `[[root]]` exceptions of a checkout.
+pub struct Tables {
+    pub rules: RootRules,
+    pub state: StateTable,
+    pub exceptions: Exceptions,
+}
+
+impl Tables {
+    pub fn load(repo: &Repo) -> Result<Tables> {
+        Ok(Tables {
+            rules: RootRules::load(&repo.path(crate::audit::tables::ROOT_RULES))?,
+            state: StateTable::load(&repo.path(crate::audit::tables::PERSISTENT_STATE))?,
+            exceptions: Exceptions::load(&repo.path(crate::audit::tables::EXCEPTIONS))?,
+        })
+    }
+}
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -5,8 +5,7 @@ use std::collections::BTreeSet;
 
 use anyhow::Result;
 
-use super::tables::{under, RootRules, StateTable};
-use super::{Tables, SOURCE};
+use super::tables::{under, RootRules, StateTable, Tables, SOURCE};
 use crate::audit::cis::unit::{unit_values, UNIT_DIRS};
 use crate::audit::report::{Finding, Severity, Verdict};
 use crate::rootfs::{child_path, RootFs};
