@@ -33,6 +33,7 @@ pub mod rootfs;
 pub mod sbom;
 pub mod sparse;
 pub mod systemd_unit;
+pub mod target_dir;
 pub mod tree;
 pub mod util;
 pub mod verify;

@@ -80,6 +80,26 @@ fn round_trip(
     })
 }
 
+/// The read-only root's configuration rules (`configs/hardening/readonly-root.toml`) judged on
+/// the `.config` Buildroot resolved in `output`, each failure a problem naming why.
+pub fn read_only_root(repo_root: &Path, output: &Path, name: &str) -> Vec<String> {
+    let judged = (|| -> Result<Vec<String>> {
+        let rules =
+            crate::audit::root::RootRules::load(&repo_root.join(crate::audit::tables::ROOT_RULES))?;
+        let dot_config = output.join(".config");
+        let text = std::fs::read_to_string(&dot_config)
+            .with_context(|| format!("could not read {}", dot_config.display()))?;
+        let config = Resolved::parse(&text, ".config")?;
+        Ok(crate::audit::root::config_findings(&rules, &config)
+            .0
+            .into_iter()
+            .filter(|f| f.verdict == crate::audit::report::Verdict::Fail)
+            .map(|f| format!("{name}: read-only root: {}", f.detail))
+            .collect())
+    })();
+    judged.unwrap_or_else(|err| vec![format!("{name}: read-only root: {err:#}")])
+}
+
 /// How a defconfig differs from what `make savedefconfig` writes for it (the form the Buildroot
 /// manual asks for, so a later savedefconfig never reshuffles it).
 fn savedefconfig_differences(ours: &str, saved: &str) -> Vec<String> {

@@ -419,6 +419,8 @@ pub fn stand_in_buildroot(inputs: &Inputs, dir: &Path) {
         b"root:x:0:0:root:/root:/bin/sh\ndockremap:x:1000:1000::/:/bin/false\n",
         0o644,
     );
+    // What package/skeleton-init-systemd writes when the root is not remounted read-write.
+    crate::common::write_file(&skeleton.join("fstab"), b"/dev/root / auto ro 0 1\n", 0o644);
     let units = payload.join("docker-engine/target/usr/lib/systemd/system");
     crate::common::write_file(
         &units.join("docker.service"),
