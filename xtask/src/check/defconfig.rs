@@ -128,6 +128,13 @@ const REQUIRED_OPTIONS: &[(&[&str], &str)] = &[
     (&["BR2_REPRODUCIBLE"], "a reproducible build"),
     (&["BR2_INIT_SYSTEMD"], "systemd as init"),
     (&["BR2_PACKAGE_OPENSSH_SERVER"], "the SSH server"),
+    // Selected by rauc-hawkbit-updater, so savedefconfig does not spell it out.
+    (&["BR2_PACKAGE_RAUC"], "RAUC, which installs updates"),
+    (
+        &["BR2_PACKAGE_UBOOT_TOOLS_FWPRINTENV"],
+        "fw_setenv, RAUC's U-Boot backend",
+    ),
+    (&["BR2_PACKAGE_HOST_RAUC"], "host rauc, which makes the bundle"),
 ];
 
 fn missing_options(config: &Resolved) -> Vec<String> {
