@@ -134,7 +134,10 @@ const REQUIRED_OPTIONS: &[(&[&str], &str)] = &[
         &["BR2_PACKAGE_UBOOT_TOOLS_FWPRINTENV"],
         "fw_setenv, RAUC's U-Boot backend",
     ),
-    (&["BR2_PACKAGE_HOST_RAUC"], "host rauc, which makes the bundle"),
+    (
+        &["BR2_PACKAGE_HOST_RAUC"],
+        "host rauc, which makes the bundle",
+    ),
 ];
 
 fn missing_options(config: &Resolved) -> Vec<String> {
@@ -153,14 +156,16 @@ mod tests {
     fn requires_the_hardening_options() {
         let good = Resolved::parse(
             "BR2_SSP_STRONG=y\nBR2_RELRO_FULL=y\nBR2_FORTIFY_SOURCE_3=y\nBR2_PIC_PIE=y\n\
-             BR2_REPRODUCIBLE=y\nBR2_INIT_SYSTEMD=y\nBR2_PACKAGE_OPENSSH_SERVER=y\n",
+             BR2_REPRODUCIBLE=y\nBR2_INIT_SYSTEMD=y\nBR2_PACKAGE_OPENSSH_SERVER=y\n\
+             BR2_PACKAGE_RAUC=y\nBR2_PACKAGE_UBOOT_TOOLS_FWPRINTENV=y\nBR2_PACKAGE_HOST_RAUC=y\n",
             ".config",
         )
         .unwrap();
         assert_eq!(missing_options(&good), Vec::<String>::new());
         let weak = Resolved::parse(
             "BR2_SSP_REGULAR=y\nBR2_RELRO_PARTIAL=y\nBR2_FORTIFY_SOURCE_2=y\n# BR2_PIC_PIE is not set\n\
-             BR2_REPRODUCIBLE=y\nBR2_INIT_SYSTEMD=y\nBR2_PACKAGE_OPENSSH_SERVER=y\n",
+             BR2_REPRODUCIBLE=y\nBR2_INIT_SYSTEMD=y\nBR2_PACKAGE_OPENSSH_SERVER=y\n\
+             BR2_PACKAGE_RAUC=y\nBR2_PACKAGE_UBOOT_TOOLS_FWPRINTENV=y\nBR2_PACKAGE_HOST_RAUC=y\n",
             ".config",
         )
         .unwrap();
