@@ -248,9 +248,107 @@ impl Rauc {
     }
 }
 
+/// The update bundle a build record names, `None` for a folder from before bundles; a listed
+/// bundle must be the one its `[berth]` record names, with its keyring listed beside it. Pure.
+pub fn listed_bundle(manifest: &crate::manifest::Manifest) -> Result<Option<String>> {
+    let listed: Vec<&str> = manifest
+        .artifacts
+        .iter()
+        .map(|a| a.name.as_str())
+        .filter(|n| n.ends_with(crate::release::BUNDLE_SUFFIX))
+        .collect();
+    let berth = &manifest.berth;
+    let expected = crate::release::bundle_name(
+        &crate::release::version(&berth.commit, berth.dirty),
+        &berth.board,
+    );
+    match listed.as_slice() {
+        [] => Ok(None),
+        [one] if *one == expected => {
+            ensure!(
+                manifest
+                    .artifacts
+                    .iter()
+                    .any(|a| a.name == crate::release::KEYRING_FILE),
+                "{one} is listed without {}, the certificate that checks it",
+                crate::release::KEYRING_FILE
+            );
+            Ok(Some(expected))
+        }
+        _ => bail!(
+            "the manifest lists the update bundle(s) {}, but its build record (commit {}, dirty {}, board {}) names {expected}",
+            listed.join(", "),
+            berth.commit,
+            berth.dirty,
+            berth.board
+        ),
+    }
+}
+
+/// `cargo xtask verify`'s bundle check, after the digests: the bundle is the one the manifest
+/// names, and, when `rauc` is installed, it accepts the signature with the folder's keyring and
+/// reads the board's compatible. Returns the checks passed.
+pub fn verify_bundle(dir: &Path, manifest: &crate::manifest::Manifest) -> Result<usize> {
+    let Some(name) = listed_bundle(manifest)? else {
+        println!("note: the manifest lists no update bundle (built before bundles existed)");
+        return Ok(0);
+    };
+    println!("ok  {name} is this build's update bundle");
+    let Some(rauc) = Rauc::on_path() else {
+        println!("note: rauc is not installed, so the signature of {name} was not checked");
+        return Ok(1);
+    };
+    let sh = Shell::new().context("could not start a shell for rauc")?;
+    let signed_for = rauc
+        .check(
+            &sh,
+            &dir.join(&name),
+            &dir.join(crate::release::KEYRING_FILE),
+        )
+        .with_context(|| format!("{name} does not verify"))?;
+    let wanted = compatible(&manifest.berth.board);
+    ensure!(
+        signed_for == wanted,
+        "{name} is for {signed_for}, not {wanted}"
+    );
+    println!("ok  {name} signed for {wanted} (rauc info)");
+    Ok(2)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_listed_bundle_is_the_one_the_build_record_names() {
+        let mut manifest = crate::manifest::tests::sample();
+        manifest.berth.commit = "0123456789abcdef0123456789abcdef01234567".into();
+        manifest.berth.dirty = false;
+        manifest.berth.board = "odroid-xu4".into();
+        let artifact = |name: &str| crate::manifest::Artifact {
+            name: name.into(),
+            size: 1,
+            sha256: "a".repeat(64),
+        };
+        manifest.artifacts = vec![artifact("sdcard.img")];
+        assert_eq!(listed_bundle(&manifest).unwrap(), None);
+        manifest
+            .artifacts
+            .push(artifact("berth-0123456789ab-odroid-xu4.raucb"));
+        let err = listed_bundle(&manifest).unwrap_err().to_string();
+        assert!(err.contains("rauc-keyring.pem"), "{err}");
+        manifest.artifacts.push(artifact("rauc-keyring.pem"));
+        assert_eq!(
+            listed_bundle(&manifest).unwrap().as_deref(),
+            Some("berth-0123456789ab-odroid-xu4.raucb")
+        );
+        manifest.berth.dirty = true;
+        let err = listed_bundle(&manifest).unwrap_err().to_string();
+        assert!(
+            err.contains("names berth-0123456789ab-dirty-odroid-xu4.raucb"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn manifest_names_the_image_the_hook_and_verity() {
