@@ -7,12 +7,12 @@
 pub mod apps;
 mod build;
 mod config;
-mod hawkbit;
+pub mod hawkbit;
 pub mod layout;
 mod network;
 mod output;
 mod progress;
-mod signing;
+pub mod signing;
 mod ssh_keys;
 mod updates;
 
