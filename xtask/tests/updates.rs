@@ -527,3 +527,81 @@ fn the_fleet_client_is_enabled_only_with_a_hawkbit_table() {
         "[hawkbit] did not enable the fleet client"
     );
 }
+
+/// An artifact folder holding `bundle` as this build's bundle and `keyring` as its certificate,
+/// sealed as `cargo xtask image` seals one.
+fn sealed_folder(dir: &Path, bundle: &Path, keyring: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    let name = xtask::release::bundle_name(
+        &xtask::release::version("0123456789abcdef0123456789abcdef01234567", false),
+        BOARD,
+    );
+    std::fs::copy(bundle, dir.join(&name)).unwrap();
+    std::fs::copy(keyring, dir.join(xtask::release::KEYRING_FILE)).unwrap();
+    let mut manifest = String::from(
+        "[berth]\ncommit = \"0123456789abcdef0123456789abcdef01234567\"\ndirty = false\n\
+         board = \"odroid-xu4\"\nsource_date_epoch = 1\n\n\
+         [buildroot]\nversion = \"2025.02.x LTS\"\ncommit = \"1ef39b9196e0a5979581187f15fd665ca390c2a0\"\n\n\
+         [defconfig]\npath = \"configs/berth_odroid_xu4_defconfig\"\nsha256 = \"00\"\n\n\
+         [toolchain]\nkind = \"external\"\nhardening = []\n",
+    );
+    let mut sums = Vec::new();
+    for file in [name.as_str(), xtask::release::KEYRING_FILE] {
+        let path = dir.join(file);
+        let sha256 = xtask::util::sha256_file(&path).unwrap();
+        manifest += &format!(
+            "\n[[artifact]]\nname = \"{file}\"\nsize = {}\nsha256 = \"{sha256}\"\n",
+            std::fs::metadata(&path).unwrap().len()
+        );
+        sums.push(xtask::release::SumEntry {
+            sha256,
+            name: file.into(),
+        });
+    }
+    std::fs::write(dir.join(xtask::release::MANIFEST_FILE), &manifest).unwrap();
+    sums.push(xtask::release::SumEntry {
+        sha256: xtask::util::sha256_hex(manifest.as_bytes()),
+        name: xtask::release::MANIFEST_FILE.into(),
+    });
+    std::fs::write(
+        dir.join(xtask::release::SUMS_FILE),
+        xtask::release::render_sums(&sums),
+    )
+    .unwrap();
+}
+
+#[test]
+fn verify_checks_the_bundle_signature_with_the_folders_keyring() {
+    let Some(rauc) = tools("verify_checks_the_bundle_signature_with_the_folders_keyring") else {
+        return;
+    };
+    let f = Fixture::new(rauc);
+    let bundle = f.bundle("good.raucb", &rauc::compatible(BOARD), no_edit);
+    let good = f.path("release");
+    sealed_folder(&good, &bundle, &f.signing.cert);
+    xtask::verify::verify_folder(&good, None).unwrap();
+
+    // Every digest agrees, but the certificate is not the one that signed the bundle.
+    let sh = xshell::Shell::new().unwrap();
+    let stranger = signing::resolve(&sh, None, &f.path("stranger")).unwrap();
+    let forged = f.path("forged");
+    sealed_folder(&forged, &bundle, &stranger.cert);
+    let err = format!(
+        "{:#}",
+        xtask::verify::verify_folder(&forged, None).unwrap_err()
+    );
+    assert!(
+        err.contains("does not verify") && err.contains("rauc refuses"),
+        "{err}"
+    );
+
+    // A bundle for another board, signed by the right key.
+    let other = f.bundle("other.raucb", "berth-other-board", no_edit);
+    let wrong_board = f.path("wrong-board");
+    sealed_folder(&wrong_board, &other, &f.signing.cert);
+    let err = format!(
+        "{:#}",
+        xtask::verify::verify_folder(&wrong_board, None).unwrap_err()
+    );
+    assert!(err.contains("is for berth-other-board"), "{err}");
+}
