@@ -255,8 +255,13 @@ impl Board {
                  \"http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd\">\n<busconfig><type>system</type>\
                  <listen>unix:path={}</listen><auth>EXTERNAL</auth><policy context=\"default\">\
                  <allow user=\"*\"/><allow own=\"*\"/><allow send_destination=\"*\"/>\
-                 <allow receive_sender=\"*\"/></policy></busconfig>\n",
-                socket.display()
+                 <allow receive_sender=\"*\"/></policy><include>{}</include></busconfig>\n",
+                socket.display(),
+                common::repo_root()
+                    .join("board")
+                    .join(BOARD)
+                    .join("rootfs-overlay/etc/dbus-1/system.d/berth-rauc.conf")
+                    .display()
             ),
         )
         .unwrap();
@@ -389,7 +394,33 @@ fn the_board_refuses_another_boards_bundle_and_activates_only_a_checked_slot() {
         return;
     }
     let f = Fixture::new(rauc);
+    xtask::rauc::set_mode(f.dir.path(), 0o755).unwrap();
     let board = Board::start(&f.path("board"), &f.signing.cert);
+
+    // The board's D-Bus policy: only root (and the hawkBit client's user) may talk to RAUC.
+    if common::have_tool(test, "setpriv", "util-linux") {
+        let out = board.rauc().arg("status").output().unwrap();
+        assert!(out.status.success(), "{}", common::output_text(&out));
+        let mut as_nobody = board.rauc();
+        let program = as_nobody.get_program().to_owned();
+        let args: Vec<_> = as_nobody.get_args().map(|a| a.to_owned()).collect();
+        as_nobody = Command::new("setpriv");
+        as_nobody
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(program)
+            .args(args)
+            .arg("status")
+            .env(
+                "DBUS_SYSTEM_BUS_ADDRESS",
+                format!("unix:path={}", board.dir.join("bus.socket").display()),
+            );
+        let out = as_nobody.output().unwrap();
+        let text = common::output_text(&out);
+        assert!(
+            !out.status.success() && text.contains("Rejected send message"),
+            "{text}"
+        );
+    }
 
     let other = f.bundle("other.raucb", "berth-other-board", plain);
     let (ok, text) = board.install(&other);
