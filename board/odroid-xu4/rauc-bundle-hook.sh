@@ -22,8 +22,9 @@ slot_env="${boot}/slot-${RAUC_SLOT_BOOTNAME}.env"
 
 # The value of name $1 in the system.env $2: it must be there once and match the pattern $3.
 value() {
+	[ "$(grep -c "^$1=" "$2")" -eq 1 ] || fail "$2 must set $1 exactly once"
 	found="$(sed -n "s/^$1=//p" "$2")"
-	printf '%s\n' "${found}" | grep -Eqx "$3" || fail "$2 gives $1 as '${found}', not one value matching $3"
+	printf '%s\n' "${found}" | grep -Eqx "$3" || fail "$2 gives $1 as '${found}', not a value matching $3"
 	printf '%s\n' "${found}"
 }
 

@@ -636,3 +636,67 @@ fn verify_checks_the_bundle_signature_with_the_folders_keyring() {
     );
     assert!(err.contains("is for berth-other-board"), "{err}");
 }
+
+#[test]
+fn the_slot_hook_writes_the_boot_environment_only_for_a_matching_slot() {
+    let test = "the_slot_hook_writes_the_boot_environment_only_for_a_matching_slot";
+    if !common::have_tool(test, "veritysetup", "cryptsetup") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("bundle");
+    slot_image(&bundle);
+    let boot = dir.path().join("boot");
+    std::fs::create_dir_all(&boot).unwrap();
+    std::fs::write(boot.join("slot-B.env"), "old\n").unwrap();
+    let hook = |step: &str, slot: &Path| {
+        let out = Command::new(
+            common::repo_root()
+                .join("board")
+                .join(BOARD)
+                .join(rauc::HOOK_SOURCE),
+        )
+        .arg(step)
+        .env("BERTH_BOOT_FIRMWARE", &boot)
+        .env("RAUC_SLOT_BOOTNAME", "B")
+        .env("RAUC_SLOT_DEVICE", slot)
+        .env("RAUC_BUNDLE_MOUNT_POINT", &bundle)
+        .output()
+        .unwrap();
+        (out.status.success(), common::output_text(&out))
+    };
+    let slot = bundle.join(SYSTEM_IMAGE);
+    let (ok, text) = hook("slot-pre-install", &slot);
+    assert!(ok && !boot.join("slot-B.env").exists(), "{text}");
+
+    let env = std::fs::read_to_string(bundle.join(SYSTEM_ENV)).unwrap();
+    let (ok, text) = hook("slot-post-install", &slot);
+    assert!(ok, "{text}");
+    assert_eq!(
+        std::fs::read_to_string(boot.join("slot-B.env")).unwrap(),
+        env
+    );
+
+    // One changed byte in the written slot, or a system.env that is not one value per name.
+    std::fs::remove_file(boot.join("slot-B.env")).unwrap();
+    let mut bytes = std::fs::read(&slot).unwrap();
+    bytes[5000] ^= 0x80;
+    let changed = dir.path().join("changed.img");
+    std::fs::write(&changed, &bytes).unwrap();
+    let (ok, text) = hook("slot-post-install", &changed);
+    assert!(
+        !ok && text.contains("does not match the root hash"),
+        "{text}"
+    );
+    assert!(!boot.join("slot-B.env").exists());
+    for bad in [
+        format!("{env}berth_verity_data_blocks=1\n"),
+        env.replace("berth_verity_sectors=512", "berth_verity_sectors=511"),
+        env.replace("berth_verity_salt=", "berth_verity_salt=x"),
+    ] {
+        std::fs::write(bundle.join(SYSTEM_ENV), &bad).unwrap();
+        let (ok, text) = hook("slot-post-install", &slot);
+        assert!(!ok && text.contains("berth bundle hook"), "{bad}\n{text}");
+        assert!(!boot.join("slot-B.env").exists());
+    }
+}
