@@ -134,14 +134,15 @@ pub fn render_config(hawkbit: &Hawkbit, token: &str) -> String {
     )
 }
 
-/// The unit's drop-in: the settings reach the client's user only as a credential, and the one
-/// CA named is its whole trust store (libcurl reads both the bundle file and `/etc/ssl/certs`).
+/// The unit's drop-in: the settings reach the client's user only as a credential (`%d` is its
+/// credentials folder), and the one CA named is its whole trust store (libcurl reads both the
+/// bundle file and `/etc/ssl/certs`).
 pub const DROP_IN: &str = "\
 # Made by cargo xtask image from [hawkbit] in berth.toml (docs/updates.md).
 [Service]
 LoadCredential=config.conf:/etc/rauc-hawkbit-updater/config.conf
 ExecStart=
-ExecStart=/usr/bin/rauc-hawkbit-updater -s -c ${CREDENTIALS_DIRECTORY}/config.conf
+ExecStart=/usr/bin/rauc-hawkbit-updater -s -c %d/config.conf
 TemporaryFileSystem=/etc/ssl/certs:ro
 BindReadOnlyPaths=/etc/rauc-hawkbit-updater/ca.pem:/etc/ssl/certs/ca-certificates.crt
 ";
