@@ -42,6 +42,7 @@ pub fn prepare(
     board: &str,
 ) -> Result<Prepared> {
     rauc::check_system_conf(board_dir, board)?;
+    remove_old_bundles(&output.join("images"))?;
     let signing = signing::resolve(sh, settings.signing, output)?;
     let mut env = vec![(
         "BERTH_RAUC_KEYRING".to_string(),
@@ -80,7 +81,6 @@ impl Prepared {
         dirty: bool,
     ) -> Result<Vec<String>> {
         let images = output.join("images");
-        remove_old_bundles(&images)?;
         let version = release::version(commit, dirty);
         let compatible = rauc::compatible(&self.board);
         let manifest = rauc::render_manifest(&compatible, &version, commit)?;
@@ -122,8 +122,13 @@ impl Prepared {
     }
 }
 
-/// An earlier build's bundle must not lie beside images it does not hold.
+/// An earlier build's bundle and its certificate must not lie beside images they do not match.
 fn remove_old_bundles(images: &Path) -> Result<()> {
+    let keyring = images.join(KEYRING_FILE);
+    if keyring.exists() {
+        std::fs::remove_file(&keyring)
+            .with_context(|| format!("could not remove {}", keyring.display()))?;
+    }
     let Ok(entries) = std::fs::read_dir(images) else {
         return Ok(());
     };
