@@ -152,6 +152,16 @@ const REQUIRED_OPTIONS: &[(&[&str], &str)] = &[
         &["BR2_TARGET_ROOTFS_EROFS_LZ4HC"],
         "an LZ4HC-compressed EROFS root (U-Boot 2026.01 reads the kernel from it, and reads LZ4 but not LZMA)",
     ),
+    // Selected by rauc-hawkbit-updater, so savedefconfig does not spell it out.
+    (&["BR2_PACKAGE_RAUC"], "RAUC, which installs updates"),
+    (
+        &["BR2_PACKAGE_UBOOT_TOOLS_FWPRINTENV"],
+        "fw_setenv, RAUC's U-Boot backend",
+    ),
+    (
+        &["BR2_PACKAGE_HOST_RAUC"],
+        "host rauc, which makes the bundle",
+    ),
 ];
 
 fn missing_options(config: &Resolved) -> Vec<String> {
@@ -171,7 +181,8 @@ mod tests {
         let good = Resolved::parse(
             "BR2_SSP_STRONG=y\nBR2_RELRO_FULL=y\nBR2_FORTIFY_SOURCE_3=y\nBR2_PIC_PIE=y\n\
              BR2_REPRODUCIBLE=y\nBR2_INIT_SYSTEMD=y\nBR2_PACKAGE_OPENSSH_SERVER=y\n\
-             BR2_TARGET_ROOTFS_EROFS_LZ4HC=y\n",
+             BR2_TARGET_ROOTFS_EROFS_LZ4HC=y\n\
+             BR2_PACKAGE_RAUC=y\nBR2_PACKAGE_UBOOT_TOOLS_FWPRINTENV=y\nBR2_PACKAGE_HOST_RAUC=y\n",
             ".config",
         )
         .unwrap();
@@ -179,7 +190,8 @@ mod tests {
         let weak = Resolved::parse(
             "BR2_SSP_REGULAR=y\nBR2_RELRO_PARTIAL=y\nBR2_FORTIFY_SOURCE_2=y\n# BR2_PIC_PIE is not set\n\
              BR2_REPRODUCIBLE=y\nBR2_INIT_SYSTEMD=y\nBR2_PACKAGE_OPENSSH_SERVER=y\n\
-             BR2_TARGET_ROOTFS_EROFS_LZMA=y\n",
+             BR2_TARGET_ROOTFS_EROFS_LZMA=y\n\
+             BR2_PACKAGE_RAUC=y\nBR2_PACKAGE_UBOOT_TOOLS_FWPRINTENV=y\nBR2_PACKAGE_HOST_RAUC=y\n",
             ".config",
         )
         .unwrap();

@@ -130,7 +130,11 @@ DL_DIR := $(BR2_DL_DIR)
 # As in Buildroot, packages are built once (their stamps stay) and the root filesystem and
 # images are made again on every run.
 .PHONY: all defconfig show-info print-version legal-info $(O)/images/rootfs.erofs $(O)/images/sdcard.img
-all: $(O)/images/sdcard.img
+all: $(O)/images/sdcard.img $(O)/host/bin/rauc
+
+# BR2_PACKAGE_HOST_RAUC: the host's own rauc (Debian's) stands in for the one Buildroot builds.
+$(O)/host/bin/rauc:
+	@mkdir -p $(@D) && ln -sf "$$(command -v rauc)" $@
 
 # Kconfig is the real Buildroot's, so .config is our defconfig as Buildroot resolves it.
 defconfig:
@@ -226,6 +230,9 @@ pub fn inputs(test: &str) -> Option<Inputs> {
         ("git", "git"),
         ("python3", "python3"),
         ("sha256sum", "coreutils"),
+        ("rauc", "rauc"),
+        ("mksquashfs", "squashfs-tools"),
+        ("openssl", "openssl"),
     ] {
         if !crate::common::have_tool(test, tool, package) {
             return None;
