@@ -574,7 +574,8 @@ fn sealed_folder(dir: &Path, bundle: &Path, keyring: &Path) {
          board = \"odroid-xu4\"\nsource_date_epoch = 1\n\n\
          [buildroot]\nversion = \"2025.02.x LTS\"\ncommit = \"1ef39b9196e0a5979581187f15fd665ca390c2a0\"\n\n\
          [defconfig]\npath = \"configs/berth_odroid_xu4_defconfig\"\nsha256 = \"00\"\n\n\
-         [toolchain]\nkind = \"external\"\nhardening = []\n",
+         [toolchain]\nkind = \"external\"\nhardening = []\n\n\
+         [system_image]\nsize = 314572800\nbudget = 536870912\nslot = 805306368\n",
     );
     let mut sums = Vec::new();
     for file in [name.as_str(), xtask::release::KEYRING_FILE] {
