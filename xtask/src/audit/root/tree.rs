@@ -160,6 +160,22 @@ fn split_options(options: &str) -> Vec<String> {
         .collect()
 }
 
+/// A required rule of this audit: failed with `problem`'s words, or passed with `fine`'s.
+fn judged(subject: String, rule: String, problem: Option<String>, fine: String) -> Finding {
+    Finding {
+        subject,
+        rule,
+        source: SOURCE.into(),
+        severity: Severity::Required,
+        verdict: if problem.is_some() {
+            Verdict::Fail
+        } else {
+            Verdict::Pass
+        },
+        detail: problem.unwrap_or(fine),
+    }
+}
+
 fn root_finding(rules: &RootRules, root: Option<&Vec<String>>) -> Finding {
     let problem = match root {
         None => {
@@ -174,21 +190,12 @@ fn root_finding(rules: &RootRules, root: Option<&Vec<String>>) -> Finding {
             .find(|x| rules.fstab.root_forbidden.contains(x))
             .map(|x| format!("/etc/fstab mounts / with '{x}': the root becomes writable")),
     };
-    Finding {
-        subject: "/etc/fstab".into(),
-        rule: "the root is mounted read-only".into(),
-        source: SOURCE.into(),
-        severity: Severity::Required,
-        verdict: if problem.is_some() {
-            Verdict::Fail
-        } else {
-            Verdict::Pass
-        },
-        detail: match problem {
-            Some(p) => format!("{p} (source: {})", rules.fstab.source),
-            None => "/ is mounted ro".into(),
-        },
-    }
+    judged(
+        "/etc/fstab".into(),
+        "the root is mounted read-only".into(),
+        problem.map(|p| format!("{p} (source: {})", rules.fstab.source)),
+        "/ is mounted ro".into(),
+    )
 }
 
 /// A mount keeps nothing, is read-only, or is the home or a declared state at its path.
@@ -218,21 +225,15 @@ fn mount_finding(rules: &RootRules, state: &StateTable, m: &Mount) -> Finding {
             )),
         }
     };
-    Finding {
-        subject: m.origin.clone(),
-        rule: format!(
+    judged(
+        m.origin.clone(),
+        format!(
             "{} on {} is volatile, read-only or declared",
             m.fstype, m.at
         ),
-        source: SOURCE.into(),
-        severity: Severity::Required,
-        verdict: if problem.is_some() {
-            Verdict::Fail
-        } else {
-            Verdict::Pass
-        },
-        detail: problem.unwrap_or_else(|| format!("{} at {}", m.what, m.at)),
-    }
+        problem,
+        format!("{} at {}", m.what, m.at),
+    )
 }
 
 /// The home is mounted, and every state kept under it but seen elsewhere has its bind mount.
@@ -246,24 +247,19 @@ fn declared_binds(state: &StateTable, mounts: &[Mount]) -> Vec<Finding> {
     home.chain(binds)
         .map(|(path, stored)| {
             let found = mounts.iter().find(|m| &m.at == path && &m.what == stored);
-            Finding {
-                subject: path.clone(),
-                rule: format!("declared state: {stored} is mounted at {path}"),
-                source: SOURCE.into(),
-                severity: Severity::Required,
-                verdict: if found.is_some() {
-                    Verdict::Pass
-                } else {
-                    Verdict::Fail
-                },
-                detail: match found {
-                    Some(m) => format!("by {}", m.origin),
-                    None => format!(
+            judged(
+                path.clone(),
+                format!("declared state: {stored} is mounted at {path}"),
+                found.is_none().then(|| {
+                    format!(
                         "no mount unit or fstab line mounts {stored} at {path}, as \
                          configs/hardening/persistent-state.toml declares"
-                    ),
-                },
-            }
+                    )
+                }),
+                found
+                    .map(|m| format!("by {}", m.origin))
+                    .unwrap_or_default(),
+            )
         })
         .collect()
 }
