@@ -34,3 +34,25 @@ rm -f "${target_dir}"/etc/systemd/system/berth-app-*.service \
 if [ -n "${BERTH_APPS_ROOTFS:-}" ]; then
 	cp -R -P "${BERTH_APPS_ROOTFS}/." "${target_dir}/"
 fi
+
+# RAUC accepts only bundles signed by the certificate cargo xtask image names in
+# BERTH_RAUC_KEYRING (its development certificate, or --signing-cert).
+keyring="${BERTH_RAUC_KEYRING:-}"
+[ -n "${keyring}" ] ||
+	fail "BERTH_RAUC_KEYRING is not set: name the certificate update bundles are signed with" \
+		"(cargo xtask image passes it)"
+grep -q "BEGIN CERTIFICATE" "${keyring}" 2>/dev/null ||
+	fail "BERTH_RAUC_KEYRING names ${keyring}, which is not a PEM certificate"
+if grep -q "PRIVATE KEY" "${keyring}"; then
+	fail "${keyring} holds a private key; only the certificate goes into the image"
+fi
+install -D -m 0644 "${keyring}" "${target_dir}/etc/rauc/keyring.pem"
+
+# The hawkBit client's settings and the preset that enables it, staged by the xtask in
+# BERTH_HAWKBIT_ROOTFS only when berth.toml has a [hawkbit] table; an earlier build's go first.
+rm -rf "${target_dir}/etc/rauc-hawkbit-updater" \
+	"${target_dir}/etc/systemd/system/rauc-hawkbit-updater.service.d" \
+	"${target_dir}/usr/lib/systemd/system-preset/20-berth-hawkbit.preset"
+if [ -n "${BERTH_HAWKBIT_ROOTFS:-}" ]; then
+	cp -R -P --preserve=mode "${BERTH_HAWKBIT_ROOTFS}/." "${target_dir}/"
+fi

@@ -4,7 +4,7 @@
 //! - the verbs, one module each: [`image`], [`check`], [`audit`], [`flash`], [`bmap`], [`bench`](mod@bench),
 //!   [`verify`], [`diff`];
 //! - what they share: [`project`] (every pin, board and path), [`buildroot`], [`kconfig`],
-//!   [`rootfs`], [`erofs`], [`tree`], [`manifest`], [`release`], [`sbom`], [`sparse`], [`systemd_unit`], [`vulns`], [`git_tree`], [`reproducible`], [`util`];
+//!   [`rootfs`], [`erofs`], [`tree`], [`manifest`], [`release`], [`rauc`], [`sbom`], [`sparse`], [`systemd_unit`], [`vulns`], [`git_tree`], [`reproducible`], [`util`];
 //!   [`host`], the environment a verb runs in (home, cache folder, proxies), which only `main.rs`
 //!   reads from the process;
 //!   [`apps`], the declared containers that `image` preloads and `audit` checks.
@@ -28,12 +28,14 @@ pub mod kconfig;
 pub mod manifest;
 pub mod prereqs;
 pub mod project;
+pub mod rauc;
 pub mod release;
 pub mod reproducible;
 pub mod rootfs;
 pub mod sbom;
 pub mod sparse;
 pub mod systemd_unit;
+pub mod target_dir;
 pub mod tree;
 pub mod util;
 pub mod verify;

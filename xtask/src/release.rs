@@ -37,6 +37,27 @@ pub const MANIFEST_FILE: &str = "manifest.toml";
 pub const SBOM_FILE: &str = "sbom.cdx.json";
 /// The `make legal-info` bundle.
 pub const LEGAL_INFO_FILE: &str = "legal-info.tar.gz";
+/// The certificate update bundles are signed with, as the image's RAUC keyring holds it.
+pub const KEYRING_FILE: &str = "rauc-keyring.pem";
+/// What every RAUC update bundle's name ends with.
+pub const BUNDLE_SUFFIX: &str = ".raucb";
+
+/// The version a build gives its update bundle: the commit it was built from (12 hex digits),
+/// with `-dirty` when tracked files differed, as the manifest's `[berth]` records them.
+pub fn version(commit: &str, dirty: bool) -> String {
+    let short = &commit[..commit.len().min(12)];
+    if dirty {
+        format!("{short}-dirty")
+    } else {
+        short.to_string()
+    }
+}
+
+/// The update bundle's name, `berth-<version>-<board>.raucb`.
+pub fn bundle_name(version: &str, board: &str) -> String {
+    format!("berth-{version}-{board}{BUNDLE_SUFFIX}")
+}
+
 /// What a block map's name adds to its image's (bmaptool finds `<image>.bmap` by itself).
 pub const BMAP_SUFFIX: &str = ".bmap";
 
@@ -375,6 +396,16 @@ mod tests {
         assert!(check_manifest_artifacts(&[artifact("x", "zz")]).is_err());
         assert!(check_manifest_artifacts(&[artifact("../x", A)]).is_err());
         assert!(check_manifest_artifacts(&[artifact("x", A), artifact("x", A)]).is_err());
+    }
+
+    #[test]
+    fn bundle_names_carry_the_commit_and_board() {
+        let commit = "0123456789abcdef0123456789abcdef01234567";
+        assert_eq!(
+            bundle_name(&version(commit, false), "odroid-xu4"),
+            "berth-0123456789ab-odroid-xu4.raucb"
+        );
+        assert_eq!(version(commit, true), "0123456789ab-dirty");
     }
 
     #[test]

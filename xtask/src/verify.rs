@@ -108,7 +108,8 @@ impl Drop for Scratch {
 /// Check the folder; returns how many checks passed, or the first disagreement.
 pub fn verify_folder(dir: &Path, wanted_xz: Option<&str>) -> Result<usize> {
     let sums = release::read_sums(dir)?;
-    let manifest = release::read_manifest(dir)?.artifacts;
+    let build = release::read_manifest(dir)?;
+    let manifest = &build.artifacts;
 
     if let Some(xz) = wanted_xz {
         let image = xz.strip_suffix(".xz").unwrap_or(xz);
@@ -118,7 +119,7 @@ pub fn verify_folder(dir: &Path, wanted_xz: Option<&str>) -> Result<usize> {
             dir.display()
         );
     }
-    cross_check(&sums, &manifest)?;
+    cross_check(&sums, manifest)?;
 
     let mut checked = 1; // the cross check
     let mut found: BTreeMap<String, Found> = BTreeMap::new();
@@ -145,7 +146,7 @@ pub fn verify_folder(dir: &Path, wanted_xz: Option<&str>) -> Result<usize> {
         found.insert(entry.name.clone(), file);
     }
 
-    for artifact in &manifest {
+    for artifact in manifest {
         let file = found
             .get(&artifact.name)
             .expect("cross_check put every artifact in SHA256SUMS");
@@ -176,6 +177,8 @@ pub fn verify_folder(dir: &Path, wanted_xz: Option<&str>) -> Result<usize> {
         println!("ok  {image_name} against {bmap_name}");
         checked += 1;
     }
+
+    checked += crate::rauc::verify_bundle(dir, &build)?;
 
     let unlisted = unlisted_files(dir, &sums)?;
     if !unlisted.is_empty() {

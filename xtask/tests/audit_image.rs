@@ -872,6 +872,112 @@ fn elf_audit_agrees_with_checksec_and_flags_text_relocations() {
     }
 }
 
+/// The read-only root settings of berth_odroid_xu4_defconfig as Buildroot resolves them, and the
+/// fstab line package/skeleton-init-systemd writes for them.
+const READ_ONLY_ROOT_CONFIG: &str = "# BR2_TARGET_GENERIC_REMOUNT_ROOTFS_RW is not set\nBR2_TARGET_ROOTFS_EROFS=y\nBR2_INIT_SYSTEMD_VAR_FACTORY=y\n";
+const READ_ONLY_FSTAB: &str = "/dev/root / auto ro 0 1\n";
+
+/// A fake output of the board's overlay on a read-only root; `adjust` edits target/.
+fn read_only_output(dir: &Path, adjust: impl Fn(&Path)) -> PathBuf {
+    let output = fake_output(dir, &[], |target| {
+        common::write_file(&target.join("etc/fstab"), READ_ONLY_FSTAB, 0o644);
+        adjust(target);
+    });
+    let config = output.join(".config");
+    let text = fs::read_to_string(&config).unwrap() + READ_ONLY_ROOT_CONFIG;
+    fs::write(&config, text).unwrap();
+    output
+}
+
+fn audit_root(output: &Path) -> Output {
+    common::xtask()
+        .args(["audit", "root", "--json"])
+        .arg(output)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn the_board_overlay_on_a_read_only_root_passes_and_a_writable_root_fails_naming_why() {
+    let test = "the_board_overlay_on_a_read_only_root_passes_and_a_writable_root_fails_naming_why";
+    if !can_make_images(test) {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let output = read_only_output(tmp.path(), |_| {});
+    let out = audit_root(&output);
+    let report = audit_json(&out);
+    assert!(
+        out.status.success(),
+        "{report:#}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The overlay's own mounts are judged: the data volume and each declared bind.
+    for subject in [
+        "data.mount",
+        "var-lib-docker.mount",
+        "etc-machine-id.mount",
+        "/var/lib/docker",
+    ] {
+        assert!(
+            report["findings"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|f| f["subject"] == subject && f["verdict"] == "pass"),
+            "{subject}: {report:#}"
+        );
+    }
+
+    // Buildroot's defaults: remounted read-write, ext4, /var on the root.
+    fs::write(
+        output.join(".config"),
+        "BR2_TARGET_GENERIC_REMOUNT_ROOTFS_RW=y\nBR2_TARGET_ROOTFS_EXT2=y\n",
+    )
+    .unwrap();
+    fs::write(output.join("target/etc/fstab"), "/dev/root / auto rw 0 1\n").unwrap();
+    let out = audit_root(&output);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for why in [
+        "BR2_TARGET_GENERIC_REMOUNT_ROOTFS_RW is y: the root would be remounted read-write",
+        "BR2_TARGET_ROOTFS_EROFS is not set",
+        "/etc/fstab mounts / with 'rw'",
+    ] {
+        assert!(stderr.contains(why), "does not say '{why}': {stderr}");
+    }
+}
+
+#[test]
+fn a_unit_writing_outside_the_declared_state_fails_the_audit() {
+    let test = "a_unit_writing_outside_the_declared_state_fails_the_audit";
+    if !can_make_images(test) {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let output = read_only_output(tmp.path(), |target| {
+        common::write_file(
+            &target.join("usr/lib/systemd/system/stray.service"),
+            "[Service]\nExecStart=/usr/bin/stray\nReadWritePaths=/opt/stray\n",
+            0o644,
+        );
+        common::write_file(
+            &target.join("etc/systemd/system/srv.mount"),
+            "[Mount]\nWhat=/dev/sda1\nWhere=/srv\nType=ext4\n",
+            0o644,
+        );
+    });
+    let out = audit_root(&output);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("stray.service is set to write /opt/stray")
+            && stderr
+                .contains("srv.mount mounts /dev/sda1 writable at /srv, which is not declared"),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn full_audit_runs_the_image_part_even_when_the_kernel_part_cannot() {
     let test = "full_audit_runs_the_image_part_even_when_the_kernel_part_cannot";
@@ -890,6 +996,8 @@ fn full_audit_runs_the_image_part_even_when_the_kernel_part_cannot() {
     assert!(!out.status.success());
     let report = audit_json(&out);
     assert_eq!(report["image"]["passed"], true, "{report}");
+    // The fake output's .config says nothing of the root, so the read-only root part fails.
+    assert_eq!(report["root"]["passed"], false, "{report}");
     assert!(
         report["kernel"]["error"].is_string() || report["kernel"]["passed"] == false,
         "{report}"

@@ -93,6 +93,72 @@ fn post_build_fails_clearly_without_ssh_keys() {
     assert!(!target.join("root/.ssh").exists());
 }
 
+/// What post-build.sh looks for in the signing certificate it installs as RAUC's keyring.
+const CERTIFICATE: &str = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+
+#[test]
+fn post_build_installs_only_a_certificate_as_the_rauc_keyring_and_the_staged_hawkbit_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let target = tmp.path().join("target");
+    std::fs::create_dir(&target).unwrap();
+    let keys = tmp.path().join("keys.pub");
+    std::fs::write(
+        &keys,
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBerthTestKeyOnly t\n",
+    )
+    .unwrap();
+    let run = |keyring: Option<&Path>, hawkbit: Option<&Path>| {
+        let mut cmd = Command::new(board_dir().join("post-build.sh"));
+        cmd.arg(&target)
+            .env("BINARIES_DIR", tmp.path())
+            .env("BERTH_SSH_AUTHORIZED_KEYS", &keys)
+            .env_remove("BERTH_RAUC_KEYRING")
+            .env_remove("BERTH_HAWKBIT_ROOTFS");
+        if let Some(k) = keyring {
+            cmd.env("BERTH_RAUC_KEYRING", k);
+        }
+        if let Some(h) = hawkbit {
+            cmd.env("BERTH_HAWKBIT_ROOTFS", h);
+        }
+        cmd.output().unwrap()
+    };
+    let out = run(None, None);
+    assert!(!out.status.success());
+    assert!(common::stderr_text(&out).contains("BERTH_RAUC_KEYRING is not set"));
+
+    let with_key = tmp.path().join("both.pem");
+    std::fs::write(
+        &with_key,
+        format!("{CERTIFICATE}-----BEGIN PRIVATE KEY-----\nx\n"),
+    )
+    .unwrap();
+    let out = run(Some(&with_key), None);
+    assert!(common::stderr_text(&out).contains("holds a private key") && !out.status.success());
+    assert!(!target.join("etc/rauc/keyring.pem").exists());
+
+    let cert = tmp.path().join("cert.pem");
+    std::fs::write(&cert, CERTIFICATE).unwrap();
+    let staged = tmp.path().join("hawkbit");
+    let conf = "etc/rauc-hawkbit-updater/config.conf";
+    common::write_file(&staged.join(conf), "[client]\n", 0o600);
+    let out = run(Some(&cert), Some(&staged));
+    assert!(out.status.success(), "{}", common::stderr_text(&out));
+    assert_eq!(
+        std::fs::read_to_string(target.join("etc/rauc/keyring.pem")).unwrap(),
+        CERTIFICATE
+    );
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(target.join(conf))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    // A later build without [hawkbit] leaves none of the client's files behind.
+    let out = run(Some(&cert), None);
+    assert!(out.status.success(), "{}", common::stderr_text(&out));
+    assert!(!target.join(conf).exists());
+}
+
 #[test]
 fn post_build_makes_the_mount_points_and_root_keys() {
     use std::os::unix::fs::PermissionsExt;
@@ -105,11 +171,14 @@ fn post_build_makes_the_mount_points_and_root_keys() {
         "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBerthTestKeyOnly test@berth\n",
     )
     .unwrap();
+    let keyring = tmp.path().join("keyring.pem");
+    std::fs::write(&keyring, CERTIFICATE).unwrap();
     let run = |keys: &Path| {
         Command::new(board_dir().join("post-build.sh"))
             .arg(&target)
             .env("BINARIES_DIR", tmp.path())
             .env("BERTH_SSH_AUTHORIZED_KEYS", keys)
+            .env("BERTH_RAUC_KEYRING", &keyring)
             .output()
             .unwrap()
     };
@@ -340,6 +409,13 @@ fn post_image_lays_out_two_system_slots_and_the_emmc_boot0_image() {
     assert!(
         read_at(&sd, a_at, system.len()) == system,
         "system.img is not p2"
+    );
+    // The root is chosen per boot: boot.cmd adds root=/dev/dm-0 over the slot's partition, whose
+    // PARTUUID (`part uuid`) is <signature>-02 for A; cmdline.txt must not name one.
+    assert!(
+        !cmdline().split(' ').any(|p| p.starts_with("root=")),
+        "cmdline.txt names a root; boot.cmd adds it for the slot it boots (disk signature {signature:08x}): {}",
+        cmdline()
     );
     let erofs = fs::read(images.join("rootfs.erofs")).unwrap();
     assert!(system.starts_with(&erofs) && system.len() > erofs.len());

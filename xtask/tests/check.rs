@@ -93,6 +93,38 @@ fn a_bogus_symbol_fails_naming_it() {
 }
 
 #[test]
+fn a_defconfig_whose_root_is_writable_fails_naming_why() {
+    let test = "a_defconfig_whose_root_is_writable_fails_naming_why";
+    let Some(tree) = common::buildroot_tree(test) else {
+        return;
+    };
+    let copy = repo_copy();
+    let defconfig = copy.path().join("configs/berth_odroid_xu4_defconfig");
+    let shipped = std::fs::read_to_string(&defconfig).unwrap();
+    // Buildroot's default comes back: the root is remounted read-write during boot.
+    let writable = shipped.replace("# BR2_TARGET_GENERIC_REMOUNT_ROOTFS_RW is not set\n", "");
+    assert_ne!(writable, shipped);
+    std::fs::write(&defconfig, writable).unwrap();
+
+    let inputs = xtask::check::Inputs {
+        buildroot: Some(tree),
+        linux: None,
+        uboot: None,
+        host: xtask::host::Host::from_process(),
+    };
+    let err = xtask::check::check(&Repo::at(copy.path()), &inputs)
+        .expect_err("check passed a root remounted read-write");
+    let err = format!("{err:#}");
+    assert!(
+        err.contains(
+            "configs/berth_odroid_xu4_defconfig: read-only root: \
+             BR2_TARGET_GENERIC_REMOUNT_ROOTFS_RW is y: the root would be remounted read-write"
+        ),
+        "the writable root is not named:\n{err}"
+    );
+}
+
+#[test]
 fn missing_shellcheck_fails_first_with_the_apt_command() {
     let empty = tempfile::tempdir().unwrap();
     // No tools on PATH: check stops before any stage, naming shellcheck and its package.

@@ -190,7 +190,7 @@ fn first_boot_creates_luks2_then_later_boots_open_it() {
         return;
     }
     let rig = Rig::new("boot");
-    // The image ships the blank marker at the start of p3 so a reused card is still "blank".
+    // The image ships the blank marker at the start of the data partition so a reused card is still "blank".
     rig.write_at_start(b"BERTH_DATA_BLANK");
     let first = rig.boot();
     assert!(
@@ -227,7 +227,7 @@ fn first_boot_creates_luks2_then_later_boots_open_it() {
         blkid.contains("TYPE=ext4") && blkid.contains("LABEL=berth-data"),
         "{blkid}"
     );
-    // What var-lib-docker.mount does on the board.
+    // What data.mount does on the board.
     ok(Command::new("mount")
         .args(["-o", "noatime"])
         .arg(rig.mapper())
@@ -349,7 +349,96 @@ fn script_passes_shellcheck() {
     if !common::have_tool(test, "shellcheck", "shellcheck") {
         return;
     }
-    ok(Command::new("shellcheck").arg(script()));
+    ok(Command::new("shellcheck").arg(script()).arg(state_script()));
+}
+
+fn state_script() -> PathBuf {
+    common::repo_root().join("br2-external/package/berth-data-crypt/berth-state")
+}
+
+/// berth-state on an empty data volume (a folder here) with the repository's state table.
+fn lay_out_state(root: &Path, machine_id: &Path) -> Output {
+    Command::new("sh")
+        .arg(state_script())
+        .env(
+            "BERTH_STATE_TABLE",
+            common::repo_root().join("configs/hardening/persistent-state.toml"),
+        )
+        .env("BERTH_STATE_ROOT", root)
+        .env("BERTH_MACHINE_ID_FILE", machine_id)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn berth_state_lays_out_the_declared_state_once() {
+    use std::os::unix::fs::PermissionsExt;
+    let test = "berth_state_lays_out_the_declared_state_once";
+    if !common::have_tool(test, "ssh-keygen", "openssh-client") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    fs::create_dir_all(root.join("data")).unwrap();
+    let machine_id = dir.path().join("machine-id");
+    fs::write(&machine_id, "0123456789abcdef0123456789abcdef\n").unwrap();
+    let out = lay_out_state(&root, &machine_id);
+    assert!(out.status.success(), "{}", common::stderr_text(&out));
+    let mode = |p: &str| fs::metadata(root.join(p)).unwrap().permissions().mode() & 0o7777;
+    // Every folder the table keeps on the data volume, with its mode; nothing for the boot
+    // partition's entry, which is a device.
+    for (folder, want) in [
+        ("data/docker", 0o710),
+        ("data/ssh", 0o700),
+        ("data/network", 0o755),
+        ("data/rauc", 0o700),
+    ] {
+        assert_eq!(mode(folder), want, "{folder}");
+    }
+    assert!(!root.join("dev").exists());
+    assert_eq!(
+        fs::read_to_string(root.join("data/machine-id")).unwrap(),
+        "0123456789abcdef0123456789abcdef\n"
+    );
+    let key = fs::read(root.join("data/ssh/ssh_host_ed25519_key")).unwrap();
+    // A later boot, with another transient machine ID, changes nothing.
+    fs::write(&machine_id, "fedcba9876543210fedcba9876543210\n").unwrap();
+    let again = lay_out_state(&root, &machine_id);
+    assert!(again.status.success(), "{}", common::stderr_text(&again));
+    assert!(
+        common::stderr_text(&again).is_empty(),
+        "{}",
+        common::stderr_text(&again)
+    );
+    assert_eq!(
+        fs::read_to_string(root.join("data/machine-id")).unwrap(),
+        "0123456789abcdef0123456789abcdef\n"
+    );
+    assert_eq!(
+        fs::read(root.join("data/ssh/ssh_host_ed25519_key")).unwrap(),
+        key
+    );
+}
+
+#[test]
+fn a_configuration_naming_no_data_partition_stops_with_a_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("data-crypt.conf");
+    fs::write(
+        &conf,
+        "KEY_POLICY=keyfile\nKEY_DEVICE=/nonexistent\nKEY_FILE_NAME=k\n",
+    )
+    .unwrap();
+    let out = Command::new("sh")
+        .arg(script())
+        .env("BERTH_DATA_CRYPT_CONF", &conf)
+        .env_remove("BERTH_DATA_DEVICE")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let message = common::stderr_text(&out);
+    assert!(message.contains("names no DATA_DEVICE"), "{message}");
+    assert!(message.contains("STOPPED"), "{message}");
 }
 
 #[test]

@@ -43,6 +43,12 @@ fn fake_repo(root: &Path) {
         "board/odroid-xu4/genimage.cfg",
         &std::fs::read_to_string(Repo::checkout().path("board/odroid-xu4/genimage.cfg")).unwrap(),
     );
+    // RAUC's system configuration: `image` checks its compatible before building.
+    let system_conf = format!("board/odroid-xu4/{}", xtask::rauc::SYSTEM_CONF);
+    write(
+        &system_conf,
+        &std::fs::read_to_string(Repo::checkout().path(&system_conf)).unwrap(),
+    );
     write("keys/id_ed25519.pub", PUBLIC_KEY);
     write("keys/id_ed25519", PRIVATE_KEY);
     common::commit_all(root, "stand-in");

@@ -113,9 +113,9 @@ fn real_tree_fragment_survives_and_the_image_can_boot() {
     let (stdout, stderr) = text(&output);
     assert!(uboot_problems(&stderr).is_empty(), "{stdout}\n{stderr}");
     for line in [
-        "uboot: U-Boot 2026.01 odroid-xu3_defconfig + 2 fragment settings",
+        "uboot: U-Boot 2026.01 odroid-xu3_defconfig + 6 fragment settings",
         "uboot: every fragment line survived olddefconfig",
-        "uboot: boots extlinux.conf from the bootable vfat p1 by distro boot, console on UART2, environment nowhere",
+        "uboot: boots boot.scr from the bootable vfat p1 by distro boot, kernel and DTB from the A/B slots' EROFS, console on UART2, environment nowhere",
         "[uboot] fragment and boot needs resolve in",
     ] {
         assert!(stdout.contains(line), "missing '{line}':\n{stdout}");

@@ -57,11 +57,12 @@ pub struct AppRecord {
     pub archive_size: u64,
 }
 
-/// The mount point of the encrypted data partition: the `Where=` of the board's mount unit
-/// whose device is a dm-crypt mapping (`What=/dev/mapper/…`).
+/// Docker's data folder on the encrypted data volume: the `Where=` of the board's mount unit
+/// that binds the volume's `docker` folder (`What=<volume>/docker`), the volume being the one
+/// mount unit of a dm-crypt mapping (`What=/dev/mapper/…`).
 pub fn data_mount(board_dir: &Path) -> Result<String> {
     let units = board_dir.join("rootfs-overlay/etc/systemd/system");
-    let mut found = Vec::new();
+    let mut mounts = Vec::new();
     let entries =
         std::fs::read_dir(&units).with_context(|| format!("could not list {}", units.display()))?;
     for entry in entries {
@@ -80,19 +81,28 @@ pub fn data_mount(board_dir: &Path) -> Result<String> {
                 .rev()
                 .find(|(section, k, _)| section == "Mount" && k == key)
                 .map(|(_, _, v)| v.clone())
+                .unwrap_or_default()
         };
-        if value("What").is_some_and(|w| w.starts_with("/dev/mapper/")) {
-            found.extend(value("Where"));
-        }
+        mounts.push((value("What"), value("Where")));
     }
-    match found.as_slice() {
-        [one] => Ok(one.clone()),
-        _ => bail!(
+    let volumes: Vec<&String> = mounts
+        .iter()
+        .filter(|(what, _)| what.starts_with("/dev/mapper/"))
+        .map(|(_, at)| at)
+        .collect();
+    let [volume] = volumes.as_slice() else {
+        bail!(
             "{} should hold exactly one mount unit of an encrypted (/dev/mapper/) device, found {}",
             units.display(),
-            found.len()
-        ),
-    }
+            volumes.len()
+        );
+    };
+    let docker = format!("{}/docker", volume.trim_end_matches('/'));
+    mounts
+        .iter()
+        .find(|(what, _)| *what == docker)
+        .map(|(_, at)| at.clone())
+        .with_context(|| format!("{} holds no mount unit binding {docker}", units.display()))
 }
 
 /// The board's limits for `apps.toml`: its memory and CPUs, and the volume folder.
@@ -247,6 +257,13 @@ mod tests {
             "[Mount]\nWhat=/dev/mmcblk0p1\nWhere=/boot\n",
         )
         .unwrap();
-        assert_eq!(data_mount(dir.path()).unwrap(), "/data");
+        let err = data_mount(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("no mount unit binding /data/docker"), "{err}");
+        std::fs::write(
+            units.join("var-lib-docker.mount"),
+            "[Mount]\nWhat=/data/docker\nWhere=/var/lib/docker\nOptions=bind\n",
+        )
+        .unwrap();
+        assert_eq!(data_mount(dir.path()).unwrap(), "/var/lib/docker");
     }
 }

@@ -1,5 +1,5 @@
 //! Every deliberate departure from a hardening rule, with its reason, in one file
-//! (`configs/hardening/exceptions.toml`): `[[kernel]]`, `[[elf]]` and `[[cis]]` entries.
+//! (`configs/hardening/exceptions.toml`): `[[kernel]]`, `[[elf]]`, `[[cis]]` and `[[root]]` entries.
 //!
 //! One type reads all three sections the same way. Loading refuses what can never be right
 //! whatever is audited: an unknown section or field, an empty reason, two exceptions for the same
@@ -23,6 +23,8 @@ pub struct Exceptions {
     pub elf: Vec<ElfException>,
     #[serde(default)]
     pub cis: Vec<CisException>,
+    #[serde(default)]
+    pub root: Vec<RootException>,
 }
 
 /// One `[[kernel]]` entry: a rule of `kernel-rules.toml` Berth departs from.
@@ -54,6 +56,17 @@ pub struct ElfException {
 #[serde(deny_unknown_fields)]
 pub struct CisException {
     pub item: String,
+    pub reason: String,
+}
+
+/// One `[[root]]` entry: a folder outside the declared state that a unit is set to write
+/// (`configs/hardening/readonly-root.toml`, `[[directive]]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RootException {
+    pub unit: String,
+    /// The folder as the audit names it (`/etc`, `/var/lib/x`).
+    pub path: String,
     pub reason: String,
 }
 
@@ -98,6 +111,16 @@ impl Waiver for CisException {
     }
 }
 
+impl Waiver for RootException {
+    const SECTION: &'static str = "root";
+    fn label(&self) -> String {
+        format!("{} writing {}", self.unit, self.path)
+    }
+    fn reason(&self) -> &str {
+        &self.reason
+    }
+}
+
 impl Exceptions {
     /// Read and check the exceptions file of a checkout.
     pub fn load(path: &Path) -> Result<Exceptions> {
@@ -113,6 +136,7 @@ impl Exceptions {
         check_section(&exceptions.kernel)?;
         check_section(&exceptions.elf)?;
         check_section(&exceptions.cis)?;
+        check_section(&exceptions.root)?;
         // Each names exactly one file, so every departure is seen and reasoned file by file (a
         // wildcard would also waive files nobody looked at).
         for e in &exceptions.elf {

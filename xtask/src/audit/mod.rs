@@ -9,6 +9,7 @@ pub mod exceptions;
 pub mod image;
 pub mod kernel;
 pub mod report;
+pub mod root;
 pub mod tables;
 
 use std::path::{Path, PathBuf};
@@ -19,7 +20,9 @@ use clap::{Args, Subcommand};
 use crate::host::Host;
 use crate::project::Repo;
 use report::Report;
-pub use tables::{APPS_RULES, CIS_RULES, ELF_RULES, EXCEPTIONS, KERNEL_RULES};
+pub use tables::{
+    APPS_RULES, CIS_RULES, ELF_RULES, EXCEPTIONS, KERNEL_RULES, PERSISTENT_STATE, ROOT_RULES,
+};
 
 #[derive(Args)]
 pub struct AuditArgs {
@@ -43,6 +46,10 @@ enum AuditWhat {
     Kernel(kernel::KernelArgs),
     /// Audit a Buildroot output folder: CIS Docker items and ELF hardening of every binary.
     Image(image::ImageArgs),
+    /// Audit a Buildroot output folder's read-only root: its .config (EROFS, never remounted
+    /// read-write) and target/ (what is mounted writable, what services write), against the
+    /// declared persistent state.
+    Root(root::RootArgs),
     /// Judge `make pkg-stats` JSON against the vulnerability record (configs/vulnerabilities.toml).
     Cves(cves::CvesArgs),
 }
@@ -66,6 +73,7 @@ pub fn run(args: AuditArgs, repo: &Repo, host: &Host) -> Result<()> {
     match args.what {
         Some(AuditWhat::Kernel(a)) => kernel::run(a, args.json, repo, host),
         Some(AuditWhat::Image(a)) => image::run(a, args.json, repo),
+        Some(AuditWhat::Root(a)) => root::run(a, args.json, repo),
         Some(AuditWhat::Cves(a)) => cves::run(repo, a, args.json),
         None => {
             // Where `cargo xtask image` builds the default board.
@@ -101,6 +109,7 @@ struct OutputAudit<'a> {
     output: &'a Path,
     kernel: Result<Report>,
     image: Result<image::ImageAudit>,
+    root: Result<Report>,
 }
 
 impl<'a> OutputAudit<'a> {
@@ -109,6 +118,7 @@ impl<'a> OutputAudit<'a> {
             output,
             kernel: kernel::audit_buildroot_output(repo, output),
             image: image::audit_image(repo, output, None),
+            root: root::audit_output(repo, output),
         }
     }
 
@@ -121,6 +131,7 @@ impl<'a> OutputAudit<'a> {
             "output": self.output.display().to_string(),
             "kernel": part(self.kernel.as_ref().map(|r| r.to_json())),
             "image": part(self.image.as_ref().map(|a| a.to_json())),
+            "root": part(self.root.as_ref().map(|r| r.to_json())),
         })
     }
 
@@ -132,6 +143,10 @@ impl<'a> OutputAudit<'a> {
         }
         if let Ok(audit) = &self.image {
             out.push_str(&audit.render_table());
+        }
+        if let Ok(report) = &self.root {
+            out.push('\n');
+            out.push_str(&report.render_table());
         }
         out
     }
@@ -153,6 +168,9 @@ impl<'a> OutputAudit<'a> {
             out.push_str(&line("CIS Docker", &audit.cis));
             out.push_str(&line("ELF hardening", &audit.elf));
         }
+        if let Ok(report) = &self.root {
+            out.push_str(&line("read-only root", report));
+        }
         out
     }
 
@@ -173,6 +191,14 @@ impl<'a> OutputAudit<'a> {
                 }
             }
             Err(e) => problems.push(format!("image audit could not run: {e:#}")),
+        }
+        match &self.root {
+            Ok(report) => {
+                if let Err(e) = root::verdict(report) {
+                    problems.push(format!("{e:#}"));
+                }
+            }
+            Err(e) => problems.push(format!("read-only root audit could not run: {e:#}")),
         }
         anyhow::ensure!(
             problems.is_empty(),

@@ -10,3 +10,6 @@ pub const ELF_RULES: &str = "configs/hardening/elf-rules.toml";
 pub const APPS_RULES: &str = "configs/hardening/cis-apps.toml";
 /// Every deliberate departure from those rules, with its reason ([`super::exceptions`]).
 pub const EXCEPTIONS: &str = "configs/hardening/exceptions.toml";
+/// The read-only root's rules, and the one declared home of persistent state ([`super::root`]).
+pub const ROOT_RULES: &str = "configs/hardening/readonly-root.toml";
+pub const PERSISTENT_STATE: &str = "configs/hardening/persistent-state.toml";

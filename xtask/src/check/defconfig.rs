@@ -80,6 +80,26 @@ fn round_trip(
     })
 }
 
+/// The read-only root's configuration rules (`configs/hardening/readonly-root.toml`) judged on
+/// the `.config` Buildroot resolved in `output`, each failure a problem naming why.
+pub fn read_only_root(repo_root: &Path, output: &Path, name: &str) -> Vec<String> {
+    let judged = (|| -> Result<Vec<String>> {
+        let rules =
+            crate::audit::root::RootRules::load(&repo_root.join(crate::audit::tables::ROOT_RULES))?;
+        let dot_config = output.join(".config");
+        let text = std::fs::read_to_string(&dot_config)
+            .with_context(|| format!("could not read {}", dot_config.display()))?;
+        let config = Resolved::parse(&text, ".config")?;
+        Ok(crate::audit::root::config_findings(&rules, &config)
+            .0
+            .into_iter()
+            .filter(|f| f.verdict == crate::audit::report::Verdict::Fail)
+            .map(|f| format!("{name}: read-only root: {}", f.detail))
+            .collect())
+    })();
+    judged.unwrap_or_else(|err| vec![format!("{name}: read-only root: {err:#}")])
+}
+
 /// How a defconfig differs from what `make savedefconfig` writes for it (the form the Buildroot
 /// manual asks for, so a later savedefconfig never reshuffles it).
 fn savedefconfig_differences(ours: &str, saved: &str) -> Vec<String> {
@@ -132,6 +152,16 @@ const REQUIRED_OPTIONS: &[(&[&str], &str)] = &[
         &["BR2_TARGET_ROOTFS_EROFS_LZ4HC"],
         "an LZ4HC-compressed EROFS root (U-Boot 2026.01 reads the kernel from it, and reads LZ4 but not LZMA)",
     ),
+    // Selected by rauc-hawkbit-updater, so savedefconfig does not spell it out.
+    (&["BR2_PACKAGE_RAUC"], "RAUC, which installs updates"),
+    (
+        &["BR2_PACKAGE_UBOOT_TOOLS_FWPRINTENV"],
+        "fw_setenv, RAUC's U-Boot backend",
+    ),
+    (
+        &["BR2_PACKAGE_HOST_RAUC"],
+        "host rauc, which makes the bundle",
+    ),
 ];
 
 fn missing_options(config: &Resolved) -> Vec<String> {
@@ -151,7 +181,8 @@ mod tests {
         let good = Resolved::parse(
             "BR2_SSP_STRONG=y\nBR2_RELRO_FULL=y\nBR2_FORTIFY_SOURCE_3=y\nBR2_PIC_PIE=y\n\
              BR2_REPRODUCIBLE=y\nBR2_INIT_SYSTEMD=y\nBR2_PACKAGE_OPENSSH_SERVER=y\n\
-             BR2_TARGET_ROOTFS_EROFS_LZ4HC=y\n",
+             BR2_TARGET_ROOTFS_EROFS_LZ4HC=y\n\
+             BR2_PACKAGE_RAUC=y\nBR2_PACKAGE_UBOOT_TOOLS_FWPRINTENV=y\nBR2_PACKAGE_HOST_RAUC=y\n",
             ".config",
         )
         .unwrap();
@@ -159,7 +190,8 @@ mod tests {
         let weak = Resolved::parse(
             "BR2_SSP_REGULAR=y\nBR2_RELRO_PARTIAL=y\nBR2_FORTIFY_SOURCE_2=y\n# BR2_PIC_PIE is not set\n\
              BR2_REPRODUCIBLE=y\nBR2_INIT_SYSTEMD=y\nBR2_PACKAGE_OPENSSH_SERVER=y\n\
-             BR2_TARGET_ROOTFS_EROFS_LZMA=y\n",
+             BR2_TARGET_ROOTFS_EROFS_LZMA=y\n\
+             BR2_PACKAGE_RAUC=y\nBR2_PACKAGE_UBOOT_TOOLS_FWPRINTENV=y\nBR2_PACKAGE_HOST_RAUC=y\n",
             ".config",
         )
         .unwrap();

@@ -275,7 +275,12 @@ fn check_defconfig(
         }
     };
     let bar = spinner(format!("loading {name} into Buildroot"));
-    let loaded = defconfig::check(sh, tree, defconfig, &name, output.path());
+    let loaded = defconfig::check(sh, tree, defconfig, &name, output.path()).map(|mut loaded| {
+        loaded
+            .problems
+            .extend(defconfig::read_only_root(repo, output.path(), &name));
+        loaded
+    });
     bar.finish_and_clear();
     match loaded {
         Ok(loaded) if loaded.problems.is_empty() => println!(

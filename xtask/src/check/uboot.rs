@@ -1,7 +1,8 @@
 //! Stage (f) of `cargo xtask check`: the U-Boot configuration as Buildroot resolves it
 //! ([`kconfig::resolve()`]: the board defconfig, then our fragment over it) in a real U-Boot tree,
 //! every fragment line that did not survive named, and a check that the result can boot Berth's
-//! image (extlinux.conf on the bootable vfat p1, serial console, environment stored nowhere).
+//! image (boot.scr on the bootable vfat p1 choosing slot A or B, kernel and DTB from the slot's
+//! EROFS, serial console, environment stored nowhere).
 //!
 //! Which board defconfig, fragments and version are read from the Buildroot defconfig, so they are
 //! stated once. The source tree is only read: Kconfig runs with `O=` a temporary folder.
@@ -19,36 +20,59 @@ enum Need {
     Is(&'static str, &'static str),
 }
 
-/// What the boot chain relies on, each with why. The board code sets `fdtfile` for the board it
-/// runs on; the legacy distro-boot script scans mmc2 (SD), mmc1, mmc0 (eMMC), on each the
-/// bootable-flagged partitions (else partition 1) for /extlinux/extlinux.conf.
+/// What the boot chain relies on, each with why. Distro boot scans mmc2 (SD), mmc1, mmc0 (eMMC),
+/// on each the bootable-flagged partitions (else partition 1) for /boot.scr, and sources it with
+/// devtype and devnum set; board/odroid-xu4/boot.cmd then does the A/B choice itself.
 const BOOT_NEEDS: &[(&str, &[Need])] = &[
     (
         "the environment is never read from or written to the card",
         &[Need::On("CONFIG_ENV_IS_NOWHERE")],
     ),
     (
-        "autoboot runs distro boot, which finds extlinux.conf (board/odroid-xu4/post-build.sh)",
+        "autoboot runs distro boot, which finds boot.scr (board/odroid-xu4/boot.cmd) and sources it",
         &[
             Need::On("CONFIG_AUTOBOOT"),
             Need::On("CONFIG_DISTRO_DEFAULTS"),
             Need::Is("CONFIG_BOOTCOMMAND", "run distro_bootcmd"),
-            Need::On("CONFIG_CMD_SYSBOOT"),
+            Need::On("CONFIG_CMD_SOURCE"),
+            Need::On("CONFIG_LEGACY_IMAGE_FORMAT"),
+            Need::On("CONFIG_HUSH_PARSER"),
+            // The parser xtask/tests/uboot_sandbox.rs runs boot.cmd with.
+            Need::On("CONFIG_HUSH_OLD_PARSER"),
         ],
     ),
     (
-        "the bootable-flagged vfat p1 of the MBR is found and read",
+        "the bootable-flagged vfat p1 of the MBR is found and read, and the slots' PARTUUIDs named",
         &[
             Need::On("CONFIG_DOS_PARTITION"),
             Need::On("CONFIG_CMD_PART"),
+            Need::On("CONFIG_PARTITION_UUIDS"),
             Need::On("CONFIG_CMD_FS_GENERIC"),
             Need::On("CONFIG_FS_FAT"),
             Need::On("CONFIG_MMC_DW_EXYNOS"),
         ],
     ),
+    (
+        "the boot script keeps BOOT_ORDER and the tries left in uboot.env on p1 \
+         (env import -c / env export -c, counted down with setexpr, written with save)",
+        &[
+            Need::On("CONFIG_CMD_IMPORTENV"),
+            Need::On("CONFIG_CMD_EXPORTENV"),
+            Need::On("CONFIG_CMD_SETEXPR"),
+            Need::On("CONFIG_FAT_WRITE"),
+        ],
+    ),
+    (
+        "the kernel and DTBs are read from the slot's LZ4-compressed EROFS root (/boot)",
+        &[
+            Need::On("CONFIG_FS_EROFS"),
+            Need::On("CONFIG_FS_EROFS_ZIP"),
+            Need::On("CONFIG_LZ4"),
+        ],
+    ),
     ("the kernel is a zImage", &[Need::On("CONFIG_CMD_BOOTZ")]),
     (
-        "fdtfile names the DTB of the board U-Boot runs on (fdtdir in extlinux.conf)",
+        "fdtfile names the DTB of the board U-Boot runs on (/boot/${fdtfile} in the slot)",
         &[
             Need::On("CONFIG_BOARD_TYPES"),
             Need::On("CONFIG_ENV_VARS_UBOOT_RUNTIME_CONFIG"),
@@ -148,8 +172,8 @@ pub fn check(repo: &Repo, uboot_src: &Path, cache: &Path) -> Result<()> {
     }
     if unbootable.is_empty() {
         println!(
-            "uboot: boots extlinux.conf from the bootable vfat p1 by distro boot, console on UART2, \
-             environment nowhere"
+            "uboot: boots boot.scr from the bootable vfat p1 by distro boot, kernel and DTB from \
+             the A/B slots' EROFS, console on UART2, environment nowhere"
         );
     }
     let problems: Vec<String> = resolved
@@ -180,11 +204,22 @@ CONFIG_ENV_IS_NOWHERE=y
 CONFIG_AUTOBOOT=y
 CONFIG_DISTRO_DEFAULTS=y
 CONFIG_BOOTCOMMAND=\"run distro_bootcmd\"
-CONFIG_CMD_SYSBOOT=y
+CONFIG_CMD_SOURCE=y
+CONFIG_LEGACY_IMAGE_FORMAT=y
+CONFIG_HUSH_PARSER=y
+CONFIG_HUSH_OLD_PARSER=y
 CONFIG_DOS_PARTITION=y
 CONFIG_CMD_PART=y
+CONFIG_PARTITION_UUIDS=y
 CONFIG_CMD_FS_GENERIC=y
 CONFIG_FS_FAT=y
+CONFIG_CMD_IMPORTENV=y
+CONFIG_CMD_EXPORTENV=y
+CONFIG_CMD_SETEXPR=y
+CONFIG_FAT_WRITE=y
+CONFIG_FS_EROFS=y
+CONFIG_FS_EROFS_ZIP=y
+CONFIG_LZ4=y
 CONFIG_MMC_DW_EXYNOS=y
 CONFIG_CMD_BOOTZ=y
 CONFIG_BOARD_TYPES=y
@@ -211,6 +246,7 @@ CONFIG_BAUDRATE=115200
                 "CONFIG_ENV_IS_IN_MMC=y",
             )
             .replace("CONFIG_FS_FAT=y", "# CONFIG_FS_FAT is not set")
+            .replace("CONFIG_FS_EROFS_ZIP=y", "# CONFIG_FS_EROFS_ZIP is not set")
             .replace("run distro_bootcmd", "bootflow scan")
             .replace("CONFIG_BAUDRATE=115200", "CONFIG_BAUDRATE=9600");
         let problems = boot_problems(&kconfig::parse(&broken, ".config").unwrap());
@@ -224,11 +260,15 @@ CONFIG_BAUDRATE=115200
                 "CONFIG_ENV_IS_NOWHERE=y",
                 "CONFIG_BOOTCOMMAND=run",
                 "CONFIG_FS_FAT=y",
+                "CONFIG_FS_EROFS_ZIP=y",
                 "CONFIG_BAUDRATE=115200",
                 "CONFIG_ENV_IS_IN_MMC",
             ],
             "{problems:#?}"
         );
-        assert!(problems[2].ends_with("the bootable-flagged vfat p1 of the MBR is found and read"));
+        assert!(problems[2].ends_with(
+            "the bootable-flagged vfat p1 of the MBR is found and read, and the slots' PARTUUIDs named"
+        ));
+        assert!(problems[3].ends_with("the slot's LZ4-compressed EROFS root (/boot)"));
     }
 }

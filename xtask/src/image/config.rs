@@ -22,12 +22,18 @@ pub struct BerthConfig {
     pub jobs: Option<u32>,
     /// Declared containers (`apps.toml`) to preload and run.
     pub apps: Option<PathBuf>,
+    /// Production key and certificate for update bundles (both or neither; else a development
+    /// pair in the output folder).
+    pub signing_key: Option<PathBuf>,
+    pub signing_cert: Option<PathBuf>,
+    /// The hawkBit server the fleet client polls; without it no update client runs.
+    pub hawkbit: Option<super::hawkbit::HawkbitTable>,
 }
 
 impl BerthConfig {
     pub fn parse(text: &str, name: &str) -> Result<Self> {
         toml::from_str(text).with_context(|| {
-            format!("{name} is not a valid Berth configuration (keys: ssh_authorized_keys, board, buildroot, output, jobs, apps)")
+            format!("{name} is not a valid Berth configuration (keys: ssh_authorized_keys, board, buildroot, output, jobs, apps, signing_key, signing_cert, [hawkbit])")
         })
     }
 
@@ -229,6 +235,15 @@ mod tests {
             example.ssh_authorized_keys.as_deref(),
             Some(Path::new("~/.ssh/id_ed25519.pub"))
         );
+        // Its commented [hawkbit] table, uncommented, is complete.
+        let hawkbit: String = include_str!("../../../berth.example.toml")
+            .lines()
+            .skip_while(|l| !l.starts_with("# [hawkbit]"))
+            .map(|l| format!("{}\n", l.trim_start_matches("# ")))
+            .collect();
+        let parsed = BerthConfig::parse(&hawkbit, "the example's [hawkbit]").unwrap();
+        let table = parsed.hawkbit.expect("the example shows [hawkbit]");
+        table.complete(|p| Ok(p.to_path_buf())).unwrap();
     }
 
     #[test]

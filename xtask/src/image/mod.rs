@@ -7,11 +7,14 @@
 pub mod apps;
 mod build;
 mod config;
+pub mod hawkbit;
 pub mod layout;
 mod network;
 mod output;
 mod progress;
+pub mod signing;
 mod ssh_keys;
+mod updates;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -59,6 +62,13 @@ pub struct ImageArgs {
     /// Declared containers to preload and run (apps.toml, see docs/apps.md and apps.example.toml).
     #[arg(long, value_name = "FILE")]
     pub apps: Option<PathBuf>,
+    /// Private key (PEM) that signs the update bundle; with --signing-cert [default: a
+    /// development pair made in the output folder on the first build].
+    #[arg(long, value_name = "FILE", requires = "signing_cert")]
+    pub signing_key: Option<PathBuf>,
+    /// Its certificate (PEM), which goes into the image as RAUC's keyring.
+    #[arg(long, value_name = "FILE", requires = "signing_key")]
+    pub signing_cert: Option<PathBuf>,
 }
 
 /// How long the network preflight may take in total.
@@ -108,6 +118,14 @@ pub fn run(checkout: &Repo, args: ImageArgs, host: &Host) -> Result<()> {
     let images = output.join("images");
     output::remove_finished_markers(&images)?;
     let apps = apps::stage(declared, &output, host)?;
+    let board_dir = settings.board.dir(checkout);
+    let updates = updates::prepare(
+        &sh,
+        settings.updates,
+        &output,
+        &board_dir,
+        settings.board.name,
+    )?;
 
     eprintln!(
         "Configuring {} from {} (Buildroot {BUILDROOT_RELEASE} at {}, in {})",
@@ -136,6 +154,7 @@ pub fn run(checkout: &Repo, args: ImageArgs, host: &Host) -> Result<()> {
         settings.ssh_keys.path().display().to_string(),
     ));
     env.extend(apps.env.clone());
+    env.extend(updates.env.clone());
     // Buildroot's `>>>` lines are wrapped in `tput smso`; a dumb terminal keeps the log plain.
     env.push(("TERM".into(), "dumb".into()));
 
@@ -155,7 +174,8 @@ pub fn run(checkout: &Repo, args: ImageArgs, host: &Host) -> Result<()> {
     // Before the audit and the digests: a system image too big for its budget is no release.
     let system_image = release::measure_system_image(&images)?;
 
-    let artifacts = audit_and_describe(checkout, &br, &sh, &output, &dl_root)?;
+    let mut artifacts = audit_and_describe(checkout, &br, &sh, &output, &dl_root)?;
+    artifacts.extend(updates.write_bundle(&sh, &output, &commit, dirty)?);
     crate::apps::sbom::add_to(&images.join(release::SBOM_FILE), &apps.records)?;
     let manifest = Manifest {
         berth: BerthInfo {
@@ -247,6 +267,7 @@ struct Settings {
     pub jobs: Option<u32>,
     ssh_keys: config::SshKeys,
     apps: Option<PathBuf>,
+    updates: updates::UpdateSettings,
 }
 
 impl Settings {
@@ -282,6 +303,25 @@ impl Settings {
                 home,
             )?,
             apps: pick(args.apps.as_deref(), file.apps.as_deref())?,
+            updates: updates::UpdateSettings {
+                // The flags come as a pair (clap), berth.toml's keys are checked as one.
+                signing: match (args.signing_key, args.signing_cert) {
+                    (Some(key), Some(cert)) => {
+                        signing::named(pick(Some(&key), None)?, pick(Some(&cert), None)?)?
+                    }
+                    _ => signing::named(
+                        pick(None, file.signing_key.as_deref())?,
+                        pick(None, file.signing_cert.as_deref())?,
+                    )?,
+                },
+                hawkbit: file
+                    .hawkbit
+                    .as_ref()
+                    .map(|table| {
+                        table.complete(|p| Ok(pick(None, Some(p))?.expect("a path was given")))
+                    })
+                    .transpose()?,
+            },
         })
     }
 }

@@ -130,7 +130,11 @@ DL_DIR := $(BR2_DL_DIR)
 # As in Buildroot, packages are built once (their stamps stay) and the root filesystem and
 # images are made again on every run.
 .PHONY: all defconfig show-info print-version legal-info $(O)/images/rootfs.erofs $(O)/images/sdcard.img
-all: $(O)/images/sdcard.img
+all: $(O)/images/sdcard.img $(O)/host/bin/rauc
+
+# BR2_PACKAGE_HOST_RAUC: the host's own rauc (Debian's) stands in for the one Buildroot builds.
+$(O)/host/bin/rauc:
+	@mkdir -p $(@D) && ln -sf "$$(command -v rauc)" $@
 
 # Kconfig is the real Buildroot's, so .config is our defconfig as Buildroot resolves it.
 defconfig:
@@ -226,6 +230,9 @@ pub fn inputs(test: &str) -> Option<Inputs> {
         ("git", "git"),
         ("python3", "python3"),
         ("sha256sum", "coreutils"),
+        ("rauc", "rauc"),
+        ("mksquashfs", "squashfs-tools"),
+        ("openssl", "openssl"),
     ] {
         if !crate::common::have_tool(test, tool, package) {
             return None;
@@ -419,6 +426,8 @@ pub fn stand_in_buildroot(inputs: &Inputs, dir: &Path) {
         b"root:x:0:0:root:/root:/bin/sh\ndockremap:x:1000:1000::/:/bin/false\n",
         0o644,
     );
+    // What package/skeleton-init-systemd writes when the root is not remounted read-write.
+    crate::common::write_file(&skeleton.join("fstab"), b"/dev/root / auto ro 0 1\n", 0o644);
     let units = payload.join("docker-engine/target/usr/lib/systemd/system");
     crate::common::write_file(
         &units.join("docker.service"),

@@ -8,7 +8,7 @@ use super::rules::UnitExpect;
 use crate::rootfs::RootFs;
 use crate::systemd_unit::parse_unit;
 
-const UNIT_DIRS: &[&str] = &[
+pub(crate) const UNIT_DIRS: &[&str] = &[
     "/etc/systemd/system",
     "/usr/lib/systemd/system",
     "/lib/systemd/system",
@@ -16,7 +16,7 @@ const UNIT_DIRS: &[&str] = &[
 
 /// Every assignment of `section.key` in the unit and its drop-ins, in the order systemd applies
 /// them (an empty assignment resets the list). `None` when the unit is not in the image.
-pub(super) fn unit_values(
+pub(crate) fn unit_values(
     fs: &dyn RootFs,
     unit: &str,
     section: &str,

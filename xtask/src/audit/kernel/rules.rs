@@ -18,6 +18,7 @@ pub const SOURCES: &[&str] = &[
     "attack-surface",
     "network",
     "board",
+    "verified-root",
 ];
 
 #[derive(Debug, Clone, Deserialize)]
