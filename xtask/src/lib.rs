@@ -4,7 +4,7 @@
 //! - the verbs, one module each: [`image`], [`check`], [`audit`], [`flash`], [`bmap`], [`bench`](mod@bench),
 //!   [`verify`], [`diff`];
 //! - what they share: [`project`] (every pin, board and path), [`buildroot`], [`kconfig`],
-//!   [`rootfs`], [`tree`], [`manifest`], [`release`], [`rauc`], [`sbom`], [`sparse`], [`systemd_unit`], [`vulns`], [`git_tree`], [`reproducible`], [`util`];
+//!   [`rootfs`], [`erofs`], [`tree`], [`manifest`], [`release`], [`rauc`], [`sbom`], [`sparse`], [`systemd_unit`], [`vulns`], [`git_tree`], [`reproducible`], [`util`];
 //!   [`host`], the environment a verb runs in (home, cache folder, proxies), which only `main.rs`
 //!   reads from the process;
 //!   [`apps`], the declared containers that `image` preloads and `audit` checks.
@@ -19,6 +19,7 @@ pub mod bmap;
 pub mod buildroot;
 pub mod check;
 pub mod diff;
+pub mod erofs;
 pub mod flash;
 pub mod git_tree;
 pub mod host;

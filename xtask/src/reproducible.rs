@@ -1,9 +1,10 @@
 //! What makes two builds of the same commit bit-identical: the environment the xtask gives
 //! Buildroot, genimage and mkfs (SOURCE_DATE_EPOCH from this repo's last commit, and so on).
 //!
-//! The rest of the recipe lives in data, not here: `BR2_REPRODUCIBLE=y` and the ext4 `-U` /
-//! `-E hash_seed=` options in the defconfig, the MBR disk signature and `mkdosfs --invariant -i`
-//! in `board/odroid-xu4/genimage.cfg`. The umask is not an environment variable: Buildroot's
+//! The rest of the recipe lives in data, not here: `BR2_REPRODUCIBLE=y` in the defconfig (which
+//! makes Buildroot's fs/erofs/erofs.mk pass `mkfs.erofs -T $(SOURCE_DATE_EPOCH) -U 0000…`), the
+//! verity salt taken from the root's own digest in `board/odroid-xu4/post-image.sh`, the MBR disk
+//! signature and `mkdosfs --invariant -i` in `board/odroid-xu4/genimage.cfg`. The umask is not an environment variable: Buildroot's
 //! top-level Makefile re-runs itself under `umask 0022`, so nothing needs doing for it here.
 //! See docs/reproducibility.md.
 //!
@@ -59,16 +60,14 @@ pub fn parse_epoch(text: &str) -> Result<u64> {
 ///
 /// - `SOURCE_DATE_EPOCH`: Buildroot uses it instead of its own commit date (its Makefile only sets
 ///   it when unset), touches the target tree to it, stamps the kernel with it; mtools clamps
-///   the vfat file times to it; U-Boot and the Go toolchain read it.
-/// - `E2FSPROGS_FAKE_TIME`: mke2fs takes the superblock times and the times of the inodes it
-///   creates itself (root, lost+found) from it instead of the clock.
+///   the vfat file times to it; mkfs.erofs takes the image's times from it (and from the `-T`
+///   Buildroot passes); U-Boot and the Go toolchain read it.
 /// - `TZ`, `LC_ALL`, `LANG`: date formatting and sort order; Buildroot sets them itself under
 ///   BR2_REPRODUCIBLE, but genimage and the post-image scripts run outside that.
 pub fn env_for_epoch(epoch: u64) -> Vec<(String, String)> {
     let epoch = epoch.to_string();
     [
         ("SOURCE_DATE_EPOCH", epoch.as_str()),
-        ("E2FSPROGS_FAKE_TIME", epoch.as_str()),
         ("TZ", "UTC"),
         ("LC_ALL", "C"),
         ("LANG", "C"),
@@ -106,7 +105,6 @@ mod tests {
         let env = env_for_epoch(1_700_000_000);
         let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
         assert_eq!(get("SOURCE_DATE_EPOCH"), Some("1700000000"));
-        assert_eq!(get("E2FSPROGS_FAKE_TIME"), Some("1700000000"));
         assert_eq!(get("TZ"), Some("UTC"));
         assert_eq!(get("LC_ALL"), Some("C"));
         let mut names: Vec<_> = env.iter().map(|(n, _)| n.as_str()).collect();

@@ -1,6 +1,6 @@
 //! `cargo xtask audit image` on a small fake Buildroot output folder made here: a target/ tree
 //! with real ARMv7 binaries (C from gcc-arm-linux-gnueabihf, Go with GOARCH=arm GOARM=7) and an
-//! ext4 root filesystem image made with `mkfs.ext4 -d`, so ownership is read as on a real build.
+//! EROFS root filesystem image made with `mkfs.erofs`, so ownership is read as on a real build.
 
 mod common;
 
@@ -28,7 +28,7 @@ const DOCKER_SERVICE: &str = "[Unit]\nDescription=Docker Application Container E
 const DOCKER_SOCKET: &str = "[Unit]\nDescription=Docker Socket for the API\n\n[Socket]\nListenStream=/run/docker.sock\nSocketMode=0660\nSocketUser=root\nSocketGroup=docker\n\n[Install]\nWantedBy=sockets.target\n";
 
 /// A Buildroot-like output folder: target/ = repo overlay + package fixtures + `binaries`,
-/// images/rootfs.ext4 made from it. `adjust` edits target/ before the image is made.
+/// images/rootfs.erofs made from it. `adjust` edits target/ before the image is made.
 fn fake_output(dir: &Path, binaries: &[(String, PathBuf)], adjust: impl Fn(&Path)) -> PathBuf {
     let output = dir.join("output");
     let target = output.join("target");
@@ -95,11 +95,10 @@ fn fake_output(dir: &Path, binaries: &[(String, PathBuf)], adjust: impl Fn(&Path
     let images = output.join("images");
     fs::create_dir_all(&images).unwrap();
     common::run_ok(
-        Command::new("mkfs.ext4")
-            .args(["-q", "-F", "-d"])
-            .arg(&target)
-            .arg(images.join("rootfs.ext4"))
-            .arg("32M"),
+        Command::new("mkfs.erofs")
+            .args(["--quiet", "-zlz4hc"])
+            .arg(images.join("rootfs.erofs"))
+            .arg(&target),
     );
     output
 }
@@ -168,14 +167,14 @@ fn cis_verdict(report: &Value, item: &str) -> String {
 }
 
 fn can_make_images(test: &str) -> bool {
-    common::have_tool(test, "mkfs.ext4", "e2fsprogs")
-        && common::have_tool(test, "debugfs", "e2fsprogs")
+    common::have_tool(test, "mkfs.erofs", "erofs-utils")
+        && common::have_tool(test, "fsck.erofs", "erofs-utils")
 }
 
 #[test]
 fn shipped_configuration_passes_every_cis_item_berth_claims() {
     let test = "shipped_configuration_passes_every_cis_item_berth_claims";
-    // mkfs.ext4 -d copies the owner of each file: only root can make root-owned files.
+    // mkfs.erofs copies the owner of each file: only root can make root-owned files.
     if !can_make_images(test) || !common::is_root(test) {
         return;
     }
@@ -404,7 +403,7 @@ fn output_folder_without_image_is_a_clear_error() {
         .output()
         .unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("rootfs.ext4"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("rootfs.erofs"));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -982,7 +981,7 @@ fn a_unit_writing_outside_the_declared_state_fails_the_audit() {
 #[test]
 fn full_audit_runs_the_image_part_even_when_the_kernel_part_cannot() {
     let test = "full_audit_runs_the_image_part_even_when_the_kernel_part_cannot";
-    // mkfs.ext4 -d copies the owner of each file: only root can make root-owned files.
+    // mkfs.erofs copies the owner of each file: only root can make root-owned files.
     if !can_make_images(test) || !common::is_root(test) {
         return;
     }

@@ -13,23 +13,24 @@ use std::process::Command;
 
 use xtask::apps::{units, ARCHIVE_DIR, LIST_FILE};
 use xtask::diff::disk;
-use xtask::rootfs::{Ext4Image, RootFs};
+use xtask::erofs::ErofsImage;
+use xtask::rootfs::RootFs;
 
 use local_registry::{apps_file, setup};
 use stand_in::build::Build;
 use stand_in::inputs;
 
-/// The root filesystem partition of a card image (genimage.cfg's rootfs, the second one),
-/// copied out beside it.
-fn system_slot(card: &Path, dir: &Path) -> Ext4Image {
+/// System slot A of a card image (genimage.cfg's second partition: system.img, the EROFS root
+/// with its verity tree after it), copied out beside it.
+fn system_slot(card: &Path, dir: &Path) -> ErofsImage {
     let partitions = disk::parse_mbr(&disk::read_head(card).unwrap());
     let root = partitions
         .iter()
         .find(|p| p.number == 2)
         .unwrap_or_else(|| panic!("{} has no partition 2: {partitions:?}", card.display()));
-    let slot = dir.join("system-slot.ext4");
+    let slot = dir.join("system-slot-a.img");
     disk::extract(card, root, &slot).unwrap();
-    Ext4Image::open(&slot).unwrap()
+    ErofsImage::open(&slot).unwrap()
 }
 
 #[test]
@@ -108,8 +109,15 @@ fn a_build_with_apps_carries_the_archive_in_its_system_slot() {
         .unwrap_or_else(|| panic!("{unit} is not enabled: no {wanted}"));
     assert!(stat.is_symlink, "{wanted} is no link");
     assert_eq!(slot.raw_readlink(&real).unwrap(), format!("../{unit}"));
-    // The slot is the rootfs.ext4 the build made, byte for byte where it has data.
-    let rootfs = Ext4Image::open(&images.join("rootfs.ext4")).unwrap();
+    // The slot starts with the rootfs.erofs the build made, byte for byte.
+    let erofs = images.join("rootfs.erofs");
+    let erofs_len = fs::metadata(&erofs).unwrap().len();
+    assert_eq!(
+        disk::digest_range(&build.dir.path().join("system-slot-a.img"), 0, erofs_len).unwrap(),
+        disk::digest_range(&erofs, 0, erofs_len).unwrap(),
+        "system slot A does not start with rootfs.erofs"
+    );
+    let rootfs = ErofsImage::open(&erofs).unwrap();
     assert_eq!(rootfs.read(&record.archive).unwrap(), Some(archive));
 
     // (4) The SBOM lists the app by its manifest digest and archive hash.

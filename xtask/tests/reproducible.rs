@@ -1,12 +1,14 @@
-//! The deterministic image assembly, offline: the board's real genimage.cfg and the
-//! defconfig's ext4 options, run with the xtask's build environment on stand-in inputs (blobs
-//! and U-Boot of their slot sizes, a kernel and DTBs, a small root tree made into ext4 the way
-//! Buildroot does). Two runs must be bit-identical; a changed input must show, and
-//! `cargo xtask diff` must name it; and each determinism setting, removed, must break it.
+//! The deterministic image assembly, offline: the defconfig's EROFS options (as Buildroot's
+//! fs/erofs/erofs.mk turns them into mkfs.erofs arguments), the board's real post-image.sh
+//! (system.img with its verity tree, system.env) and genimage.cfg, run with the xtask's build
+//! environment on stand-in inputs (blobs and U-Boot of their slot sizes, a boot script, a small
+//! root tree). Two runs must be bit-identical; a changed input must show, and `cargo xtask diff`
+//! must name it; and each determinism setting, removed, must break it.
 //!
-//! Uses Debian's tools (genimage 16, e2fsprogs 1.47.0, dosfstools 4.2, mtools 4.0.32); the
-//! real build uses Buildroot's host tools (genimage 19, e2fsprogs 1.47.3, same dosfstools,
-//! mtools 4.0.48). See docs/reproducibility.md for what that difference means.
+//! Uses Debian's tools (genimage 16, erofs-utils 1.5, cryptsetup 2.6.1, dosfstools 4.2, mtools
+//! 4.0.32); the real build uses Buildroot's host tools (genimage 19, erofs-utils 1.8.5, cryptsetup
+//! 2.8.4, same dosfstools, mtools 4.0.48). See docs/reproducibility.md for what that difference
+//! means.
 
 mod common;
 mod images;
@@ -19,44 +21,63 @@ use std::process::Command;
 
 const TOOLS: &[(&str, &str)] = &[
     ("genimage", "genimage"),
-    ("mkfs.ext4", "e2fsprogs"),
-    ("debugfs", "e2fsprogs"),
+    ("mkfs.erofs", "erofs-utils"),
+    ("fsck.erofs", "erofs-utils"),
+    ("veritysetup", "cryptsetup-bin"),
     ("mkdosfs", "dosfstools"),
     ("mcopy", "mtools"),
 ];
 
-fn have_tools(test: &str) -> bool {
+/// The pinned Buildroot tree (post-image.sh calls its support/scripts/genimage.sh) when every
+/// tool is there; `None` after one skip line otherwise.
+fn prerequisites(test: &str) -> Option<PathBuf> {
     let path = std::env::var("PATH").unwrap_or_default();
     // mkfs tools live in sbin, which a non-root PATH may lack.
     std::env::set_var("PATH", format!("{path}:/usr/sbin:/sbin"));
-    TOOLS
+    if !TOOLS
         .iter()
         .all(|(tool, pkg)| common::have_tool(test, tool, pkg))
+    {
+        return None;
+    }
+    common::buildroot_tree(test)
 }
 
 fn board_file(rel: &str) -> PathBuf {
     common::repo_root().join(rel)
 }
 
+/// The file names post-image.sh and genimage.cfg share with the rest of the build.
+const POST_IMAGE: &str = "board/odroid-xu4/post-image.sh";
+const GENIMAGE_CFG: &str = "board/odroid-xu4/genimage.cfg";
+const CMDLINE: &str = "board/odroid-xu4/cmdline.txt";
+const ROOTFS: &str = "rootfs.erofs";
+
 /// What the assembly depends on; each test run may take one setting away.
 #[derive(Clone)]
 struct Recipe {
     genimage_cfg: String,
+    post_image: String,
     mkfs_options: Vec<String>,
     env: Vec<(String, String)>,
 }
 
 impl Recipe {
     fn from_repo() -> Recipe {
-        let cfg = std::fs::read_to_string(board_file("board/odroid-xu4/genimage.cfg"))
-            .expect("board/odroid-xu4/genimage.cfg is readable");
-        let defconfig = std::fs::read_to_string(board_file("configs/berth_odroid_xu4_defconfig"))
-            .expect("configs/berth_odroid_xu4_defconfig is readable");
+        let read = |rel: &str| {
+            std::fs::read_to_string(board_file(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
+        };
         let env = reproducible::build_env(&common::repo_root())
             .expect("build_env works in this checkout");
+        let epoch = env
+            .iter()
+            .find(|(k, _)| k == "SOURCE_DATE_EPOCH")
+            .map(|(_, v)| v.clone())
+            .expect("build_env sets SOURCE_DATE_EPOCH");
         Recipe {
-            genimage_cfg: cfg,
-            mkfs_options: mkfs_options(&defconfig),
+            genimage_cfg: read(GENIMAGE_CFG),
+            post_image: read(POST_IMAGE),
+            mkfs_options: mkfs_options(&read("configs/berth_odroid_xu4_defconfig"), &epoch),
             env,
         }
     }
@@ -71,32 +92,42 @@ fn kconfig<'a>(defconfig: &'a str, symbol: &str, default: &'a str) -> &'a str {
         .unwrap_or(default)
 }
 
-/// The mkfs.ext4 arguments Buildroot's fs/ext2/ext2.mk builds from the defconfig.
-fn mkfs_options(defconfig: &str) -> Vec<String> {
-    let mut args: Vec<String> = vec![
-        "-N".into(),
-        kconfig(defconfig, "BR2_TARGET_ROOTFS_EXT2_INODES", "0").into(),
-        "-m".into(),
-        kconfig(defconfig, "BR2_TARGET_ROOTFS_EXT2_RESBLKS", "5").into(),
-        "-L".into(),
-        kconfig(defconfig, "BR2_TARGET_ROOTFS_EXT2_LABEL", "rootfs").into(),
-        "-I".into(),
-        kconfig(defconfig, "BR2_TARGET_ROOTFS_EXT2_INODE_SIZE", "256").into(),
-    ];
-    args.extend(
-        kconfig(
-            defconfig,
-            "BR2_TARGET_ROOTFS_EXT2_MKFS_OPTIONS",
-            "-O ^64bit",
-        )
-        .split_whitespace()
-        .map(String::from),
-    );
+/// The mkfs.erofs arguments Buildroot's fs/erofs/erofs.mk builds from the defconfig. Options
+/// this test does not model fail it, so it never builds a root other than the real one.
+fn mkfs_options(defconfig: &str, epoch: &str) -> Vec<String> {
+    let set = |symbol: &str| kconfig(defconfig, symbol, "n") == "y";
+    for other in [
+        "NONE",
+        "LZMA",
+        "CUSTOM_COMPRESSION",
+        "DEDUPE",
+        "FRAGMENTS",
+        "ALL_FRAGMENTS",
+        "ZTAILPACKING",
+    ] {
+        assert!(
+            !set(&format!("BR2_TARGET_ROOTFS_EROFS_{other}")),
+            "BR2_TARGET_ROOTFS_EROFS_{other} is set: teach this test's mkfs_options it"
+        );
+    }
+    // LZ4HC is the compression choice's default (fs/erofs/Config.in).
+    let mut args = vec![format!(
+        "-zlz4hc,{}",
+        kconfig(defconfig, "BR2_TARGET_ROOTFS_EROFS_LZ4HC_LEVEL", "9")
+    )];
+    if set("BR2_REPRODUCIBLE") {
+        args.extend([
+            "-T".into(),
+            epoch.into(),
+            "-U".into(),
+            "00000000-0000-0000-0000-000000000000".into(),
+        ]);
+    }
+    let pcluster = kconfig(defconfig, "BR2_TARGET_ROOTFS_EROFS_PCLUSTERSIZE", "0");
+    if pcluster != "0" {
+        args.push(format!("-C{pcluster}"));
+    }
     args
-}
-
-fn rootfs_size(defconfig: &str) -> String {
-    kconfig(defconfig, "BR2_TARGET_ROOTFS_EXT2_SIZE", "60M").to_string()
 }
 
 /// Input files genimage.cfg reads (not made by another image section), with the slot size of
@@ -184,86 +215,48 @@ fn run(cmd: &mut Command, what: &str) {
 struct Inputs {
     files: PathBuf,
     tree: PathBuf,
-    rootfs_name: String,
-    rootfs_size: String,
-    epoch: String,
+    /// A stand-in Buildroot top folder: Buildroot's own support/scripts/genimage.sh.
+    buildroot: PathBuf,
 }
 
 impl Inputs {
-    fn create(root: &Path, recipe: &Recipe) -> Inputs {
-        let defconfig =
-            std::fs::read_to_string(board_file("configs/berth_odroid_xu4_defconfig")).unwrap();
+    fn create(root: &Path, recipe: &Recipe, buildroot: &Path) -> Inputs {
         let files = root.join("inputs");
         let tree = root.join("tree");
         std::fs::create_dir_all(&files).unwrap();
-        let mut rootfs_name = None;
         for (name, slot) in genimage_inputs(&recipe.genimage_cfg) {
-            if name.ends_with(".ext4") || name.ends_with(".ext2") || name.ends_with(".ext3") {
-                rootfs_name = Some(name);
+            // post-image.sh makes these (system.img, slot-A.env, data-blank.img).
+            if recipe.post_image.contains(name.as_str()) {
                 continue;
             }
-            // Blobs fill most of their slot; other files are kernel/DTB/script sized.
-            let len = slot
-                .map(|s| (s - 512) as usize)
-                .unwrap_or(if name == "zImage" { 3 << 20 } else { 40_000 });
+            // Blobs fill most of their slot; the boot script is script sized.
+            let len = slot.map(|s| (s - 512) as usize).unwrap_or(4_000);
             let path = files.join(&name);
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
             std::fs::write(&path, filler(&name, len)).unwrap();
         }
-        for dir in ["etc", "usr/bin", "var/lib/docker", "root"] {
+        for dir in ["etc", "usr/bin", "boot", "var/lib/docker", "root"] {
             std::fs::create_dir_all(tree.join(dir)).unwrap();
         }
         std::fs::write(tree.join("etc/hostname"), "berth\n").unwrap();
         std::fs::write(tree.join("etc/os-release"), "NAME=Berth\n").unwrap();
+        std::fs::write(tree.join("boot/zImage"), filler("zImage", 3 << 20)).unwrap();
         std::fs::write(tree.join("usr/bin/dockerd"), filler("dockerd", 200_000)).unwrap();
         std::os::unix::fs::symlink("../usr/bin/dockerd", tree.join("etc/dockerd-link")).unwrap();
-        let epoch = recipe
-            .env
-            .iter()
-            .find(|(k, _)| k == "SOURCE_DATE_EPOCH")
-            .map(|(_, v)| v.clone())
-            .expect("build_env sets SOURCE_DATE_EPOCH");
-        let inputs = Inputs {
+        let top = root.join("buildroot");
+        let script = "support/scripts/genimage.sh";
+        std::fs::create_dir_all(top.join("support/scripts")).unwrap();
+        std::fs::copy(buildroot.join(script), top.join(script)).unwrap();
+        Inputs {
             files,
             tree,
-            rootfs_name: rootfs_name.expect("genimage.cfg takes an ext4 root filesystem image"),
-            rootfs_size: rootfs_size(&defconfig),
-            epoch,
-        };
-        inputs.settle_tree();
-        inputs
-    }
-
-    /// What Buildroot does before mkfs under BR2_REPRODUCIBLE (touch every path to
-    /// SOURCE_DATE_EPOCH), then one read so the access times stop moving: Debian's mke2fs
-    /// 1.47.0 copies the source atime and ctime into the inodes (newer ones clamp them to
-    /// SOURCE_DATE_EPOCH), and the two test builds share this one tree.
-    fn settle_tree(&self) {
-        run(
-            Command::new("sh")
-                .args([
-                    "-c",
-                    "find \"$1\" -print0 | xargs -0 touch -hd \"@$2\"",
-                    "sh",
-                ])
-                .arg(&self.tree)
-                .arg(&self.epoch),
-            "touch",
-        );
-        run(
-            Command::new("sh")
-                .args([
-                    "-c",
-                    "find \"$1\" -type f -exec cat {} + >/dev/null; ls -laR \"$1\" >/dev/null",
-                    "sh",
-                ])
-                .arg(&self.tree),
-            "read the tree",
-        );
+            buildroot: top,
+        }
     }
 }
 
-/// One image build into `out/images`, as Buildroot and the post-image script would do it.
+/// One image build into `out/images`, as Buildroot's rootfs step and the post-image script
+/// do it.
 fn build(inputs: &Inputs, recipe: &Recipe, out: &Path) -> PathBuf {
     let images = out.join("images");
     let _ = std::fs::remove_dir_all(out);
@@ -276,36 +269,42 @@ fn build(inputs: &Inputs, recipe: &Recipe, out: &Path) -> PathBuf {
             .arg(&images),
         "cp",
     );
-    let cfg = out.join("genimage.cfg");
-    std::fs::write(&cfg, &recipe.genimage_cfg).unwrap();
+    let board = out.join("board");
+    std::fs::create_dir_all(&board).unwrap();
+    std::fs::write(board.join("genimage.cfg"), &recipe.genimage_cfg).unwrap();
+    std::fs::write(board.join("post-image.sh"), &recipe.post_image).unwrap();
+    std::fs::copy(board_file(CMDLINE), board.join("cmdline.txt")).unwrap();
+    // The host's veritysetup stands in for host-cryptsetup's.
+    let host_sbin = out.join("host/sbin");
+    std::fs::create_dir_all(&host_sbin).unwrap();
+    std::os::unix::fs::symlink(
+        which::which("veritysetup").unwrap(),
+        host_sbin.join("veritysetup"),
+    )
+    .unwrap();
+    let config = out.join(".config");
+    std::fs::write(&config, "BR2_REPRODUCIBLE=y\n").unwrap();
 
-    let mut mkfs = Command::new("mkfs.ext4");
-    mkfs.arg("-q")
-        .arg("-d")
-        .arg(&inputs.tree)
-        .args(&recipe.mkfs_options);
-    mkfs.arg(images.join(&inputs.rootfs_name))
-        .arg(&inputs.rootfs_size);
+    let mut mkfs = Command::new("mkfs.erofs");
+    mkfs.arg("--quiet")
+        .args(&recipe.mkfs_options)
+        .arg(images.join(ROOTFS))
+        .arg(&inputs.tree);
     with_env(&mut mkfs, recipe);
-    run(&mut mkfs, "mkfs.ext4");
+    run(&mut mkfs, "mkfs.erofs");
 
-    let empty_root = out.join("root");
-    std::fs::create_dir_all(&empty_root).unwrap();
-    let mut genimage = Command::new("genimage");
-    genimage
-        .arg("--rootpath")
-        .arg(&empty_root)
-        .arg("--tmppath")
-        .arg(out.join("genimage.tmp"))
-        .arg("--inputpath")
+    let mut post_image = Command::new("bash");
+    post_image
+        .arg(board.join("post-image.sh"))
         .arg(&images)
-        .arg("--outputpath")
-        .arg(&images)
-        .arg("--config")
-        .arg(&cfg);
-    with_env(&mut genimage, recipe);
-    run(&mut genimage, "genimage");
-    let _ = std::fs::remove_dir_all(out.join("genimage.tmp"));
+        .current_dir(&inputs.buildroot);
+    with_env(&mut post_image, recipe);
+    post_image
+        .env("BINARIES_DIR", &images)
+        .env("BUILD_DIR", out.join("build"))
+        .env("HOST_DIR", out.join("host"))
+        .env("BR2_CONFIG", &config);
+    run(&mut post_image, "post-image.sh");
     images
 }
 
@@ -327,10 +326,11 @@ fn digests(images: &Path) -> BTreeMap<String, String> {
     for e in std::fs::read_dir(images).unwrap() {
         let e = e.unwrap();
         let name = e.file_name().to_string_lossy().into_owned();
-        if name.ends_with(".img") || name.ends_with(".vfat") || name.ends_with(".ext4") {
-            let bytes = std::fs::read(e.path()).unwrap();
-            use sha2::Digest;
-            out.insert(name, format!("{:x}", sha2::Sha256::digest(&bytes)));
+        if [".img", ".vfat", ".erofs", ".env"]
+            .iter()
+            .any(|ext| name.ends_with(ext))
+        {
+            out.insert(name, xtask::util::sha256_file(&e.path()).unwrap());
         }
     }
     out
@@ -357,12 +357,12 @@ fn xtask_diff(a: &Path, b: &Path) -> (bool, String) {
 #[test]
 fn image_assembly_is_bit_identical_and_diff_names_a_changed_input() {
     let test = "image_assembly_is_bit_identical_and_diff_names_a_changed_input";
-    if !have_tools(test) {
+    let Some(buildroot) = prerequisites(test) else {
         return;
-    }
+    };
     let recipe = Recipe::from_repo();
     let root = tempfile::tempdir().unwrap();
-    let inputs = Inputs::create(root.path(), &recipe);
+    let inputs = Inputs::create(root.path(), &recipe, &buildroot);
 
     let (a, b) = twice(&inputs, &recipe, root.path(), "same");
     let (da, db) = (digests(&a), digests(&b));
@@ -370,7 +370,9 @@ fn image_assembly_is_bit_identical_and_diff_names_a_changed_input() {
         "sdcard.img",
         "boot.vfat",
         "emmc-boot0.img",
-        inputs.rootfs_name.as_str(),
+        "system.img",
+        "system.env",
+        ROOTFS,
     ] {
         assert!(da.contains_key(name), "the build made no {name}: {da:?}");
     }
@@ -381,16 +383,43 @@ fn image_assembly_is_bit_identical_and_diff_names_a_changed_input() {
         "xtask diff on identical builds: {text}"
     );
 
-    // One changed file in the root filesystem.
+    // One changed file in the root filesystem: the system slot, its image and its root differ.
     std::fs::write(inputs.tree.join("etc/hostname"), "berth2\n").unwrap();
-    inputs.settle_tree();
     let c = build(&inputs, &recipe, &root.path().join("changed-rootfs"));
     assert_ne!(digests(&c)["sdcard.img"], da["sdcard.img"]);
     let (same, text) = xtask_diff(&a, &c);
     assert!(!same, "xtask diff passed on different builds: {text}");
     for named in [
         "sdcard.img[p2]:/etc/hostname: content differs",
-        "rootfs.ext4:/etc/hostname",
+        "system.img:/etc/hostname: content differs",
+        "rootfs.erofs:/etc/hostname: content differs",
+        "system.env: content differs",
+    ] {
+        assert!(
+            text.contains(named),
+            "xtask diff does not name {named}:\n{text}"
+        );
+    }
+    // slot-A.env (the new root hash) changes the boot partition too, but nothing else in it.
+    assert!(
+        text.contains("sdcard.img[p1]:/slot-A.env") && !text.contains("sdcard.img[p1]:/boot.scr"),
+        "the boot partition changed beyond slot-A.env:\n{text}"
+    );
+
+    // One changed file on the boot partition, the root as in the first build.
+    std::fs::write(inputs.tree.join("etc/hostname"), "berth\n").unwrap();
+    std::fs::write(
+        inputs.files.join("boot.scr"),
+        filler("another script", 4_000),
+    )
+    .unwrap();
+    let d = build(&inputs, &recipe, &root.path().join("changed-script"));
+    let (same, text) = xtask_diff(&a, &d);
+    assert!(!same, "xtask diff passed on different builds: {text}");
+    for named in [
+        "sdcard.img[p1]:/boot.scr: content differs",
+        "boot.vfat:/boot.scr",
+        "boot.scr: content differs",
     ] {
         assert!(
             text.contains(named),
@@ -398,76 +427,38 @@ fn image_assembly_is_bit_identical_and_diff_names_a_changed_input() {
         );
     }
     assert!(
-        !text.contains("[p1]"),
-        "the boot partition did not change:\n{text}"
+        !text.contains("[p2]") && !text.contains("system.img"),
+        "the system slot did not change:\n{text}"
     );
-
-    // One changed file on the boot partition.
-    std::fs::write(inputs.tree.join("etc/hostname"), "berth\n").unwrap();
-    inputs.settle_tree();
-    std::fs::write(
-        inputs.files.join("zImage"),
-        filler("another kernel", 3 << 20),
-    )
-    .unwrap();
-    let d = build(&inputs, &recipe, &root.path().join("changed-kernel"));
-    let (same, text) = xtask_diff(&a, &d);
-    assert!(!same, "xtask diff passed on different builds: {text}");
-    for named in [
-        "sdcard.img[p1]:/zImage: content differs",
-        "boot.vfat:/zImage",
-        "zImage: content differs",
-    ] {
-        assert!(
-            text.contains(named),
-            "xtask diff does not name {named}:\n{text}"
-        );
-    }
 }
 
 /// Each setting, taken away, makes two builds differ: proof the identity above is their doing.
 #[test]
 fn each_determinism_setting_is_needed() {
     let test = "each_determinism_setting_is_needed";
-    if !have_tools(test) {
+    let Some(buildroot) = prerequisites(test) else {
         return;
-    }
+    };
     let full = Recipe::from_repo();
     let root = tempfile::tempdir().unwrap();
-    let inputs = Inputs::create(root.path(), &full);
+    let inputs = Inputs::create(root.path(), &full, &buildroot);
 
-    let mut no_env = full.clone();
-    no_env
-        .env
-        .retain(|(k, _)| k != "SOURCE_DATE_EPOCH" && k != "E2FSPROGS_FAKE_TIME");
+    // mkfs.erofs takes its time from -T, else from SOURCE_DATE_EPOCH, else from the clock.
+    let mut no_epoch = full.clone();
+    no_epoch.env.retain(|(k, _)| k != "SOURCE_DATE_EPOCH");
+    no_epoch.mkfs_options = without_option(&full.mkfs_options, "-T");
 
-    let mut no_ext4_ids = full.clone();
-    let mut kept = Vec::new();
-    let mut opts = full.mkfs_options.iter();
-    while let Some(o) = opts.next() {
-        match o.as_str() {
-            "-U" => {
-                opts.next();
-            }
-            "-E" => {
-                let v = opts.next().expect("-E has a value");
-                let rest: Vec<&str> = v
-                    .split(',')
-                    .filter(|e| !e.starts_with("hash_seed="))
-                    .collect();
-                if !rest.is_empty() {
-                    kept.push("-E".to_string());
-                    kept.push(rest.join(","));
-                }
-            }
-            _ => kept.push(o.clone()),
-        }
-    }
-    assert_ne!(
-        kept, full.mkfs_options,
-        "the defconfig's mkfs options pin no UUID or hash seed"
+    let mut no_uuid = full.clone();
+    no_uuid.mkfs_options = without_option(&full.mkfs_options, "-U");
+
+    // Without --salt, veritysetup draws a random one.
+    let salt = "--salt=\"${salt}\" ";
+    assert!(
+        full.post_image.contains(salt),
+        "post-image.sh no longer passes {salt}"
     );
-    no_ext4_ids.mkfs_options = kept;
+    let mut no_salt = full.clone();
+    no_salt.post_image = full.post_image.replace(salt, "");
 
     let mut no_fat_ids = full.clone();
     let extraargs = full
@@ -477,32 +468,54 @@ fn each_determinism_setting_is_needed() {
         .expect("genimage.cfg gives mkdosfs extraargs (volume id)");
     no_fat_ids.genimage_cfg = full.genimage_cfg.replace(extraargs, "");
 
-    for (what, recipe) in [
-        ("SOURCE_DATE_EPOCH and E2FSPROGS_FAKE_TIME", &no_env),
-        ("the ext4 UUID and hash seed", &no_ext4_ids),
-        ("the vfat volume id and --invariant", &no_fat_ids),
+    for (what, recipe, artifact) in [
+        ("SOURCE_DATE_EPOCH and mkfs.erofs -T", &no_epoch, ROOTFS),
+        ("the EROFS UUID (mkfs.erofs -U)", &no_uuid, ROOTFS),
+        (
+            "the verity salt from the root's digest",
+            &no_salt,
+            "system.img",
+        ),
+        (
+            "the vfat volume id and --invariant",
+            &no_fat_ids,
+            "boot.vfat",
+        ),
     ] {
         let (a, b) = twice(&inputs, recipe, root.path(), "without");
+        let (da, db) = (digests(&a), digests(&b));
+        // The artifact the setting is for, and the card that carries it.
         assert_ne!(
-            digests(&a)["sdcard.img"],
-            digests(&b)["sdcard.img"],
-            "without {what} the two builds are still identical, so the setting proves nothing"
+            da[artifact], db[artifact],
+            "without {what} two builds make the same {artifact}, so the setting proves nothing"
+        );
+        assert_ne!(
+            da["sdcard.img"], db["sdcard.img"],
+            "without {what}: sdcard.img"
         );
     }
 }
 
+/// `options` without `flag` and the value after it; fails when the flag is not there.
+fn without_option(options: &[String], flag: &str) -> Vec<String> {
+    let at = options
+        .iter()
+        .position(|o| o == flag)
+        .unwrap_or_else(|| panic!("the defconfig's mkfs.erofs options have no {flag}"));
+    let mut kept = options.to_vec();
+    kept.drain(at..at + 2);
+    kept
+}
+
 #[test]
-fn finds_the_genimage_inputs() {
+fn finds_the_genimage_inputs_and_the_mkfs_options() {
     let cfg = r#"
 image boot.vfat {
 	vfat {
 		extraargs = "-i 1"
 		files = {
-			"zImage",
-			"a.dtb"
-		}
-		file extlinux/extlinux.conf {
-			image = "extlinux.conf"
+			"boot.scr",
+			"slot-A.env"
 		}
 	}
 	size = 64M
@@ -515,26 +528,40 @@ image sdcard.img {
 	partition boot {
 		image = "boot.vfat"
 	}
-	partition rootfs {
-		image = "rootfs.ext4"
+	partition system-a {
+		image = "system.img"
+		size = 768M
 	}
 }
 "#;
     let inputs = genimage_inputs(cfg);
     let expected: BTreeMap<String, Option<u64>> = [
-        ("a.dtb", None),
         ("bl1.bin", Some(15360)),
-        ("extlinux.conf", None),
-        ("rootfs.ext4", None),
-        ("zImage", None),
+        ("boot.scr", None),
+        ("slot-A.env", None),
+        ("system.img", Some(768 << 20)),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
     .collect();
     assert_eq!(inputs, expected);
     assert_eq!(parse_size("4M"), Some(4 << 20));
-    let opts = mkfs_options("BR2_TARGET_ROOTFS_EXT2_MKFS_OPTIONS=\"-O ^64bit -U x\"\n");
-    assert_eq!(opts[opts.len() - 2..], ["-U".to_string(), "x".to_string()]);
+    let opts = mkfs_options(
+        "BR2_REPRODUCIBLE=y\nBR2_TARGET_ROOTFS_EROFS=y\nBR2_TARGET_ROOTFS_EROFS_PCLUSTERSIZE=65536\n",
+        "1700000000",
+    );
+    assert_eq!(
+        opts,
+        [
+            "-zlz4hc,9",
+            "-T",
+            "1700000000",
+            "-U",
+            "00000000-0000-0000-0000-000000000000",
+            "-C65536"
+        ]
+    );
+    assert_eq!(without_option(&opts, "-T")[1], "-U");
 }
 
 /// The release workflow passes actionlint (with shellcheck on its scripts) and zizmor; the two

@@ -1,8 +1,8 @@
 //! `cargo xtask audit image <output>`: CIS Docker items and ELF hardening of a Buildroot output folder.
 //!
-//! CIS checks read the ext4 root filesystem image (`images/rootfs.ext4`), because only the image
-//! shows the ownership fakeroot gave each file. ELF checks read `target/`, whose file contents are
-//! what the image holds.
+//! CIS checks read the EROFS root filesystem image (`images/rootfs.erofs`, else the EROFS at the
+//! start of `images/system.img`), because only the image shows the ownership fakeroot gave each
+//! file. ELF checks read `target/`, whose file contents are what the image holds.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -14,14 +14,15 @@ use serde::Serialize;
 use super::exceptions::Exceptions;
 use super::report::{self, Finding, Report, Severity, Verdict};
 use super::{cis, elf};
+use crate::erofs::ErofsImage;
 use crate::project::Repo;
-use crate::rootfs::Ext4Image;
 
 #[derive(Args)]
 pub struct ImageArgs {
-    /// Buildroot output folder (with target/ and images/rootfs.ext4).
+    /// Buildroot output folder (with target/ and images/rootfs.erofs).
     pub output: PathBuf,
-    /// Root filesystem image to read (default: `<output>/images/rootfs.ext4`, else `rootfs.ext2`).
+    /// EROFS root filesystem image to read (default: `<output>/images/rootfs.erofs`, else
+    /// `system.img`, whose EROFS comes before its verity tree).
     #[arg(long)]
     pub rootfs: Option<PathBuf>,
     /// Print machine-readable JSON instead of tables.
@@ -52,14 +53,16 @@ pub struct ImageAudit {
 
 const FIRMWARE_DIRS: &[&str] = &["/lib/firmware/", "/usr/lib/firmware/"];
 
+/// The root filesystem image of a build output: Buildroot's `rootfs.erofs`, else the slot image
+/// made from it (the EROFS reader stops where the superblock says the filesystem ends).
 pub fn rootfs_image(output: &Path) -> Result<PathBuf> {
-    ["rootfs.ext4", "rootfs.ext2"]
+    ["rootfs.erofs", crate::release::SYSTEM_IMAGE]
         .iter()
         .map(|n| output.join("images").join(n))
         .find(|p| p.is_file())
         .with_context(|| {
             format!(
-                "{} holds no images/rootfs.ext4 (or rootfs.ext2): build the image first, or name one with --rootfs",
+                "{} holds no images/rootfs.erofs (or system.img): build the image first, or name one with --rootfs",
                 output.display()
             )
         })
@@ -86,7 +89,7 @@ pub fn audit_image(repo: &Repo, output: &Path, rootfs: Option<&Path>) -> Result<
     let exceptions_path = repo.path(super::tables::EXCEPTIONS);
     let exceptions = Exceptions::load(&exceptions_path)?;
 
-    let fs = Ext4Image::open(&image)?;
+    let fs = ErofsImage::open(&image)?;
     let cis = cis::audit(&fs, &cis_rules, &exceptions.cis)
         .with_context(|| format!("with the exceptions of {}", exceptions_path.display()))?;
 

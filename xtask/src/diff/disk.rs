@@ -1,4 +1,4 @@
-//! Reading disk images without mounting them: what a file holds (ext, FAT, MBR disk), its
+//! Reading disk images without mounting them: what a file holds (EROFS, FAT, MBR disk), its
 //! primary partitions, and byte ranges copied out or digested.
 
 use std::fs::File;
@@ -13,7 +13,8 @@ use crate::util;
 /// What a file holds, judged from its first sectors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Content {
-    Ext,
+    /// An EROFS filesystem, alone or followed by more (a system slot's verity tree).
+    Erofs,
     Fat,
     Disk,
     Other,
@@ -21,8 +22,8 @@ pub enum Content {
 
 /// Classify from at least the first 2 KiB. Pure.
 pub fn classify(head: &[u8]) -> Content {
-    if head.len() >= 1082 && head[1080] == 0x53 && head[1081] == 0xEF {
-        return Content::Ext;
+    if crate::erofs::format::is_erofs(head) {
+        return Content::Erofs;
     }
     if head.len() < 512 || head[510] != 0x55 || head[511] != 0xAA {
         return Content::Other;
@@ -172,10 +173,17 @@ mod tests {
 
     #[test]
     fn classifies_filesystems() {
+        let mut erofs = vec![0u8; 2048];
+        erofs[1024..1028].copy_from_slice(&0xE0F5_E1E2u32.to_le_bytes());
+        assert_eq!(classify(&erofs), Content::Erofs);
         let mut ext = vec![0u8; 2048];
         ext[1080] = 0x53;
         ext[1081] = 0xEF;
-        assert_eq!(classify(&ext), Content::Ext);
+        assert_eq!(
+            classify(&ext),
+            Content::Other,
+            "no Berth image holds ext4 any more, so diff does not look into it"
+        );
         let mut fat = mbr(&[]);
         fat[0] = 0xEB;
         fat[54..57].copy_from_slice(b"FAT");

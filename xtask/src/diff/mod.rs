@@ -1,6 +1,7 @@
 //! `cargo xtask diff`: compare two build outputs file by file, and the filesystems inside the
-//! images (partitions of an MBR disk image, ext2/3/4 through [`Ext4Image::rdump`], vfat through
-//! mtools), so a difference is named down to the file that causes it. Runs diffoscope on the
+//! images (partitions of an MBR disk image: the system slots' EROFS through [`ErofsImage`], which
+//! stops where its superblock says and so ignores the verity tree after it; vfat through mtools),
+//! so a difference is named down to the file that causes it. Runs diffoscope on the
 //! differing files when it is installed. Fails when anything differs, so CI can gate on it.
 //!
 //! Everything runs unprivileged: no loop devices, no mounts.
@@ -8,6 +9,7 @@
 mod compare;
 pub mod disk;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -17,8 +19,8 @@ use xshell::{cmd, Shell};
 pub use compare::{compare_trees, Difference};
 pub use disk::{classify, parse_mbr, Content, Partition};
 
+use crate::erofs::ErofsImage;
 use crate::project::Repo;
-use crate::rootfs::Ext4Image;
 use crate::tree::{snapshot, Entry};
 use disk::{digest_range, extract, read_head};
 
@@ -143,7 +145,7 @@ fn look_inside(
     }
     let mut out = Vec::new();
     match ka {
-        Content::Ext | Content::Fat => {
+        Content::Erofs | Content::Fat => {
             out.extend(compare_filesystems(sh, ka, name, a, b, work, "fs")?);
         }
         Content::Disk => {
@@ -175,7 +177,7 @@ fn look_inside(
                 extract(a, part, &ia)?;
                 extract(b, part, &ib)?;
                 let kind = classify(&read_head(&ia)?);
-                let found = if matches!(kind, Content::Ext | Content::Fat)
+                let found = if matches!(kind, Content::Erofs | Content::Fat)
                     && kind == classify(&read_head(&ib)?)
                 {
                     compare_filesystems(sh, kind, &label, &ia, &ib, &dir, "fs")?
@@ -209,12 +211,10 @@ fn compare_filesystems(
     leaf: &str,
 ) -> Result<Vec<Difference>> {
     let (da, db) = (work.join("a").join(leaf), work.join("b").join(leaf));
-    dump(sh, kind, a, &da)?;
-    dump(sh, kind, b, &db)?;
     let found = compare_trees(
         &format!("{label}:"),
-        &snapshot(&da, true)?,
-        &snapshot(&db, true)?,
+        &dump(sh, kind, a, &da)?,
+        &dump(sh, kind, b, &db)?,
     );
     if found.is_empty() {
         return Ok(vec![Difference {
@@ -226,13 +226,21 @@ fn compare_filesystems(
     Ok(found)
 }
 
-/// Unpack a filesystem image into `dest` without mounting it.
-fn dump(sh: &Shell, kind: Content, image: &Path, dest: &Path) -> Result<()> {
-    std::fs::create_dir_all(dest)
-        .with_context(|| format!("could not create {}", dest.display()))?;
+/// Unpack a filesystem image into `dest` (which must not exist) without mounting it; what it
+/// holds, path by path.
+fn dump(sh: &Shell, kind: Content, image: &Path, dest: &Path) -> Result<BTreeMap<String, Entry>> {
     match kind {
-        Content::Ext => Ext4Image::open(image)?.rdump(dest),
+        // Owners and modes from the image itself: the extraction cannot keep both.
+        Content::Erofs => {
+            if let Some(parent) = dest.parent() {
+                std::fs::create_dir_all(parent)
+                    .with_context(|| format!("could not create {}", parent.display()))?;
+            }
+            ErofsImage::open(image)?.snapshot(dest)
+        }
         Content::Fat => {
+            std::fs::create_dir_all(dest)
+                .with_context(|| format!("could not create {}", dest.display()))?;
             let dest_arg = format!("{}/", dest.display());
             cmd!(sh, "mcopy -s -p -n -i {image} ::/ {dest_arg}")
                 .env("MTOOLS_SKIP_CHECK", "1")
@@ -256,7 +264,8 @@ fn dump(sh: &Shell, kind: Content, image: &Path, dest: &Path) -> Result<()> {
                         "mtools could not dump {} (apt-get install mtools)",
                         image.display()
                     )
-                })
+                })?;
+            snapshot(dest, true)
         }
         _ => bail!("{} is not a filesystem image", image.display()),
     }

@@ -315,7 +315,7 @@ mod tests {
         t.feed(">>>   Finalizing target directory");
         assert_eq!(t.done(), 3);
         t.feed(">>> linux 6.12.91 Building");
-        t.feed(">>>   Generating filesystem image rootfs.ext4");
+        t.feed(">>>   Generating filesystem image rootfs.erofs");
         assert_eq!(t.done(), 4);
         t.feed(">>> surprise 1 Building");
         assert_eq!(t.done(), 4, "never above the total");

@@ -225,7 +225,7 @@ pub fn inputs(test: &str) -> Option<Inputs> {
         ("genimage", "genimage"),
         ("mkdosfs", "dosfstools"),
         ("mcopy", "mtools"),
-        ("debugfs", "e2fsprogs"),
+        ("fsck.erofs", "erofs-utils"),
         ("make", "make"),
         ("git", "git"),
         ("python3", "python3"),

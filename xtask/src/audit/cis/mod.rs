@@ -2,7 +2,7 @@
 //!
 //! The rules are data (`configs/hardening/cis-docker.toml`); this module evaluates them against a
 //! [`RootFs`], which resolves paths the way the running system does. `cargo xtask audit image`
-//! hands it the ext4 image itself ([`crate::rootfs::Ext4Image`]), because only the image shows
+//! hands it the EROFS image itself ([`crate::erofs::ErofsImage`]), because only the image shows
 //! the ownership fakeroot gave each file; `output/target` does not.
 //!
 //! The layers, one file each: [`rules`] (the table), [`daemon_json`], [`unit`](mod@unit) and [`host_files`]
