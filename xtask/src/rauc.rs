@@ -137,6 +137,24 @@ pub fn stage_content(
         .with_context(|| format!("could not write {MANIFEST_FILE} in {}", content.display()))
 }
 
+/// Give the bundle's folder and the files in it the build's time, whichever mksquashfs makes the
+/// bundle (those before 4.6 take file times from the files, not from SOURCE_DATE_EPOCH).
+fn stamp_times(content: &Path, source_date_epoch: u64) -> Result<()> {
+    let time = std::time::UNIX_EPOCH + std::time::Duration::from_secs(source_date_epoch);
+    let entries = std::fs::read_dir(content)
+        .with_context(|| format!("could not list {}", content.display()))?;
+    for path in entries
+        .map(|e| e.map(|e| e.path()))
+        .chain(std::iter::once(Ok(content.to_path_buf())))
+    {
+        let path = path.with_context(|| format!("could not list {}", content.display()))?;
+        std::fs::File::open(&path)
+            .and_then(|f| f.set_modified(time))
+            .with_context(|| format!("could not set the time of {}", path.display()))?;
+    }
+    Ok(())
+}
+
 pub fn set_mode(path: &Path, mode: u32) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
@@ -180,16 +198,19 @@ impl Rauc {
         .context("the PATH for rauc's helpers holds a folder name with ':'")
     }
 
-    /// Sign `content` into the bundle `out`, written beside it first and moved into place.
+    /// Sign `content` into the bundle `out`, written beside it first and moved into place. The
+    /// squashfs takes its times from `source_date_epoch` (mksquashfs reads SOURCE_DATE_EPOCH), so
+    /// two builds of one commit sign the same content.
     pub fn bundle(
         &self,
         sh: &Shell,
         content: &Path,
-        key: &Path,
-        cert: &Path,
+        (key, cert): (&Path, &Path),
+        source_date_epoch: u64,
         out: &Path,
     ) -> Result<()> {
         let rauc = &self.binary;
+        stamp_times(content, source_date_epoch)?;
         let partial = crate::release::partial_path(out);
         if partial.exists() {
             std::fs::remove_file(&partial)
@@ -200,6 +221,7 @@ impl Rauc {
             "{rauc} bundle --cert={cert} --key={key} {content} {partial}"
         )
         .env("PATH", self.path_var()?)
+        .env("SOURCE_DATE_EPOCH", source_date_epoch.to_string())
         .quiet()
         .ignore_stdout()
         .run()

@@ -15,6 +15,8 @@ use xtask::rauc::{self, Rauc};
 use xtask::release::{SYSTEM_ENV, SYSTEM_IMAGE};
 
 const BOARD: &str = "odroid-xu4";
+/// The build time every test bundle's squashfs takes, as a build's would.
+const SOURCE_DATE_EPOCH: u64 = 1_784_143_200;
 
 fn tools(test: &str) -> Option<Rauc> {
     for (tool, package) in [
@@ -97,8 +99,9 @@ impl Fixture {
         std::fs::write(content.join(rauc::MANIFEST_FILE), &manifest).unwrap();
         let out = self.path(name);
         let sh = xshell::Shell::new().unwrap();
+        let pair = (self.signing.key.as_path(), self.signing.cert.as_path());
         self.rauc
-            .bundle(&sh, &content, &self.signing.key, &self.signing.cert, &out)
+            .bundle(&sh, &content, pair, SOURCE_DATE_EPOCH, &out)
             .unwrap();
         out
     }
@@ -700,4 +703,41 @@ fn the_slot_hook_writes_the_boot_environment_only_for_a_matching_slot() {
         assert!(!ok && text.contains("berth bundle hook"), "{bad}\n{text}");
         assert!(!boot.join("slot-B.env").exists());
     }
+}
+
+#[test]
+fn two_signings_of_one_build_differ_only_by_their_signature() {
+    let Some(rauc) = tools("two_signings_of_one_build_differ_only_by_their_signature") else {
+        return;
+    };
+    let f = Fixture::new(rauc);
+    let first = f.bundle("first.raucb", &rauc::compatible(BOARD), no_edit);
+    let second = f.bundle("second.raucb", &rauc::compatible(BOARD), no_edit);
+    assert_ne!(
+        std::fs::read(&first).unwrap(),
+        std::fs::read(&second).unwrap(),
+        "two signatures came out the same: the test shows nothing"
+    );
+    assert!(xtask::diff::signed::same_signed_content(&first, &second).unwrap());
+    // Other content is still a difference.
+    let other = f.bundle("other.raucb", "berth-other-board", no_edit);
+    assert!(!xtask::diff::signed::same_signed_content(&first, &other).unwrap());
+
+    // cargo xtask diff on two sealed folders: the bundles' rows in SHA256SUMS and the manifest
+    // differ, the signed content does not.
+    let sh = xshell::Shell::new().unwrap();
+    let diff = |a: &Path, b: &Path| {
+        let scratch = tempfile::tempdir().unwrap();
+        xtask::diff::compare_outputs(&sh, a, b, scratch.path(), false).unwrap()
+    };
+    let (a, b, c) = (f.path("a"), f.path("b"), f.path("c"));
+    sealed_folder(&a, &first, &f.signing.cert);
+    sealed_folder(&b, &second, &f.signing.cert);
+    sealed_folder(&c, &other, &f.signing.cert);
+    assert_eq!(diff(&a, &b), Vec::new());
+    let found = diff(&a, &c);
+    assert!(
+        found.iter().any(|d| d.path.ends_with(".raucb")),
+        "{found:?}"
+    );
 }

@@ -89,7 +89,7 @@ pub fn audit_image(repo: &Repo, output: &Path, rootfs: Option<&Path>) -> Result<
     let exceptions_path = repo.path(super::tables::EXCEPTIONS);
     let exceptions = Exceptions::load(&exceptions_path)?;
 
-    let fs = ErofsImage::open(&image)?;
+    let fs = ErofsImage::open(&image)?.with_tools_from(&output.join("host/bin"));
     let cis = cis::audit(&fs, &cis_rules, &exceptions.cis)
         .with_context(|| format!("with the exceptions of {}", exceptions_path.display()))?;
 

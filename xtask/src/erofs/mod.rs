@@ -37,6 +37,8 @@ pub struct ErofsImage {
     /// `fsck.erofs --extract` of the whole image, made on the first compressed read: the
     /// scratch folder and the image's root in it.
     extracted: OnceCell<(tempfile::TempDir, PathBuf)>,
+    /// The `fsck.erofs` that extracts: the host's, or the one a Buildroot build made.
+    fsck: PathBuf,
 }
 
 impl ErofsImage {
@@ -69,6 +71,7 @@ impl ErofsImage {
             superblock,
             dirs: RefCell::default(),
             extracted: OnceCell::new(),
+            fsck: PathBuf::from("fsck.erofs"),
         })
     }
 
@@ -154,6 +157,16 @@ impl ErofsImage {
         Ok(out)
     }
 
+    /// Extract with the `fsck.erofs` in `bin` when there is one, e.g. the one Buildroot built
+    /// for the image (`<output>/host/bin`), so auditing a build needs no erofs-utils on the host.
+    pub fn with_tools_from(mut self, bin: &Path) -> Self {
+        let fsck = bin.join("fsck.erofs");
+        if fsck.is_file() {
+            self.fsck = fsck;
+        }
+        self
+    }
+
     /// The folder `fsck.erofs --extract` unpacked the image into, made on first call.
     fn extracted(&self) -> Result<&Path> {
         if self.extracted.get().is_none() {
@@ -174,9 +187,10 @@ impl ErofsImage {
     pub fn extract(&self, dest: &Path) -> Result<()> {
         let sh = Shell::new().context("could not start a shell for fsck.erofs")?;
         let (image, target) = (&self.path, format!("--extract={}", dest.display()));
+        let fsck = &self.fsck;
         let out = cmd!(
             sh,
-            "fsck.erofs {target} --no-preserve-owner --preserve-perms {image}"
+            "{fsck} {target} --no-preserve-owner --preserve-perms {image}"
         )
         .quiet()
         .ignore_status()

@@ -175,7 +175,7 @@ pub fn run(checkout: &Repo, args: ImageArgs, host: &Host) -> Result<()> {
     let system_image = release::measure_system_image(&images)?;
 
     let mut artifacts = audit_and_describe(checkout, &br, &sh, &output, &dl_root)?;
-    artifacts.extend(updates.write_bundle(&sh, &output, &commit, dirty)?);
+    artifacts.extend(updates.write_bundle(&sh, &output, &commit, dirty, source_date_epoch)?);
     crate::apps::sbom::add_to(&images.join(release::SBOM_FILE), &apps.records)?;
     let manifest = Manifest {
         berth: BerthInfo {

@@ -79,6 +79,7 @@ impl Prepared {
         output: &Path,
         commit: &str,
         dirty: bool,
+        source_date_epoch: u64,
     ) -> Result<Vec<String>> {
         let images = output.join("images");
         let version = release::version(commit, dirty);
@@ -94,7 +95,8 @@ impl Prepared {
             "the build did not produce {} (BR2_PACKAGE_HOST_RAUC)",
             host_rauc.binary.display()
         );
-        host_rauc.bundle(sh, &content, &self.signing.key, &self.signing.cert, &bundle)?;
+        let pair = (self.signing.key.as_path(), self.signing.cert.as_path());
+        host_rauc.bundle(sh, &content, pair, source_date_epoch, &bundle)?;
         std::fs::remove_dir_all(&content)
             .with_context(|| format!("could not remove {}", content.display()))?;
         let keyring = images.join(KEYRING_FILE);
