@@ -5,7 +5,8 @@ use std::path::PathBuf;
 
 use xshell::{cmd, Shell};
 
-/// Every command Buildroot needs on the host, and the Debian package that provides it.
+/// Every command Buildroot needs on the host (and the one `image` adds), and the Debian package
+/// that provides it.
 pub const TOOLS: &[(&str, &str)] = &[
     ("which", "debianutils"),
     ("sed", "sed"),
@@ -33,6 +34,9 @@ pub const TOOLS: &[(&str, &str)] = &[
     ("wget", "wget"),
     ("git", "git"),
     ("flock", "util-linux"),
+    // Not Buildroot's: `cargo xtask image` makes the development signing pair for update bundles
+    // and checks that a given key matches its certificate (image/signing.rs).
+    ("openssl", "openssl"),
 ];
 
 /// Perl modules Buildroot requires (host-autoconf, host-automake, libopenssl...), all in Debian's `perl`.
