@@ -5,8 +5,7 @@ use std::path::PathBuf;
 
 use xshell::{cmd, Shell};
 
-/// Every command Buildroot needs on the host (and the one `image` adds), and the Debian package
-/// that provides it.
+/// Every command Buildroot (and `image`'s signing) needs on the host, and its Debian package.
 pub const TOOLS: &[(&str, &str)] = &[
     ("which", "debianutils"),
     ("sed", "sed"),
@@ -34,8 +33,7 @@ pub const TOOLS: &[(&str, &str)] = &[
     ("wget", "wget"),
     ("git", "git"),
     ("flock", "util-linux"),
-    // Not Buildroot's: `cargo xtask image` makes the development signing pair for update bundles
-    // and checks that a given key matches its certificate (image/signing.rs).
+    // Not Buildroot's: the update bundles' signing pair (image/signing.rs).
     ("openssl", "openssl"),
 ];
 
