@@ -91,6 +91,10 @@ fn build_sandbox(tree: &Path) -> Result<PathBuf, String> {
     if binary.is_file() && std::fs::read_to_string(&stamp).ok().as_deref() == Some(&key) {
         return Ok(binary);
     }
+    // Other inputs: nothing of the old build may be reused, as its objects and dependency files
+    // name the tree it was built from (which may be gone).
+    std::fs::remove_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
+    std::fs::create_dir_all(&out).map_err(|e| e.to_string())?;
     let test_fragment = out.join("berth-sandbox.fragment");
     std::fs::write(&test_fragment, SANDBOX_FRAGMENT).map_err(|e| e.to_string())?;
     let make = |args: &[&str]| {
