@@ -93,20 +93,26 @@ fn post_build_fails_clearly_without_ssh_keys() {
     assert!(!target.join("root/.ssh").exists());
 }
 
-/// What post-build.sh looks for in the signing certificate it installs as RAUC's keyring.
-const CERTIFICATE: &str = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
-
-#[test]
-fn post_build_installs_only_a_certificate_as_the_rauc_keyring_and_the_staged_hawkbit_files() {
+/// A scratch folder for post-build.sh runs: an empty `target/` and a file of root's SSH keys.
+fn post_build_scratch() -> (tempfile::TempDir, PathBuf, PathBuf) {
     let tmp = tempfile::tempdir().unwrap();
     let target = tmp.path().join("target");
     std::fs::create_dir(&target).unwrap();
     let keys = tmp.path().join("keys.pub");
     std::fs::write(
         &keys,
-        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBerthTestKeyOnly t\n",
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBerthTestKeyOnly test@berth\n",
     )
     .unwrap();
+    (tmp, target, keys)
+}
+
+/// What post-build.sh looks for in the signing certificate it installs as RAUC's keyring.
+const CERTIFICATE: &str = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+
+#[test]
+fn post_build_installs_only_a_certificate_as_the_rauc_keyring_and_the_staged_hawkbit_files() {
+    let (tmp, target, keys) = post_build_scratch();
     let run = |keyring: Option<&Path>, hawkbit: Option<&Path>| {
         let mut cmd = Command::new(board_dir().join("post-build.sh"));
         cmd.arg(&target)
@@ -162,15 +168,7 @@ fn post_build_installs_only_a_certificate_as_the_rauc_keyring_and_the_staged_haw
 #[test]
 fn post_build_makes_the_mount_points_and_root_keys() {
     use std::os::unix::fs::PermissionsExt;
-    let tmp = tempfile::tempdir().unwrap();
-    let target = tmp.path().join("target");
-    std::fs::create_dir(&target).unwrap();
-    let keys = tmp.path().join("keys.pub");
-    std::fs::write(
-        &keys,
-        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBerthTestKeyOnly test@berth\n",
-    )
-    .unwrap();
+    let (tmp, target, keys) = post_build_scratch();
     let keyring = tmp.path().join("keyring.pem");
     std::fs::write(&keyring, CERTIFICATE).unwrap();
     let run = |keys: &Path| {

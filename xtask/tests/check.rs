@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use xtask::project::Repo;
@@ -63,6 +64,18 @@ fn check_passes_with_the_pinned_buildroot() {
     assert!(stdout.contains("[kernel] skipped"), "{stdout}");
 }
 
+/// `check` of the checkout `repo` against the Buildroot tree `tree` only (no kernel or U-Boot).
+/// The patched Buildroot copy of the real cache serves: the copy has the same series.
+fn check_buildroot_only(repo: &Path, tree: PathBuf) -> anyhow::Result<()> {
+    let inputs = xtask::check::Inputs {
+        buildroot: Some(tree),
+        linux: None,
+        uboot: None,
+        host: xtask::host::Host::from_process(),
+    };
+    xtask::check::check(&Repo::at(repo), &inputs)
+}
+
 #[test]
 fn a_bogus_symbol_fails_naming_it() {
     let test = "a_bogus_symbol_fails_naming_it";
@@ -75,15 +88,8 @@ fn a_bogus_symbol_fails_naming_it() {
     text_in.push_str("BR2_BERTH_BOGUS_SYMBOL=y\n");
     std::fs::write(&defconfig, text_in).unwrap();
 
-    let inputs = xtask::check::Inputs {
-        buildroot: Some(tree),
-        linux: None,
-        uboot: None,
-        // The patched Buildroot copy of the real cache serves: the copy has the same series.
-        host: xtask::host::Host::from_process(),
-    };
-    let err = xtask::check::check(&Repo::at(copy.path()), &inputs)
-        .expect_err("check passed with a bogus symbol");
+    let err =
+        check_buildroot_only(copy.path(), tree).expect_err("check passed with a bogus symbol");
     let err = format!("{err:#}");
     assert!(
         err.contains("[kconfig] configs/berth_odroid_xu4_defconfig:")
@@ -106,13 +112,7 @@ fn a_defconfig_whose_root_is_writable_fails_naming_why() {
     assert_ne!(writable, shipped);
     std::fs::write(&defconfig, writable).unwrap();
 
-    let inputs = xtask::check::Inputs {
-        buildroot: Some(tree),
-        linux: None,
-        uboot: None,
-        host: xtask::host::Host::from_process(),
-    };
-    let err = xtask::check::check(&Repo::at(copy.path()), &inputs)
+    let err = check_buildroot_only(copy.path(), tree)
         .expect_err("check passed a root remounted read-write");
     let err = format!("{err:#}");
     assert!(

@@ -447,22 +447,12 @@ fn loop_device_with_mounted_partition_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let image = sparse_image(dir.path(), "sdcard.img", 16 * MIB);
     let backing = backing_file(dir.path(), 32 * MIB);
-    let mut sfdisk = Command::new("sfdisk")
-        .args(["-q", "--no-reread"])
-        .arg(&backing)
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    {
-        use std::io::Write;
-        sfdisk
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(b"label: dos\nstart=8192, type=83\n")
-            .unwrap();
-    }
-    assert!(sfdisk.wait().unwrap().success());
+    common::run_ok_with_input(
+        Command::new("sfdisk")
+            .args(["-q", "--no-reread"])
+            .arg(&backing),
+        b"label: dos\nstart=8192, type=83\n",
+    );
     let Some(mut lo) = loop_device(test, &backing, true) else {
         return;
     };

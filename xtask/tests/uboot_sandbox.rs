@@ -15,7 +15,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::OnceLock;
 
 use xtask::util::sha256_hex;
@@ -324,26 +324,11 @@ impl Card {
             sectors(p3_start),
             sectors(SLOT_SIZE)
         );
-        let mut sfdisk = Command::new("sfdisk")
-            .args(["--quiet", "--wipe", "never"])
-            .arg(&image)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        use std::io::Write;
-        sfdisk
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(table.as_bytes())
-            .unwrap();
-        let out = sfdisk.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "sfdisk: {}",
-            common::output_text(&out)
+        common::run_ok_with_input(
+            Command::new("sfdisk")
+                .args(["--quiet", "--wipe", "never"])
+                .arg(&image),
+            table.as_bytes(),
         );
         Card { dir, image, slots }
     }

@@ -101,6 +101,31 @@ pub fn run_ok(cmd: &mut Command) -> Output {
     out
 }
 
+/// [`run_ok`] with `input` on the command's standard input (sfdisk scripts, say).
+pub fn run_ok_with_input(cmd: &mut Command, input: &[u8]) -> Output {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("could not run {cmd:?}: {e}"));
+    child
+        .stdin
+        .take()
+        .expect("stdin is piped")
+        .write_all(input)
+        .unwrap_or_else(|e| panic!("could not write to {cmd:?}: {e}"));
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed:\n{}",
+        output_text(&out)
+    );
+    out
+}
+
 /// `git` in `dir` as a test identity, failing the test when it fails; its output.
 pub fn git(dir: &Path, args: &[&str]) -> Output {
     run_ok(
