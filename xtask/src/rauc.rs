@@ -180,8 +180,7 @@ impl Rauc {
 
     /// The `rauc` on the PATH, if there is one.
     pub fn on_path() -> Option<Self> {
-        let path = std::env::var("PATH").ok()?;
-        crate::prereqs::find_in_path("rauc", &path).map(|binary| Rauc {
+        which::which("rauc").ok().map(|binary| Rauc {
             binary,
             helper_dirs: Vec::new(),
         })

@@ -61,8 +61,7 @@ pub fn check_pem(key_text: &str, cert_text: &str) -> Result<()> {
 /// with the host's openssl when it is not there yet. The key must match the certificate.
 pub fn resolve(sh: &Shell, named: Option<SigningPair>, output: &Path) -> Result<SigningPair> {
     ensure!(
-        crate::prereqs::find_in_path("openssl", &std::env::var("PATH").unwrap_or_default())
-            .is_some(),
+        which::which("openssl").is_ok(),
         "openssl is not installed; it makes the development signing key and checks that a \
          signing key matches its certificate (Debian: apt-get install openssl)"
     );
