@@ -39,6 +39,10 @@ pub const SBOM_FILE: &str = "sbom.cdx.json";
 pub const LEGAL_INFO_FILE: &str = "legal-info.tar.gz";
 /// The certificate update bundles are signed with, as the image's RAUC keyring holds it.
 pub const KEYRING_FILE: &str = "rauc-keyring.pem";
+/// Buildroot's `make graph-size` statistics of the root filesystem: one row a file, with its
+/// package and size, and one row a package.
+pub const FILE_SIZE_STATS: &str = "file-size-stats.csv";
+pub const PACKAGE_SIZE_STATS: &str = "package-size-stats.csv";
 /// What every RAUC update bundle's name ends with.
 pub const BUNDLE_SUFFIX: &str = ".raucb";
 
@@ -69,7 +73,14 @@ pub fn bmap_name(image: &str) -> String {
 /// Files that mark a folder as finished or were derived from its images: removed before a build
 /// so none can lie beside an image it does not describe.
 pub fn finished_and_derived() -> Vec<String> {
-    [SUMS_FILE, MANIFEST_FILE, SBOM_FILE, LEGAL_INFO_FILE]
+    [
+        SUMS_FILE,
+        MANIFEST_FILE,
+        SBOM_FILE,
+        LEGAL_INFO_FILE,
+        FILE_SIZE_STATS,
+        PACKAGE_SIZE_STATS,
+    ]
         .map(String::from)
         .into_iter()
         .chain(IMAGES.iter().map(|image| bmap_name(image)))

@@ -43,6 +43,8 @@ fn a_stand_in_build_ends_in_verified_artifacts() {
         "emmc-boot0.img.bmap",
         "sbom.cdx.json",
         "legal-info.tar.gz",
+        "file-size-stats.csv",
+        "package-size-stats.csv",
         "manifest.toml",
         "SHA256SUMS",
     ] {
@@ -137,6 +139,19 @@ fn a_stand_in_build_ends_in_verified_artifacts() {
             "{symbol} missing from the manifest: {hardening:?}"
         );
     }
+    // Buildroot's size statistics name what each package put into the root, by file.
+    let by_package = fs::read_to_string(images.join("package-size-stats.csv")).unwrap();
+    assert!(
+        by_package.lines().any(|row| row.starts_with("docker-engine,")),
+        "{by_package}"
+    );
+    let by_file = fs::read_to_string(images.join("file-size-stats.csv")).unwrap();
+    assert!(
+        by_file
+            .lines()
+            .any(|row| row.starts_with("usr/bin/dockerd,docker-engine,")),
+        "{by_file}"
+    );
     let artifacts = manifest["artifact"].as_array().unwrap();
     for name in [
         "sdcard.img",
@@ -145,6 +160,8 @@ fn a_stand_in_build_ends_in_verified_artifacts() {
         "emmc-boot0.img.bmap",
         "sbom.cdx.json",
         "legal-info.tar.gz",
+        "file-size-stats.csv",
+        "package-size-stats.csv",
     ] {
         let artifact = artifacts
             .iter()

@@ -12,6 +12,7 @@ pub mod layout;
 mod network;
 mod output;
 mod progress;
+mod sizes;
 pub mod signing;
 mod ssh_keys;
 mod updates;
@@ -106,10 +107,13 @@ pub fn run(checkout: &Repo, args: ImageArgs, host: &Host) -> Result<()> {
     layout::check_board(&settings.board.dir(checkout))?;
     let declared = apps::declared(checkout, settings.board, settings.apps.as_deref())?;
     let (commit, dirty) = repository_state(&sh, repo)?;
-    if let Some(problems) = prereqs::report(
-        &prereqs::check_host(&sh),
-        "Buildroot needs to build the image",
-    ) {
+    // One list, so one apt-get line names everything missing.
+    let mut missing = prereqs::check_host(&sh);
+    let size_stats_python = sizes::python(&sh).unwrap_or_else(|lacks| {
+        missing.extend(lacks);
+        String::new()
+    });
+    if let Some(problems) = prereqs::report(&missing, "Buildroot needs to build the image") {
         bail!(problems);
     }
 
@@ -175,6 +179,7 @@ pub fn run(checkout: &Repo, args: ImageArgs, host: &Host) -> Result<()> {
     let system_image = release::measure_system_image(&images)?;
 
     let mut artifacts = audit_and_describe(checkout, &br, &sh, &output, &dl_root)?;
+    artifacts.extend(sizes::write(&sh, &br, &output, &size_stats_python)?);
     artifacts.extend(updates.write_bundle(&sh, &output, &commit, dirty, source_date_epoch)?);
     crate::apps::sbom::add_to(&images.join(release::SBOM_FILE), &apps.records)?;
     let manifest = Manifest {

@@ -1,7 +1,8 @@
 //! The stand-in Buildroot the image tests build with, and what it needs: a Makefile with just the
 //! targets the xtask runs (defconfig, show-info, the build, legal-info, print-version for
 //! generate-cyclonedx), printing Buildroot's `>>>` step lines and laying out `O=` as Buildroot
-//! does; a copy of this repository's parts the xtask reads; a download cache holding every source.
+//! does, with Buildroot's own scripts for the images and the size statistics; a copy of this
+//! repository's parts the xtask reads; a download cache holding every source.
 
 pub mod build;
 
@@ -161,7 +162,8 @@ $(O)/$($(1)_DIR)/.stamp_built: | $(O)/.config
 $(O)/$($(1)_DIR)/.stamp_installed: $(O)/$($(1)_DIR)/.stamp_built
 	@echo '>>> $(1) $($(1)_VERSION) Installing to target'
 	@mkdir -p $(O)/target
-	@if [ -d payload/$(1)/target ]; then cp -a payload/$(1)/target/. $(O)/target/; fi
+	@if [ -d payload/$(1)/target ]; then cp -a payload/$(1)/target/. $(O)/target/ && \
+		(cd payload/$(1)/target && find . \( -type f -o -type l \) -printf '$(1),%p\n') >> $(O)/build/packages-file-list.txt; fi
 	@if [ -d payload/$(1)/images ]; then echo '>>> $(1) $($(1)_VERSION) Installing to images directory'; \
 		mkdir -p $(O)/images && cp -a payload/$(1)/images/. $(O)/images/; fi
 	@touch $$@
@@ -377,7 +379,11 @@ pub fn stand_in_buildroot(inputs: &Inputs, dir: &Path) {
             .as_bytes(),
         0o644,
     );
-    for script in ["utils/generate-cyclonedx", "support/scripts/genimage.sh"] {
+    for script in [
+        "utils/generate-cyclonedx",
+        "support/scripts/genimage.sh",
+        "support/scripts/size-stats",
+    ] {
         crate::common::write_file(
             &tree.join(script),
             fs::read(inputs.buildroot.join(script)).unwrap(),
