@@ -29,3 +29,12 @@ ifeq ($(BR2_PIC_PIE)$(BR2_PACKAGE_TINI),yy)
 TINI_CFLAGS := $(filter-out -static,$(TINI_CFLAGS)) \
 	$$(if [ -e $(STAGING_DIR)/usr/lib/rcrt1.o ]; then echo -static-pie; else echo -static; fi)
 endif
+
+# Programs of the Docker stack that nothing on the board runs are not built
+# (docs/rootfs.md, "What the slot leaves out"): ctr is containerd's debug
+# client (docker talks to containerd over its socket), and docker-proxy is only
+# started by a daemon with the userland proxy on, which daemon.json turns off
+# and CIS Docker 2.16 in configs/hardening/cis-docker.toml requires off.
+# The recipes and install lists read these names when they run, after this file.
+CONTAINERD_BUILD_TARGETS := $(filter-out cmd/ctr,$(CONTAINERD_BUILD_TARGETS))
+DOCKER_ENGINE_BUILD_TARGETS := $(filter-out cmd/docker-proxy,$(DOCKER_ENGINE_BUILD_TARGETS))
