@@ -2,9 +2,9 @@
 //! `cargo xtask audit` and `cargo xtask diff`.
 //!
 //! Ownership, permission bits, names and link targets come from the image's own metadata
-//! ([`format`]), because erofs-utils 1.5 (Debian 12) loses setuid and setgid bits on both of its
-//! ways out: `dump.erofs` prints only the low nine bits, and `fsck.erofs --extract` chowns after
-//! chmod, which clears them. File contents that are compressed come from
+//! ([`format`](mod@format)), because erofs-utils 1.5 (Debian 12) loses setuid and setgid bits on
+//! both of its ways out: `dump.erofs` prints only the low nine bits, and `fsck.erofs --extract`
+//! chowns after chmod, which clears them. File contents that are compressed come from
 //! `fsck.erofs --extract`, run once into a scratch folder on first need: it also proves the whole
 //! image decompresses. The image may be followed by other data (a system slot's verity tree):
 //! the superblock says where the filesystem ends.
