@@ -84,7 +84,7 @@ fn fake_output(dir: &Path, binaries: &[(String, PathBuf)], adjust: impl Fn(&Path
         fs::create_dir_all(dest.parent().unwrap()).unwrap();
         fs::copy(path, &dest).unwrap();
     }
-    toolchain_stand_ins(&target);
+    exception_stand_ins(&target);
     // The hardening Buildroot's toolchain wrapper applies, as berth_odroid_xu4_defconfig resolves it.
     common::write_file(
         &output.join(".config"),
@@ -103,22 +103,16 @@ fn fake_output(dir: &Path, binaries: &[(String, PathBuf)], adjust: impl Fn(&Path
     output
 }
 
-/// Buildroot copies the toolchain's libraries into every target, and builds tini as docker-init:
-/// the files the shipped `[[elf]]` exceptions name. The audit refuses an exception that matches
-/// no file of the image, so a small host ELF file stands in at each path: `true` for a program
-/// (`/bin/` in its path), the smallest library this test runs with for a library.
-fn toolchain_stand_ins(target: &Path) {
+/// The files the shipped `[[elf]]` exceptions name (tini, built as docker-init). The audit refuses
+/// an exception that matches no file of the image, so a small host ELF file stands in at each
+/// path: `true` for a program (`/bin/` in its path), the smallest library this test runs with for
+/// a library. (The toolchain's libraries are judged by their owning package instead: see
+/// [`toolchain_output`].)
+fn exception_stand_ins(target: &Path) {
     let repo = xtask::project::Repo::checkout();
     let exceptions =
         xtask::audit::exceptions::Exceptions::load(&repo.path(xtask::audit::EXCEPTIONS)).unwrap();
-    let maps = fs::read_to_string("/proc/self/maps").unwrap();
-    let library = maps
-        .lines()
-        .filter_map(|l| l.split_whitespace().nth(5))
-        .filter(|p| p.contains(".so"))
-        .min_by_key(|p| fs::metadata(p).map(|m| m.len()).unwrap_or(u64::MAX))
-        .map(PathBuf::from)
-        .expect("this test runs with shared libraries");
+    let library = host_library();
     let program = ["/bin/true", "/usr/bin/true"]
         .map(PathBuf::from)
         .into_iter()
@@ -134,6 +128,17 @@ fn toolchain_stand_ins(target: &Path) {
         fs::create_dir_all(dest.parent().unwrap()).unwrap();
         fs::copy(stand_in, &dest).unwrap();
     }
+}
+
+/// The smallest shared library this test runs with.
+fn host_library() -> PathBuf {
+    let maps = fs::read_to_string("/proc/self/maps").unwrap();
+    maps.lines()
+        .filter_map(|l| l.split_whitespace().nth(5))
+        .filter(|p| p.contains(".so"))
+        .min_by_key(|p| fs::metadata(p).map(|m| m.len()).unwrap_or(u64::MAX))
+        .map(PathBuf::from)
+        .expect("this test runs with shared libraries")
 }
 
 fn audit(output: &Path) -> Output {
@@ -339,10 +344,10 @@ fn a_mistyped_elf_exception_is_an_error_that_names_it() {
         ),
         (
             (
-                "path = \"/lib/libc.so.6\"\nproperty = \"relro\"",
-                "path = \"/lib/libc.so.6\"\nproperty = \"relr\"",
+                "path = \"/usr/bin/tini\"\nproperty = \"relro\"",
+                "path = \"/usr/bin/tini\"\nproperty = \"relr\"",
             ),
-            "/lib/libc.so.6 (relr)",
+            "/usr/bin/tini (relr)",
         ),
     ] {
         let repo = repo_with_exceptions(&tmp.path().join(named.replace('/', "_")), |t| {
@@ -367,28 +372,34 @@ fn merged_usr_image_matches_lib_exceptions_through_the_link() {
     }
     let tmp = tempfile::tempdir().unwrap();
     // With systemd, Buildroot merges /usr: /lib is a link to usr/lib, and the audit walks the real
-    // files, /usr/lib/libc.so.6 and so on. The exceptions name them as /lib/...
+    // files, /usr/lib/... An exception names a library as users and the loader see it, /lib/...
     let output = fake_output(tmp.path(), &[], |target| {
-        let lib = target.join("usr/lib");
-        for entry in fs::read_dir(target.join("lib")).unwrap() {
-            let entry = entry.unwrap();
-            fs::rename(entry.path(), lib.join(entry.file_name())).unwrap();
-        }
-        fs::remove_dir(target.join("lib")).unwrap();
+        fs::copy(host_library(), target.join("usr/lib/libstand-in.so.1")).unwrap();
         std::os::unix::fs::symlink("usr/lib", target.join("lib")).unwrap();
     });
-    let audit = xtask::audit::image::audit_image(&xtask::project::Repo::checkout(), &output, None)
-        .unwrap_or_else(|e| panic!("{e:#}"));
-    assert!(audit.files.iter().any(|f| f.path == "/usr/lib/libc.so.6"));
+    let exception = |path: &str| {
+        let entry = format!(
+            "\n[[elf]]\npath = \"{path}\"\nproperty = \"stripped\"\nreason = \"kept with its symbols\"\n"
+        );
+        move |text: String| text + &entry
+    };
+    let repo = repo_with_exceptions(&tmp.path().join("lib"), exception("/lib/libstand-in.so.1"));
+    let audit =
+        xtask::audit::image::audit_image(&repo, &output, None).unwrap_or_else(|e| panic!("{e:#}"));
+    assert!(audit
+        .files
+        .iter()
+        .any(|f| f.path == "/usr/lib/libstand-in.so.1"));
     // A name the link does not reach is still an error.
-    let repo = repo_with_exceptions(tmp.path(), |t| {
-        t.replace("/lib/libm.so.6", "/lib64/libm.so.6")
-    });
+    let repo = repo_with_exceptions(
+        &tmp.path().join("lib64"),
+        exception("/lib64/libstand-in.so.1"),
+    );
     let err = xtask::audit::image::audit_image(&repo, &output, None)
         .err()
         .unwrap();
     assert!(
-        format!("{err:#}").contains("/lib64/libm.so.6 (relro)"),
+        format!("{err:#}").contains("/lib64/libstand-in.so.1 (stripped)"),
         "{err:#}"
     );
 }
@@ -694,28 +705,7 @@ fn elf_audit_agrees_with_checksec_and_flags_text_relocations() {
     });
     let out = audit(&output);
     let report = audit_json(&out);
-    // Required rules each file fails, by the rule's short name.
-    let failed = |name: &str| -> Vec<String> {
-        report["elf"]["findings"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|f| {
-                f["subject"] == format!("/usr/bin/{name}")
-                    && f["verdict"] == "fail"
-                    && f["severity"] == "required"
-            })
-            .map(|f| {
-                f["rule"]
-                    .as_str()
-                    .unwrap()
-                    .split(':')
-                    .next()
-                    .unwrap()
-                    .to_string()
-            })
-            .collect()
-    };
+    let failed = |name: &str| failed_required(&report, &format!("/usr/bin/{name}"));
     assert_eq!(failed("c-hardened"), Vec::<String>::new());
     // A correct -fstack-protector-strong build without a canary symbol is no failure.
     assert_eq!(failed("c-ssp-no-arrays"), Vec::<String>::new());
@@ -870,6 +860,313 @@ fn elf_audit_agrees_with_checksec_and_flags_text_relocations() {
             );
         }
     }
+}
+
+/// The required ELF rules `subject` fails, by the rule's short name (up to its first colon).
+fn failed_required(report: &Value, subject: &str) -> Vec<String> {
+    elf_findings(report, subject)
+        .into_iter()
+        .filter(|f| f["verdict"] == "fail" && f["severity"] == "required")
+        .map(|f| short_rule(f).to_string())
+        .collect()
+}
+
+fn elf_findings<'a>(report: &'a Value, subject: &str) -> Vec<&'a Value> {
+    report["elf"]["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["subject"] == subject)
+        .collect()
+}
+
+fn short_rule(finding: &Value) -> &str {
+    finding["rule"].as_str().unwrap().split(':').next().unwrap()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Prebuilt toolchain libraries, judged by their owning package
+
+/// What Buildroot copies from a glibc toolchain's sysroot (`TOOLCHAIN_EXTERNAL_LIBS` in
+/// pkg-toolchain-external.mk, with C++ and OpenMP on), by pattern: whatever the sysroot has.
+const TOOLCHAIN_EXTERNAL_LIBS: &[&str] = &[
+    "ld*.so.*",
+    "libgcc_s.so.*",
+    "libatomic.so.*",
+    "libc.so.*",
+    "libdl.so.*",
+    "libm.so.*",
+    "libnsl.so.*",
+    "libresolv.so.*",
+    "librt.so.*",
+    "libutil.so.*",
+    "libpthread.so.*",
+    "libnss_files.so.*",
+    "libnss_dns.so.*",
+    "libmvec.so.*",
+    "libanl.so.*",
+    "libstdc++.so.*",
+    "libgomp.so.*",
+];
+/// Debian's armhf cross glibc 2.36 (libc6-armhf-cross) and gcc 12 runtime libraries.
+const DEBIAN_ARMHF_SYSROOT: &str = "/usr/arm-linux-gnueabihf/lib";
+const TOOLCHAIN_PACKAGE: &str = "toolchain-external-custom";
+
+/// `*` in `pattern` stands for any run of characters, as in the shell.
+fn glob_matches(pattern: &str, name: &str) -> bool {
+    match pattern.split_once('*') {
+        None => pattern == name,
+        Some((head, rest)) => {
+            name.starts_with(head)
+                && (head.len()..=name.len()).any(|at| glob_matches(rest, &name[at..]))
+        }
+    }
+}
+
+/// Copies the toolchain libraries of `sysroot` into `dest` as Buildroot's
+/// copy_toolchain_lib_root does (links as links) and returns the names copied.
+fn copy_toolchain_libs(sysroot: &Path, dest: &Path) -> Vec<String> {
+    fs::create_dir_all(dest).unwrap();
+    let mut names = Vec::new();
+    for entry in fs::read_dir(sysroot).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !TOOLCHAIN_EXTERNAL_LIBS
+            .iter()
+            .any(|p| glob_matches(p, &name))
+        {
+            continue;
+        }
+        if entry.file_type().unwrap().is_symlink() {
+            let link = fs::read_link(entry.path()).unwrap();
+            std::os::unix::fs::symlink(link, dest.join(&name)).unwrap();
+        } else {
+            fs::copy(entry.path(), dest.join(&name)).unwrap();
+        }
+        names.push(name);
+    }
+    names.sort();
+    names
+}
+
+/// A stand-in output folder with the toolchain libraries of `sysroot` in target/ (under
+/// /usr/lib behind a /lib link when `merged_usr`, as with systemd; else /lib), `extra` files
+/// (owner, path in the image, file) and build/packages-file-list.txt naming every one's owner as
+/// Buildroot writes it.
+fn toolchain_output(
+    dir: &Path,
+    sysroot: &Path,
+    merged_usr: bool,
+    extra: &[(&str, &str, &Path)],
+) -> PathBuf {
+    let lib = if merged_usr { "usr/lib" } else { "lib" };
+    let copied = std::cell::RefCell::new(Vec::new());
+    let output = fake_output(dir, &[], |target| {
+        *copied.borrow_mut() = copy_toolchain_libs(sysroot, &target.join(lib));
+        if merged_usr {
+            std::os::unix::fs::symlink("usr/lib", target.join("lib")).unwrap();
+        }
+        for (_, path, file) in extra {
+            let dest = target.join(path.trim_start_matches('/'));
+            fs::create_dir_all(dest.parent().unwrap()).unwrap();
+            fs::copy(file, dest).unwrap();
+        }
+    });
+    let mut list: String = copied
+        .borrow()
+        .iter()
+        .map(|name| format!("{TOOLCHAIN_PACKAGE},./{lib}/{name}\n"))
+        .collect();
+    for (owner, path, _) in extra {
+        list.push_str(&format!("{owner},.{path}\n"));
+    }
+    common::write_file(&output.join("build/packages-file-list.txt"), list, 0o644);
+    output
+}
+
+fn can_use_debian_sysroot(test: &str) -> bool {
+    let found = Path::new(DEBIAN_ARMHF_SYSROOT).join("libc.so.6").is_file();
+    if !found {
+        common::skip(
+            test,
+            &format!("{DEBIAN_ARMHF_SYSROOT} has no libc.so.6 (apt-get install libc6-armhf-cross)"),
+        );
+    }
+    found
+        && can_make_images(test)
+        && common::have_tool(test, "arm-linux-gnueabihf-gcc", "gcc-arm-linux-gnueabihf")
+}
+
+fn arm_gcc(dir: &Path, name: &str, flags: &[&str], source: &str) -> PathBuf {
+    let src = dir.join(format!("{name}.c"));
+    fs::write(&src, source).unwrap();
+    let path = dir.join(name);
+    common::run_ok(
+        Command::new("arm-linux-gnueabihf-gcc")
+            .args(flags)
+            .arg("-o")
+            .arg(&path)
+            .arg(&src),
+    );
+    path
+}
+
+#[test]
+fn toolchain_libraries_pass_by_their_owner_on_two_sysroots_and_project_files_do_not() {
+    let test = "toolchain_libraries_pass_by_their_owner_on_two_sysroots_and_project_files_do_not";
+    if !can_use_debian_sysroot(test) {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    // A program the project builds, linked without BIND_NOW: no policy may waive it.
+    let partial = arm_gcc(
+        tmp.path(),
+        "partial-relro",
+        &[
+            "-O2",
+            "-fstack-protector-strong",
+            "-D_FORTIFY_SOURCE=2",
+            "-fPIE",
+            "-pie",
+            "-Wl,-z,relro,-z,lazy",
+        ],
+        C_PROGRAM,
+    );
+    // A glibc 2.39-era toolchain: neither libnsl.so.1 nor (here) libgomp.so.1.
+    let trimmed = tmp.path().join("sysroot-trimmed/lib");
+    for name in copy_toolchain_libs(Path::new(DEBIAN_ARMHF_SYSROOT), &trimmed) {
+        if name.starts_with("libnsl.") || name.starts_with("libgomp.") {
+            fs::remove_file(trimmed.join(name)).unwrap();
+        }
+    }
+    let project_file = [(
+        "berth-test-app",
+        "/usr/bin/partial-relro",
+        partial.as_path(),
+    )];
+    for (name, sysroot, merged_usr) in [
+        ("debian", Path::new(DEBIAN_ARMHF_SYSROOT), false),
+        ("trimmed", trimmed.as_path(), true),
+    ] {
+        let output = toolchain_output(&tmp.path().join(name), sysroot, merged_usr, &project_file);
+        let out = audit(&output);
+        let report = audit_json(&out);
+        let lib = if merged_usr { "/usr/lib" } else { "/lib" };
+        let audited: Vec<&str> = report["elf"]["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["path"].as_str().unwrap())
+            .filter(|p| p.starts_with(&format!("{lib}/")))
+            .collect();
+        assert!(
+            audited.contains(&format!("{lib}/libc.so.6").as_str()),
+            "{name}: {audited:?}"
+        );
+        assert_eq!(
+            audited.iter().any(|p| p.contains("/libnsl.so")),
+            name == "debian",
+            "{name}: {audited:?}"
+        );
+        // Every required failure is the project's program; each library is judged, and its
+        // vendor's RELRO waived by the policy with the owning package named.
+        for path in &audited {
+            assert_eq!(
+                failed_required(&report, path),
+                Vec::<String>::new(),
+                "{name}: {path}"
+            );
+        }
+        let libc_relro = *elf_findings(&report, &format!("{lib}/libc.so.6"))
+            .iter()
+            .find(|f| short_rule(f) == "full RELRO")
+            .unwrap();
+        assert_eq!(libc_relro["verdict"], "exception", "{name}: {libc_relro}");
+        assert!(libc_relro["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("prebuilt by {TOOLCHAIN_PACKAGE}: ")));
+        assert_eq!(
+            failed_required(&report, "/usr/bin/partial-relro"),
+            ["full RELRO"],
+            "{name}"
+        );
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("ELF files missing required hardening: /usr/bin/partial-relro")
+                && !stderr.contains("libc.so"),
+            "{name}: {stderr}"
+        );
+    }
+
+    // Without build/ (an EROFS audited alone) nothing is known as prebuilt: every file is the
+    // project's, so the vendor's partial RELRO fails, and the audit says why.
+    let output = tmp.path().join("debian/output");
+    fs::remove_file(output.join("build/packages-file-list.txt")).unwrap();
+    let out = audit(&output);
+    let report = audit_json(&out);
+    assert_eq!(failed_required(&report, "/lib/libc.so.6"), ["full RELRO"]);
+    let note = elf_findings(&report, "prebuilt files")[0];
+    assert!(
+        note["detail"]
+            .as_str()
+            .unwrap()
+            .contains("packages-file-list.txt is missing"),
+        "{note}"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("/lib/libc.so.6") && stderr.contains("judged as built by the project"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_toolchain_file_with_text_relocations_or_an_executable_stack_still_fails() {
+    let test = "a_toolchain_file_with_text_relocations_or_an_executable_stack_still_fails";
+    if !can_use_debian_sysroot(test) {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let full_relro = ["-O2", "-shared", "-Wl,-z,relro,-z,now"];
+    // Non-PIC code (absolute words in .text) in a shared library: DT_TEXTREL.
+    let textrel = arm_gcc(
+        tmp.path(),
+        "libtextrel.so.1",
+        &[&full_relro[..], &["-fno-PIC", "-mword-relocations"]].concat(),
+        C_PROGRAM,
+    );
+    let execstack = arm_gcc(
+        tmp.path(),
+        "libexecstack.so.1",
+        &[&full_relro[..], &["-fPIC", "-Wl,-z,execstack"]].concat(),
+        C_PROGRAM,
+    );
+    let output = toolchain_output(
+        tmp.path(),
+        Path::new(DEBIAN_ARMHF_SYSROOT),
+        false,
+        &[
+            (TOOLCHAIN_PACKAGE, "/lib/libtextrel.so.1", textrel.as_path()),
+            (
+                TOOLCHAIN_PACKAGE,
+                "/lib/libexecstack.so.1",
+                execstack.as_path(),
+            ),
+        ],
+    );
+    let out = audit(&output);
+    let report = audit_json(&out);
+    assert_eq!(
+        failed_required(&report, "/lib/libtextrel.so.1"),
+        ["no text relocations"]
+    );
+    assert_eq!(
+        failed_required(&report, "/lib/libexecstack.so.1"),
+        ["non-executable stack"]
+    );
+    assert!(!out.status.success());
 }
 
 /// The read-only root settings of berth_odroid_xu4_defconfig as Buildroot resolves them, and the

@@ -1,7 +1,8 @@
 //! Every deliberate departure from a hardening rule, with its reason, in one file
-//! (`configs/hardening/exceptions.toml`): `[[kernel]]`, `[[elf]]`, `[[cis]]` and `[[root]]` entries.
+//! (`configs/hardening/exceptions.toml`): `[[kernel]]`, `[[elf]]`, `[[elf_prebuilt]]`, `[[cis]]`
+//! and `[[root]]` entries.
 //!
-//! One type reads all three sections the same way. Loading refuses what can never be right
+//! One type reads every section the same way. Loading refuses what can never be right
 //! whatever is audited: an unknown section or field, an empty reason, two exceptions for the same
 //! thing. Each audit then matches its section against what it really judges (a kernel rule, a CIS
 //! item, an ELF rule and a file of the image) with [`reject_unmatched`], so an exception that
@@ -21,6 +22,8 @@ pub struct Exceptions {
     pub kernel: Vec<KernelException>,
     #[serde(default)]
     pub elf: Vec<ElfException>,
+    #[serde(default)]
+    pub elf_prebuilt: Vec<ElfPrebuilt>,
     #[serde(default)]
     pub cis: Vec<CisException>,
     #[serde(default)]
@@ -48,6 +51,23 @@ pub struct ElfException {
     pub path: String,
     /// The `property` of an ELF rule (`pie`, `relro`, ...), checked against the rule table.
     pub property: String,
+    pub reason: String,
+}
+
+/// One `[[elf_prebuilt]]` entry: how the files Buildroot copies prebuilt from a package (the
+/// external toolchain's libraries) are judged. Which package installed a file is read from the
+/// build's `packages-file-list.txt` ([`crate::audit::elf::prebuilt`]), so the entry holds on every
+/// toolchain whatever libraries it ships.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ElfPrebuilt {
+    /// Buildroot package names; a trailing `*` stands for any rest (`toolchain-external-*`).
+    pub owners: Vec<String>,
+    /// Properties (of `elf-rules.toml`'s rules) whose failure the reason waives for those files.
+    pub waives: Vec<String>,
+    /// Properties judged on those files as on any other: with `waives`, every property a rule
+    /// checks, so a new rule cannot reach prebuilt files undecided.
+    pub keeps: Vec<String>,
     pub reason: String,
 }
 
@@ -101,6 +121,16 @@ impl Waiver for ElfException {
     }
 }
 
+impl Waiver for ElfPrebuilt {
+    const SECTION: &'static str = "elf_prebuilt";
+    fn label(&self) -> String {
+        format!("files of {}", self.owners.join(", "))
+    }
+    fn reason(&self) -> &str {
+        &self.reason
+    }
+}
+
 impl Waiver for CisException {
     const SECTION: &'static str = "cis";
     fn label(&self) -> String {
@@ -129,12 +159,14 @@ impl Exceptions {
         Exceptions::parse(&text).with_context(|| format!("in {}", path.display()))
     }
 
-    /// Parse, then refuse an empty reason, a duplicate and an `[[elf]]` path that is not one file.
+    /// Parse, then refuse an empty reason, a duplicate, an `[[elf]]` path that is not one file and
+    /// an `[[elf_prebuilt]]` owner that is no package name.
     pub fn parse(text: &str) -> Result<Exceptions> {
         let exceptions: Exceptions =
             toml::from_str(text).context("the exceptions file has an unexpected shape")?;
         check_section(&exceptions.kernel)?;
         check_section(&exceptions.elf)?;
+        check_section(&exceptions.elf_prebuilt)?;
         check_section(&exceptions.cis)?;
         check_section(&exceptions.root)?;
         // Each names exactly one file, so every departure is seen and reasoned file by file (a
@@ -145,6 +177,21 @@ impl Exceptions {
                 "the [[elf]] exception for '{}' must name one file by its absolute path, without wildcards",
                 e.path
             );
+        }
+        // An owner is a package name, or the start of one and `*`: nothing wider can be meant.
+        for p in &exceptions.elf_prebuilt {
+            ensure!(
+                !p.owners.is_empty(),
+                "the [[elf_prebuilt]] entry names no owning package"
+            );
+            for owner in &p.owners {
+                let name = owner.strip_suffix('*').unwrap_or(owner);
+                ensure!(
+                    !name.is_empty() && !name.contains(['*', '?', '[', ',', '/']),
+                    "the [[elf_prebuilt]] owner '{owner}' must be a Buildroot package name, or the \
+                     start of one followed by '*'"
+                );
+            }
         }
         Ok(exceptions)
     }
@@ -248,6 +295,23 @@ mod tests {
         for bad in ["/usr/lib/*.so*", "libc.so.6", "/lib/libc.so.?"] {
             let err = one(bad).unwrap_err().to_string();
             assert!(err.contains("one file"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn prebuilt_owners_are_package_names_or_their_start() {
+        let owners = |owners: &str| {
+            Exceptions::parse(&format!(
+                "[[elf_prebuilt]]\nowners = {owners}\nwaives = [\"relro\"]\nkeeps = []\nreason = \"vendor\"\n"
+            ))
+        };
+        assert!(owners(r#"["toolchain-external", "toolchain-external-*"]"#).is_ok());
+        for bad in [r#"["*"]"#, r#"["toolchain-*-bootlin"]"#, r#"["a,b"]"#, "[]"] {
+            let err = owners(bad).unwrap_err().to_string();
+            assert!(
+                err.contains("owning package") || err.contains("package name"),
+                "{bad}: {err}"
+            );
         }
     }
 

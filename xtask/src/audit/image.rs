@@ -2,7 +2,9 @@
 //!
 //! CIS checks read the EROFS root filesystem image (`images/rootfs.erofs`, else the EROFS at the
 //! start of `images/system.img`), because only the image shows the ownership fakeroot gave each
-//! file. ELF checks read `target/`, whose file contents are what the image holds.
+//! file. ELF checks read `target/`, whose file contents are what the image holds, and
+//! `build/packages-file-list.txt` for the package that installed each file: without it, every file
+//! is judged as built by the project (nothing is waived as prebuilt), and the report says so.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -49,6 +51,8 @@ pub struct ImageAudit {
     pub files: Vec<ElfFile>,
     /// ELF files skipped because the rules do not apply (kernel modules, relocatable objects).
     pub skipped: usize,
+    /// The missing file list, when no file could be known as prebuilt.
+    pub file_list_missing: Option<PathBuf>,
 }
 
 const FIRMWARE_DIRS: &[&str] = &["/lib/firmware/", "/usr/lib/firmware/"];
@@ -105,8 +109,24 @@ pub fn audit_image(repo: &Repo, output: &Path, rootfs: Option<&Path>) -> Result<
         .iter()
         .map(|f| (f.path.clone(), f.properties.kind))
         .collect();
-    let waivers = elf::Waivers::match_image(&exceptions.elf, &elf_rules.rule, &fs, &audited)
-        .with_context(|| format!("in {}", exceptions_path.display()))?;
+    let file_list = output.join(elf::prebuilt::FILE_LIST);
+    let owners = file_owners(&file_list)?;
+    let prebuilt = elf::match_prebuilt(
+        &exceptions.elf_prebuilt,
+        &elf_rules.rule,
+        owners.as_ref(),
+        &audited,
+    )
+    .with_context(|| format!("in {}", exceptions_path.display()))?;
+    elf_report.push(provenance(&file_list, owners.is_some(), &prebuilt));
+    let waivers = elf::Waivers::match_image(
+        &exceptions.elf,
+        prebuilt.waived,
+        &elf_rules.rule,
+        &fs,
+        &audited,
+    )
+    .with_context(|| format!("in {}", exceptions_path.display()))?;
     for f in &files {
         let waived = |p: &str, prop| waivers.reason(p, prop).map(str::to_string);
         for finding in elf::evaluate(&f.path, &f.properties, &elf_rules.rule, &waived, &fs)? {
@@ -118,7 +138,50 @@ pub fn audit_image(repo: &Repo, output: &Path, rootfs: Option<&Path>) -> Result<
         elf: elf_report,
         files,
         skipped,
+        file_list_missing: owners.is_none().then_some(file_list),
     })
+}
+
+/// The owning package of every target file, or `None` when the output folder has no file list
+/// (an image audited without its `build/`).
+fn file_owners(file_list: &Path) -> Result<Option<elf::FileOwners>> {
+    if !file_list.exists() {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(file_list)
+        .with_context(|| format!("could not read {}", file_list.display()))?;
+    elf::FileOwners::parse(&text, &file_list.display().to_string()).map(Some)
+}
+
+/// What the report says about prebuilt files: how many each policy judged, or that none could be
+/// known (a warning: the toolchain's libraries then fail on what their vendor left out).
+fn provenance(file_list: &Path, known: bool, prebuilt: &elf::Prebuilt) -> Finding {
+    let (severity, verdict, detail) = if known {
+        let matched: Vec<String> = prebuilt
+            .matched
+            .iter()
+            .map(|(policy, count)| format!("[[elf_prebuilt]] {policy}: {count} audited file(s)"))
+            .collect();
+        (Severity::Info, Verdict::Pass, matched.join("; "))
+    } else {
+        (
+            Severity::Recommended,
+            Verdict::Fail,
+            format!(
+                "{} is missing: every file is judged as built by the project, nothing is waived \
+                 as prebuilt by [[elf_prebuilt]]",
+                file_list.display()
+            ),
+        )
+    };
+    Finding {
+        subject: "prebuilt files".into(),
+        rule: "owning package of each file, from Buildroot's packages-file-list.txt".into(),
+        source: "elf-hardening".into(),
+        severity,
+        verdict,
+        detail,
+    }
 }
 
 /// Every program and shared library under `target` (by its path in the image, sorted), a
@@ -347,10 +410,16 @@ impl ImageAudit {
             } else {
                 "; "
             },
-            if elf.is_empty() {
-                String::new()
-            } else {
-                format!("ELF files missing required hardening: {}", elf.join(", "))
+            match (&self.file_list_missing, elf.is_empty()) {
+                (_, true) => String::new(),
+                (None, false) =>
+                    format!("ELF files missing required hardening: {}", elf.join(", ")),
+                (Some(list), false) => format!(
+                    "ELF files missing required hardening: {} ({} is missing, so every file was \
+                     judged as built by the project, the toolchain's libraries included)",
+                    elf.join(", "),
+                    list.display()
+                ),
             },
         );
         Ok(())

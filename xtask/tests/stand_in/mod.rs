@@ -458,8 +458,9 @@ pub fn stand_in_buildroot(inputs: &Inputs, dir: &Path) {
 }
 
 /// What a real build holds at each path an `[[elf]]` exception names (the audit refuses an
-/// exception that matches no file): tini builds /usr/bin/tini, and Buildroot copies the
-/// toolchain's libraries into every target. Hardened ARM stand-ins go there.
+/// exception that matches no file): tini builds /usr/bin/tini. Hardened ARM stand-ins go there,
+/// a program with tini, a library with the one stand-in package that installs libraries. (The
+/// toolchain's own libraries need none: `[[elf_prebuilt]]` judges them by owning package.)
 pub fn shipped_elf_exception_files(payload: &Path, source: &Path, dir: &Path) {
     let library = dir.join("libstand-in.so");
     crate::common::run_ok(

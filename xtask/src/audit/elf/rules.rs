@@ -263,7 +263,14 @@ mod tests {
         )
         .unwrap();
         let audited = [("/usr/bin/x".to_string(), ElfKind::Executable)].into();
-        let waivers = Waivers::match_image(&exceptions.elf, &rules, &image, &audited).unwrap();
+        let waivers = Waivers::match_image(
+            &exceptions.elf,
+            Default::default(),
+            &rules,
+            &image,
+            &audited,
+        )
+        .unwrap();
         let waived = |p: &str, prop| waivers.reason(p, prop).map(str::to_string);
         let findings = evaluate("/usr/bin/x", &props(), &rules, &waived, &image).unwrap();
         // canary: not applicable to pure Go; runpath: rule is for shared libraries only.

@@ -14,7 +14,9 @@
 //!   users and the loader see them (`/lib/libc.so.6`), while the audit walks the real files: with
 //!   systemd Buildroot merges /usr, so `/lib` is a link to `usr/lib` and that file is judged as
 //!   `/usr/lib/libc.so.6`. Compared as written, the exception would silently waive nothing there.
-//! - Two exceptions reaching the same file and property are one too many, whatever they are called.
+//! - Two exceptions reaching the same file and property are one too many, whatever they are called,
+//!   and so is one reaching a file and property the `[[elf_prebuilt]]` policy already waives
+//!   ([`super::prebuilt`]).
 
 use std::collections::BTreeMap;
 
@@ -31,9 +33,11 @@ pub struct Waivers(BTreeMap<(String, Property), String>);
 
 impl Waivers {
     /// Match every exception to a rule and to a file of `image`; `audited` holds each ELF file
-    /// the audit judged, by its path in the image, with its kind.
+    /// the audit judged, by its path in the image, with its kind. `prebuilt` is what the
+    /// `[[elf_prebuilt]]` policy waives on those files.
     pub fn match_image(
         exceptions: &[ElfException],
+        prebuilt: BTreeMap<(String, Property), String>,
         rules: &[ElfRule],
         image: &dyn RootFs,
         audited: &BTreeMap<String, ElfKind>,
@@ -77,13 +81,22 @@ impl Waivers {
         let mut waivers = BTreeMap::new();
         for e in exceptions {
             let (real, property) = target(e).expect("every stray was rejected above");
+            let key = (real.clone(), property);
             ensure!(
-                !waivers.contains_key(&(real.clone(), property)),
+                !prebuilt.contains_key(&key),
+                "the [[elf]] exception {} reaches {real}, a prebuilt file whose {} the \
+                 [[elf_prebuilt]] policy already waives; remove the exception",
+                e.label(),
+                e.property
+            );
+            ensure!(
+                !waivers.contains_key(&key),
                 "two [[elf]] exceptions reach {real} ({}); keep one",
                 e.property
             );
-            waivers.insert((real, property), e.reason.clone());
+            waivers.insert(key, e.reason.clone());
         }
+        waivers.extend(prebuilt);
         Ok(Waivers(waivers))
     }
 
@@ -114,10 +127,12 @@ mod tests {
     fn image() -> (MemFs, BTreeMap<String, ElfKind>) {
         let mut fs = MemFs::default();
         fs.file("/usr/lib/libc.so.6", 0o755, "elf");
+        fs.file("/usr/lib/libm.so.6", 0o755, "elf");
         fs.file("/usr/bin/tini", 0o755, "elf");
         fs.link("/lib", "usr/lib");
         let audited = BTreeMap::from([
             ("/usr/lib/libc.so.6".to_string(), ElfKind::SharedLibrary),
+            ("/usr/lib/libm.so.6".to_string(), ElfKind::SharedLibrary),
             ("/usr/bin/tini".to_string(), ElfKind::Executable),
         ]);
         (fs, audited)
@@ -134,7 +149,11 @@ mod tests {
             .collect();
         let exceptions: Vec<ElfException> = Exceptions::parse(&text).unwrap().elf;
         let (fs, audited) = image();
-        Waivers::match_image(&exceptions, &rules(), &fs, &audited)
+        let prebuilt = BTreeMap::from([(
+            ("/usr/lib/libm.so.6".to_string(), Property::Relro),
+            "prebuilt by toolchain-external-bootlin: vendor".to_string(),
+        )]);
+        Waivers::match_image(&exceptions, prebuilt, &rules(), &fs, &audited)
     }
 
     #[test]
@@ -173,6 +192,22 @@ mod tests {
             .to_string();
         assert!(
             err.contains("two [[elf]] exceptions reach /usr/lib/libc.so.6"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_prebuilt_policy_waives_beside_the_exceptions_and_is_not_repeated_by_one() {
+        let w = match_exceptions(&[("/usr/bin/tini", "pie")]).unwrap();
+        assert_eq!(
+            w.reason("/usr/lib/libm.so.6", Property::Relro),
+            Some("prebuilt by toolchain-external-bootlin: vendor")
+        );
+        let err = match_exceptions(&[("/lib/libm.so.6", "relro")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("/lib/libm.so.6 (relro) reaches /usr/lib/libm.so.6, a prebuilt file"),
             "{err}"
         );
     }
