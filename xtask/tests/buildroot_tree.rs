@@ -1,9 +1,10 @@
 //! Which Buildroot tree the xtask accepts: only the pinned release, and for a git checkout only the pinned
 //! commit; a cache clone that is partial or mismatched is never used.
+//! `cargo xtask buildroot --print-path` hands out the patched copy `image` builds with.
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Output;
 
 /// The pinned commit and Buildroot version, as project.rs has them.
@@ -30,6 +31,34 @@ fn check(buildroot: Option<&Path>, cache: &Path) -> Output {
         cmd.arg("--buildroot").arg(tree);
     }
     cmd.output().unwrap()
+}
+
+/// `cargo xtask buildroot --print-path` (from `buildroot`, else the cache) with the given cache
+/// home.
+fn print_path(buildroot: Option<&Path>, cache: &Path) -> Output {
+    let mut cmd = common::xtask();
+    cmd.env_remove("BERTH_BUILDROOT")
+        .env("XDG_CACHE_HOME", cache)
+        .args(["buildroot", "--print-path"]);
+    if let Some(tree) = buildroot {
+        cmd.arg("--buildroot").arg(tree);
+    }
+    cmd.output().unwrap()
+}
+
+/// The one path `print_path` printed, after checking it succeeded.
+fn printed_path(out: &Output) -> PathBuf {
+    assert!(out.status.success(), "{}", common::output_text(out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 1, "one line on stdout, not:\n{stdout}");
+    PathBuf::from(lines[0])
+}
+
+/// Where Berth's patched copy of the pinned commit lives under the cache home `cache`.
+fn patched_copy(cache: &Path) -> PathBuf {
+    let short = &xtask::project::BUILDROOT_COMMIT[..12];
+    cache.join(format!("berth/buildroot-{short}-berth"))
 }
 
 #[test]
@@ -174,4 +203,71 @@ fn a_cache_clone_at_another_commit_is_not_used() {
     let err = common::stderr_text(&out);
     assert!(err.contains("the cached Buildroot is not usable"), "{err}");
     assert!(err.contains(&format!("not {}", pinned().0)), "{err}");
+}
+
+/// The `+DOCKER_ENGINE_VERSION = …` line the series puts into docker-engine.mk.
+fn docker_engine_line_of_the_series() -> String {
+    let dir = common::repo_root().join(xtask::buildroot::SERIES_DIR);
+    std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|entry| std::fs::read_to_string(entry.unwrap().path()).unwrap())
+        .find_map(|patch| {
+            patch.lines().find_map(|l| {
+                l.strip_prefix("+DOCKER_ENGINE_VERSION = ")
+                    .map(str::to_string)
+            })
+        })
+        .map(|version| format!("DOCKER_ENGINE_VERSION = {version}"))
+        .expect("a patch of the series sets DOCKER_ENGINE_VERSION")
+}
+
+fn docker_engine_line(tree: &Path) -> String {
+    let mk = tree.join("package/docker-engine/docker-engine.mk");
+    std::fs::read_to_string(&mk)
+        .unwrap_or_else(|e| panic!("{}: {e}", mk.display()))
+        .lines()
+        .find(|l| l.starts_with("DOCKER_ENGINE_VERSION = "))
+        .unwrap_or_else(|| panic!("{} sets no DOCKER_ENGINE_VERSION", mk.display()))
+        .to_string()
+}
+
+#[test]
+fn the_buildroot_verb_prints_the_patched_copy_and_makes_it_once() {
+    let test = "the_buildroot_verb_prints_the_patched_copy_and_makes_it_once";
+    let Some(export) = common::buildroot_tree(test) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let first = print_path(Some(&export), &cache);
+    let copy = printed_path(&first);
+    assert_eq!(copy, patched_copy(&cache));
+    let series_line = docker_engine_line_of_the_series();
+    assert_ne!(
+        docker_engine_line(&export),
+        series_line,
+        "the export is unpatched"
+    );
+    assert_eq!(docker_engine_line(&copy), series_line);
+    assert!(
+        common::stderr_text(&first).contains("Applying "),
+        "progress goes to stderr:\n{}",
+        common::output_text(&first)
+    );
+
+    use std::os::unix::fs::MetadataExt;
+    let made = std::fs::metadata(&copy).unwrap();
+    let second = print_path(Some(&export), &cache);
+    assert_eq!(printed_path(&second), copy);
+    let found = std::fs::metadata(&copy).unwrap();
+    assert!(
+        !common::stderr_text(&second).contains("Applying "),
+        "the second call made the copy again:\n{}",
+        common::stderr_text(&second)
+    );
+    assert_eq!(
+        (made.ino(), made.mtime_nsec()),
+        (found.ino(), found.mtime_nsec()),
+        "the copy is the same folder"
+    );
 }

@@ -16,6 +16,8 @@ use xshell::{cmd, Shell};
 
 mod series;
 
+pub use series::SERIES_DIR;
+
 use crate::host::Host;
 use crate::kconfig::makefile_variable;
 use crate::project::{
@@ -370,6 +372,23 @@ fn fetch_into(sh: &Shell, dest: &Path) -> Result<()> {
     std::fs::write(&marker, format!("{BUILDROOT_COMMIT}\n"))
         .with_context(|| format!("could not write {}", marker.display()))?;
     Ok(())
+}
+
+impl std::fmt::Display for Buildroot {
+    /// The tree's path and what it holds: `<path> (commit <id> + N patch(es) from …)`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} (commit {}", self.root.display(), self.commit)?;
+        if let Some(applied) = &self.series {
+            write!(
+                f,
+                " + {} patch(es) from {}, series sha256 {}",
+                applied.patches,
+                series::SERIES_DIR,
+                applied.sha256
+            )?;
+        }
+        f.write_str(")")
+    }
 }
 
 impl Buildroot {
