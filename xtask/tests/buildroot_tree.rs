@@ -1,5 +1,5 @@
-//! Which Buildroot tree the xtask accepts: only the pinned release, and for a git checkout only the pinned
-//! commit; a cache clone that is partial or mismatched is never used.
+//! Which Buildroot tree the xtask accepts: only the pinned release, and for a git checkout (a clone
+//! or a worktree) only the pinned commit; a cache clone that is partial or mismatched is never used.
 //! `cargo xtask buildroot --print-path` hands out the patched copy `image` builds with.
 
 mod common;
@@ -203,6 +203,75 @@ fn a_cache_clone_at_another_commit_is_not_used() {
     let err = common::stderr_text(&out);
     assert!(err.contains("the cached Buildroot is not usable"), "{err}");
     assert!(err.contains(&format!("not {}", pinned().0)), "{err}");
+}
+
+#[test]
+fn check_image_and_the_buildroot_verb_accept_a_git_worktree_at_the_pinned_commit() {
+    let test = "check_image_and_the_buildroot_verb_accept_a_git_worktree_at_the_pinned_commit";
+    let Some(export) = common::buildroot_tree(test) else {
+        return;
+    };
+    if !common::have_tool(test, "git", "git") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let worktree = common::pinned_buildroot_worktree(&export, dir.path());
+    // An in-tree build's leftovers: untracked, so allowed, but not part of the pinned commit.
+    common::write_file(&worktree.join("output/.config"), "BR2_arm=y\n", 0o644);
+
+    // Each verb gets its own cache, so each makes its patched copy from the worktree.
+    let cache = dir.path().join("cache-verb");
+    let copy = printed_path(&print_path(Some(&worktree), &cache));
+    assert_eq!(copy, patched_copy(&cache));
+    assert!(copy.join("Makefile").is_file());
+    for not_copied in [".git", "output"] {
+        assert!(!copy.join(not_copied).exists(), "{not_copied} was copied");
+    }
+
+    let cache = dir.path().join("cache-check");
+    let out = check(Some(&worktree), &cache);
+    let text = common::output_text(&out);
+    if text.contains("lacks what `cargo xtask check` runs") {
+        common::skip(test, &format!("check's prerequisites are missing:\n{text}"));
+    } else {
+        assert!(out.status.success(), "{text}");
+        let used = format!(
+            "Buildroot: {} (commit {} + ",
+            patched_copy(&cache).display(),
+            pinned().0
+        );
+        assert!(text.contains(&used), "{text}");
+    }
+
+    // `image` goes past the tree and stops at the next step, an output folder it must not use.
+    let cache = dir.path().join("cache-image");
+    let (output, key) = (dir.path().join("not-an-output"), dir.path().join("key.pub"));
+    common::write_file(&output.join("notes.txt"), "mine\n", 0o644);
+    common::write_file(&key, common::PUBLIC_KEY, 0o644);
+    let args = xtask::image::ImageArgs {
+        buildroot: Some(worktree.clone()),
+        output: Some(output),
+        ssh_authorized_keys: Some(key),
+        ..Default::default()
+    };
+    let host = xtask::host::Host {
+        cache: Some(cache.join("berth")),
+        ..Default::default()
+    };
+    let repo = xtask::project::Repo::checkout();
+    let err = format!("{:#}", xtask::image::run(&repo, args, &host).unwrap_err());
+    if err.contains("lacks what Buildroot needs") {
+        common::skip(test, &format!("image's prerequisites are missing: {err}"));
+        return;
+    }
+    assert!(
+        err.contains("is not empty and is not a Buildroot output folder"),
+        "{err}"
+    );
+    assert!(
+        patched_copy(&cache).join("Makefile").is_file(),
+        "image made its patched copy from the worktree before it stopped"
+    );
 }
 
 /// The `+DOCKER_ENGINE_VERSION = …` line the series puts into docker-engine.mk.
