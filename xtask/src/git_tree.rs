@@ -10,8 +10,12 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use sha1::{Digest, Sha1};
 
-/// Folders left out: git's own, and the bytecode Python writes beside the scripts it runs.
-const IGNORED_DIRS: &[&str] = &[".git", "__pycache__"];
+/// git's own entry, a folder in a clone and a file (`gitdir: …`) in a worktree: git never
+/// records it in a tree.
+const GIT_ENTRY: &str = ".git";
+
+/// Folders left out: the bytecode Python writes beside the scripts it runs.
+const IGNORED_DIRS: &[&str] = &["__pycache__"];
 
 /// One entry of a git tree object.
 struct Entry {
@@ -58,6 +62,9 @@ fn tree_id(dir: &Path) -> Result<Option<[u8; 20]>> {
         let entry = entry.with_context(|| format!("could not list {}", dir.display()))?;
         let path = entry.path();
         let name = entry.file_name();
+        if name.as_bytes() == GIT_ENTRY.as_bytes() {
+            continue;
+        }
         let meta = std::fs::symlink_metadata(&path)
             .with_context(|| format!("could not stat {}", path.display()))?;
         let (mode, id) = if meta.file_type().is_symlink() {
@@ -98,7 +105,7 @@ fn tree_id(dir: &Path) -> Result<Option<[u8; 20]>> {
     Ok(Some(object_id("tree", &tree_body(entries))))
 }
 
-/// The git tree id of `dir` in hex (`.git` and `__pycache__` folders left out).
+/// The git tree id of `dir` in hex (`.git`, and `__pycache__` folders, left out).
 pub fn id(dir: &Path) -> Result<String> {
     let id = tree_id(dir)?.unwrap_or_else(|| object_id("tree", &[]));
     Ok(crate::util::hex(&id))
@@ -163,9 +170,23 @@ mod tests {
         let theirs = git(root, &["write-tree"]).unwrap();
         assert_eq!(ours, String::from_utf8_lossy(&theirs.stdout).trim());
 
-        // Python's bytecode beside a script and git's own folder are not part of the tree.
+        // Python's bytecode beside a script and git's own folder are not part of the tree, nor
+        // is the `.git` file of a worktree.
         write("support/__pycache__/run.cpython-311.pyc", "bytecode", 0o644);
         assert_eq!(id(root).unwrap(), ours);
+        let worktree = tempfile::tempdir().unwrap();
+        std::fs::remove_dir(worktree.path()).unwrap();
+        let wt = worktree.path().to_str().unwrap();
+        let identity = ["-c", "user.name=t", "-c", "user.email=t@t.invalid"];
+        let commit = [
+            &identity[..],
+            &["-c", "commit.gpgsign=false", "commit", "-q", "-m", "t"],
+        ];
+        assert!(git(root, &commit.concat()).unwrap().status.success());
+        let add = ["worktree", "add", "-q", "--detach", wt];
+        assert!(git(root, &add).unwrap().status.success());
+        assert!(worktree.path().join(".git").is_file());
+        assert_eq!(id(worktree.path()).unwrap(), ours);
         // Any other change is.
         write("support/scripts/run", "#!/bin/sh\nexit 1\n", 0o755);
         assert_ne!(id(root).unwrap(), ours);

@@ -2,7 +2,7 @@
 //!
 //! The layers, read from the folder names (docs/architecture.md has the map and its rules):
 //! - the verbs, one module each: [`image`], [`check`], [`audit`], [`flash`], [`bmap`], [`bench`](mod@bench),
-//!   [`verify`], [`diff`];
+//!   [`verify`], [`diff`], [`buildroot_tree`] (`cargo xtask buildroot`);
 //! - what they share: [`project`] (every pin, board and path), [`buildroot`], [`kconfig`],
 //!   [`rootfs`], [`erofs`], [`tree`], [`manifest`], [`release`], [`rauc`], [`sbom`], [`sparse`], [`systemd_unit`], [`vulns`], [`git_tree`], [`reproducible`], [`util`];
 //!   [`host`], the environment a verb runs in (home, cache folder, proxies), which only `main.rs`
@@ -17,6 +17,7 @@ pub mod audit;
 pub mod bench;
 pub mod bmap;
 pub mod buildroot;
+pub mod buildroot_tree;
 pub mod check;
 pub mod diff;
 pub mod erofs;

@@ -5,7 +5,7 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 use xtask::host::Host;
 use xtask::project::Repo;
-use xtask::{audit, bench, bmap, check, diff, flash, image, verify};
+use xtask::{audit, bench, bmap, buildroot_tree, check, diff, flash, image, verify};
 
 #[derive(Parser)]
 #[command(
@@ -37,6 +37,8 @@ enum Command {
     Verify(verify::VerifyArgs),
     /// Compare two build outputs file by file.
     Diff(diff::DiffArgs),
+    /// The pinned Buildroot with patches/buildroot applied, as `image` builds with it (its path with --print-path).
+    Buildroot(buildroot_tree::BuildrootArgs),
 }
 
 fn main() {
@@ -57,5 +59,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::Bench(args) => bench::run(args),
         Command::Verify(args) => verify::run(&Repo::checkout(), args),
         Command::Diff(args) => diff::run(&Repo::checkout(), args),
+        Command::Buildroot(args) => {
+            buildroot_tree::run(args, &Repo::checkout(), &Host::from_process())
+        }
     }
 }

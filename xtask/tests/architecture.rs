@@ -25,7 +25,15 @@ const MAX_LINES: usize = 500;
 
 /// The modules that implement a `cargo xtask` verb (main.rs dispatches to them).
 const VERBS: &[&str] = &[
-    "image", "check", "audit", "flash", "bmap", "bench", "verify", "diff",
+    "image",
+    "check",
+    "audit",
+    "flash",
+    "bmap",
+    "bench",
+    "verify",
+    "diff",
+    "buildroot_tree",
 ];
 
 /// A module's path below the crate root (`["audit", "kernel"]`); empty for the root.

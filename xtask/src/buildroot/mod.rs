@@ -1,7 +1,8 @@
 //! Locating, fetching and verifying the pinned Buildroot tree, and running `make` in it.
 //!
 //! A tree is used only when it holds exactly the pinned commit's files.
-//! A git checkout proves that with its HEAD and a clean status. A tree without `.git` (a
+//! A git checkout (a clone, or a worktree whose `.git` is a file) proves that with its HEAD and a
+//! clean status. A tree without `.git` (a
 //! `git archive` export, as CI unpacks from a tarball) cannot name its commit, and its Makefile's
 //! version cannot either (a branch commit and its last tag carry the same `BR2_VERSION`), so its
 //! files are hashed into a git tree id and compared with the pinned commit's tree
@@ -15,6 +16,8 @@ use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
 
 mod series;
+
+pub use series::SERIES_DIR;
 
 use crate::host::Host;
 use crate::kconfig::makefile_variable;
@@ -191,23 +194,9 @@ fn with_series(sh: &Shell, repo: &Repo, tree: Buildroot, cache: &Path) -> Result
     );
     std::fs::create_dir_all(&partial)
         .with_context(|| format!("could not create {}", partial.display()))?;
-    let (from, to) = (tree.root.join("."), &partial);
-    cmd!(sh, "cp -a {from} {to}")
-        .quiet()
-        .run()
-        .with_context(|| {
-            format!(
-                "could not copy {} to {}",
-                tree.root.display(),
-                partial.display()
-            )
-        })?;
-    let git_dir = partial.join(".git");
-    if git_dir.exists() {
-        std::fs::remove_dir_all(&git_dir)
-            .with_context(|| format!("could not remove {}", git_dir.display()))?;
-    }
-    if let Err(err) = series::apply(sh, &partial, &patches) {
+    let copied = copy_pinned_files(sh, &tree.root, &partial)
+        .and_then(|()| series::apply(sh, &partial, &patches));
+    if let Err(err) = copied {
         let _ = std::fs::remove_dir_all(&partial);
         return Err(err);
     }
@@ -222,6 +211,49 @@ fn with_series(sh: &Shell, repo: &Repo, tree: Buildroot, cache: &Path) -> Result
     std::fs::write(&marker_path, marker.render())
         .with_context(|| format!("could not write {}", marker_path.display()))?;
     Ok(patched(copy))
+}
+
+/// Whether `dir` is a git checkout of its own: `.git` is a folder in a clone and a file
+/// (`gitdir: …`) in a worktree made with `git worktree add`; git answers for both alike.
+fn is_git_checkout(dir: &Path) -> bool {
+    dir.join(".git").exists()
+}
+
+/// Copy the files of the verified tree `tree` into the empty folder `to`: a git checkout's
+/// committed files (not its `.git`, nor untracked files such as an in-tree `output/`, which
+/// Buildroot's Makefiles would read), else the whole export. The copy must hash to the pinned
+/// tree id, whatever git's filters or the copy did.
+fn copy_pinned_files(sh: &Shell, tree: &Path, to: &Path) -> Result<()> {
+    let failed = || format!("could not copy {} to {}", tree.display(), to.display());
+    if is_git_checkout(tree) {
+        // `--prefix` is read from inside `tree`, so it must not be relative.
+        let to = std::path::absolute(to).with_context(failed)?;
+        let prefix = format!("{}/", to.display());
+        cmd!(
+            sh,
+            "git -C {tree} checkout-index --all --ignore-skip-worktree-bits --prefix={prefix}"
+        )
+        .quiet()
+        .run()
+        .with_context(failed)?;
+    } else {
+        let from = tree.join(".");
+        cmd!(sh, "cp -a {from} {to}")
+            .quiet()
+            .run()
+            .with_context(failed)?;
+    }
+    let copied = crate::git_tree::id(to)?;
+    if copied != BUILDROOT_TREE {
+        bail!(
+            "the copy of {} in {} does not hold the files of commit {BUILDROOT_COMMIT}: their \
+             git tree id is {copied}, the commit's is {BUILDROOT_TREE} (a git filter or \
+             core.autocrlf changing files on checkout?)",
+            tree.display(),
+            to.display()
+        );
+    }
+    Ok(())
 }
 
 /// Check that `dir` is Buildroot at the pinned version (and commit, for a git checkout), to build
@@ -252,7 +284,7 @@ pub fn verify(sh: &Shell, repo: &Repo, dir: &Path, origin: Origin) -> Result<Bui
             dir.display()
         );
     }
-    if !dir.join(".git").exists() {
+    if !is_git_checkout(dir) {
         let tree = crate::git_tree::id(dir)
             .with_context(|| format!("could not hash the files of {what} ({})", dir.display()))?;
         if tree != BUILDROOT_TREE {
@@ -370,6 +402,23 @@ fn fetch_into(sh: &Shell, dest: &Path) -> Result<()> {
     std::fs::write(&marker, format!("{BUILDROOT_COMMIT}\n"))
         .with_context(|| format!("could not write {}", marker.display()))?;
     Ok(())
+}
+
+impl std::fmt::Display for Buildroot {
+    /// The tree's path and what it holds: `<path> (commit <id> + N patch(es) from …)`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} (commit {}", self.root.display(), self.commit)?;
+        if let Some(applied) = &self.series {
+            write!(
+                f,
+                " + {} patch(es) from {}, series sha256 {}",
+                applied.patches,
+                series::SERIES_DIR,
+                applied.sha256
+            )?;
+        }
+        f.write_str(")")
+    }
 }
 
 impl Buildroot {

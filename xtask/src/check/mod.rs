@@ -151,16 +151,7 @@ pub fn check(repo: &Repo, inputs: &Inputs) -> Result<()> {
 
     match buildroot::resolve(repo, &inputs.host, inputs.buildroot.as_deref(), false) {
         Ok(tree) => {
-            match &tree.series {
-                Some(series) => println!(
-                    "Buildroot: {} (commit {} + {} patch(es) from patches/buildroot, series sha256 {})",
-                    tree.root.display(),
-                    tree.commit,
-                    series.patches,
-                    series.sha256
-                ),
-                None => println!("Buildroot: {} (commit {})", tree.root.display(), tree.commit),
-            }
+            println!("Buildroot: {tree}");
             let defconfigs = defconfigs(root)?;
             if defconfigs.is_empty() {
                 problems.add(

@@ -6,6 +6,10 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+/// An SSH public key for `image --ssh-authorized-keys` (no one holds its private half).
+pub const PUBLIC_KEY: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGp0b3hYbEtWc3Jtc0N6b2ZxVnVGbUJ6a0hUa1ZvRHVx test@berth\n";
+
 /// The checkout under test (the library's own idea of it).
 pub fn repo_root() -> PathBuf {
     xtask::project::Repo::checkout().root().to_path_buf()
@@ -182,4 +186,45 @@ pub fn copy_tree(from: &Path, to: &Path) {
             std::fs::copy(entry.path(), &target).unwrap();
         }
     }
+}
+
+/// A worktree made with `git worktree add` (its `.git` a file, `gitdir: …`) of a repository whose
+/// HEAD is the pinned Buildroot commit, holding the files of `export` (an unpacked `git archive`
+/// of that commit), in `dir`. The real commit cannot be fetched offline, so a commit of the
+/// export's files stands in for it through a replace ref: git reads the stand-in wherever the
+/// pinned commit is named, while `rev-parse HEAD` still prints the pinned id. The stand-in's tree
+/// must be the pinned tree id, or it would prove nothing.
+pub fn pinned_buildroot_worktree(export: &Path, dir: &Path) -> PathBuf {
+    let repo = dir.join("buildroot.git");
+    let worktree = dir.join("buildroot");
+    let git_dir = format!("--git-dir={}", repo.display());
+    let in_repo = |args: &[&str]| {
+        let out = git(dir, &[&[git_dir.as_str()], args].concat());
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    in_repo(&["init", "-q", "--bare"]);
+    let work_tree = format!("--work-tree={}", export.display());
+    in_repo(&[&work_tree, "add", "-A"]);
+    let tree = in_repo(&["write-tree"]);
+    assert_eq!(
+        tree,
+        xtask::project::BUILDROOT_TREE,
+        "{} is not an export of the pinned commit",
+        export.display()
+    );
+    let pinned = xtask::project::BUILDROOT_COMMIT;
+    let stand_in = in_repo(&[
+        "commit-tree",
+        "-m",
+        "stands in for the pinned commit",
+        &tree,
+    ]);
+    in_repo(&["update-ref", &format!("refs/replace/{pinned}"), &stand_in]);
+    let path = worktree.to_str().expect("a UTF-8 temporary path");
+    in_repo(&["worktree", "add", "-q", "--detach", path, pinned]);
+    assert!(
+        worktree.join(".git").is_file(),
+        "a worktree's .git is a file"
+    );
+    worktree
 }
