@@ -12,7 +12,7 @@ pub mod layout;
 mod network;
 mod output;
 mod progress;
-mod sizes;
+pub mod sizes;
 pub mod signing;
 mod ssh_keys;
 mod updates;

@@ -240,6 +240,16 @@ pub fn inputs(test: &str) -> Option<Inputs> {
             return None;
         }
     }
+    // The size statistics need matplotlib, which Debian's python3 imports once it is installed.
+    let sh = xshell::Shell::new().unwrap();
+    if xtask::image::sizes::python(&sh).is_err() {
+        let (module, package) = xtask::image::sizes::MODULE;
+        crate::common::skip(
+            test,
+            &format!("no python3 here imports {module} (apt-get install {package})"),
+        );
+        return None;
+    }
     // generate-cyclonedx needs CycloneDX's SPDX list; offline it must already be in the
     // download cache (.ci/run puts it there).
     let cache = std::env::var_os("XDG_CACHE_HOME")
