@@ -36,6 +36,9 @@ rm -f "${target_dir}"/etc/systemd/system/berth-app-*.service \
 if [ -n "${BERTH_APPS_ROOTFS:-}" ]; then
 	cp -R -P "${BERTH_APPS_ROOTFS}/." "${target_dir}/"
 fi
+# apparmor.service (apparmor.systemd) fails on an empty /etc/apparmor.d ("No profiles found") and
+# loads nothing, successfully, without one: an earlier build's apps must not leave it empty.
+rmdir "${target_dir}/etc/apparmor.d" 2>/dev/null || true
 
 # RAUC accepts only bundles signed by the certificate cargo xtask image names in
 # BERTH_RAUC_KEYRING (its development certificate, or --signing-cert).
