@@ -178,13 +178,17 @@ fn audit_json(out: &Output) -> Value {
     })
 }
 
-fn cis_verdict(report: &Value, item: &str) -> String {
+fn cis_finding<'a>(report: &'a Value, item: &str) -> &'a Value {
     report["cis"]["findings"]
         .as_array()
         .unwrap()
         .iter()
         .find(|f| f["subject"] == format!("CIS {item}"))
-        .unwrap_or_else(|| panic!("no finding for CIS {item}"))["verdict"]
+        .unwrap_or_else(|| panic!("no finding for CIS {item}"))
+}
+
+fn cis_verdict(report: &Value, item: &str) -> String {
+    cis_finding(report, item)["verdict"]
         .as_str()
         .unwrap()
         .to_string()
@@ -294,14 +298,8 @@ fn a_kernel_with_apparmor_and_no_parser_in_the_image_fails_cis_5_2() {
     );
     let report = audit_json(&out);
     assert_eq!(cis_verdict(&report, "5.2"), "fail");
-    let finding = report["cis"]["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|f| f["subject"] == "CIS 5.2")
-        .unwrap();
     assert_eq!(
-        finding["detail"],
+        cis_finding(&report, "5.2")["detail"],
         "the kernel enables CONFIG_SECURITY_APPARMOR, but /sbin/apparmor_parser is not in the image"
     );
 
@@ -324,15 +322,7 @@ fn a_kernel_with_apparmor_and_no_parser_in_the_image_fails_cis_5_2() {
     let out = audit(&output);
     assert!(!out.status.success());
     let report = audit_json(&out);
-    let detail = report["cis"]["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|f| f["subject"] == "CIS 5.2")
-        .unwrap()["detail"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let detail = cis_finding(&report, "5.2")["detail"].as_str().unwrap();
     assert!(
         detail.contains("docker.service: Environment sets container=docker")
             && detail.contains("berth-app-a.service runs a command with apparmor=unconfined"),

@@ -312,31 +312,27 @@ mod tests {
         let text = unit(&one(""), ID, "/var/lib/docker");
         assert!(!text.contains(REASON_KEY_PREFIX), "{text}");
 
-        let app = one(
-            "apparmor = \"unconfined\"\n[app.reasons]\napparmor = \"ptraces\\n its workers\"\n",
-        );
-        assert!(has_pair(
-            &run_args(&app, ID),
-            "--security-opt",
-            "apparmor=unconfined"
-        ));
-        let text = unit(&app, ID, "/var/lib/docker");
-        assert!(
-            text.contains("\nX-Berth-Reason-apparmor=ptraces its workers\n"),
-            "{text}"
-        );
-
-        let app = one("privileged = true\n[app.reasons]\nprivileged = \"GPIO\"\n");
-        assert!(has_pair(
-            &run_args(&app, ID),
-            "--security-opt",
-            "apparmor=unconfined"
-        ));
-        let text = unit(&app, ID, "/var/lib/docker");
-        assert!(
-            text.contains("\nX-Berth-Reason-privileged=GPIO\nX-Berth-Reason-apparmor=GPIO\n"),
-            "{text}"
-        );
+        // Unconfined with its reason (made one line), and privileged, which Docker runs
+        // unconfined, with the privileged reason standing for apparmor.
+        for (extra, reasons) in [
+            (
+                "apparmor = \"unconfined\"\n[app.reasons]\napparmor = \"ptraces\\n its workers\"\n",
+                "\nX-Berth-Reason-apparmor=ptraces its workers\n",
+            ),
+            (
+                "privileged = true\n[app.reasons]\nprivileged = \"GPIO\"\n",
+                "\nX-Berth-Reason-privileged=GPIO\nX-Berth-Reason-apparmor=GPIO\n",
+            ),
+        ] {
+            let app = one(extra);
+            let args = run_args(&app, ID);
+            assert!(
+                has_pair(&args, "--security-opt", "apparmor=unconfined"),
+                "{extra}"
+            );
+            let text = unit(&app, ID, "/var/lib/docker");
+            assert!(text.contains(reasons), "{text}");
+        }
     }
 
     #[test]

@@ -157,7 +157,7 @@ pub fn parse_rules(text: &str) -> Result<Rules> {
             r.param
         );
         ensure!(
-            !(r.absent && (r.allow_absent || !r.want.is_empty() || !r.contains.is_empty())),
+            !r.absent || (!r.allow_absent && r.want.is_empty() && r.contains.is_empty()),
             "cmdline rule {}: absent excludes want, contains and allow_absent",
             r.param
         );
