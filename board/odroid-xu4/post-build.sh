@@ -26,14 +26,19 @@ fi
 install -d -m 0700 "${target_dir}/root/.ssh"
 install -m 0600 "${keys}" "${target_dir}/root/.ssh/authorized_keys"
 
-# Declared apps (cargo xtask image --apps): image archives, their list and units, staged by the
-# xtask in BERTH_APPS_ROOTFS. Those of an earlier build go first, so none outlives apps.toml.
+# Declared apps (cargo xtask image --apps): image archives, their list, units and AppArmor
+# profiles, staged by the xtask in BERTH_APPS_ROOTFS. Those of an earlier build go first, so none
+# outlives apps.toml.
 rm -rf "${target_dir}/usr/share/berth/apps"
 rm -f "${target_dir}"/etc/systemd/system/berth-app-*.service \
-	"${target_dir}"/etc/systemd/system/multi-user.target.wants/berth-app-*.service
+	"${target_dir}"/etc/systemd/system/multi-user.target.wants/berth-app-*.service \
+	"${target_dir}"/etc/apparmor.d/berth-app-*
 if [ -n "${BERTH_APPS_ROOTFS:-}" ]; then
 	cp -R -P "${BERTH_APPS_ROOTFS}/." "${target_dir}/"
 fi
+# apparmor.service (apparmor.systemd) fails on an empty /etc/apparmor.d ("No profiles found") and
+# loads nothing, successfully, without one: an earlier build's apps must not leave it empty.
+rmdir "${target_dir}/etc/apparmor.d" 2>/dev/null || true
 
 # RAUC accepts only bundles signed by the certificate cargo xtask image names in
 # BERTH_RAUC_KEYRING (its development certificate, or --signing-cert).

@@ -92,7 +92,7 @@ fn preload_by_digest_stages_the_archive_the_list_and_the_unit() {
     );
     let unit =
         std::fs::read_to_string(rootfs.join("etc/systemd/system/berth-app-hello.service")).unwrap();
-    assert!(unit.contains(&format!("--memory 16777216 --memory-swap 16777216 --pids-limit 8 --cpus 0.5 --read-only --cap-drop ALL --security-opt no-new-privileges --network=bridge {}", pushed.config)), "{unit}");
+    assert!(unit.contains(&format!("--memory 16777216 --memory-swap 16777216 --pids-limit 8 --cpus 0.5 --read-only --cap-drop ALL --security-opt no-new-privileges --security-opt apparmor=docker-default --network=bridge {}", pushed.config)), "{unit}");
     let wanted = rootfs.join("etc/systemd/system/multi-user.target.wants/berth-app-hello.service");
     assert_eq!(
         std::fs::read_link(wanted).unwrap(),
@@ -127,6 +127,91 @@ fn preload_by_digest_stages_the_archive_the_list_and_the_unit() {
     // A second build of the same apps gives the same archive.
     let again = stage(&file, &output).unwrap();
     assert_eq!(again.records, staged.records);
+}
+
+/// An app that runs unconfined without its reason stops `cargo xtask image --apps` before any
+/// fetch, naming the file and the app's line; with the reason the file is accepted.
+#[test]
+fn an_unconfined_app_without_a_reason_is_refused_with_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let digest = format!("sha256:{}", "ab".repeat(32));
+    let file = dir.path().join("apps.toml");
+    let app = format!(
+        "# comment\n[[app]]\nname = \"tracer\"\nimage = \"docker.io/a/b@{digest}\"\napparmor = \"unconfined\"\n"
+    );
+    std::fs::write(&file, &app).unwrap();
+    let declared =
+        || xtask::image::apps::declared(&Repo::checkout(), project::default_board(), Some(&file));
+    let err = format!("{:#}", declared().err().expect("refused"));
+    assert!(
+        err.contains(&format!(
+            "{} weakens the hardening without a reason",
+            file.display()
+        )) && err.contains("CIS 5.2")
+            && err.contains("AppArmor unconfined without a reason")
+            && err.contains("app at line 2"),
+        "{err}"
+    );
+    std::fs::write(
+        &file,
+        format!("{app}[app.reasons]\napparmor = \"ptraces the programs it profiles\"\n"),
+    )
+    .unwrap();
+    assert!(declared().unwrap().is_some());
+}
+
+/// A profile file of the app's own is shipped under /etc/apparmor.d for apparmor.service, and
+/// the units name the profile each app runs under, with the reason for an unconfined one.
+#[test]
+fn apparmor_profiles_reach_the_staged_files_and_the_units() {
+    let test = "apparmor_profiles_reach_the_staged_files_and_the_units";
+    let Some((registry, pushed, dir)) = setup(test) else {
+        return;
+    };
+    let image = format!("{}/berth/hello@{}", registry.addr, pushed.index);
+    let profile = "#include <tunables/global>\n\
+        profile berth-hello flags=(attach_disconnected,mediate_deleted) {\n  #include <abstractions/base>\n  /srv/** r,\n}\n";
+    std::fs::create_dir_all(dir.path().join("apparmor")).unwrap();
+    std::fs::write(dir.path().join("apparmor/hello"), profile).unwrap();
+    let file = dir.path().join("apps.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[[app]]\nname = \"hello\"\nimage = \"{image}\"\nmemory = \"16m\"\napparmor = \"apparmor/hello\"\n\
+             [[app]]\nname = \"tracer\"\nimage = \"{image}\"\nmemory = \"16m\"\napparmor = \"unconfined\"\n\
+             [app.reasons]\napparmor = \"ptraces the programs it profiles\"\n"
+        ),
+    )
+    .unwrap();
+    let staged = stage(&file, &dir.path().join("output")).unwrap();
+    let rootfs = std::path::PathBuf::from(staged.env.unwrap().1);
+    assert_eq!(
+        std::fs::read_to_string(rootfs.join("etc/apparmor.d/berth-app-hello")).unwrap(),
+        profile
+    );
+    assert!(
+        !rootfs.join("etc/apparmor.d/berth-app-tracer").exists(),
+        "an unconfined app ships no profile"
+    );
+    let unit = |name: &str| {
+        std::fs::read_to_string(rootfs.join(format!("etc/systemd/system/berth-app-{name}.service")))
+            .unwrap()
+    };
+    let hello = unit("hello");
+    assert!(
+        hello.contains(" --security-opt apparmor=berth-hello "),
+        "{hello}"
+    );
+    assert!(!hello.contains("X-Berth-Reason"), "{hello}");
+    let tracer = unit("tracer");
+    assert!(
+        tracer.contains(" --security-opt apparmor=unconfined "),
+        "{tracer}"
+    );
+    assert!(
+        tracer.contains("\nX-Berth-Reason-apparmor=ptraces the programs it profiles\n"),
+        "{tracer}"
+    );
 }
 
 #[test]

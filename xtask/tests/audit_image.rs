@@ -27,6 +27,10 @@ const CGO_PROGRAM: &str =
 const DOCKER_SERVICE: &str = "[Unit]\nDescription=Docker Application Container Engine\nAfter=network-online.target docker.socket containerd.service\nRequires=docker.socket\n\n[Service]\nType=notify\nExecStart=/usr/bin/dockerd -H fd:// --containerd=/run/containerd/containerd.sock\n\n[Install]\nWantedBy=multi-user.target\n";
 const DOCKER_SOCKET: &str = "[Unit]\nDescription=Docker Socket for the API\n\n[Socket]\nListenStream=/run/docker.sock\nSocketMode=0660\nSocketUser=root\nSocketGroup=docker\n\n[Install]\nWantedBy=sockets.target\n";
 
+/// What the image audit reads of the kernel's resolved config.
+const KERNEL_CONFIG: &str =
+    "CONFIG_SECURITY_APPARMOR=y\nCONFIG_LSM=\"landlock,lockdown,yama,apparmor\"\n";
+
 /// A Buildroot-like output folder: target/ = repo overlay + package fixtures + `binaries`,
 /// images/rootfs.erofs made from it. `adjust` edits target/ before the image is made.
 fn fake_output(dir: &Path, binaries: &[(String, PathBuf)], adjust: impl Fn(&Path)) -> PathBuf {
@@ -85,6 +89,21 @@ fn fake_output(dir: &Path, binaries: &[(String, PathBuf)], adjust: impl Fn(&Path
         fs::copy(path, &dest).unwrap();
     }
     exception_stand_ins(&target);
+    // The kernel has AppArmor (configs/linux-docker.fragment), so the image needs its parser at
+    // /sbin/apparmor_parser, reached as on the board through /sbin -> usr/sbin (merged /usr).
+    common::write_file(
+        &output.join("build/linux-6.12.0/.config"),
+        KERNEL_CONFIG,
+        0o644,
+    );
+    common::write_file(
+        &target.join("usr/sbin/apparmor_parser"),
+        "placeholder for the apparmor package's parser\n",
+        0o755,
+    );
+    if !target.join("sbin").exists() {
+        std::os::unix::fs::symlink("usr/sbin", target.join("sbin")).unwrap();
+    }
     // The hardening Buildroot's toolchain wrapper applies, as berth_odroid_xu4_defconfig resolves it.
     common::write_file(
         &output.join(".config"),
@@ -159,13 +178,17 @@ fn audit_json(out: &Output) -> Value {
     })
 }
 
-fn cis_verdict(report: &Value, item: &str) -> String {
+fn cis_finding<'a>(report: &'a Value, item: &str) -> &'a Value {
     report["cis"]["findings"]
         .as_array()
         .unwrap()
         .iter()
         .find(|f| f["subject"] == format!("CIS {item}"))
-        .unwrap_or_else(|| panic!("no finding for CIS {item}"))["verdict"]
+        .unwrap_or_else(|| panic!("no finding for CIS {item}"))
+}
+
+fn cis_verdict(report: &Value, item: &str) -> String {
+    cis_finding(report, item)["verdict"]
         .as_str()
         .unwrap()
         .to_string()
@@ -195,7 +218,7 @@ fn shipped_configuration_passes_every_cis_item_berth_claims() {
     assert_eq!(report["cis"]["totals"]["failed_required"], 0);
     for item in [
         "1.1.1", "1.1.2", "1.1.3", "2.2", "2.7", "2.9", "3.1", "3.4", "3.6", "3.15", "3.16",
-        "3.18", "3.24",
+        "3.18", "3.24", "5.2",
     ] {
         assert_eq!(cis_verdict(&report, item), "pass", "CIS {item}");
     }
@@ -257,31 +280,86 @@ fn missing_userns_remap_fails_cis_2_9() {
 }
 
 #[test]
+fn a_kernel_with_apparmor_and_no_parser_in_the_image_fails_cis_5_2() {
+    let test = "a_kernel_with_apparmor_and_no_parser_in_the_image_fails_cis_5_2";
+    if !can_make_images(test) {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let output = fake_output(tmp.path(), &[], |target| {
+        fs::remove_file(target.join("usr/sbin/apparmor_parser")).unwrap();
+    });
+    let out = audit(&output);
+    assert!(!out.status.success(), "audit passed without the parser");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("CIS items not met") && stderr.contains("CIS 5.2"),
+        "{stderr}"
+    );
+    let report = audit_json(&out);
+    assert_eq!(cis_verdict(&report, "5.2"), "fail");
+    assert_eq!(
+        cis_finding(&report, "5.2")["detail"],
+        "the kernel enables CONFIG_SECURITY_APPARMOR, but /sbin/apparmor_parser is not in the image"
+    );
+
+    // With the parser, the item passes; an app unit that runs unconfined without its reason, or
+    // a docker.service drop-in that hides AppArmor from dockerd, fails it again.
+    let output = fake_output(&tmp.path().join("with"), &[], |_| {});
+    assert_eq!(cis_verdict(&audit_json(&audit(&output)), "5.2"), "pass");
+    let output = fake_output(&tmp.path().join("unconfined"), &[], |target| {
+        common::write_file(
+            &target.join("etc/systemd/system/berth-app-a.service"),
+            "[Service]\nExecStart=/usr/bin/docker run --security-opt apparmor=unconfined x\n",
+            0o644,
+        );
+        common::write_file(
+            &target.join("etc/systemd/system/docker.service.d/50-env.conf"),
+            "[Service]\nEnvironment=container=docker\n",
+            0o644,
+        );
+    });
+    let out = audit(&output);
+    assert!(!out.status.success());
+    let report = audit_json(&out);
+    let detail = cis_finding(&report, "5.2")["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("docker.service: Environment sets container=docker")
+            && detail.contains("berth-app-a.service runs a command with apparmor=unconfined"),
+        "{detail}"
+    );
+}
+
+#[test]
 fn merged_bin_image_finds_auditd_through_the_usr_sbin_link() {
     let test = "merged_bin_image_finds_auditd_through_the_usr_sbin_link";
     if !can_make_images(test) {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
-    // BR2_ROOTFS_MERGED_BIN: /usr/sbin -> bin, auditd really is /usr/bin/auditd.
-    let output = fake_output(tmp.path(), &[], |target| {
-        fs::create_dir_all(target.join("usr/bin")).unwrap();
-        fs::rename(
-            target.join("usr/sbin/auditd"),
-            target.join("usr/bin/auditd"),
-        )
-        .unwrap();
-        fs::remove_dir(target.join("usr/sbin")).unwrap();
-        std::os::unix::fs::symlink("bin", target.join("usr/sbin")).unwrap();
-    });
-    assert_eq!(cis_verdict(&audit_json(&audit(&output)), "1.1.3"), "pass");
+    // BR2_ROOTFS_MERGED_BIN: /usr/sbin -> bin, auditd really is /usr/bin/auditd, and the
+    // AppArmor parser /sbin/apparmor_parser is /usr/bin/apparmor_parser through two links.
+    let output = fake_output(tmp.path(), &[], merge_usr_sbin);
+    let report = audit_json(&audit(&output));
+    assert_eq!(cis_verdict(&report, "1.1.3"), "pass");
+    assert_eq!(cis_verdict(&report, "5.2"), "pass");
     // The link alone is not enough: without the daemon the item fails.
     let output = fake_output(&tmp.path().join("no-auditd"), &[], |target| {
         fs::remove_file(target.join("usr/sbin/auditd")).unwrap();
-        fs::remove_dir(target.join("usr/sbin")).unwrap();
-        std::os::unix::fs::symlink("bin", target.join("usr/sbin")).unwrap();
+        merge_usr_sbin(target);
     });
     assert_eq!(cis_verdict(&audit_json(&audit(&output)), "1.1.3"), "fail");
+}
+
+/// BR2_ROOTFS_MERGED_BIN: what /usr/sbin held moves to /usr/bin, and /usr/sbin becomes a link.
+fn merge_usr_sbin(target: &Path) {
+    fs::create_dir_all(target.join("usr/bin")).unwrap();
+    for entry in fs::read_dir(target.join("usr/sbin")).unwrap() {
+        let entry = entry.unwrap();
+        fs::rename(entry.path(), target.join("usr/bin").join(entry.file_name())).unwrap();
+    }
+    fs::remove_dir(target.join("usr/sbin")).unwrap();
+    std::os::unix::fs::symlink("bin", target.join("usr/sbin")).unwrap();
 }
 
 #[test]
@@ -1283,7 +1361,8 @@ fn full_audit_runs_the_image_part_even_when_the_kernel_part_cannot() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
-    // A fake output has no kernel build, so the kernel part must fail; the image part still runs.
+    // A fake output's kernel config holds only what the image audit reads, so the kernel part
+    // fails; the image part still runs and passes.
     let output = fake_output(tmp.path(), &[], |_| {});
     let out = common::xtask()
         .args(["audit", "--json", "--output"])

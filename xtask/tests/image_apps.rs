@@ -45,6 +45,12 @@ fn a_build_with_apps_carries_the_archive_in_its_system_slot() {
         build.dir.path(),
         &format!("{}/berth/hello@{}", registry.addr, pushed.index),
     );
+    // Its own AppArmor profile, named relative to apps.toml.
+    let profile =
+        "profile berth-hello flags=(attach_disconnected,mediate_deleted) {\n  /srv/** r,\n}\n";
+    fs::write(build.dir.path().join("hello.apparmor"), profile).unwrap();
+    let declared = fs::read_to_string(&file).unwrap();
+    fs::write(&file, format!("{declared}apparmor = \"hello.apparmor\"\n")).unwrap();
     build.apps = Some(file);
     let Some(build) = build.succeed(test) else {
         return;
@@ -102,6 +108,16 @@ fn a_build_with_apps_carries_the_archive_in_its_system_slot() {
         body.contains("--memory 16777216") && body.contains(&pushed.config),
         "{body}"
     );
+    assert!(
+        body.contains(" --security-opt apparmor=berth-hello "),
+        "{body}"
+    );
+    // The profile is in the slot where apparmor.service loads it at boot.
+    let shipped = slot
+        .read("/etc/apparmor.d/berth-app-hello")
+        .unwrap()
+        .expect("the app's AppArmor profile in the system slot");
+    assert_eq!(String::from_utf8(shipped).unwrap(), profile);
     let wanted = format!("/etc/systemd/system/multi-user.target.wants/{unit}");
     let (real, stat) = slot
         .resolve(&wanted, false)

@@ -1,7 +1,8 @@
 //! Declared containers: the apps a board runs, pinned by digest, preloaded into the root
 //! filesystem and run by systemd with enforced limits (docs/apps.md).
 //!
-//! - [`spec`] parses `apps.toml` (pure); [`values`] its value notations.
+//! - [`spec`] parses `apps.toml` (pure); [`values`] its value notations; [`hardening`] the
+//!   hardened defaults and their weakenings; [`apparmor`] the profile each app runs under.
 //! - [`registry`] fetches each image for `linux/arm/v7` by digest; [`oci`] checks the documents
 //!   and writes the OCI image-layout archive.
 //! - [`units`] writes one systemd unit per app (pure); [`audit::apps`](crate::audit::apps)
@@ -9,6 +10,8 @@
 //! - This file ties them to a checkout: the board's facts, and the root filesystem fragment the
 //!   image build copies in (`post-build.sh`, `BERTH_APPS_ROOTFS`).
 
+pub mod apparmor;
+pub mod hardening;
 pub mod oci;
 pub mod registry;
 pub mod sbom;
@@ -118,15 +121,21 @@ pub fn board_limits(repo: &Repo, board: &Board) -> Result<(BoardLimits, String)>
     ))
 }
 
-/// Read and check `path`.
+/// Read and check `path`, and the profile files its apps name (relative to its folder).
 pub fn load(path: &Path, limits: &BoardLimits) -> Result<Vec<App>> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("could not read the apps file {}", path.display()))?;
-    spec::parse(&text, &path.display().to_string(), limits)
+    let folder = path.parent().unwrap_or(Path::new(""));
+    let read = |file: &str| -> Result<String> {
+        let path = folder.join(file);
+        std::fs::read_to_string(&path).with_context(|| format!("could not read {}", path.display()))
+    };
+    spec::parse_reading(&text, &path.display().to_string(), limits, &read)
 }
 
 /// Build the root filesystem fragment of `apps` in `dest` (emptied first): each image fetched
-/// and archived under [`ARCHIVE_DIR`], the list, and the units enabled in multi-user.target.
+/// and archived under [`ARCHIVE_DIR`], the list, the units enabled in multi-user.target, and
+/// each app's own AppArmor profile under [`apparmor::PROFILE_DIR`].
 pub fn stage_rootfs(
     apps: &[App],
     data_mount: &str,
@@ -169,6 +178,15 @@ pub fn stage_rootfs(
             &system.join(&unit),
             units::unit(app, &record.image_id, data_mount).as_bytes(),
         )?;
+        if let spec::AppArmor::Profile(profile) = &app.hardening.apparmor {
+            let dir = dest.join(apparmor::PROFILE_DIR);
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("could not create {}", dir.display()))?;
+            write(
+                &dir.join(apparmor::staged_file(&app.name)),
+                profile.text.as_bytes(),
+            )?;
+        }
         let link = wants.join(&unit);
         std::os::unix::fs::symlink(format!("../{unit}"), &link)
             .with_context(|| format!("could not create {}", link.display()))?;

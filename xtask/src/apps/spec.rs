@@ -1,4 +1,5 @@
-//! `apps.toml`: the containers a board runs, parsed and checked without any I/O.
+//! `apps.toml`: the containers a board runs, parsed and checked without any I/O of its own (an
+//! app's AppArmor profile file is read through the caller's reader).
 //!
 //! Every refusal names the file, the line and the field, so a mistake is found where it was
 //! made: serde (`deny_unknown_fields`) reports unknown keys and wrong types with their line, and
@@ -11,10 +12,15 @@ use anyhow::{bail, Result};
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::apparmor::{declared_profile, Profile, DOCKER_DEFAULT, UNCONFINED};
+pub use super::hardening::{AppArmor, Hardening, Namespace, Network, Seccomp, Setting, Userns};
 use super::values::{
     is_clean_absolute, parse_image, parse_memory, parse_port, parse_restart, parse_volume,
 };
 pub use super::values::{ImageRef, Port, Restart, Volume};
+
+/// Reads a file named in `apps.toml` (an AppArmor profile) by its path relative to `apps.toml`.
+pub type ReadFile<'a> = &'a dyn Fn(&str) -> Result<String>;
 
 /// What the parser needs to know about the board the apps run on.
 #[derive(Debug, Clone)]
@@ -81,6 +87,7 @@ struct RawApp {
     seccomp: Seccomp,
     #[serde(default)]
     userns: Userns,
+    apparmor: Option<Spanned<String>>,
     #[serde(default)]
     reasons: BTreeMap<Spanned<String>, String>,
 }
@@ -89,117 +96,11 @@ fn yes() -> bool {
     true
 }
 
-/// The container's network: Docker's default bridge (where `icc` is off), none, or the host's.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Network {
-    #[default]
-    Bridge,
-    None,
-    Host,
-}
-
-/// A PID or IPC namespace: the container's own, or the host's.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Namespace {
-    #[default]
-    Private,
-    Host,
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Seccomp {
-    /// Docker's default profile.
-    #[default]
-    Default,
-    Unconfined,
-}
-
-/// User namespaces: as the daemon has them (`userns-remap`), or the host's (`--userns=host`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Userns {
-    #[default]
-    Daemon,
-    Host,
-}
-
-/// A hardened default an app may weaken, named as its key in `apps.toml`; weakening one needs a
-/// reason under `[app.reasons]` with the same key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Setting {
-    ReadOnly,
-    CapAdd,
-    Privileged,
-    NoNewPrivileges,
-    Network,
-    Pid,
-    Ipc,
-    Seccomp,
-    Userns,
-    Restart,
-    /// The limits: always set and bounded by the board, so they cannot be weakened.
-    Memory,
-    Cpus,
-    Pids,
-}
-
-impl Setting {
-    /// The settings a reason may be given for.
-    pub const WEAKENABLE: &[Setting] = &[
-        Setting::ReadOnly,
-        Setting::CapAdd,
-        Setting::Privileged,
-        Setting::NoNewPrivileges,
-        Setting::Network,
-        Setting::Pid,
-        Setting::Ipc,
-        Setting::Seccomp,
-        Setting::Userns,
-        Setting::Restart,
-    ];
-
-    pub fn key(self) -> &'static str {
-        match self {
-            Setting::ReadOnly => "read_only",
-            Setting::CapAdd => "cap_add",
-            Setting::Privileged => "privileged",
-            Setting::NoNewPrivileges => "no_new_privileges",
-            Setting::Network => "network",
-            Setting::Pid => "pid",
-            Setting::Ipc => "ipc",
-            Setting::Seccomp => "seccomp",
-            Setting::Userns => "userns",
-            Setting::Restart => "restart",
-            Setting::Memory => "memory",
-            Setting::Cpus => "cpus",
-            Setting::Pids => "pids",
-        }
-    }
-}
-
 #[derive(Debug, Clone, PartialEq)]
 pub struct Limits {
     pub memory_bytes: u64,
     pub pids: u32,
     pub cpus: f64,
-}
-
-/// The hardening settings as declared (defaults where the file says nothing).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Hardening {
-    pub read_only: bool,
-    pub cap_add: Vec<String>,
-    pub privileged: bool,
-    pub no_new_privileges: bool,
-    pub network: Network,
-    pub pid: Namespace,
-    pub ipc: Namespace,
-    pub seccomp: Seccomp,
-    pub userns: Userns,
 }
 
 /// One declared app, checked.
@@ -241,6 +142,14 @@ impl App {
                 (h.seccomp == Seccomp::Unconfined).then(|| "seccomp unconfined".into())
             }
             Setting::Userns => (h.userns == Userns::Host).then(|| "host user namespace".into()),
+            Setting::AppArmor => match (&h.apparmor, h.privileged) {
+                (AppArmor::Unconfined, _) => Some("AppArmor unconfined".into()),
+                // moby's saveAppArmorConfig: a privileged container runs unconfined.
+                (_, true) => {
+                    Some("AppArmor unconfined, as Docker runs privileged containers".into())
+                }
+                _ => None,
+            },
             Setting::Restart => match self.restart {
                 Restart::Always => Some("restarts always".into()),
                 Restart::OnFailure(n) if n > DEFAULT_RESTARTS => {
@@ -251,10 +160,45 @@ impl App {
             Setting::Memory | Setting::Cpus | Setting::Pids => None,
         }
     }
+
+    /// The reason given for weakening `setting`. A privileged app is unconfined by Docker, so
+    /// its reason for `privileged` covers `apparmor` too unless it gives one of its own.
+    pub fn reason(&self, setting: Setting) -> Option<&str> {
+        let own = self.reasons.get(&setting).map(String::as_str);
+        let privileged = || {
+            (setting == Setting::AppArmor && self.hardening.privileged)
+                .then(|| self.reasons.get(&Setting::Privileged).map(String::as_str))
+                .flatten()
+        };
+        own.or_else(privileged)
+    }
+
+    /// The profile Docker confines the container with (`--security-opt apparmor=`).
+    pub fn apparmor_profile(&self) -> &str {
+        if self.hardening.privileged {
+            UNCONFINED
+        } else {
+            self.hardening.apparmor.profile_name()
+        }
+    }
 }
 
-/// Parse and check `apps.toml`; `name` is the file name used in messages.
+/// Parse and check `apps.toml`; `name` is the file name used in messages. Its apps name no
+/// profile file ([`parse_reading`] reads them).
 pub fn parse(text: &str, name: &str, board: &BoardLimits) -> Result<Vec<App>> {
+    let no_files = |file: &str| -> Result<String> {
+        bail!("{file} cannot be read: only an apps.toml read from a folder names profile files")
+    };
+    parse_reading(text, name, board, &no_files)
+}
+
+/// [`parse`], reading the profile files the apps name with `read`.
+pub fn parse_reading(
+    text: &str,
+    name: &str,
+    board: &BoardLimits,
+    read: ReadFile,
+) -> Result<Vec<App>> {
     let raw: RawFile = toml::from_str(text).map_err(|e| {
         let at = e
             .span()
@@ -268,7 +212,7 @@ pub fn parse(text: &str, name: &str, board: &BoardLimits) -> Result<Vec<App>> {
     for spanned in raw.app {
         let line = line_of(text, spanned.span().start);
         let raw = spanned.into_inner();
-        let app = check_app(raw, &at, line, board, &apps, &mut host_ports)?;
+        let app = check_app(raw, &at, line, board, &apps, &mut host_ports, read)?;
         apps.push(app);
     }
     Ok(apps)
@@ -281,6 +225,7 @@ fn check_app(
     board: &BoardLimits,
     earlier: &[App],
     host_ports: &mut BTreeMap<(String, u16), String>,
+    read: ReadFile,
 ) -> Result<App> {
     let name = raw.name.get_ref().clone();
     let field = |span: Range<usize>, key: &str| format!("{}: app \"{name}\", `{key}`", at(span));
@@ -401,6 +346,17 @@ fn check_app(
         }
         cap_add.push(cap);
     }
+    let apparmor = match &raw.apparmor {
+        None => AppArmor::DockerDefault,
+        Some(a) => {
+            let field = field(a.span(), "apparmor");
+            let apparmor = check_apparmor(a.get_ref(), &field, earlier, read)?;
+            if raw.privileged && matches!(apparmor, AppArmor::Profile(_)) {
+                bail!("{field}: Docker runs a privileged container unconfined, so its profile would never apply");
+            }
+            apparmor
+        }
+    };
     let mut app = App {
         name: name.clone(),
         line,
@@ -427,6 +383,7 @@ fn check_app(
             ipc: raw.ipc,
             seccomp: raw.seccomp,
             userns: raw.userns,
+            apparmor,
         },
         reasons: BTreeMap::new(),
     };
@@ -467,6 +424,37 @@ fn check_app(
         app.reasons.insert(setting, reason);
     }
     Ok(app)
+}
+
+/// `docker-default`, `unconfined`, or a profile file (relative to `apps.toml`) declaring one
+/// profile that no earlier app's file declares otherwise; `field` names the value in messages.
+fn check_apparmor(value: &str, field: &str, earlier: &[App], read: ReadFile) -> Result<AppArmor> {
+    match value {
+        DOCKER_DEFAULT => return Ok(AppArmor::DockerDefault),
+        UNCONFINED => return Ok(AppArmor::Unconfined),
+        _ => {}
+    }
+    let text = read(value).map_err(|e| {
+        anyhow::anyhow!(
+            "{field}: {value:?} is neither {DOCKER_DEFAULT}, {UNCONFINED} nor a readable profile file (relative to apps.toml): {e:#}"
+        )
+    })?;
+    let name = declared_profile(&text)
+        .map_err(|why| anyhow::anyhow!("{field}: the profile file {value}: {why}"))?;
+    let clash = earlier.iter().find(|a| {
+        matches!(&a.hardening.apparmor, AppArmor::Profile(p) if p.name == name && p.text != text)
+    });
+    if let Some(other) = clash {
+        bail!(
+            "{field}: the profile file {value} declares profile {name:?}, as app \"{}\" declares another: one would replace the other when loaded",
+            other.name
+        );
+    }
+    Ok(AppArmor::Profile(Profile {
+        file: value.to_string(),
+        name,
+        text,
+    }))
 }
 
 /// 1-based line of a byte offset.

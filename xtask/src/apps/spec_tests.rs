@@ -250,3 +250,121 @@ fn a_reason_for_a_kept_default_or_an_empty_reason_is_refused() {
 fn an_empty_file_declares_no_apps() {
     assert!(parse("", "apps.toml", &board()).unwrap().is_empty());
 }
+
+/// Parse `text` with profile files read from `files` (name, text).
+fn with_files(text: &str, files: &[(&str, &str)]) -> Result<Vec<App>> {
+    let files: BTreeMap<String, String> = files
+        .iter()
+        .map(|(n, t)| (n.to_string(), t.to_string()))
+        .collect();
+    let read = |file: &str| -> Result<String> {
+        files
+            .get(file)
+            .cloned()
+            .ok_or_else(|| anyhow::anyhow!("could not read {file}"))
+    };
+    parse_reading(text, "apps.toml", &board(), &read)
+}
+
+const WEB_PROFILE: &str = "#include <tunables/global>\nprofile berth-web flags=(attach_disconnected) {\n  /srv/** r,\n}\n";
+
+#[test]
+fn apparmor_is_docker_default_unconfined_or_a_profile_file() {
+    let a = &parse(&app(""), "a", &board()).unwrap()[0];
+    assert_eq!(a.hardening.apparmor, AppArmor::DockerDefault);
+    assert_eq!(a.apparmor_profile(), "docker-default");
+    let a = &parse(&app("apparmor = \"docker-default\"\n"), "a", &board()).unwrap()[0];
+    assert!(a.weakening(Setting::AppArmor).is_none());
+
+    // Unconfined is a weakening, recorded with its reason as privileged is.
+    let a = &parse(&app("apparmor = \"unconfined\"\n"), "a", &board()).unwrap()[0];
+    assert_eq!(
+        a.weakening(Setting::AppArmor).as_deref(),
+        Some("AppArmor unconfined")
+    );
+    assert!(a.reason(Setting::AppArmor).is_none());
+    let text =
+        app("apparmor = \"unconfined\"\n[app.reasons]\napparmor = \"ptraces its workers\"\n");
+    let a = &parse(&text, "a", &board()).unwrap()[0];
+    assert_eq!(a.reason(Setting::AppArmor), Some("ptraces its workers"));
+    assert_eq!(a.apparmor_profile(), "unconfined");
+
+    // Docker runs a privileged container unconfined: the privileged reason covers it.
+    let text = app("privileged = true\n[app.reasons]\nprivileged = \"drives GPIO\"\n");
+    let a = &parse(&text, "a", &board()).unwrap()[0];
+    assert!(a.weakening(Setting::AppArmor).is_some());
+    assert_eq!(a.reason(Setting::AppArmor), Some("drives GPIO"));
+    assert_eq!(a.apparmor_profile(), "unconfined");
+
+    let a = &with_files(
+        &app("apparmor = \"apparmor/web\"\n"),
+        &[("apparmor/web", WEB_PROFILE)],
+    )
+    .unwrap()[0];
+    let AppArmor::Profile(p) = &a.hardening.apparmor else {
+        panic!("{:?}", a.hardening.apparmor)
+    };
+    assert_eq!(
+        (p.file.as_str(), p.name.as_str()),
+        ("apparmor/web", "berth-web")
+    );
+    assert_eq!(p.text, WEB_PROFILE);
+    assert_eq!(a.apparmor_profile(), "berth-web");
+    assert!(a.weakening(Setting::AppArmor).is_none());
+}
+
+#[test]
+fn a_bad_profile_file_is_refused_naming_the_file_and_line() {
+    let err = format!(
+        "{:#}",
+        with_files(&app("apparmor = \"nope\"\n"), &[]).unwrap_err()
+    );
+    assert!(
+        err.starts_with("apps.toml:4: app \"web\", `apparmor`")
+            && err.contains(
+                "\"nope\" is neither docker-default, unconfined nor a readable profile file"
+            )
+            && err.contains("could not read nope"),
+        "{err}"
+    );
+    let two = "profile a {\n}\nprofile b {\n}\n";
+    let err = format!(
+        "{:#}",
+        with_files(&app("apparmor = \"two\"\n"), &[("two", two)]).unwrap_err()
+    );
+    assert!(
+        err.starts_with("apps.toml:4: app \"web\", `apparmor`: the profile file two: declares 2 top-level profiles"),
+        "{err}"
+    );
+    // Parsed without a folder, no file can be read.
+    assert!(refusal(&app("apparmor = \"p\"\n")).contains("only an apps.toml read from a folder"));
+    let err = format!(
+        "{:#}",
+        with_files(
+            &app("privileged = true\napparmor = \"p\"\n"),
+            &[("p", WEB_PROFILE)]
+        )
+        .unwrap_err()
+    );
+    assert!(
+        err.contains("`apparmor`: Docker runs a privileged container unconfined"),
+        "{err}"
+    );
+    // Two files declaring one name: loading one would replace the other.
+    let other = WEB_PROFILE.replace("/srv/** r,", "/srv/** rw,");
+    let text = format!(
+        "{}[[app]]\nname = \"api\"\nimage = \"docker.io/a/b@{DIGEST}\"\napparmor = \"q\"\n",
+        app("apparmor = \"p\"\n")
+    );
+    let err = format!(
+        "{:#}",
+        with_files(&text, &[("p", WEB_PROFILE), ("q", &other)]).unwrap_err()
+    );
+    assert!(
+        err.starts_with("apps.toml:8: app \"api\", `apparmor`")
+            && err.contains("as app \"web\" declares another"),
+        "{err}"
+    );
+    // The same file for two apps is one profile.
+    with_files(&text, &[("p", WEB_PROFILE), ("q", WEB_PROFILE)]).unwrap();
+}

@@ -4,12 +4,16 @@
 //! The command is built as a list of arguments and only then written in systemd's quoting, so
 //! no value from `apps.toml` can add an argument or a shell construct.
 
-use super::spec::{App, Namespace, Network, Restart, Seccomp, Userns};
+use super::spec::{App, Namespace, Network, Restart, Seccomp, Setting, Userns};
 
 /// Where the board's Docker client lives (Buildroot's docker-cli).
 const DOCKER: &str = "/usr/bin/docker";
 /// The loader template unit shipped in the rootfs overlay; one instance per app.
 pub const LOADER_TEMPLATE: &str = "berth-apps-load@.service";
+/// Each weakening's reason is written in the unit under this prefix and the setting's key
+/// (`X-Berth-Reason-apparmor=…`), so the image audit and a reader see why: systemd ignores keys
+/// that start with `X-` (systemd.unit(5)).
+pub const REASON_KEY_PREFIX: &str = "X-Berth-Reason-";
 /// How long systemd counts restarts over, for `on-failure:N`.
 const RESTART_WINDOW_SECS: u32 = 600;
 
@@ -52,6 +56,11 @@ pub fn run_args(app: &App, image_id: &str) -> Vec<String> {
     if h.no_new_privileges {
         args.extend(["--security-opt".into(), "no-new-privileges".into()]);
     }
+    // Explicit even for docker-default, so the unit shows which profile confines the app.
+    args.extend([
+        "--security-opt".into(),
+        format!("apparmor={}", app.apparmor_profile()),
+    ]);
     if h.seccomp == Seccomp::Unconfined {
         args.extend(["--security-opt".into(), "seccomp=unconfined".into()]);
     }
@@ -164,6 +173,13 @@ pub fn unit(app: &App, image_id: &str, data_mount: &str) -> String {
         requires_links = links.iter().map(|l| format!(" {l}")).collect::<String>(),
         after = after.join(" "),
     );
+    for setting in Setting::WEAKENABLE {
+        if let (Some(_), Some(reason)) = (app.weakening(*setting), app.reason(*setting)) {
+            // A unit value is one line.
+            let reason = reason.split_whitespace().collect::<Vec<_>>().join(" ");
+            text.push_str(&format!("{REASON_KEY_PREFIX}{}={reason}\n", setting.key()));
+        }
+    }
     if let Some(burst) = burst {
         text.push_str(&format!(
             "StartLimitIntervalSec={RESTART_WINDOW_SECS}\nStartLimitBurst={burst}\n"
@@ -283,6 +299,40 @@ mod tests {
             "\nRequires=docker.service berth-apps-load@web.service berth-app-db.service\n"
         ));
         assert!(text.contains("\nRestart=always\n") && !text.contains("StartLimitBurst"));
+    }
+
+    #[test]
+    fn the_apparmor_profile_is_explicit_and_a_reason_is_written_in_the_unit() {
+        let default = run_args(&one(""), ID);
+        assert!(has_pair(
+            &default,
+            "--security-opt",
+            "apparmor=docker-default"
+        ));
+        let text = unit(&one(""), ID, "/var/lib/docker");
+        assert!(!text.contains(REASON_KEY_PREFIX), "{text}");
+
+        // Unconfined with its reason (made one line), and privileged, which Docker runs
+        // unconfined, with the privileged reason standing for apparmor.
+        for (extra, reasons) in [
+            (
+                "apparmor = \"unconfined\"\n[app.reasons]\napparmor = \"ptraces\\n its workers\"\n",
+                "\nX-Berth-Reason-apparmor=ptraces its workers\n",
+            ),
+            (
+                "privileged = true\n[app.reasons]\nprivileged = \"GPIO\"\n",
+                "\nX-Berth-Reason-privileged=GPIO\nX-Berth-Reason-apparmor=GPIO\n",
+            ),
+        ] {
+            let app = one(extra);
+            let args = run_args(&app, ID);
+            assert!(
+                has_pair(&args, "--security-opt", "apparmor=unconfined"),
+                "{extra}"
+            );
+            let text = unit(&app, ID, "/var/lib/docker");
+            assert!(text.contains(reasons), "{text}");
+        }
     }
 
     #[test]

@@ -8,8 +8,8 @@ use anyhow::{Context, Result};
 use serde::Deserialize;
 
 use super::report::{Finding, Report, Severity, Verdict};
-use crate::apps::spec::{App, Setting};
-use crate::apps::units;
+use crate::apps::spec::{App, AppArmor, Setting};
+use crate::apps::{apparmor, units};
 use crate::project::Repo;
 
 #[derive(Debug, Deserialize)]
@@ -66,7 +66,7 @@ pub fn audit(apps: &[App], rules: &Rules) -> Report {
                     format!("the unit's docker run lacks {}", missing.join(", ")),
                 )
             } else {
-                match (app.weakening(item.setting), app.reasons.get(&item.setting)) {
+                match (app.weakening(item.setting), app.reason(item.setting)) {
                     (None, _) => (Verdict::Pass, describe(app, item.setting)),
                     (Some(how), Some(reason)) => (Verdict::Exception(format!("{how}: {reason}")), how),
                     (Some(how), None) => (
@@ -101,6 +101,16 @@ fn describe(app: &App, setting: Setting) -> String {
             app.limits.cpus
         ),
         Setting::Pids => format!("--pids-limit {}", app.limits.pids),
+        Setting::AppArmor => match &app.hardening.apparmor {
+            AppArmor::Profile(p) => format!(
+                "--security-opt apparmor={} (from {}, loaded at boot from /{}/{})",
+                p.name,
+                p.file,
+                apparmor::PROFILE_DIR,
+                apparmor::staged_file(&app.name)
+            ),
+            other => format!("--security-opt apparmor={}", other.profile_name()),
+        },
         _ => String::new(),
     }
 }
@@ -159,8 +169,8 @@ mod tests {
         assert_eq!(
             ids,
             [
-                "5.4", "5.5", "5.10", "5.11", "5.12", "5.13", "5.15", "5.16", "5.17", "5.22",
-                "5.26", "5.29", "5.31"
+                "5.2", "5.4", "5.5", "5.10", "5.11", "5.12", "5.13", "5.15", "5.16", "5.17",
+                "5.22", "5.26", "5.29", "5.31"
             ]
         );
     }
@@ -211,6 +221,7 @@ mod tests {
     fn each_weakening_fails_its_own_item() {
         for (extra, item) in [
             ("cap_add = [\"NET_ADMIN\"]", "5.4"),
+            ("apparmor = \"unconfined\"", "5.2"),
             ("network = \"host\"", "5.10"),
             ("read_only = false", "5.13"),
             ("restart = \"on-failure:10\"", "5.15"),
@@ -233,9 +244,36 @@ mod tests {
     }
 
     #[test]
+    fn apparmor_unconfined_needs_its_reason_and_the_profile_is_shown() {
+        let f = verdict_of(
+            &audit(&apps("apparmor = \"unconfined\"\n"), &rules()),
+            "5.2",
+        )
+        .clone();
+        assert_eq!(f.verdict, Verdict::Fail);
+        assert_eq!(
+            f.detail,
+            "AppArmor unconfined without a reason: add `apparmor = \"why\"` under [app.reasons] of the app at line 1 or keep the default"
+        );
+        let reasoned = apps("apparmor = \"unconfined\"\n[app.reasons]\napparmor = \"ptraces\"\n");
+        let report = audit(&reasoned, &rules());
+        assert_eq!(
+            verdict_of(&report, "5.2").verdict,
+            Verdict::Exception("AppArmor unconfined: ptraces".into())
+        );
+        assert!(report.passed());
+        let report = audit(&apps(""), &rules());
+        assert_eq!(
+            verdict_of(&report, "5.2").detail,
+            "--security-opt apparmor=docker-default"
+        );
+    }
+
+    #[test]
     fn a_limit_missing_from_the_unit_fails() {
         let mut rules = rules();
-        rules.item[0].run_flags.push("--no-such-flag".into());
+        let caps = rules.item.iter_mut().find(|i| i.id == "5.4").unwrap();
+        caps.run_flags.push("--no-such-flag".into());
         let report = audit(&apps(""), &rules);
         assert!(verdict_of(&report, "5.4")
             .detail

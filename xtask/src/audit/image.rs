@@ -5,6 +5,8 @@
 //! file. ELF checks read `target/`, whose file contents are what the image holds, and
 //! `build/packages-file-list.txt` for the package that installed each file: without it, every file
 //! is judged as built by the project (nothing is waived as prebuilt), and the report says so.
+//! The CIS items about a kernel feature's userspace half read the kernel's resolved config
+//! (`build/linux-<version>/.config`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -94,8 +96,14 @@ pub fn audit_image(repo: &Repo, output: &Path, rootfs: Option<&Path>) -> Result<
     let exceptions = Exceptions::load(&exceptions_path)?;
 
     let fs = ErofsImage::open(&image)?.with_tools_from(&output.join("host/bin"));
-    let cis = cis::audit(&fs, &cis_rules, &exceptions.cis)
-        .with_context(|| format!("with the exceptions of {}", exceptions_path.display()))?;
+    let kernel = kernel_config(output);
+    let cis = cis::audit(
+        &fs,
+        kernel.as_ref().map_err(Clone::clone),
+        &cis_rules,
+        &exceptions.cis,
+    )
+    .with_context(|| format!("with the exceptions of {}", exceptions_path.display()))?;
 
     let mut elf_report = Report::new(format!("ELF hardening of {}", target.display()));
     for f in config_findings(output, &elf_rules.config)? {
@@ -140,6 +148,17 @@ pub fn audit_image(repo: &Repo, output: &Path, rootfs: Option<&Path>) -> Result<
         skipped,
         file_list_missing: owners.is_none().then_some(file_list),
     })
+}
+
+/// The kernel configuration Buildroot built the image's kernel with, or why it cannot be read.
+fn kernel_config(output: &Path) -> std::result::Result<crate::kconfig::Resolved, String> {
+    let read = || -> Result<crate::kconfig::Resolved> {
+        let path = super::kernel::buildroot_kernel_config(output)?;
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("could not read {}", path.display()))?;
+        crate::kconfig::Resolved::parse(&text, &path.display().to_string())
+    };
+    read().map_err(|e| format!("{e:#}"))
 }
 
 /// The owning package of every target file, or `None` when the output folder has no file list

@@ -33,6 +33,12 @@ pub const PACKAGES: &[(&str, &str, &str, &str)] = &[
     ),
     ("berth-data-crypt", "1.0", "MIT", ""),
     (
+        "apparmor",
+        "3.1.7",
+        "GPL-2.0",
+        "https://gitlab.com/apparmor/apparmor/-/archive/v3.1.7",
+    ),
+    (
         "runc",
         "1.3.5",
         "Apache-2.0, LGPL-2.1 (libseccomp)",
@@ -97,6 +103,8 @@ pub const IMAGE_FILES: &[(&str, &str, usize)] = &[
 /// (BR2_SSP_STRONG, BR2_FORTIFY_SOURCE_3, BR2_PIC_PIE, BR2_RELRO_FULL).
 pub const PROGRAMS: &[(&str, &str)] = &[
     ("audit", "usr/sbin/auditd"),
+    // Reached as /sbin/apparmor_parser, where dockerd looks for it (merged /usr).
+    ("apparmor", "usr/sbin/apparmor_parser"),
     ("runc", "usr/bin/runc"),
     ("containerd", "usr/bin/containerd"),
     ("tini", "usr/bin/docker-init"),
@@ -444,6 +452,9 @@ pub fn stand_in_buildroot(inputs: &Inputs, dir: &Path) {
     );
     // What package/skeleton-init-systemd writes when the root is not remounted read-write.
     crate::common::write_file(&skeleton.join("fstab"), b"/dev/root / auto ro 0 1\n", 0o644);
+    // The merged /usr of a systemd skeleton (system/skeleton): /sbin/apparmor_parser is found
+    // through /sbin -> usr/sbin.
+    std::os::unix::fs::symlink("usr/sbin", skeleton.parent().unwrap().join("sbin")).unwrap();
     let units = payload.join("docker-engine/target/usr/lib/systemd/system");
     crate::common::write_file(
         &units.join("docker.service"),

@@ -24,20 +24,30 @@ use daemon_json::{json_check, json_get};
 use host_files::{
     audit_watches, containerd_socket_root, group_without_members, local_socket_only, userns_ids,
 };
-use unit::{unit_check, unit_values};
+use unit::{unit_check, unit_values, units_without};
 
 /// What the checks look at, gathered once.
 struct Inputs<'a> {
     fs: &'a dyn RootFs,
     daemon_json: Option<serde_json::Value>,
+    kernel: KernelConfig<'a>,
 }
+
+/// The kernel configuration the image was built with, or why it is not known (the checks that
+/// need it then fail: nothing proves them).
+pub type KernelConfig<'a> = std::result::Result<&'a crate::kconfig::Resolved, String>;
 
 const DAEMON_JSON: &str = "/etc/docker/daemon.json";
 
 /// Judge every item; an item that fails with a `[[cis]]` exception is a documented exception.
 /// An exception naming no item is an error (empty reasons and duplicates are refused when the
-/// exceptions file is read).
-pub fn audit(fs: &dyn RootFs, rules: &CisRules, exceptions: &[CisException]) -> Result<Report> {
+/// exceptions file is read). `kernel` is the kernel configuration of the image.
+pub fn audit(
+    fs: &dyn RootFs,
+    kernel: KernelConfig,
+    rules: &CisRules,
+    exceptions: &[CisException],
+) -> Result<Report> {
     let daemon_json = match fs.read(DAEMON_JSON)? {
         None => None,
         Some(bytes) => Some(serde_json::from_slice(&bytes).with_context(|| {
@@ -51,7 +61,11 @@ pub fn audit(fs: &dyn RootFs, rules: &CisRules, exceptions: &[CisException]) -> 
         |e| rules.item.iter().any(|i| i.id == e.item),
         "item of the CIS rules",
     )?;
-    let ctx = Inputs { fs, daemon_json };
+    let ctx = Inputs {
+        fs,
+        daemon_json,
+        kernel,
+    };
     let mut report = Report::new(format!("{} on the root filesystem image", rules.benchmark));
     for item in &rules.item {
         let mut problems = Vec::new();
@@ -181,6 +195,21 @@ fn run_check(ctx: &Inputs, check: &Check) -> Result<std::result::Result<String, 
             Some(_) => Ok(format!("{path} present")),
             None => Err(format!("{path} is not in the image")),
         },
+        Check::ExistsWhenKernel { option, path } => match &ctx.kernel {
+            Err(why) => Err(format!(
+                "whether the kernel enables {option} is not known: {why}"
+            )),
+            Ok(config) if !config.is_enabled(option) => {
+                Ok(format!("the kernel does not enable {option}"))
+            }
+            Ok(_) => match ctx.fs.stat(path)? {
+                Some(_) => Ok(format!("{option} is on and {path} is present")),
+                None => Err(format!(
+                    "the kernel enables {option}, but {path} is not in the image"
+                )),
+            },
+        },
+        Check::UnitsWithout { words, reason_key } => units_without(ctx.fs, words, reason_key)?,
         Check::LocalSocketOnly => local_socket_only(ctx.fs, ctx.daemon_json.as_ref())?,
         Check::GroupWithoutMembers { group } => match ctx.fs.read("/etc/group")? {
             None => Err("/etc/group is not in the image".to_string()),
@@ -255,6 +284,10 @@ mod tests {
     use super::*;
     use crate::rootfs::tests::MemFs;
 
+    fn kernel() -> KernelConfig<'static> {
+        Err("not in this test".into())
+    }
+
     fn rules() -> CisRules {
         let text =
             std::fs::read_to_string(crate::project::Repo::checkout().path(crate::audit::CIS_RULES))
@@ -286,7 +319,7 @@ mod tests {
             "root:x:0:0:root:/root:/bin/sh\ndockremap:x:1000:1000::/:/bin/false\n",
         );
         let rules = rules();
-        let report = audit(&fs, &rules, &[]).unwrap();
+        let report = audit(&fs, kernel(), &rules, &[]).unwrap();
         let verdict = |id: &str| {
             report
                 .findings
@@ -316,7 +349,7 @@ mod tests {
             .unwrap()
             .replace("\"icc\": false", "\"icc\": true");
         fs.file(&path, 0o664, &text);
-        let report = audit(&fs, &rules, &[]).unwrap();
+        let report = audit(&fs, kernel(), &rules, &[]).unwrap();
         let failed: Vec<_> = report
             .findings
             .iter()
@@ -331,14 +364,83 @@ mod tests {
             item: item.into(),
             reason: "test".into(),
         };
-        let report = audit(&fs, &rules, &[why("2.2")]).unwrap();
+        let report = audit(&fs, kernel(), &rules, &[why("2.2")]).unwrap();
         let item = report
             .findings
             .iter()
             .find(|f| f.subject == "CIS 2.2")
             .unwrap();
         assert_eq!(item.verdict, Verdict::Exception("test".into()));
-        let err = audit(&fs, &rules, &[why("9.9")]).unwrap_err();
+        let err = audit(&fs, kernel(), &rules, &[why("9.9")]).unwrap_err();
         assert!(err.to_string().contains("9.9"));
+    }
+
+    /// CIS 5.2 on the image: the parser must ship when the kernel has AppArmor, found through
+    /// the merged /usr's links, and nothing may turn confinement off without its reason.
+    #[test]
+    fn apparmor_needs_its_parser_and_no_unit_turns_it_off() {
+        let rules = rules();
+        let with = crate::kconfig::Resolved::parse("CONFIG_SECURITY_APPARMOR=y\n", "k").unwrap();
+        let without =
+            crate::kconfig::Resolved::parse("# CONFIG_SECURITY_APPARMOR is not set\n", "k")
+                .unwrap();
+        let item = |fs: &MemFs, kernel: KernelConfig| {
+            let report = audit(fs, kernel, &rules, &[]).unwrap();
+            let f = report
+                .findings
+                .into_iter()
+                .find(|f| f.subject == "CIS 5.2")
+                .unwrap();
+            (f.verdict, f.detail)
+        };
+        let mut fs = MemFs::default();
+        fs.file(
+            "/usr/lib/systemd/system/docker.service",
+            0o644,
+            "[Service]\nExecStart=/usr/bin/dockerd\n",
+        );
+        let (verdict, detail) = item(&fs, Ok(&with));
+        assert_eq!(verdict, Verdict::Fail);
+        assert_eq!(
+            detail,
+            "the kernel enables CONFIG_SECURITY_APPARMOR, but /sbin/apparmor_parser is not in the image"
+        );
+        assert_eq!(item(&fs, Ok(&without)).0, Verdict::Pass);
+        assert!(item(&fs, Err("no build/linux-*/.config".into()))
+            .1
+            .contains("is not known: no build"));
+
+        fs.link("/sbin", "usr/sbin");
+        fs.file("/usr/sbin/apparmor_parser", 0o755, "ELF");
+        let (verdict, detail) = item(&fs, Ok(&with));
+        assert_eq!(verdict, Verdict::Pass, "{detail}");
+
+        fs.file(
+            "/etc/systemd/system/docker.service.d/env.conf",
+            0o644,
+            "[Service]\nEnvironment=container=docker\n",
+        );
+        let (verdict, detail) = item(&fs, Ok(&with));
+        assert_eq!(verdict, Verdict::Fail);
+        assert!(
+            detail.contains("Environment sets container=docker"),
+            "{detail}"
+        );
+    }
+
+    /// The table's reason key is the one the app units are written with.
+    #[test]
+    fn the_apparmor_reason_key_is_the_units_own() {
+        let key = format!(
+            "{}{}",
+            crate::apps::units::REASON_KEY_PREFIX,
+            crate::apps::spec::Setting::AppArmor.key()
+        );
+        let rules = rules();
+        let item = rules.item.iter().find(|i| i.id == "5.2").unwrap();
+        assert!(item
+            .check
+            .iter()
+            .any(|c| matches!(c, Check::UnitsWithout { reason_key, .. } if *reason_key == key)));
     }
 }

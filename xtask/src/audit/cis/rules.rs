@@ -69,6 +69,19 @@ pub enum Check {
     Exists {
         path: String,
     },
+    /// `path` exists (links resolved as the running system does) when the kernel config
+    /// (`<output>/build/linux-<version>/.config`) enables `option`: a kernel feature whose
+    /// userspace half must ship.
+    ExistsWhenKernel {
+        option: String,
+        path: String,
+    },
+    /// No unit or drop-in in the image has a command (`Exec*=`) holding one of `words`, unless
+    /// its unit gives the reason under `[Unit]` `reason_key` (as the units of apps.toml do).
+    UnitsWithout {
+        words: Vec<String>,
+        reason_key: String,
+    },
     /// No TCP listener for the daemon unless TLS verification is on.
     LocalSocketOnly,
     /// A group with no members in /etc/group.
@@ -103,6 +116,8 @@ pub enum UnitExpect {
     Lists,
     /// Set, and the effective value differs from `value`.
     SetAndNot,
+    /// No assignment has a word (quotes removed) that starts with `value`.
+    LacksPrefix,
 }
 
 pub fn parse_rules(text: &str) -> Result<CisRules> {

@@ -131,13 +131,16 @@ fn judge_cmdline(
 ) -> (String, std::result::Result<String, String>) {
     let text = if rule.absent {
         "absent".to_string()
-    } else if rule.want.is_empty() {
+    } else if rule.want.is_empty() && rule.contains.is_empty() {
         "present".to_string()
     } else {
+        let lists = (!rule.contains.is_empty())
+            .then(|| format!("{} listing {}", rule.param, rule.contains.join(",")));
         let values = rule
             .want
             .iter()
             .map(|w| format!("{}={w}", rule.param))
+            .chain(lists)
             .collect::<Vec<_>>()
             .join(" or ");
         if rule.allow_absent {
@@ -155,7 +158,15 @@ fn judge_cmdline(
     let held = match got {
         None => rule.absent || rule.allow_absent,
         Some(_) if rule.absent => false,
-        Some(v) => rule.want.is_empty() || rule.want.iter().any(|w| w == v),
+        Some(v) => {
+            (rule.want.is_empty() && rule.contains.is_empty())
+                || rule.want.iter().any(|w| w == v)
+                || (!rule.contains.is_empty()
+                    && rule
+                        .contains
+                        .iter()
+                        .all(|c| v.split(',').any(|item| item == c)))
+        }
     };
     let verdict = if held {
         Ok(shown)

@@ -108,7 +108,7 @@ pub fn audit_buildroot_output(repo: &Repo, output: &Path) -> Result<Report> {
 }
 
 /// `<output>/build/linux-<version>/.config`; exactly one must exist.
-fn buildroot_kernel_config(output: &Path) -> Result<PathBuf> {
+pub fn buildroot_kernel_config(output: &Path) -> Result<PathBuf> {
     let build = output.join("build");
     let entries = std::fs::read_dir(&build).with_context(|| {
         format!(

@@ -109,6 +109,10 @@ rule_kind!(
         /// Leaving the parameter out is fine (the kernel default, checked by a kconfig rule, holds).
         #[serde(default)]
         allow_absent: bool,
+        /// A comma-separated value must hold every one of these items (as `lsm=` must list
+        /// apparmor); a value in `want` satisfies the rule too.
+        #[serde(default)]
+        contains: Vec<String>,
     }
 );
 
@@ -153,8 +157,8 @@ pub fn parse_rules(text: &str) -> Result<Rules> {
             r.param
         );
         ensure!(
-            !(r.absent && (r.allow_absent || !r.want.is_empty())),
-            "cmdline rule {}: absent excludes want and allow_absent",
+            !r.absent || (!r.allow_absent && r.want.is_empty() && r.contains.is_empty()),
+            "cmdline rule {}: absent excludes want, contains and allow_absent",
             r.param
         );
         let subject = format!("cmdline:{}", r.param);

@@ -204,6 +204,63 @@ fn cmdline_rules() {
     assert_eq!(quoted.get("ro"), Some(""));
 }
 
+/// The shipped rules keep AppArmor on: the board's command line passes, and each parameter that
+/// would drop it fails (CIS Docker 5.2).
+#[test]
+fn the_command_line_cannot_turn_apparmor_off() {
+    let repo = crate::project::Repo::checkout();
+    let rules = load_rules(&repo.path(crate::audit::tables::KERNEL_RULES)).unwrap();
+    let board = std::fs::read_to_string(
+        crate::project::default_board()
+            .dir(&repo)
+            .join("cmdline.txt"),
+    )
+    .unwrap();
+    let config = Resolved::parse(
+        "CONFIG_LSM=\"landlock,lockdown,yama,apparmor\"\n",
+        ".config",
+    )
+    .unwrap();
+    let judge = |extra: &str| {
+        let cmdline = parse_cmdline(&format!("{} {extra}", board.trim())).unwrap();
+        let inputs = Inputs {
+            config: &config,
+            cmdline: Some(&cmdline),
+            sysctl: None,
+        };
+        evaluate("t", &rules, &inputs, &[], Toolchain::Target).unwrap()
+    };
+    let shipped = judge("");
+    for param in ["apparmor", "security", "lsm"] {
+        assert_eq!(
+            verdict(&shipped, &format!("cmdline:{param}")),
+            &Verdict::Pass,
+            "{param}"
+        );
+    }
+    let lsm = shipped
+        .findings
+        .iter()
+        .find(|f| f.subject == "CONFIG_LSM" && f.source == "docker-optional")
+        .unwrap();
+    assert_eq!(lsm.verdict, Verdict::Pass);
+    let kept = judge("apparmor=1 security=apparmor lsm=yama,apparmor");
+    for param in ["apparmor", "security", "lsm"] {
+        assert_eq!(
+            verdict(&kept, &format!("cmdline:{param}")),
+            &Verdict::Pass,
+            "{param}"
+        );
+    }
+    for (extra, subject) in [
+        ("apparmor=0", "cmdline:apparmor"),
+        ("security=selinux", "cmdline:security"),
+        ("lsm=landlock,yama", "cmdline:lsm"),
+    ] {
+        assert_eq!(verdict(&judge(extra), subject), &Verdict::Fail, "{extra}");
+    }
+}
+
 #[test]
 fn sysctl_rules_follow_file_order_and_or_conditions() {
     let s = parse_sysctl([
