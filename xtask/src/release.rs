@@ -81,10 +81,10 @@ pub fn finished_and_derived() -> Vec<String> {
         FILE_SIZE_STATS,
         PACKAGE_SIZE_STATS,
     ]
-        .map(String::from)
-        .into_iter()
-        .chain(IMAGES.iter().map(|image| bmap_name(image)))
-        .collect()
+    .map(String::from)
+    .into_iter()
+    .chain(IMAGES.iter().map(|image| bmap_name(image)))
+    .collect()
 }
 
 /// The system image of an images folder held to [`SYSTEM_IMAGE_BUDGET_BYTES`]: what the manifest

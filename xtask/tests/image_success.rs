@@ -142,7 +142,9 @@ fn a_stand_in_build_ends_in_verified_artifacts() {
     // Buildroot's size statistics name what each package put into the root, by file.
     let by_package = fs::read_to_string(images.join("package-size-stats.csv")).unwrap();
     assert!(
-        by_package.lines().any(|row| row.starts_with("docker-engine,")),
+        by_package
+            .lines()
+            .any(|row| row.starts_with("docker-engine,")),
         "{by_package}"
     );
     let by_file = fs::read_to_string(images.join("file-size-stats.csv")).unwrap();

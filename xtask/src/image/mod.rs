@@ -12,8 +12,8 @@ pub mod layout;
 mod network;
 mod output;
 mod progress;
-pub mod sizes;
 pub mod signing;
+pub mod sizes;
 mod ssh_keys;
 mod updates;
 
