@@ -128,9 +128,11 @@ pub const BOOT_PARTITION_BYTES: u64 = 64 << 20;
 /// Each system slot (A and B): a raw partition holding one `system.img`.
 pub const SYSTEM_SLOT_BYTES: u64 = 768 << 20;
 /// The most a `system.img` (EROFS root with the kernel inside, then its dm-verity hash tree)
-/// may weigh: `cargo xtask image` refuses a bigger one. Below the slot, so an update that grows
+/// may weigh: `cargo xtask image` refuses a bigger one. About 10 % over what the lab's real
+/// build measured after the diet of docs/rootfs.md (101,928,960 bytes, 97.2 MiB), so growth is
+/// caught when it happens, not when the slot is full; far below the slot, so an update that grows
 /// the system still fits the slot of a card flashed today.
-pub const SYSTEM_IMAGE_BUDGET_BYTES: u64 = 512 << 20;
+pub const SYSTEM_IMAGE_BUDGET_BYTES: u64 = 107 << 20;
 /// The least the data partition gets on the image; it grows to fill the card on first boot.
 pub const DATA_PARTITION_MIN_BYTES: u64 = 16 << 20;
 /// dm-verity's data and hash block size: the EROFS image is a whole number of them.
