@@ -1,4 +1,4 @@
-//! The AppArmor profile an app runs under (CIS Docker 5.1): Docker's `docker-default`, none, or a
+//! The AppArmor profile an app runs under (CIS Docker v1.6.0 5.2, 5.1 in earlier versions): Docker's `docker-default`, none, or a
 //! profile file shipped with the app. Pure: the caller reads the file, this finds the profile it
 //! declares.
 //!
