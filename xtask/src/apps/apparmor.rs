@@ -1,6 +1,6 @@
-//! The AppArmor profile an app runs under (CIS Docker v1.6.0 5.2, 5.1 in earlier versions): Docker's `docker-default`, none, or a
-//! profile file shipped with the app. Pure: the caller reads the file, this finds the profile it
-//! declares.
+//! The AppArmor profile an app runs under (CIS Docker v1.6.0 5.2, 5.1 in earlier versions):
+//! Docker's `docker-default`, none, or a profile file shipped with the app. Pure: the caller reads
+//! the file, this finds the profile it declares.
 //!
 //! dockerd confines a container only when `/sbin/apparmor_parser` exists (containerd's
 //! `pkg/apparmor` `HostSupports`), and then writes and loads `docker-default` itself. A profile
