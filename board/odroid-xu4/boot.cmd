@@ -107,6 +107,19 @@ else
 	env export -c -s 0x4000 ${ramdisk_addr_r} BOOT_ORDER BOOT_A_LEFT BOOT_B_LEFT
 	save ${devtype} ${devnum}:1 ${ramdisk_addr_r} uboot.env 0x4000 || echo "berth: could not write uboot.env; this try is not counted"
 
+	# The board's U-Boot names its device tree in fdtfile, read from the slot. QEMU's `virt`
+	# (the twin, docs/testing.md) builds its own and hands it over at fdt_addr; there the console
+	# is the PL011, added after the command line's, so that the last console= names it.
+	setenv berth_console
+	if test -n "${fdtfile}"; then
+		setenv berth_fdt ${fdt_addr_r}
+		setenv berth_load_fdt 'load ${devtype} ${devnum}:${berth_part} ${fdt_addr_r} /boot/${fdtfile}'
+	else
+		setenv berth_fdt ${fdt_addr}
+		setenv berth_load_fdt 'test -n "${fdt_addr}" && fdt addr ${fdt_addr}'
+		setenv berth_console " console=ttyAMA0,115200"
+	fi
+
 	# The slot's verity parameters: only the six berth_* names are taken.
 	setenv berth_cmdline
 	setenv berth_verity_sectors
@@ -119,9 +132,9 @@ else
 	part uuid ${devtype} ${devnum}:${berth_part} berth_uuid
 	if test -z "${berth_cmdline}" || test -z "${berth_verity_sectors}" || test -z "${berth_verity_data_blocks}" || test -z "${berth_verity_hash_start}" || test -z "${berth_verity_root_hash}" || test -z "${berth_verity_salt}" || test -z "${berth_uuid}"; then
 		echo "berth: slot-${berth_slot}.env lacks a berth_* value, or p${berth_part} has no PARTUUID"
-	elif load ${devtype} ${devnum}:${berth_part} ${kernel_addr_r} /boot/zImage && load ${devtype} ${devnum}:${berth_part} ${fdt_addr_r} /boot/${fdtfile}; then
-		setenv bootargs "${berth_cmdline} root=/dev/dm-0 rootfstype=erofs rauc.slot=${berth_slot} dm-mod.waitfor=PARTUUID=${berth_uuid} dm-mod.create=\"berth-root,,,ro,0 ${berth_verity_sectors} verity 1 PARTUUID=${berth_uuid} PARTUUID=${berth_uuid} 4096 4096 ${berth_verity_data_blocks} ${berth_verity_hash_start} sha256 ${berth_verity_root_hash} ${berth_verity_salt} 1 restart_on_corruption\""
-		bootz ${kernel_addr_r} - ${fdt_addr_r}
+	elif load ${devtype} ${devnum}:${berth_part} ${kernel_addr_r} /boot/zImage && run berth_load_fdt; then
+		setenv bootargs "${berth_cmdline}${berth_console} root=/dev/dm-0 rootfstype=erofs rauc.slot=${berth_slot} dm-mod.waitfor=PARTUUID=${berth_uuid} dm-mod.create=\"berth-root,,,ro,0 ${berth_verity_sectors} verity 1 PARTUUID=${berth_uuid} PARTUUID=${berth_uuid} 4096 4096 ${berth_verity_data_blocks} ${berth_verity_hash_start} sha256 ${berth_verity_root_hash} ${berth_verity_salt} 1 restart_on_corruption\""
+		bootz ${kernel_addr_r} - ${berth_fdt}
 	fi
 	# Only a slot that could not be started gets here; its try is spent.
 	echo "berth: slot ${berth_slot} did not start; resetting"

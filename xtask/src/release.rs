@@ -25,6 +25,11 @@ pub const SYSTEM_IMAGE: &str = "system.img";
 /// The verity parameters and kernel command line of [`SYSTEM_IMAGE`], as U-Boot's `env import
 /// -t` reads them (one `berth_<name>=<value>` a line); on the boot partition as `slot-<X>.env`.
 pub const SYSTEM_ENV: &str = "system.env";
+/// U-Boot for the QEMU twin (`cargo xtask qemu`), which boots [`SDCARD_IMAGE`] as its card;
+/// installed by br2-external/package/berth-twin-uboot, whose .mk names it too.
+pub const TWIN_UBOOT: &str = "u-boot-qemu-twin.bin";
+/// What the twin needs beside the card, sealed with it so that it is known to be of this build.
+pub const TWIN_ARTIFACTS: &[&str] = &[TWIN_UBOOT];
 /// What the board's post-image script makes for a system slot, handed out beside the card.
 pub const SLOT_ARTIFACTS: &[&str] = &[SYSTEM_IMAGE, SYSTEM_ENV];
 /// Images the board's genimage configuration produces, each given a block map.

@@ -38,6 +38,13 @@ const SLOT_SIZE: u64 = 8 * MIB;
 const FDTFILE: &str = "exynos5422-odroidxu4.dtb";
 /// Linux's COMMAND_LINE_SIZE on ARM.
 const ARM_COMMAND_LINE_SIZE: usize = 1024;
+/// The twin's fdt_addr (QEMU virt's is the start of RAM): clear of the sandbox's scriptaddr
+/// (0x1000), fdt_addr_r (0xc00000), kernel_addr_r (0x1000000) and ramdisk_addr_r (0x2000000).
+const TWIN_FDT_ADDR: &str = "0x3000000";
+/// The model of the stand-in for the device tree QEMU virt builds.
+const TWIN_MODEL: &str = "Berth stand-in QEMU virt";
+/// What the script adds to the command line on the twin.
+const TWIN_CONSOLE: &str = " console=ttyAMA0,115200";
 
 /// Every tool the test runs, with its Debian package; the first one missing is the skip.
 const TOOLS: &[(&str, &str)] = &[
@@ -191,23 +198,8 @@ impl Slot {
     fn erofs(&mut self, work: &Path) -> Vec<u8> {
         let root = work.join(format!("root-{}", self.name));
         common::write_file(&root.join("boot/zImage"), &self.zimage, 0o644);
-        let dts = work.join(format!("{}.dts", self.name));
-        std::fs::write(
-            &dts,
-            format!(
-                "/dts-v1/;\n/ {{ model = \"{}\"; compatible = \"hardkernel,odroid-xu4\"; \
-                 #address-cells = <1>; #size-cells = <1>; chosen {{ }}; \
-                 memory@40000000 {{ device_type = \"memory\"; reg = <0x40000000 0x80000000>; }}; }};\n",
-                self.model()
-            ),
-        )
-        .unwrap();
-        common::run_ok(
-            Command::new("dtc")
-                .args(["-q", "-I", "dts", "-O", "dtb", "-p", "4096", "-o"])
-                .arg(root.join("boot").join(FDTFILE))
-                .arg(&dts),
-        );
+        let dtb = root.join("boot").join(FDTFILE);
+        make_dtb(&dtb, &self.model(), "hardkernel,odroid-xu4");
         let image = work.join(format!("{}.erofs", self.name));
         common::run_ok(
             Command::new("mkfs.erofs")
@@ -237,16 +229,18 @@ impl Slot {
         )
     }
 
-    /// The kernel command line the script must build for this slot.
-    fn bootargs(&self) -> String {
+    /// The kernel command line the script must build for this slot, with `console` ("" on the
+    /// board, TWIN_CONSOLE on the twin) between the slot's command line and the root.
+    fn bootargs(&self, console: &str) -> String {
         let cmdline =
             std::fs::read_to_string(common::repo_root().join("board/odroid-xu4/cmdline.txt"))
                 .unwrap();
         let uuid = self.partuuid();
         format!(
-            "{} root=/dev/dm-0 rootfstype=erofs rauc.slot={} dm-mod.waitfor=PARTUUID={uuid} \
-             dm-mod.create=\"berth-root,,,ro,0 {} verity 1 PARTUUID={uuid} PARTUUID={uuid} 4096 4096 \
-             {} {} sha256 {} {} 1 restart_on_corruption\"",
+            "{}{console} root=/dev/dm-0 rootfstype=erofs rauc.slot={} \
+             dm-mod.waitfor=PARTUUID={uuid} dm-mod.create=\"berth-root,,,ro,0 {} verity 1 \
+             PARTUUID={uuid} PARTUUID={uuid} 4096 4096 {} {} sha256 {} {} 1 \
+             restart_on_corruption\"",
             cmdline.trim_end(),
             self.name,
             self.data_blocks * 8,
@@ -256,6 +250,33 @@ impl Slot {
             self.salt
         )
     }
+}
+
+/// A DTB at `dtb` with `model` and `compatible`, an empty /chosen, and padding for the bootargs.
+fn make_dtb(dtb: &Path, model: &str, compatible: &str) {
+    let dts = format!(
+        "/dts-v1/;\n/ {{ model = \"{model}\"; compatible = \"{compatible}\"; \
+         #address-cells = <1>; #size-cells = <1>; chosen {{ }}; \
+         memory@40000000 {{ device_type = \"memory\"; reg = <0x40000000 0x80000000>; }}; }};\n"
+    );
+    common::run_ok_with_input(
+        Command::new("dtc")
+            .args(["-q", "-I", "dts", "-O", "dtb", "-p", "4096", "-o"])
+            .arg(dtb)
+            .arg("-"),
+        dts.as_bytes(),
+    );
+}
+
+/// How the U-Boot that runs the script knows the device tree.
+#[derive(Clone, Copy)]
+enum Dt {
+    /// An XU4: fdtfile names the DTB the script loads from the slot to fdt_addr_r.
+    Board,
+    /// The QEMU twin: no fdtfile, and the DTB QEMU built (a stand-in with TWIN_MODEL) at fdt_addr.
+    Twin,
+    /// Neither: no fdtfile and no fdt_addr.
+    Neither,
 }
 
 /// A card image in a scratch folder, as a board would have it after flashing (no uboot.env yet).
@@ -341,28 +362,47 @@ impl Card {
         format!("{}@@{P1_START}", self.image.display())
     }
 
-    /// Power on: one sandbox run that binds the card and runs boot.scr as distro boot (and
-    /// bootstd's script bootmeth) would, with devtype and devnum naming the card and fdtfile as
-    /// an XU4 sets it. The script ends every boot it does not hand to Linux with `reset`, which
-    /// in the sandbox starts U-Boot again with the same arguments: that second run finds the
-    /// marker the first one left, prints what the kernel would have got (the DTB in RAM, which
-    /// the -m memory file keeps over the reset, with /chosen/bootargs, and the zImage's digest),
-    /// and powers off.
+    /// Power on an XU4: `boot_with` its fdtfile.
     fn boot(&self, sandbox: &Path) -> Boot {
+        self.boot_with(sandbox, Dt::Board)
+    }
+
+    /// Power on: one sandbox run that binds the card and runs boot.scr as distro boot (and
+    /// bootstd's script bootmeth) would, with devtype and devnum naming the card and the device
+    /// tree as `dt` says (for the twin, fdt_addr set and the stand-in DTB loaded there from the
+    /// host, as QEMU leaves its own in RAM). The script ends every boot it does not hand to Linux
+    /// with `reset`, which in the sandbox starts U-Boot again with the same arguments: that
+    /// second run finds the marker the first one left, prints what the kernel would have got
+    /// (the DTB in RAM, which the -m memory file keeps over the reset, with /chosen/bootargs, and
+    /// the zImage's digest), and powers off.
+    fn boot_with(&self, sandbox: &Path, dt: Dt) -> Boot {
         let marker = self.dir.path().join("reset-once");
         let memory = self.dir.path().join("ram.bin");
         let _ = std::fs::remove_file(&marker);
         let _ = std::fs::remove_file(&memory);
         let zimage_len = self.slots[0].zimage.len();
+        let (fdt, dt_setup) = match dt {
+            Dt::Board => ("${fdt_addr_r}", format!("setenv fdtfile {FDTFILE}")),
+            Dt::Twin => {
+                let dtb = self.dir.path().join("virt.dtb");
+                make_dtb(&dtb, TWIN_MODEL, "linux,dummy-virt");
+                let load = format!("load hostfs - {TWIN_FDT_ADDR} {}", dtb.display());
+                (
+                    TWIN_FDT_ADDR,
+                    format!("setenv fdt_addr {TWIN_FDT_ADDR}; {load}"),
+                )
+            }
+            Dt::Neither => ("${fdt_addr_r}", "setenv fdt_addr".to_string()),
+        };
         let commands = format!(
             "if test -e hostfs - {marker}; then \
-                 echo berth-test: after reset; fdt addr ${{fdt_addr_r}}; fdt print /; \
+                 echo berth-test: after reset; fdt addr {fdt}; fdt print /; \
                  hash sha256 ${{kernel_addr_r}} {zimage_len:x}; poweroff; \
              fi; \
              save hostfs - ${{scriptaddr}} {marker} 1; \
              host bind 0 {card}; \
              setenv devtype host; setenv devnum 0; setenv distro_bootpart 1; setenv prefix /; \
-             setenv fdtfile {FDTFILE}; \
+             setenv fdtfile; {dt_setup}; \
              setenv fdt_high 0xffffffffffffffff; \
              load host 0:1 ${{scriptaddr}} boot.scr; source ${{scriptaddr}}; \
              echo berth-test: the script returned; poweroff",
@@ -483,13 +523,20 @@ impl Boot {
     /// Assert that `slot` of `card` was handed to Linux with its own kernel, DTB and command line.
     fn assert_booted(&self, card: &Card, slot: char) {
         let want = card.slot(slot);
+        self.assert_started(card, slot, &want.bootargs(""), &want.model());
+    }
+
+    /// Assert that `slot` of `card` was handed to Linux with its own kernel, and a DTB of `model`
+    /// whose /chosen/bootargs are `bootargs`.
+    fn assert_started(&self, card: &Card, slot: char, bootargs: &str, model: &str) {
+        let want = card.slot(slot);
         assert_eq!(self.slot, Some(slot), "{}", self.console);
-        let bootargs = self.bootargs.as_deref().unwrap_or_else(|| {
+        let got = self.bootargs.as_deref().unwrap_or_else(|| {
             panic!("no kernel was started:\n{}", self.console);
         });
-        assert_eq!(bootargs, want.bootargs(), "{}", self.console);
-        assert!(bootargs.len() < ARM_COMMAND_LINE_SIZE, "{bootargs}");
-        assert_eq!(self.model.as_deref(), Some(want.model().as_str()));
+        assert_eq!(got, bootargs, "{}", self.console);
+        assert!(got.len() < ARM_COMMAND_LINE_SIZE, "{got}");
+        assert_eq!(self.model.as_deref(), Some(model), "{}", self.console);
         assert_eq!(
             self.kernel_sha256.as_deref(),
             Some(sha256_hex(&want.zimage).as_str()),
@@ -647,4 +694,44 @@ fn a_uboot_env_carrying_other_variables_or_bad_values_changes_nothing() {
         ["BOOT_A_LEFT", "BOOT_B_LEFT", "BOOT_ORDER"]
     );
     assert_eq!(counters(&card), expect("B A", "3", "2"));
+}
+
+#[test]
+fn the_twin_boots_with_the_device_tree_at_fdt_addr_and_without_one_spends_the_try() {
+    let test = "the_twin_boots_with_the_device_tree_at_fdt_addr_and_without_one_spends_the_try";
+    let Some(sandbox) = sandbox(test) else {
+        return;
+    };
+    let card = Card::new(&['A', 'B']);
+
+    // No fdtfile and nothing at fdt_addr: the slot cannot start, and its try is spent.
+    let lost = card.boot_with(&sandbox, Dt::Neither);
+    assert!(
+        lost.console
+            .contains("berth: slot A did not start; resetting")
+            && !lost.console.contains("## Transferring control to Linux"),
+        "{}",
+        lost.console
+    );
+    assert_eq!(lost.bootargs, None, "{}", lost.console);
+    assert_eq!(counters(&card), expect("A B", "2", "3"));
+
+    // QEMU virt's own DTB at fdt_addr: slot A's kernel boots on it, the PL011 named last.
+    let twin = card.boot_with(&sandbox, Dt::Twin);
+    assert!(
+        twin.console.contains("## Transferring control to Linux")
+            && twin
+                .console
+                .contains(&format!("Booting using the fdt blob at {TWIN_FDT_ADDR}")),
+        "{}",
+        twin.console
+    );
+    assert_ne!(card.slot('A').model(), TWIN_MODEL);
+    twin.assert_started(
+        &card,
+        'A',
+        &card.slot('A').bootargs(TWIN_CONSOLE),
+        TWIN_MODEL,
+    );
+    assert_eq!(counters(&card), expect("A B", "1", "3"));
 }

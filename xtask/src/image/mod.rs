@@ -6,7 +6,7 @@
 
 pub mod apps;
 mod build;
-mod config;
+pub mod config;
 pub mod hawkbit;
 pub mod layout;
 mod network;
@@ -231,7 +231,11 @@ fn audit_and_describe(
     dl: &Path,
 ) -> Result<Vec<String>> {
     let images = output.join("images");
-    for image in release::IMAGES.iter().chain(release::SLOT_ARTIFACTS) {
+    for image in release::IMAGES
+        .iter()
+        .chain(release::SLOT_ARTIFACTS)
+        .chain(release::TWIN_ARTIFACTS)
+    {
         let path = images.join(image);
         if !path.is_file() {
             bail!(
@@ -245,6 +249,7 @@ fn audit_and_describe(
     let mut artifacts: Vec<String> = release::IMAGES
         .iter()
         .chain(release::SLOT_ARTIFACTS)
+        .chain(release::TWIN_ARTIFACTS)
         .map(|i| i.to_string())
         .collect();
     for image in release::IMAGES {

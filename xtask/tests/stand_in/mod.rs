@@ -92,6 +92,7 @@ pub const IMAGE_FILES: &[(&str, &str, usize)] = &[
     ("uboot", "u-boot-dtb.bin", 577_000),
     // Made by host-uboot-tools from board/odroid-xu4/boot.cmd (BR2_PACKAGE_HOST_UBOOT_TOOLS_BOOT_SCRIPT).
     ("uboot", "boot.scr", 2048),
+    ("berth-twin-uboot", "u-boot-qemu-twin.bin", 600_000),
     ("linux", "zImage", 1 << 20),
     ("linux", "exynos5422-odroidxu3-lite.dtb", 4096),
     ("linux", "exynos5422-odroidxu4.dtb", 4096),
