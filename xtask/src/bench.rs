@@ -1,6 +1,7 @@
 //! `cargo xtask bench`: speed and size claims, measured (flashing against dd and bmaptool copy;
 //! the EROFS compression of the system slot).
 
+pub mod boot;
 pub mod erofs;
 pub mod erofs_table;
 pub mod load;
@@ -34,6 +35,9 @@ pub enum BenchWhat {
     /// report its size and the time to read every file back on this machine and on an ARM
     /// build under qemu-arm, and the candidate U-Boot and Buildroot can use that reads soonest.
     Erofs(erofs::ErofsBench),
+    /// Boot the QEMU twin several times and report, from QEMU's start, when U-Boot chose a slot,
+    /// the root was mounted, dockerd was ready and the slot was marked good (min/median/max; TCG).
+    Boot(boot::BootBench),
 }
 
 #[derive(Args)]
@@ -55,10 +59,11 @@ pub struct FlashBench {
     pub runs: u32,
 }
 
-pub fn run(args: BenchArgs) -> Result<()> {
+pub fn run(args: BenchArgs, repo: &crate::project::Repo, host: &crate::host::Host) -> Result<()> {
     match args.what {
         BenchWhat::Flash(bench) => flash(bench),
         BenchWhat::Erofs(bench) => erofs::run(bench),
+        BenchWhat::Boot(bench) => boot::run(bench, repo, host),
     }
 }
 

@@ -2,7 +2,8 @@
 //!
 //! The layers, read from the folder names (docs/architecture.md has the map and its rules):
 //! - the verbs, one module each: [`image`], [`check`], [`audit`], [`flash`], [`bmap`], [`bench`](mod@bench),
-//!   [`verify`], [`diff`], [`buildroot_tree`] (`cargo xtask buildroot`);
+//!   [`verify`], [`diff`], [`buildroot_tree`] (`cargo xtask buildroot`), [`qemu`] (the twin and
+//!   its runtime suite);
 //! - what they share: [`project`] (every pin, board and path), [`buildroot`], [`kconfig`],
 //!   [`rootfs`], [`erofs`], [`tree`], [`manifest`], [`release`], [`rauc`], [`sbom`], [`sparse`], [`systemd_unit`], [`vulns`], [`git_tree`], [`reproducible`], [`util`];
 //!   [`host`], the environment a verb runs in (home, cache folder, proxies), which only `main.rs`
@@ -29,6 +30,7 @@ pub mod kconfig;
 pub mod manifest;
 pub mod prereqs;
 pub mod project;
+pub mod qemu;
 pub mod rauc;
 pub mod release;
 pub mod reproducible;

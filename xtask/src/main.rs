@@ -5,7 +5,7 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 use xtask::host::Host;
 use xtask::project::Repo;
-use xtask::{audit, bench, bmap, buildroot_tree, check, diff, flash, image, verify};
+use xtask::{audit, bench, bmap, buildroot_tree, check, diff, flash, image, qemu, verify};
 
 #[derive(Parser)]
 #[command(
@@ -39,6 +39,8 @@ enum Command {
     Diff(diff::DiffArgs),
     /// The pinned Buildroot with patches/buildroot applied, as `image` builds with it (its path with --print-path).
     Buildroot(buildroot_tree::BuildrootArgs),
+    /// Boot the built card in QEMU's `virt` machine, the board's twin; with --test, run the runtime suite.
+    Qemu(qemu::QemuArgs),
 }
 
 fn main() {
@@ -56,9 +58,10 @@ fn run(cli: Cli) -> Result<()> {
         Command::Audit(args) => audit::run(args, &Repo::checkout(), &Host::from_process()),
         Command::Flash(args) => flash::run(args),
         Command::Bmap(args) => bmap::run(args),
-        Command::Bench(args) => bench::run(args),
+        Command::Bench(args) => bench::run(args, &Repo::checkout(), &Host::from_process()),
         Command::Verify(args) => verify::run(&Repo::checkout(), args),
         Command::Diff(args) => diff::run(&Repo::checkout(), args),
+        Command::Qemu(args) => qemu::run(&Repo::checkout(), args, &Host::from_process()),
         Command::Buildroot(args) => {
             buildroot_tree::run(args, &Repo::checkout(), &Host::from_process())
         }

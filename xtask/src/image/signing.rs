@@ -12,8 +12,8 @@ use xshell::{cmd, Shell};
 
 /// The folder in the output folder that holds the development pair.
 pub const DEVELOPMENT_DIR: &str = "rauc-signing";
-const DEVELOPMENT_KEY: &str = "development.key.pem";
-const DEVELOPMENT_CERT: &str = "development.cert.pem";
+pub const DEVELOPMENT_KEY: &str = "development.key.pem";
+pub const DEVELOPMENT_CERT: &str = "development.cert.pem";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SigningPair {

@@ -1,0 +1,208 @@
+//! `cargo xtask qemu`: the built card booted in QEMU's `virt` machine, the twin of the board
+//! (docs/testing.md). The same sdcard.img, boot.scr, kernel and system slots; only the firmware
+//! differs, U-Boot's `qemu_arm` build of the same source (br2-external/package/berth-twin-uboot).
+//! The release's card is only read: the twin writes to an overlay in its state folder.
+//!
+//! `--test` runs the runtime suite ([`suite`]) instead of handing the console to a person.
+
+pub mod build;
+pub mod command;
+pub mod console;
+pub mod disk;
+pub mod machine;
+pub mod report;
+pub mod suite;
+pub mod writelog;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use xshell::cmd;
+
+use crate::host::Host;
+use crate::image::config::{self, BerthConfig};
+use crate::prereqs::{self, Problem};
+use crate::project::{self, Repo};
+
+use build::Build;
+use command::{Console, Machine};
+
+#[derive(Args, Debug, Default, Clone)]
+pub struct QemuArgs {
+    /// Buildroot output folder of the build to boot (its images/ holds the card); by default
+    /// berth.toml's `output`, else output/odroid-xu4.
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+    /// Run the runtime suite (boot, data, docker, updates, rollback, time, power cuts) and end
+    /// with `N passed, N failed`, instead of an interactive boot.
+    #[arg(long)]
+    pub test: bool,
+    /// With --test: only the tests whose name contains one of these (e.g. `boot/`, `power`).
+    #[arg(long = "only", value_name = "PART")]
+    pub only: Vec<String>,
+    /// The private half of an SSH key the image authorizes (default: ~/.ssh/id_ed25519, then
+    /// id_ecdsa, then id_rsa).
+    #[arg(long)]
+    pub ssh_key: Option<PathBuf>,
+    /// Host loopback port forwarded to the twin's SSH.
+    #[arg(long, default_value_t = 10022)]
+    pub ssh_port: u16,
+    /// The pair the build signs bundles with (default: the development pair `image` made in
+    /// the output folder); the update tests sign their broken bundles with it.
+    #[arg(long, requires = "signing_cert")]
+    pub signing_key: Option<PathBuf>,
+    #[arg(long, requires = "signing_key")]
+    pub signing_cert: Option<PathBuf>,
+    /// With --test: power cuts to make (at least 20 make the suite's claim).
+    #[arg(long, default_value_t = 20)]
+    pub power_cuts: u32,
+    /// With --test: seed of the power cuts' moments (default: from the clock; printed, so a
+    /// run can be repeated).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Where the interactive twin keeps its card overlay and key medium between runs (default:
+    /// <cache>/berth/qemu-twin).
+    #[arg(long)]
+    pub state: Option<PathBuf>,
+    /// Start the interactive twin from the release's card again, dropping what it wrote.
+    #[arg(long)]
+    pub fresh: bool,
+}
+
+/// Every tool the twin needs, with its Debian package.
+pub const TOOLS: &[(&str, &str)] = &[
+    (command::QEMU, "qemu-system-arm"),
+    ("qemu-img", "qemu-utils"),
+    ("mkfs.vfat", "dosfstools"),
+    ("mcopy", "mtools"),
+    ("ssh", "openssh-client"),
+];
+
+/// What `--test` needs besides: the test container is a static ARM program built here, the
+/// broken bundles are made with RAUC and squashfs-tools, and the host keys are read with
+/// ssh-keyscan.
+pub const TEST_TOOLS: &[(&str, &str)] = &[
+    ("arm-linux-gnueabihf-gcc", "gcc-arm-linux-gnueabihf"),
+    ("rauc", "rauc"),
+    ("unsquashfs", "squashfs-tools"),
+    ("openssl", "openssl"),
+    ("ssh-keyscan", "openssh-client"),
+];
+
+pub fn run(repo: &Repo, args: QemuArgs, host: &Host) -> Result<()> {
+    let path = std::env::var("PATH").unwrap_or_default();
+    let mut problems = missing(TOOLS, &path);
+    if args.test {
+        problems.extend(missing(TEST_TOOLS, &path));
+    }
+    if let Some(text) = prereqs::report(&problems, "the QEMU twin needs") {
+        bail!("{text}");
+    }
+    let output = output_folder(repo, &args, host)?;
+    let build = Build::find(&output.join("images"))?;
+    if !build.sealed {
+        println!(
+            "note: {} has no SHA256SUMS (not sealed by `cargo xtask image`), so nothing proves \
+             its card and twin U-Boot are of one build",
+            build.images.display()
+        );
+    }
+    let ssh_key = ssh_key(args.ssh_key.clone(), host.home.as_deref())?;
+    if args.test {
+        return suite::run(repo, &args, &build, &output, &ssh_key);
+    }
+    interactive(&args, &build, &ssh_key, host)
+}
+
+fn missing(tools: &[(&str, &str)], path: &str) -> Vec<Problem> {
+    tools
+        .iter()
+        .filter(|(tool, _)| prereqs::find_in_path(tool, path).is_none())
+        .map(|(tool, package)| Problem::Missing {
+            tool: tool.to_string(),
+            package: package.to_string(),
+        })
+        .collect()
+}
+
+/// The flag, then berth.toml's `output`, then output/<default board> in the checkout.
+pub fn output_folder(repo: &Repo, args: &QemuArgs, host: &Host) -> Result<PathBuf> {
+    let file = BerthConfig::load(repo.root())?;
+    let cwd = std::env::current_dir().context("could not read the current directory")?;
+    let picked = config::pick_path(
+        args.output.as_deref(),
+        file.output.as_deref(),
+        &cwd,
+        repo.root(),
+        host.home.as_deref(),
+    )?;
+    Ok(picked.unwrap_or_else(|| repo.root().join("output").join(project::DEFAULT_BOARD)))
+}
+
+/// The SSH key to log in with: the one named, else the first of the usual ones in ~/.ssh.
+pub fn ssh_key(given: Option<PathBuf>, home: Option<&Path>) -> Result<PathBuf> {
+    if let Some(key) = given {
+        if !key.is_file() {
+            bail!("the SSH key {} does not exist", key.display());
+        }
+        return Ok(key);
+    }
+    let ssh = home.map(|h| h.join(".ssh"));
+    config::DEFAULT_PUBLIC_KEYS
+        .iter()
+        .filter_map(|public| Some(ssh.as_ref()?.join(public.strip_suffix(".pub")?)))
+        .find(|private| private.is_file())
+        .context(
+            "no SSH key to log in to the twin with: pass --ssh-key with the private half of the \
+             key the image was built with (--ssh-authorized-keys)",
+        )
+}
+
+/// The card overlay and key medium of the interactive twin, kept between runs for one card.
+fn interactive(args: &QemuArgs, build: &Build, ssh_key: &Path, host: &Host) -> Result<()> {
+    let state = match &args.state {
+        Some(dir) => dir.clone(),
+        None => host.cache()?.join("qemu-twin"),
+    };
+    let stamp = state.join("card.sha256");
+    let overlay = state.join("card.qcow2");
+    let key = state.join("key.img");
+    let kept = std::fs::read_to_string(&stamp).ok();
+    if kept.is_some() && kept.as_deref() != Some(build.card_sha256.as_str()) && !args.fresh {
+        bail!(
+            "the twin in {} was made from another card; pass --fresh to start it again from this \
+             build's (what it wrote is dropped)",
+            state.display()
+        );
+    }
+    let sh = host.shell()?;
+    if args.fresh || kept.is_none() || !overlay.is_file() || !key.is_file() {
+        std::fs::create_dir_all(&state)
+            .with_context(|| format!("could not make {}", state.display()))?;
+        let _ = std::fs::remove_file(&stamp);
+        disk::overlay(&sh, &build.card, &overlay)?;
+        disk::key_medium(&sh, &key)?;
+        std::fs::write(&stamp, &build.card_sha256)
+            .with_context(|| format!("could not write {}", stamp.display()))?;
+    }
+    let machine = Machine {
+        firmware: build.firmware.clone(),
+        card: overlay,
+        card_format: "qcow2",
+        card_log: None,
+        key_medium: Some(key),
+        ssh_port: args.ssh_port,
+        rtc_base: None,
+        console: Console::Terminal,
+    };
+    println!(
+        "Berth's twin: the console follows (Ctrl-A X ends QEMU). Once it is up:\n  ssh -p {} -i {} root@127.0.0.1",
+        args.ssh_port,
+        ssh_key.display()
+    );
+    let (qemu, qemu_args) = (command::QEMU, machine.args());
+    cmd!(sh, "{qemu} {qemu_args...}")
+        .run()
+        .context("QEMU ended with an error")
+}
