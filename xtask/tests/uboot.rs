@@ -115,11 +115,26 @@ fn real_tree_fragment_survives_and_the_image_can_boot() {
     for line in [
         "uboot: U-Boot 2026.01 odroid-xu3_defconfig + 6 fragment settings",
         "uboot: every fragment line survived olddefconfig",
-        "uboot: boots boot.scr from the bootable vfat p1 by distro boot, kernel and DTB from the A/B slots' EROFS, console on UART2, environment nowhere",
+        "uboot: finds and runs boot.scr from the vfat p1, kernel and DTB from the A/B slots' EROFS, console on UART2, environment nowhere",
+        "uboot (QEMU twin): U-Boot 2026.01 qemu_arm_defconfig + 7 fragment settings",
+        "uboot (QEMU twin): every fragment line survived olddefconfig",
+        "uboot (QEMU twin): finds and runs boot.scr from the vfat p1, kernel and DTB from the A/B slots' EROFS, QEMU's device tree, console on the PL011, environment nowhere",
         "[uboot] fragment and boot needs resolve in",
     ] {
         assert!(stdout.contains(line), "missing '{line}':\n{stdout}");
     }
+    // The twin's U-Boot keeps no environment in QEMU's flash, as the board keeps none on the card.
+    let twin = std::fs::read_to_string(cache.path().join("berth/uboot-twin-check/resolved.config"))
+        .unwrap();
+    assert!(
+        twin.lines().any(|l| l == "CONFIG_ENV_IS_NOWHERE=y"),
+        "{twin}"
+    );
+    assert!(
+        twin.lines()
+            .any(|l| l == "# CONFIG_ENV_IS_IN_FLASH is not set"),
+        "{twin}"
+    );
     // Nothing is kept at 0x310000 any more: the offset only exists for an MMC environment.
     let resolved =
         std::fs::read_to_string(cache.path().join("berth/uboot-check/resolved.config")).unwrap();
@@ -153,21 +168,35 @@ fn real_tree_a_broken_fragment_is_named_line_by_line() {
     lines.push_str("CONFIG_BERTH_NO_SUCH_SYMBOL=y\n# CONFIG_ENV_IS_NOWHERE is not set\nCONFIG_ENV_IS_IN_FAT=y\n");
     std::fs::write(&fragment, &lines).unwrap();
     let bogus_line = lines.lines().count() - 2;
+    // Only the twin's own fragment: only the twin is judged unbootable for it.
+    let twin_fragment = repo.path().join("board/qemu-twin/uboot.fragment");
+    let twin_lines =
+        std::fs::read_to_string(&twin_fragment).unwrap() + "CONFIG_ENV_IS_IN_FLASH=y\n";
+    std::fs::write(&twin_fragment, twin_lines).unwrap();
 
     let cache = tempfile::tempdir().unwrap();
     let err =
         xtask::check::uboot::check(&xtask::project::Repo::at(repo.path()), &tree, cache.path())
             .expect_err("a broken fragment passed");
     let stderr = format!("{err:#}");
+    // Three for each U-Boot from the shared fragment, and the twin's flash environment.
+    assert!(stderr.contains("7 U-Boot problem(s)"), "{stderr}");
+    for who in ["uboot", "uboot (QEMU twin)"] {
+        for named in [
+            format!("configs/uboot.fragment:{bogus_line}: CONFIG_BERTH_NO_SUCH_SYMBOL=y was dropped"),
+            "CONFIG_ENV_IS_NOWHERE=y is needed: the environment is never read from or written to the card".to_string(),
+            "CONFIG_ENV_IS_IN_FAT is set".to_string(),
+        ] {
+            let line = format!("{who}: {named}");
+            assert!(stderr.contains(&line), "missing '{line}':\n{stderr}");
+        }
+    }
     assert!(
-        stderr.contains("1 fragment line(s) did not survive olddefconfig, 2 boot need(s) unmet"),
+        stderr.contains("uboot (QEMU twin): CONFIG_ENV_IS_IN_FLASH is set"),
         "{stderr}"
     );
-    for named in [
-        format!("configs/uboot.fragment:{bogus_line}: CONFIG_BERTH_NO_SUCH_SYMBOL=y was dropped"),
-        "CONFIG_ENV_IS_NOWHERE=y is needed: the environment is never read from or written to the card".to_string(),
-        "CONFIG_ENV_IS_IN_FAT is set".to_string(),
-    ] {
-        assert!(stderr.contains(&named), "missing '{named}':\n{stderr}");
-    }
+    assert!(
+        !stderr.contains("uboot: CONFIG_ENV_IS_IN_FLASH is set"),
+        "{stderr}"
+    );
 }

@@ -20,36 +20,30 @@ enum Need {
     Is(&'static str, &'static str),
 }
 
-/// What the boot chain relies on, each with why. Distro boot scans mmc2 (SD), mmc1, mmc0 (eMMC),
-/// on each the bootable-flagged partitions (else partition 1) for /boot.scr, and sources it with
-/// devtype and devnum set; board/odroid-xu4/boot.cmd then does the A/B choice itself.
-const BOOT_NEEDS: &[(&str, &[Need])] = &[
+/// What a boot need is for, and the settings it takes.
+type Needs = &'static [(&'static str, &'static [Need])];
+
+/// Which U-Boot is judged: the board's, or the QEMU twin's (br2-external/package/berth-twin-uboot).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Firmware {
+    Board,
+    Twin,
+}
+
+/// What both U-Boots need to run board/odroid-xu4/boot.cmd: it chooses slot A or B itself.
+const ENV_NEEDS: Needs = &[(
+    "the environment is never read from or written to the card",
+    &[Need::On("CONFIG_ENV_IS_NOWHERE")],
+)];
+const SCRIPT_NEEDS: Needs = &[
     (
-        "the environment is never read from or written to the card",
-        &[Need::On("CONFIG_ENV_IS_NOWHERE")],
-    ),
-    (
-        "autoboot runs distro boot, which finds boot.scr (board/odroid-xu4/boot.cmd) and sources it",
-        &[
-            Need::On("CONFIG_AUTOBOOT"),
-            Need::On("CONFIG_DISTRO_DEFAULTS"),
-            Need::Is("CONFIG_BOOTCOMMAND", "run distro_bootcmd"),
-            Need::On("CONFIG_CMD_SOURCE"),
-            Need::On("CONFIG_LEGACY_IMAGE_FORMAT"),
-            Need::On("CONFIG_HUSH_PARSER"),
-            // The parser xtask/tests/uboot_sandbox.rs runs boot.cmd with.
-            Need::On("CONFIG_HUSH_OLD_PARSER"),
-        ],
-    ),
-    (
-        "the bootable-flagged vfat p1 of the MBR is found and read, and the slots' PARTUUIDs named",
+        "the bootable-flagged vfat p1 of the MBR is read, and the slots' PARTUUIDs named",
         &[
             Need::On("CONFIG_DOS_PARTITION"),
             Need::On("CONFIG_CMD_PART"),
             Need::On("CONFIG_PARTITION_UUIDS"),
             Need::On("CONFIG_CMD_FS_GENERIC"),
             Need::On("CONFIG_FS_FAT"),
-            Need::On("CONFIG_MMC_DW_EXYNOS"),
         ],
     ),
     (
@@ -71,6 +65,25 @@ const BOOT_NEEDS: &[(&str, &[Need])] = &[
         ],
     ),
     ("the kernel is a zImage", &[Need::On("CONFIG_CMD_BOOTZ")]),
+];
+
+/// The board: distro boot scans mmc2 (SD), mmc1, mmc0 (eMMC), on each the bootable-flagged
+/// partitions (else partition 1) for /boot.scr, and sources it with devtype and devnum set.
+const BOARD_FINDS_SCRIPT: Needs = &[(
+    "autoboot runs distro boot, which finds boot.scr (board/odroid-xu4/boot.cmd) and sources it",
+    &[
+        Need::On("CONFIG_AUTOBOOT"),
+        Need::On("CONFIG_DISTRO_DEFAULTS"),
+        Need::Is("CONFIG_BOOTCOMMAND", "run distro_bootcmd"),
+        Need::On("CONFIG_CMD_SOURCE"),
+        Need::On("CONFIG_LEGACY_IMAGE_FORMAT"),
+        Need::On("CONFIG_HUSH_PARSER"),
+        // The parser xtask/tests/uboot_sandbox.rs runs boot.cmd with.
+        Need::On("CONFIG_HUSH_OLD_PARSER"),
+    ],
+)];
+const BOARD_HARDWARE: Needs = &[
+    ("the SD card and eMMC are read", &[Need::On("CONFIG_MMC_DW_EXYNOS")]),
     (
         "fdtfile names the DTB of the board U-Boot runs on (/boot/${fdtfile} in the slot)",
         &[
@@ -88,12 +101,68 @@ const BOOT_NEEDS: &[(&str, &[Need])] = &[
     ),
 ];
 
+/// The twin: bootstd's script bootmeth finds boot.scr on the virtio disk and sources it with
+/// devtype and devnum set, as distro boot does on the board.
+const TWIN_FINDS_SCRIPT: Needs = &[(
+    "autoboot runs bootstd, whose script bootmeth finds boot.scr and sources it",
+    &[
+        Need::On("CONFIG_AUTOBOOT"),
+        Need::On("CONFIG_BOOTSTD"),
+        Need::On("CONFIG_BOOTMETH_SCRIPT"),
+        Need::Is("CONFIG_BOOTCOMMAND", "bootflow scan -lb"),
+        Need::On("CONFIG_CMD_SOURCE"),
+        Need::On("CONFIG_LEGACY_IMAGE_FORMAT"),
+        Need::On("CONFIG_HUSH_PARSER"),
+        Need::On("CONFIG_HUSH_OLD_PARSER"),
+    ],
+)];
+const TWIN_HARDWARE: Needs = &[
+    (
+        "the card is QEMU's first virtio-mmio disk",
+        &[
+            Need::On("CONFIG_VIRTIO_MMIO"),
+            Need::On("CONFIG_VIRTIO_BLK"),
+        ],
+    ),
+    (
+        "the device tree is the one QEMU hands over at fdt_addr (boot.cmd runs `fdt addr`)",
+        &[
+            Need::On("CONFIG_ARCH_QEMU"),
+            Need::On("CONFIG_OF_BOARD"),
+            Need::On("CONFIG_CMD_FDT"),
+        ],
+    ),
+    (
+        "the console is the PL011 at 115200",
+        &[
+            Need::On("CONFIG_PL01X_SERIAL"),
+            Need::Is("CONFIG_BAUDRATE", "115200"),
+        ],
+    ),
+];
+
+impl Firmware {
+    /// Every need, in the order of the boot: the environment, finding the script, running it,
+    /// the hardware.
+    fn needs(self) -> impl Iterator<Item = &'static (&'static str, &'static [Need])> {
+        let (finds, hardware) = match self {
+            Firmware::Board => (BOARD_FINDS_SCRIPT, BOARD_HARDWARE),
+            Firmware::Twin => (TWIN_FINDS_SCRIPT, TWIN_HARDWARE),
+        };
+        ENV_NEEDS
+            .iter()
+            .chain(finds)
+            .chain(SCRIPT_NEEDS)
+            .chain(hardware)
+    }
+}
+
 /// Every boot need the resolved configuration misses, and every place it would store an
 /// environment, as sentences.
-pub fn boot_problems(resolved: &[Setting]) -> Vec<String> {
+pub fn boot_problems(resolved: &[Setting], firmware: Firmware) -> Vec<String> {
     let config = Resolved::from_settings(resolved.to_vec());
     let mut problems = Vec::new();
-    for (why, needs) in BOOT_NEEDS {
+    for (why, needs) in firmware.needs() {
         for need in *needs {
             let missing = match need {
                 Need::On(symbol) if !config.is_enabled(symbol) => format!("{symbol}=y"),
@@ -154,42 +223,70 @@ pub fn check(repo: &Repo, uboot_src: &Path, cache: &Path) -> Result<()> {
     );
 
     let make_args = kconfig::arm_make_args(kconfig::arm_cross_compile().as_deref());
-    let resolved = plan.resolve(uboot_src, &make_args, &cache.join("uboot-check"))?;
-    println!(
-        "uboot: U-Boot {version} {} + {} fragment settings, {} resolved symbols ({})",
-        plan.defconfig,
-        resolved.requested,
-        resolved.settings.len(),
-        uboot_src.display()
-    );
-    let unbootable = boot_problems(&resolved.settings);
-    println!(
-        "uboot: resolved config kept at {}",
-        resolved.config_path.display()
-    );
-    if resolved.lost.is_empty() {
-        println!("uboot: every fragment line survived olddefconfig");
+    let twin = Plan::twin_uboot(repo)?;
+    let mut problems = Vec::new();
+    for (firmware, plan, keep) in [
+        (Firmware::Board, &plan, "uboot-check"),
+        (Firmware::Twin, &twin, "uboot-twin-check"),
+    ] {
+        problems.extend(judge(
+            firmware,
+            plan,
+            uboot_src,
+            &make_args,
+            &cache.join(keep),
+        )?);
     }
-    if unbootable.is_empty() {
-        println!(
-            "uboot: boots boot.scr from the bootable vfat p1 by distro boot, kernel and DTB from \
-             the A/B slots' EROFS, console on UART2, environment nowhere"
-        );
-    }
-    let problems: Vec<String> = resolved
-        .lost
-        .iter()
-        .map(ToString::to_string)
-        .chain(unbootable)
-        .collect();
     ensure!(
         problems.is_empty(),
-        "{} fragment line(s) did not survive olddefconfig, {} boot need(s) unmet:\n  {}",
-        resolved.lost.len(),
-        problems.len() - resolved.lost.len(),
+        "{} U-Boot problem(s):\n  {}",
+        problems.len(),
         problems.join("\n  ")
     );
     Ok(())
+}
+
+/// Resolve one U-Boot's plan and say what it lost and what it cannot boot.
+fn judge(
+    firmware: Firmware,
+    plan: &Plan,
+    uboot_src: &Path,
+    make_args: &[String],
+    keep: &Path,
+) -> Result<Vec<String>> {
+    let who = match firmware {
+        Firmware::Board => "uboot",
+        Firmware::Twin => "uboot (QEMU twin)",
+    };
+    let resolved = plan.resolve(uboot_src, make_args, keep)?;
+    println!(
+        "{who}: U-Boot {} {} + {} fragment settings, {} resolved symbols, kept at {}",
+        plan.version,
+        plan.defconfig,
+        resolved.requested,
+        resolved.settings.len(),
+        resolved.config_path.display()
+    );
+    let unbootable = boot_problems(&resolved.settings, firmware);
+    if resolved.lost.is_empty() {
+        println!("{who}: every fragment line survived olddefconfig");
+    }
+    if unbootable.is_empty() {
+        println!(
+            "{who}: finds and runs boot.scr from the vfat p1, kernel and DTB from the A/B slots' \
+             EROFS, {}, environment nowhere",
+            match firmware {
+                Firmware::Board => "console on UART2",
+                Firmware::Twin => "QEMU's device tree, console on the PL011",
+            }
+        );
+    }
+    Ok(resolved
+        .lost
+        .iter()
+        .map(|lost| format!("{who}: {lost}"))
+        .chain(unbootable.into_iter().map(|p| format!("{who}: {p}")))
+        .collect())
 }
 
 #[cfg(test)]
@@ -232,7 +329,10 @@ CONFIG_BAUDRATE=115200
     #[test]
     fn the_verified_configuration_can_boot() {
         assert_eq!(
-            boot_problems(&kconfig::parse(BOOTABLE, ".config").unwrap()),
+            boot_problems(
+                &kconfig::parse(BOOTABLE, ".config").unwrap(),
+                Firmware::Board
+            ),
             Vec::<String>::new()
         );
     }
@@ -249,7 +349,10 @@ CONFIG_BAUDRATE=115200
             .replace("CONFIG_FS_EROFS_ZIP=y", "# CONFIG_FS_EROFS_ZIP is not set")
             .replace("run distro_bootcmd", "bootflow scan")
             .replace("CONFIG_BAUDRATE=115200", "CONFIG_BAUDRATE=9600");
-        let problems = boot_problems(&kconfig::parse(&broken, ".config").unwrap());
+        let problems = boot_problems(
+            &kconfig::parse(&broken, ".config").unwrap(),
+            Firmware::Board,
+        );
         let starts: Vec<_> = problems
             .iter()
             .map(|p| p.split(' ').next().unwrap())
@@ -267,7 +370,7 @@ CONFIG_BAUDRATE=115200
             "{problems:#?}"
         );
         assert!(problems[2].ends_with(
-            "the bootable-flagged vfat p1 of the MBR is found and read, and the slots' PARTUUIDs named"
+            "the bootable-flagged vfat p1 of the MBR is read, and the slots' PARTUUIDs named"
         ));
         assert!(problems[3].ends_with("the slot's LZ4-compressed EROFS root (/boot)"));
     }

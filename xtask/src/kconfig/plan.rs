@@ -97,6 +97,28 @@ impl Plan {
         })
     }
 
+    /// The QEMU twin's U-Boot: the board's U-Boot plan (version and fragments) with the
+    /// defconfig and the extra fragment that br2-external/package/berth-twin-uboot builds with,
+    /// read from its `.mk`, their one home.
+    pub fn twin_uboot(repo: &Repo) -> Result<Plan> {
+        let board = Plan::read(repo, Package::Uboot)?;
+        let mk = repo.path(TWIN_UBOOT_MK);
+        let text = std::fs::read_to_string(&mk)
+            .with_context(|| format!("could not read {}", mk.display()))?;
+        let (defconfig, own) = twin_uboot_settings(&text, &repo.path("br2-external"))
+            .with_context(|| {
+                format!(
+                    "{} does not say how the twin's U-Boot is configured",
+                    mk.display()
+                )
+            })?;
+        Ok(Plan {
+            defconfig,
+            fragments: board.fragments.into_iter().chain(own).collect(),
+            ..board
+        })
+    }
+
     /// What the fragments ask for, merged (a later fragment's setting of a symbol replaces an
     /// earlier one's), each with its `file:line` in the checkout.
     pub fn requested(&self) -> Result<Vec<Setting>> {
@@ -182,6 +204,32 @@ fn without_dot_dot(path: &Path) -> PathBuf {
         }
     }
     out
+}
+
+/// The twin U-Boot package's makefile.
+pub const TWIN_UBOOT_MK: &str = "br2-external/package/berth-twin-uboot/berth-twin-uboot.mk";
+
+/// From the twin U-Boot package's makefile (pure): its Kconfig defconfig, and the fragments it
+/// names in the BR2_EXTERNAL tree (`$(BR2_EXTERNAL_BERTH_PATH)/…`), which it merges after the
+/// board's.
+pub fn twin_uboot_settings(mk: &str, br2_external: &Path) -> Result<(String, Vec<PathBuf>)> {
+    let defconfig = mk
+        .lines()
+        .find_map(|l| l.strip_prefix("BERTH_TWIN_UBOOT_KCONFIG_DEFCONFIG = "))
+        .map(|v| v.trim().to_string())
+        .context("no BERTH_TWIN_UBOOT_KCONFIG_DEFCONFIG")?;
+    let external = br2_external.display().to_string();
+    let fragments: Vec<PathBuf> = mk
+        .split_whitespace()
+        .filter(|w| w.starts_with("$(BR2_EXTERNAL_BERTH_PATH)/") && w.ends_with(".fragment"))
+        .map(|w| {
+            without_dot_dot(Path::new(
+                &w.replace("$(BR2_EXTERNAL_BERTH_PATH)", &external),
+            ))
+        })
+        .collect();
+    ensure!(!fragments.is_empty(), "no fragment of its own");
+    Ok((defconfig, fragments))
 }
 
 #[cfg(test)]
@@ -270,5 +318,20 @@ BR2_TARGET_UBOOT_CONFIG_FRAGMENT_FILES=\"$(BR2_EXTERNAL_BERTH_PATH)/../configs/u
         assert_eq!(requested[0].value, Value::No);
         assert_eq!(requested[0].origin, "configs/b.fragment:1");
         assert_eq!(requested[1].origin, "configs/a.fragment:2");
+    }
+
+    #[test]
+    fn the_twin_u_boot_takes_its_defconfig_and_own_fragment_from_its_makefile() {
+        let repo = crate::project::Repo::checkout();
+        let text = std::fs::read_to_string(repo.path(TWIN_UBOOT_MK)).unwrap();
+        let (defconfig, own) = twin_uboot_settings(&text, &repo.path("br2-external")).unwrap();
+        assert_eq!(defconfig, "qemu_arm_defconfig");
+        assert_eq!(own, vec![repo.path("board/qemu-twin/uboot.fragment")]);
+        let plan = Plan::twin_uboot(&repo).unwrap();
+        let board = Plan::read(&repo, Package::Uboot).unwrap();
+        assert_eq!(plan.fragments[..board.fragments.len()], board.fragments[..]);
+        assert_eq!(plan.fragments.last(), own.last());
+        assert_eq!(plan.version, board.version);
+        assert!(twin_uboot_settings("FOO = 1\n", Path::new("/x")).is_err());
     }
 }
