@@ -34,6 +34,7 @@ const VERBS: &[&str] = &[
     "verify",
     "diff",
     "buildroot_tree",
+    "qemu",
 ];
 
 /// A module's path below the crate root (`["audit", "kernel"]`); empty for the root.

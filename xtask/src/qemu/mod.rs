@@ -5,6 +5,7 @@
 //!
 //! `--test` runs the runtime suite ([`suite`]) instead of handing the console to a person.
 
+pub mod args;
 pub mod build;
 pub mod command;
 pub mod console;
@@ -17,7 +18,6 @@ pub mod writelog;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use clap::Args;
 use xshell::cmd;
 
 use crate::host::Host;
@@ -25,50 +25,9 @@ use crate::image::config::{self, BerthConfig};
 use crate::prereqs::{self, Problem};
 use crate::project::{self, Repo};
 
+pub use args::QemuArgs;
 use build::Build;
 use command::{Console, Machine};
-
-#[derive(Args, Debug, Default, Clone)]
-pub struct QemuArgs {
-    /// Buildroot output folder of the build to boot (its images/ holds the card); by default
-    /// berth.toml's `output`, else output/odroid-xu4.
-    #[arg(long)]
-    pub output: Option<PathBuf>,
-    /// Run the runtime suite (boot, data, docker, updates, rollback, time, power cuts) and end
-    /// with `N passed, N failed`, instead of an interactive boot.
-    #[arg(long)]
-    pub test: bool,
-    /// With --test: only the tests whose name contains one of these (e.g. `boot/`, `power`).
-    #[arg(long = "only", value_name = "PART")]
-    pub only: Vec<String>,
-    /// The private half of an SSH key the image authorizes (default: ~/.ssh/id_ed25519, then
-    /// id_ecdsa, then id_rsa).
-    #[arg(long)]
-    pub ssh_key: Option<PathBuf>,
-    /// Host loopback port forwarded to the twin's SSH.
-    #[arg(long, default_value_t = 10022)]
-    pub ssh_port: u16,
-    /// The pair the build signs bundles with (default: the development pair `image` made in
-    /// the output folder); the update tests sign their broken bundles with it.
-    #[arg(long, requires = "signing_cert")]
-    pub signing_key: Option<PathBuf>,
-    #[arg(long, requires = "signing_key")]
-    pub signing_cert: Option<PathBuf>,
-    /// With --test: power cuts to make (at least 20 make the suite's claim).
-    #[arg(long, default_value_t = 20)]
-    pub power_cuts: u32,
-    /// With --test: seed of the power cuts' moments (default: from the clock; printed, so a
-    /// run can be repeated).
-    #[arg(long)]
-    pub seed: Option<u64>,
-    /// Where the interactive twin keeps its card overlay and key medium between runs (default:
-    /// <cache>/berth/qemu-twin).
-    #[arg(long)]
-    pub state: Option<PathBuf>,
-    /// Start the interactive twin from the release's card again, dropping what it wrote.
-    #[arg(long)]
-    pub fresh: bool,
-}
 
 /// Every tool the twin needs, with its Debian package.
 pub const TOOLS: &[(&str, &str)] = &[

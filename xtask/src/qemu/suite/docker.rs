@@ -7,7 +7,7 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use xshell::cmd;
 
-use super::{check, Suite, COMMAND_DEADLINE};
+use super::harness::{check, Suite, COMMAND_DEADLINE};
 use crate::apps::spec::{self, App};
 use crate::apps::{self, units};
 use crate::project;
@@ -333,7 +333,7 @@ fn declared_apps(s: &mut Suite) -> Result<()> {
     }
     for (name, image_id) in &declared {
         let unit = units::unit_name(name);
-        s.wait_for_unit(&unit, super::GOOD_DEADLINE)
+        s.wait_for_unit(&unit, super::harness::GOOD_DEADLINE)
             .or_else(|_| s.ssh(&format!("systemctl is-active {unit}")).map(|_| ()))?;
         let container = units::container_name(name);
         let inspect = s.ssh(&format!("docker inspect {container}"))?;

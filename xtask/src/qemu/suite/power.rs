@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
+use super::harness::{check, new_twin, Suite, BOOTING_SLOT, COMMAND_DEADLINE, UBOOT_DEADLINE};
 use super::system::FIRST_BOOT_FORMAT;
-use super::{check, new_twin, Suite, BOOTING_SLOT, COMMAND_DEADLINE, UBOOT_DEADLINE};
 use crate::qemu::machine::ssh_options;
 use crate::qemu::report::{Outcome, TestResult};
 use crate::qemu::{disk, writelog};
@@ -184,7 +184,7 @@ fn cut_once(
             let _ = s.twin.power_cut();
             twin.power_on()?;
             let from = twin.since_power_on;
-            let seen = twin.expect(from, &[FIRST_BOOT_FORMAT], super::SSH_DEADLINE)?;
+            let seen = twin.expect(from, &[FIRST_BOOT_FORMAT], super::harness::SSH_DEADLINE)?;
             std::thread::sleep(delay);
             let before_cut = twin.said_since(seen.next);
             twin.power_cut()?;
@@ -282,7 +282,7 @@ fn logged_first_boot(
     twin.expect(
         from,
         &["berth-data-crypt: created and opened"],
-        super::SSH_DEADLINE,
+        super::harness::SSH_DEADLINE,
     )?;
     std::thread::sleep(delay);
     twin.power_cut()?;

@@ -1,12 +1,9 @@
-//! The update state of a running twin: what `rauc status` says of the slots, and the boot
-//! counters in uboot.env as `fw_printenv` reads them (the parsing is pure).
+//! The update state of a running twin (pure): what `rauc status` says of the slots, and the
+//! boot counters in uboot.env as `fw_printenv` reads them.
 
 use std::collections::BTreeMap;
 
 use anyhow::{Context, Result};
-
-use super::COMMAND_DEADLINE;
-use crate::qemu::machine::Twin;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RaucState {
@@ -21,15 +18,6 @@ pub struct RaucState {
 }
 
 impl RaucState {
-    pub fn read(twin: &Twin) -> Result<RaucState> {
-        let json = twin.ssh(
-            "rauc status --detailed --output-format=json",
-            COMMAND_DEADLINE,
-        )?;
-        let env = twin.ssh("fw_printenv", COMMAND_DEADLINE)?;
-        Self::parse(&json, &env)
-    }
-
     /// From `rauc status --detailed --output-format=json` and `fw_printenv`.
     pub fn parse(json: &str, env: &str) -> Result<RaucState> {
         let v: serde_json::Value =

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
-use super::{check, Suite, BOOTING_SLOT, COMMAND_DEADLINE, INSTALL_DEADLINE};
+use super::harness::{check, Suite, BOOTING_SLOT, COMMAND_DEADLINE, INSTALL_DEADLINE};
 use crate::audit::kernel::rules::load_rules;
 use crate::audit::report::Severity;
 use crate::audit::tables::KERNEL_RULES;

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use xshell::cmd;
 
-use super::{
+use super::harness::{
     check, Suite, BOOTING_SLOT, COMMAND_DEADLINE, GOOD_DEADLINE, INSTALL_DEADLINE, SSH_DEADLINE,
 };
 use crate::image::signing;
