@@ -3,7 +3,7 @@
 //! counted). QEMU emulates the Cortex-A15 in software (TCG), so the times say how the boot's
 //! parts compare and whether a change made one slower, not how fast the board boots.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -13,10 +13,9 @@ use super::results::median;
 use crate::host::Host;
 use crate::project::Repo;
 use crate::qemu::build::Build;
-use crate::qemu::command::{Console, Machine};
 use crate::qemu::console::Cursor;
-use crate::qemu::machine::{Ssh, Twin};
-use crate::qemu::{self, disk, QemuArgs};
+use crate::qemu::machine::Twin;
+use crate::qemu::{self, QemuArgs};
 
 #[derive(Args, Debug)]
 pub struct BootBench {
@@ -50,28 +49,15 @@ pub fn run(bench: BootBench, repo: &Repo, host: &Host) -> Result<()> {
         .tempdir()
         .context("could not make a scratch folder")?;
     let sh = host.shell()?;
-    let card = work.path().join("card.qcow2");
-    let key = work.path().join("key.img");
-    disk::overlay(&sh, &build.card, &card)?;
-    disk::key_medium(&sh, &key)?;
-    let mut twin = Twin::new(
-        Machine {
-            firmware: build.firmware.clone(),
-            card,
-            card_format: "qcow2",
-            card_log: None,
-            key_medium: Some(key),
-            ssh_port: args.ssh_port,
-            rtc_base: None,
-            console: Console::Pipe,
-        },
-        Ssh {
-            port: args.ssh_port,
-            key: PathBuf::new(),
-            known_hosts: work.path().join("known_hosts"),
-        },
-        work.path().join("console.log"),
-    );
+    // No SSH: the console says when each point is reached.
+    let mut twin = Twin::fresh(
+        &sh,
+        &build,
+        args.ssh_port,
+        Path::new(""),
+        work.path(),
+        "bench",
+    )?;
     println!("first boot (makes the data volume; not counted)…");
     boot_once(&mut twin).context("the first boot did not finish")?;
     let mut times: Vec<Vec<f64>> = vec![Vec::new(); MILESTONES.len()];

@@ -12,8 +12,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-use super::command::{self, Machine};
+use super::build::Build;
+use super::command::{self, Console, Machine};
 use super::console::{Cursor, Found, Transcript};
+use super::disk;
 
 /// How to reach the guest's sshd.
 #[derive(Debug, Clone)]
@@ -49,6 +51,42 @@ impl Twin {
             transcript: Arc::default(),
             since_power_on: Cursor(0),
         }
+    }
+
+    /// A twin of `build` with pieces of its own in `work`, named after `name`: a new card overlay
+    /// and key medium, an empty known-hosts file and a console log; its console on pipes.
+    pub fn fresh(
+        sh: &xshell::Shell,
+        build: &Build,
+        ssh_port: u16,
+        ssh_key: &Path,
+        work: &Path,
+        name: &str,
+    ) -> Result<Twin> {
+        let card = work.join(format!("{name}.qcow2"));
+        let key = work.join(format!("{name}-key.img"));
+        disk::overlay(sh, &build.card, &card)?;
+        disk::key_medium(sh, &key)?;
+        let known_hosts = work.join(format!("{name}.known_hosts"));
+        let _ = std::fs::remove_file(&known_hosts);
+        Ok(Twin::new(
+            Machine {
+                firmware: build.firmware.clone(),
+                card,
+                card_format: "qcow2",
+                card_log: None,
+                key_medium: Some(key),
+                ssh_port,
+                rtc_base: None,
+                console: Console::Pipe,
+            },
+            Ssh {
+                port: ssh_port,
+                key: ssh_key.to_path_buf(),
+                known_hosts,
+            },
+            work.join(format!("{name}.console.log")),
+        ))
     }
 
     pub fn power_on(&mut self) -> Result<()> {

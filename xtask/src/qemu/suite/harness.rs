@@ -10,10 +10,8 @@ use xshell::Shell;
 use crate::project::Repo;
 use crate::qemu::args::QemuArgs;
 use crate::qemu::build::Build;
-use crate::qemu::command::{Console, Machine};
 use crate::qemu::console::Cursor;
-use crate::qemu::disk;
-use crate::qemu::machine::{Ssh, Twin};
+use crate::qemu::machine::Twin;
 use crate::qemu::report::{Outcome, TestResult};
 
 use super::rauc_state::RaucState;
@@ -46,7 +44,7 @@ pub struct Suite<'a> {
     pub results: Vec<TestResult>,
 }
 
-/// The twin's own pieces in `work`: its card overlay, key medium and SSH known-hosts file.
+/// A new twin of `build` in `work` (see [`Twin::fresh`]), on the suite's SSH port.
 pub fn new_twin(
     sh: &Shell,
     build: &Build,
@@ -55,30 +53,7 @@ pub fn new_twin(
     work: &Path,
     name: &str,
 ) -> Result<Twin> {
-    let card = work.join(format!("{name}.qcow2"));
-    let key = work.join(format!("{name}-key.img"));
-    disk::overlay(sh, &build.card, &card)?;
-    disk::key_medium(sh, &key)?;
-    let known_hosts = work.join(format!("{name}.known_hosts"));
-    let _ = std::fs::remove_file(&known_hosts);
-    Ok(Twin::new(
-        Machine {
-            firmware: build.firmware.clone(),
-            card,
-            card_format: "qcow2",
-            card_log: None,
-            key_medium: Some(key),
-            ssh_port: args.ssh_port,
-            rtc_base: None,
-            console: Console::Pipe,
-        },
-        Ssh {
-            port: args.ssh_port,
-            key: ssh_key.to_path_buf(),
-            known_hosts,
-        },
-        work.join(format!("{name}.console.log")),
-    ))
+    Twin::fresh(sh, build, args.ssh_port, ssh_key, work, name)
 }
 
 impl Suite<'_> {
