@@ -14,7 +14,7 @@ use xshell::{cmd, Shell};
 pub const CARD_BYTES: u64 = 4 << 30;
 pub const KEY_LABEL: &str = "BERTH-KEY";
 pub const KEY_FILE: &str = "berth-data.key";
-const KEY_MEDIUM_KIB: u32 = 8 * 1024;
+const KEY_MEDIUM_BYTES: u64 = 8 << 20;
 
 /// A qcow2 overlay at `at` whose reads fall through to `card` (raw) and whose writes stay in
 /// the overlay.
@@ -54,14 +54,52 @@ pub fn key_medium(sh: &Shell, at: &Path) -> Result<()> {
     std::fs::File::create(&key)
         .and_then(|mut f| f.write_all(&bytes))
         .with_context(|| format!("could not write {}", key.display()))?;
+    // mtools makes the FAT file system in a plain file, without root or /sbin on the PATH.
     let _ = std::fs::remove_file(at);
-    let kib = KEY_MEDIUM_KIB.to_string();
-    cmd!(sh, "mkfs.vfat -C -n {KEY_LABEL} {at} {kib}")
+    std::fs::File::create(at)
+        .and_then(|f| f.set_len(KEY_MEDIUM_BYTES))
+        .with_context(|| format!("could not make {}", at.display()))?;
+    cmd!(sh, "mformat -i {at} -v {KEY_LABEL} ::")
         .quiet()
-        .ignore_stdout()
         .run()
-        .with_context(|| format!("mkfs.vfat could not make the key medium {}", at.display()))?;
+        .with_context(|| format!("mformat could not make the key medium {}", at.display()))?;
     cmd!(sh, "mcopy -i {at} {key} ::{KEY_FILE}")
         .run()
         .with_context(|| format!("mcopy could not put the key on {}", at.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_key_medium_is_a_fat_file_system_labelled_berth_key_holding_a_64_byte_key() {
+        let test = "qemu::disk::tests::the_key_medium_is_a_fat_file_system_labelled_berth_key_holding_a_64_byte_key";
+        if which::which("mformat").is_err() {
+            crate::util::skip(test, "mtools is not installed (apt-get install mtools)");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let sh = Shell::new().unwrap();
+        let medium = dir.path().join("key.img");
+        key_medium(&sh, &medium).unwrap();
+        let label = cmd!(sh, "mlabel -i {medium} -s ::").read().unwrap();
+        assert!(label.contains(KEY_LABEL), "{label}");
+        let key = dir.path().join("out.key");
+        cmd!(sh, "mcopy -i {medium} ::{KEY_FILE} {key}")
+            .run()
+            .unwrap();
+        let first = std::fs::read(&key).unwrap();
+        assert_eq!(first.len(), 64);
+        key_medium(&sh, &medium).unwrap();
+        std::fs::remove_file(&key).unwrap();
+        cmd!(sh, "mcopy -i {medium} ::{KEY_FILE} {key}")
+            .run()
+            .unwrap();
+        assert_ne!(
+            std::fs::read(&key).unwrap(),
+            first,
+            "a new medium holds a new key"
+        );
+    }
 }

@@ -33,7 +33,7 @@ use command::{Console, Machine};
 pub const TOOLS: &[(&str, &str)] = &[
     (command::QEMU, "qemu-system-arm"),
     ("qemu-img", "qemu-utils"),
-    ("mkfs.vfat", "dosfstools"),
+    ("mformat", "mtools"),
     ("mcopy", "mtools"),
     ("ssh", "openssh-client"),
 ];
