@@ -30,9 +30,12 @@ pub struct BootBench {
 /// The points of a boot and what the console says there (pure data).
 pub const MILESTONES: &[(&str, &str)] = &[
     ("U-Boot chose a slot", qemu::suite::BOOTING_SLOT),
-    ("root mounted", "erofs (device dm-0): mounted"),
-    ("dockerd ready", "Started docker.service"),
-    ("slot marked good", "Finished berth-rauc-mark-good.service"),
+    // The kernel's line once the verity device's EROFS is the root.
+    ("root mounted", "erofs: (device dm-0): mounted"),
+    // systemd's status line names the unit by its Description.
+    ("dockerd ready", "Started Docker Application Container Engine"),
+    // What `rauc status mark-good` prints, on the console through berth-rauc-mark-good.service.
+    ("slot marked good", "marked slot "),
 ];
 /// One boot, start to end.
 const BOOT_DEADLINE: Duration = Duration::from_secs(1200);
