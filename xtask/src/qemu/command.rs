@@ -101,7 +101,13 @@ impl Machine {
             None => "base=utc".into(),
         });
         match self.console {
-            Console::Terminal => args.push("-nographic".into()),
+            // -nodefaults drops the default serial port: the console and the monitor share
+            // the terminal, Ctrl-A C switching between them and Ctrl-A X quitting.
+            Console::Terminal => {
+                for a in ["-nographic", "-serial", "mon:stdio"] {
+                    args.push(a.into());
+                }
+            }
             Console::Pipe => {
                 for a in ["-display", "none", "-monitor", "none", "-serial", "stdio"] {
                     args.push(a.into());
