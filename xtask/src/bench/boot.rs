@@ -33,7 +33,10 @@ pub const MILESTONES: &[(&str, &str)] = &[
     // The kernel's line once the verity device's EROFS is the root.
     ("root mounted", "erofs: (device dm-0): mounted"),
     // systemd's status line names the unit by its Description.
-    ("dockerd ready", "Started Docker Application Container Engine"),
+    (
+        "dockerd ready",
+        "Started Docker Application Container Engine",
+    ),
     // What `rauc status mark-good` prints, on the console through berth-rauc-mark-good.service.
     ("slot marked good", "marked slot "),
 ];

@@ -191,9 +191,9 @@ impl Suite<'_> {
 
     /// `rauc status` and the boot counters, read on the twin.
     pub fn rauc_state(&self) -> Result<RaucState> {
-        let json = self.ssh("rauc status --detailed --output-format=json")?;
+        let shell = self.ssh("rauc status --output-format=shell")?;
         let env = self.ssh("fw_printenv")?;
-        RaucState::parse(&json, &env)
+        RaucState::parse(&shell, &env)
     }
 }
 

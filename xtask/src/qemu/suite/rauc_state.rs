@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use anyhow::{Context, Result};
+use anyhow::{ensure, Result};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RaucState {
@@ -18,28 +18,41 @@ pub struct RaucState {
 }
 
 impl RaucState {
-    /// From `rauc status --detailed --output-format=json` and `fw_printenv`.
-    pub fn parse(json: &str, env: &str) -> Result<RaucState> {
-        let v: serde_json::Value =
-            serde_json::from_str(json).context("rauc status did not print JSON")?;
+    /// From `rauc status --output-format=shell` (the one machine format a RAUC built without
+    /// json-glib prints, as Berth's is) and `fw_printenv`.
+    pub fn parse(shell: &str, env: &str) -> Result<RaucState> {
+        let vars: BTreeMap<&str, String> = shell
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k, v.trim().trim_matches('\'').to_string()))
+            .collect();
+        let get = |k: &str| vars.get(k).cloned().unwrap_or_default();
+        let booted = get("RAUC_SYSTEM_BOOTED_BOOTNAME");
+        ensure!(
+            !booted.is_empty(),
+            "rauc status names no booted slot:\n{shell}"
+        );
+        let names: Vec<String> = get("RAUC_SYSTEM_SLOTS")
+            .split_whitespace()
+            .map(str::to_string)
+            .collect();
+        let indices: Vec<String> = get("RAUC_SLOTS")
+            .split_whitespace()
+            .map(str::to_string)
+            .collect();
+        let primary_slot = get("RAUC_BOOT_PRIMARY");
         let mut state = RaucState {
-            booted: v["booted"].as_str().unwrap_or_default().to_string(),
+            booted,
             ..RaucState::default()
         };
-        let primary_slot = v["boot_primary"].as_str().unwrap_or_default();
-        for entry in v["slots"]
-            .as_array()
-            .context("rauc status lists no slots")?
-        {
-            let Some((name, slot)) = entry.as_object().and_then(|o| o.iter().next()) else {
-                continue;
-            };
-            let bootname = slot["bootname"].as_str().unwrap_or_default().to_string();
-            if name == primary_slot {
+        for (name, index) in names.iter().zip(&indices) {
+            let bootname = get(&format!("RAUC_SLOT_BOOTNAME_{index}"));
+            if *name == primary_slot {
                 state.primary = bootname.clone();
             }
-            if let Some(status) = slot["boot_status"].as_str() {
-                state.boot_status.insert(bootname, status.to_string());
+            let status = get(&format!("RAUC_SLOT_BOOT_STATUS_{index}"));
+            if !bootname.is_empty() && !status.is_empty() {
+                state.boot_status.insert(bootname, status);
             }
         }
         state.env = env
@@ -68,26 +81,42 @@ impl RaucState {
 mod tests {
     use super::*;
 
+    /// As RAUC 1.13 prints it (`rauc status --output-format=shell`), B booted after an update.
+    const SHELL: &str = "RAUC_SYSTEM_COMPATIBLE='berth-odroid-xu4'
+RAUC_SYSTEM_VARIANT=''
+RAUC_SYSTEM_BOOTED_BOOTNAME='B'
+RAUC_BOOT_PRIMARY='rootfs.1'
+RAUC_SYSTEM_SLOTS='rootfs.0 rootfs.1'
+RAUC_SLOTS='1 2'
+RAUC_SLOT_STATE_1='inactive'
+RAUC_SLOT_CLASS_1='rootfs'
+RAUC_SLOT_DEVICE_1='/dev/disk/by-partuuid/be27d0c4-02'
+RAUC_SLOT_TYPE_1='raw'
+RAUC_SLOT_BOOTNAME_1='A'
+RAUC_SLOT_BOOT_STATUS_1='good'
+RAUC_SLOT_STATE_2='booted'
+RAUC_SLOT_BOOTNAME_2='B'
+RAUC_SLOT_BOOT_STATUS_2='bad'
+";
+
     #[test]
-    fn rauc_json_and_fw_printenv_give_the_booted_and_primary_slots_and_counters() {
-        let json = r#"{"compatible":"berth-odroid-xu4","variant":"","booted":"B","boot_primary":"rootfs.1",
-            "slots":[{"rootfs.0":{"class":"rootfs","bootname":"A","state":"inactive","boot_status":"good"}},
-                     {"rootfs.1":{"class":"rootfs","bootname":"B","state":"booted","boot_status":"good"}}]}"#;
+    fn rauc_shell_output_and_fw_printenv_give_the_booted_and_primary_slots_and_counters() {
         let s = RaucState::parse(
-            json,
-            "BOOT_A_LEFT=3\nBOOT_B_LEFT=3\nBOOT_ORDER=B A\nother=1\n",
+            SHELL,
+            "BOOT_A_LEFT=3\nBOOT_B_LEFT=0\nBOOT_ORDER=B A\nother=1\n",
         )
         .unwrap();
         assert_eq!(s.booted, "B");
         assert_eq!(s.primary, "B");
         assert_eq!(s.boot_status["A"], "good");
+        assert_eq!(s.boot_status["B"], "bad");
         assert_eq!(s.var("BOOT_ORDER"), "B A");
-        assert_eq!(s.var("BOOT_A_LEFT"), "3");
+        assert_eq!(s.var("BOOT_B_LEFT"), "0");
         assert!(!s.env.contains_key("other"));
     }
 
     #[test]
-    fn output_that_is_not_json_is_an_error() {
+    fn output_naming_no_booted_slot_is_an_error() {
         assert!(RaucState::parse("rauc: D-Bus error", "").is_err());
     }
 }
