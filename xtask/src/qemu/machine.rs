@@ -4,6 +4,7 @@
 
 use std::fs::File;
 use std::io::{Read, Write};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
@@ -93,7 +94,18 @@ impl Twin {
         if self.is_running() {
             bail!("the twin is already running");
         }
-        let mut child = Command::new(command::QEMU)
+        let mut qemu = Command::new(command::QEMU);
+        // QEMU dies with the suite (a Ctrl-C, a panic), so no orphan keeps the card or the port.
+        // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+        unsafe {
+            qemu.pre_exec(|| {
+                rustix::process::set_parent_process_death_signal(Some(
+                    rustix::process::Signal::KILL,
+                ))
+                .map_err(std::io::Error::from)
+            });
+        }
+        let mut child = qemu
             .args(self.machine.args())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -212,8 +224,14 @@ impl Twin {
     pub fn ssh(&self, command: &str, timeout: Duration) -> Result<String> {
         let out = self.ssh_output(command, None, timeout)?;
         if !out.status.success() {
+            let shown: String = command.chars().take(120).collect();
+            let cut = if shown.len() < command.len() {
+                "…"
+            } else {
+                ""
+            };
             bail!(
-                "`{command}` on the twin failed ({}): {}{}",
+                "`{shown}{cut}` on the twin failed ({}): {}{}",
                 out.status,
                 String::from_utf8_lossy(&out.stderr).trim(),
                 String::from_utf8_lossy(&out.stdout).trim()
