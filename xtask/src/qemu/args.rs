@@ -38,7 +38,7 @@ pub struct QemuArgs {
     #[arg(long)]
     pub seed: Option<u64>,
     /// Where the interactive twin keeps its card overlay and key medium between runs (default:
-    /// <cache>/berth/qemu-twin).
+    /// `<cache>/berth/qemu-twin`).
     #[arg(long)]
     pub state: Option<PathBuf>,
     /// Start the interactive twin from the release's card again, dropping what it wrote.

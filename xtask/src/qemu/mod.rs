@@ -85,7 +85,7 @@ fn missing(tools: &[(&str, &str)], path: &str) -> Vec<Problem> {
         .collect()
 }
 
-/// The flag, then berth.toml's `output`, then output/<default board> in the checkout.
+/// The flag, then berth.toml's `output`, then `output/<default board>` in the checkout.
 pub fn output_folder(repo: &Repo, args: &QemuArgs, host: &Host) -> Result<PathBuf> {
     let file = BerthConfig::load(repo.root())?;
     let cwd = std::env::current_dir().context("could not read the current directory")?;
