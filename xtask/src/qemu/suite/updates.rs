@@ -74,7 +74,7 @@ pub fn all(s: &mut Suite) {
                         + "\n"
                 }),
             )?;
-            refused(s, &bundle, "verity")
+            refused(s, &bundle, "slot hook")
         },
     );
     s.test("rollback/slot-with-a-flipped-byte-is-left-after-3-tries", |s| {
@@ -206,12 +206,29 @@ fn refused(s: &mut Suite, bundle: &Path, why: &str) -> Result<()> {
     let _ = s.ssh(&format!("rm -f {target}"));
     let said =
         String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    // RAUC's last word, not its progress lines.
+    let last_error = said
+        .lines()
+        .find(|l| l.contains("LastError"))
+        .or_else(|| said.lines().rev().find(|l| !l.trim().is_empty()))
+        .unwrap_or("")
+        .trim()
+        .to_string();
     check(!out.status.success(), || {
-        format!("rauc installed it: {said}")
+        format!("rauc installed it: {last_error}")
     })?;
-    check(said.to_lowercase().contains(why), || {
-        format!("refused, but not for its {why}: {said}")
+    check(last_error.to_lowercase().contains(why), || {
+        format!("refused, but not for its {why}: {last_error}")
     })?;
+    let hook_failed = why == "slot hook";
+    if hook_failed {
+        // The hook says why on RAUC's log: the written slot did not match the bundle's hash.
+        let log = s.ssh("journalctl -b -u rauc --no-pager -n 40")?;
+        check(
+            log.contains("berth bundle hook") && log.contains("does not match the root hash"),
+            || format!("the slot hook failed, but not for the slot's verity check:\n{log}"),
+        )?;
+    }
     let after = s.rauc_state()?;
     check(
         after.primary == before.primary && after.var("BOOT_ORDER") == before.var("BOOT_ORDER"),
@@ -229,17 +246,10 @@ fn refused(s: &mut Suite, bundle: &Path, why: &str) -> Result<()> {
         None,
         COMMAND_DEADLINE,
     )?;
-    check(!env.status.success() || why != "verity", || {
+    check(!env.status.success() || !hook_failed, || {
         format!("slot-{other}.env exists after a slot failed verity")
     })?;
-    println!(
-        "     refused: {}",
-        said.lines()
-            .rev()
-            .find(|l| !l.trim().is_empty())
-            .unwrap_or("")
-            .trim()
-    );
+    println!("     refused: {last_error}");
     Ok(())
 }
 
