@@ -68,6 +68,8 @@ pub const PACKAGES: &[(&str, &str, &str, &str)] = &[
         "GPL-2.0+",
         "https://ftp.denx.de/pub/u-boot",
     ),
+    // The twin's U-Boot: the same source as uboot, which downloads it.
+    ("berth-twin-uboot", "2026.01", "GPL-2.0+", ""),
     (
         "hardkernel-xu4-blobs",
         "88af53fbcef8386cb4d5f04c19f4b2bcb69e90ca",
