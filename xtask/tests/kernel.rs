@@ -299,6 +299,7 @@ fn real_tree_a_dropped_fragment_line_is_named() {
     for file in [
         "configs/berth_odroid_xu4_defconfig",
         "configs/linux-board.fragment",
+        "configs/linux-qemu-twin.fragment",
         "configs/linux-docker.fragment",
         "configs/linux-hardening.fragment",
         "configs/hardening/kernel-rules.toml",
