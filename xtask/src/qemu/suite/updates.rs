@@ -230,8 +230,16 @@ fn refused(s: &mut Suite, bundle: &Path, why: &str) -> Result<()> {
         )?;
     }
     let after = s.rauc_state()?;
+    let other = if before.booted == "A" { 'B' } else { 'A' };
+    // A bundle refused before the write leaves the state as it was; one whose written slot failed
+    // leaves that slot marked bad (RAUC marks it before writing, docs/updates.md): in both, the
+    // running slot stays primary and first, and the other gets no try.
+    let unchanged = after.var("BOOT_ORDER") == before.var("BOOT_ORDER");
+    let left_bad = hook_failed
+        && after.var("BOOT_ORDER").split_whitespace().next() == Some(before.booted.as_str())
+        && after.var(&format!("BOOT_{other}_LEFT")) == "0";
     check(
-        after.primary == before.primary && after.var("BOOT_ORDER") == before.var("BOOT_ORDER"),
+        after.primary == before.primary && (unchanged || left_bad),
         || {
             format!(
                 "the boot state changed: before {}, after {}",
@@ -240,7 +248,6 @@ fn refused(s: &mut Suite, bundle: &Path, why: &str) -> Result<()> {
             )
         },
     )?;
-    let other = if before.booted == "A" { 'B' } else { 'A' };
     let env = s.twin.ssh_output(
         &format!("test -e /boot/firmware/slot-{other}.env"),
         None,
