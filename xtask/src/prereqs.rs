@@ -211,6 +211,18 @@ pub fn report(problems: &[Problem], needed_for: &str) -> Option<String> {
     Some(text)
 }
 
+/// A [`Problem::Missing`] for each (tool, Debian package) of `tools` not on `path`.
+pub fn missing_tools(tools: &[(&str, &str)], path: &str) -> Vec<Problem> {
+    tools
+        .iter()
+        .filter(|(tool, _)| find_in_path(tool, path).is_none())
+        .map(|(tool, package)| Problem::Missing {
+            tool: tool.to_string(),
+            package: package.to_string(),
+        })
+        .collect()
+}
+
 /// The executable `tool` on `path` (or itself when given as an absolute path).
 pub fn find_in_path(tool: &str, path: &str) -> Option<PathBuf> {
     // The folder only matters for a relative name with a slash, which no caller passes.
@@ -290,14 +302,7 @@ pub fn python_with(sh: &Shell, modules: &[PythonModule]) -> Result<String, Vec<P
 pub fn check_host(sh: &Shell) -> Vec<Problem> {
     let path = std::env::var("PATH").unwrap_or_default();
     let mut problems = path_problems(&path);
-    for (tool, package) in TOOLS {
-        if find_in_path(tool, &path).is_none() {
-            problems.push(Problem::Missing {
-                tool: tool.to_string(),
-                package: package.to_string(),
-            });
-        }
-    }
+    problems.extend(missing_tools(TOOLS, &path));
     for (tool, arg, need, package) in MINIMUM_VERSIONS {
         if find_in_path(tool, &path).is_none() {
             continue;

@@ -22,7 +22,7 @@ use xshell::cmd;
 
 use crate::host::Host;
 use crate::image::config::{self, BerthConfig};
-use crate::prereqs::{self, Problem};
+use crate::prereqs;
 use crate::project::{self, Repo};
 
 pub use args::QemuArgs;
@@ -51,9 +51,9 @@ pub const TEST_TOOLS: &[(&str, &str)] = &[
 
 pub fn run(repo: &Repo, args: QemuArgs, host: &Host) -> Result<()> {
     let path = std::env::var("PATH").unwrap_or_default();
-    let mut problems = missing(TOOLS, &path);
+    let mut problems = prereqs::missing_tools(TOOLS, &path);
     if args.test {
-        problems.extend(missing(TEST_TOOLS, &path));
+        problems.extend(prereqs::missing_tools(TEST_TOOLS, &path));
     }
     if let Some(text) = prereqs::report(&problems, "the QEMU twin needs") {
         bail!("{text}");
@@ -72,17 +72,6 @@ pub fn run(repo: &Repo, args: QemuArgs, host: &Host) -> Result<()> {
         return suite::run(repo, &args, &build, &output, &ssh_key);
     }
     interactive(&args, &build, &ssh_key, host)
-}
-
-fn missing(tools: &[(&str, &str)], path: &str) -> Vec<Problem> {
-    tools
-        .iter()
-        .filter(|(tool, _)| prereqs::find_in_path(tool, path).is_none())
-        .map(|(tool, package)| Problem::Missing {
-            tool: tool.to_string(),
-            package: package.to_string(),
-        })
-        .collect()
 }
 
 /// The flag, then berth.toml's `output`, then `output/<default board>` in the checkout.
