@@ -44,18 +44,6 @@ pub struct Suite<'a> {
     pub results: Vec<TestResult>,
 }
 
-/// A new twin of `build` in `work` (see [`Twin::fresh`]), on the suite's SSH port.
-pub fn new_twin(
-    sh: &Shell,
-    build: &Build,
-    args: &QemuArgs,
-    ssh_key: &Path,
-    work: &Path,
-    name: &str,
-) -> Result<Twin> {
-    Twin::fresh(sh, build, args.ssh_port, ssh_key, work, name)
-}
-
 impl Suite<'_> {
     /// Whether `name` was asked for (`--only`).
     pub fn selected(&self, name: &str) -> bool {

@@ -21,8 +21,9 @@ use xshell::Shell;
 use crate::project::Repo;
 use crate::qemu::args::QemuArgs;
 use crate::qemu::build::Build;
+use crate::qemu::machine::Twin;
 use crate::qemu::report::{summary, Outcome};
-use harness::{new_twin, Suite};
+use harness::Suite;
 
 pub use harness::BOOTING_SLOT;
 
@@ -44,7 +45,7 @@ pub fn run(
         build.images.display(),
         work.display()
     );
-    let twin = new_twin(&sh, build, args, ssh_key, &work, "twin")?;
+    let twin = Twin::fresh(&sh, build, args.ssh_port, ssh_key, &work, "twin")?;
     let mut suite = Suite {
         repo,
         build,

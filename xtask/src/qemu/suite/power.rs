@@ -16,9 +16,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
-use super::harness::{check, new_twin, Suite, BOOTING_SLOT, COMMAND_DEADLINE, UBOOT_DEADLINE};
+use super::harness::{check, Suite, BOOTING_SLOT, COMMAND_DEADLINE, UBOOT_DEADLINE};
 use super::system::FIRST_BOOT_FORMAT;
-use crate::qemu::machine::ssh_options;
+use crate::qemu::machine::{ssh_options, Twin};
 use crate::qemu::report::{Outcome, TestResult};
 use crate::qemu::{disk, writelog};
 
@@ -173,14 +173,8 @@ fn cut_once(
     match moment {
         Moment::FirstBootFormat => {
             // A card of its own, never booted: the first boot is what is cut.
-            let mut twin = new_twin(
-                &s.sh,
-                s.build,
-                s.args,
-                ssh_key,
-                &s.work,
-                &format!("cut-{index:02}"),
-            )?;
+            let name = format!("cut-{index:02}");
+            let mut twin = Twin::fresh(&s.sh, s.build, s.args.ssh_port, ssh_key, &s.work, &name)?;
             let _ = s.twin.power_cut();
             twin.power_on()?;
             let from = twin.since_power_on;
@@ -188,16 +182,7 @@ fn cut_once(
             std::thread::sleep(delay);
             let before_cut = twin.said_since(seen.next);
             twin.power_cut()?;
-            let swapped = std::mem::replace(&mut s.twin, twin);
-            let result = after_cut(s);
-            let mut cut_twin = std::mem::replace(&mut s.twin, swapped);
-            let _ = cut_twin.power_cut();
-            for file in [
-                &cut_twin.machine.card,
-                cut_twin.machine.key_medium.as_ref().unwrap(),
-            ] {
-                let _ = std::fs::remove_file(file);
-            }
+            let result = after_cut_on(s, twin);
             let made = if before_cut.contains("created and opened") {
                 "after"
             } else {
@@ -266,7 +251,7 @@ fn logged_first_boot(
     index: usize,
 ) -> Result<String> {
     let name = format!("cut-{index:02}");
-    let mut twin = new_twin(&s.sh, s.build, s.args, ssh_key, &s.work, &name)?;
+    let mut twin = Twin::fresh(&s.sh, s.build, s.args.ssh_port, ssh_key, &s.work, &name)?;
     let _ = std::fs::remove_file(&twin.machine.card);
     let logged_card = s.work.join(format!("{name}.logged.img"));
     let log = s.work.join(format!("{name}.writes.log"));
@@ -294,14 +279,7 @@ fn logged_first_boot(
     let _ = std::fs::remove_file(&log);
     twin.machine.card = replayed.clone();
     twin.machine.card_log = None;
-    let swapped = std::mem::replace(&mut s.twin, twin);
-    let result = after_cut(s);
-    let mut cut_twin = std::mem::replace(&mut s.twin, swapped);
-    let _ = cut_twin.power_cut();
-    let _ = std::fs::remove_file(&replayed);
-    if let Some(key) = &cut_twin.machine.key_medium {
-        let _ = std::fs::remove_file(key);
-    }
+    let result = after_cut_on(s, twin);
     let kept = format!(
         "{upto} of {} logged writes and flushes kept ({} writes, {} bytes, {} flushes)",
         entries.entries.len(),
@@ -310,6 +288,21 @@ fn logged_first_boot(
         stats.flushes
     );
     result.map(|slot| format!("{kept}; then slot {slot} good, /data mounted"))
+}
+
+/// [`after_cut`] on a twin with a card of its own, which is then dropped with its files.
+fn after_cut_on(s: &mut Suite, twin: Twin) -> Result<char> {
+    let main = std::mem::replace(&mut s.twin, twin);
+    let result = after_cut(s);
+    let mut cut = std::mem::replace(&mut s.twin, main);
+    let _ = cut.power_cut();
+    for file in [Some(&cut.machine.card), cut.machine.key_medium.as_ref()]
+        .into_iter()
+        .flatten()
+    {
+        let _ = std::fs::remove_file(file);
+    }
+    result
 }
 
 /// Power on after a cut: a slot must be booted and marked good, the boot partition readable
