@@ -12,10 +12,11 @@ use clap::Args;
 use super::results::median;
 use crate::host::Host;
 use crate::project::Repo;
+use crate::qemu;
+use crate::qemu::args::DEFAULT_SSH_PORT;
 use crate::qemu::build::Build;
 use crate::qemu::console::Cursor;
 use crate::qemu::machine::Twin;
-use crate::qemu::{self, QemuArgs};
 
 #[derive(Args, Debug)]
 pub struct BootBench {
@@ -44,11 +45,7 @@ pub const MILESTONES: &[(&str, &str)] = &[
 const BOOT_DEADLINE: Duration = Duration::from_secs(1200);
 
 pub fn run(bench: BootBench, repo: &Repo, host: &Host) -> Result<()> {
-    let args = QemuArgs {
-        output: bench.output.clone(),
-        ..QemuArgs::default()
-    };
-    let output = qemu::output_folder(repo, &args, host)?;
+    let output = qemu::output_folder(repo, bench.output.as_deref(), host)?;
     let build = Build::find(&output.join("images"))?;
     let work = tempfile::Builder::new()
         .prefix("berth-bench-boot-")
@@ -59,7 +56,7 @@ pub fn run(bench: BootBench, repo: &Repo, host: &Host) -> Result<()> {
     let mut twin = Twin::fresh(
         &sh,
         &build,
-        args.ssh_port,
+        DEFAULT_SSH_PORT,
         Path::new(""),
         work.path(),
         "bench",

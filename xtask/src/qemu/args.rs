@@ -4,6 +4,9 @@ use std::path::PathBuf;
 
 use clap::Args;
 
+/// The host port forwarded to the twin's SSH unless `--ssh-port` names another.
+pub const DEFAULT_SSH_PORT: u16 = 10022;
+
 #[derive(Args, Debug, Default, Clone)]
 pub struct QemuArgs {
     /// Buildroot output folder of the build to boot (its images/ holds the card); by default
@@ -22,7 +25,7 @@ pub struct QemuArgs {
     #[arg(long)]
     pub ssh_key: Option<PathBuf>,
     /// Host loopback port forwarded to the twin's SSH.
-    #[arg(long, default_value_t = 10022)]
+    #[arg(long, default_value_t = DEFAULT_SSH_PORT)]
     pub ssh_port: u16,
     /// The pair the build signs bundles with (default: the development pair `image` made in
     /// the output folder); the update tests sign their broken bundles with it.

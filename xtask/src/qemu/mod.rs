@@ -58,7 +58,7 @@ pub fn run(repo: &Repo, args: QemuArgs, host: &Host) -> Result<()> {
     if let Some(text) = prereqs::report(&problems, "the QEMU twin needs") {
         bail!("{text}");
     }
-    let output = output_folder(repo, &args, host)?;
+    let output = output_folder(repo, args.output.as_deref(), host)?;
     let build = Build::find(&output.join("images"))?;
     if !build.sealed {
         println!(
@@ -75,11 +75,11 @@ pub fn run(repo: &Repo, args: QemuArgs, host: &Host) -> Result<()> {
 }
 
 /// The flag, then berth.toml's `output`, then `output/<default board>` in the checkout.
-pub fn output_folder(repo: &Repo, args: &QemuArgs, host: &Host) -> Result<PathBuf> {
+pub fn output_folder(repo: &Repo, flag: Option<&Path>, host: &Host) -> Result<PathBuf> {
     let file = BerthConfig::load(repo.root())?;
     let cwd = std::env::current_dir().context("could not read the current directory")?;
     let picked = config::pick_path(
-        args.output.as_deref(),
+        flag,
         file.output.as_deref(),
         &cwd,
         repo.root(),

@@ -88,6 +88,19 @@ impl Suite<'_> {
         self.until_good(from, slot)
     }
 
+    /// [`Self::power_on_until_good`] with the real-time clock starting at `rtc` (QEMU's
+    /// `-rtc base=`), for this power-on only.
+    pub fn power_on_until_good_with_clock(
+        &mut self,
+        rtc: &str,
+        slot: Option<char>,
+    ) -> Result<BootTimes> {
+        self.twin.machine.rtc_base = Some(rtc.to_string());
+        let booted = self.power_on_until_good(slot);
+        self.twin.machine.rtc_base = None;
+        booted
+    }
+
     /// From `from` on the console: U-Boot's choice, SSH, then the mark-good unit.
     pub fn until_good(&mut self, from: Cursor, slot: Option<char>) -> Result<BootTimes> {
         let started = Instant::now();

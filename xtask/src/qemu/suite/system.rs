@@ -13,6 +13,9 @@ use crate::audit::report::Severity;
 use crate::audit::tables::{EXCEPTIONS, KERNEL_RULES};
 use crate::project::DATA_PARTITION;
 
+/// The real-time clock of the time test: the Unix epoch, as a board without its RTC battery.
+const EPOCH: &str = "1970-01-01T00:00:00";
+
 /// What berth-data-crypt says when it makes the data volume.
 pub const FIRST_BOOT_FORMAT: &str = "berth-data-crypt: first boot: creating the LUKS2 volume";
 
@@ -227,10 +230,7 @@ pub fn time(s: &mut Suite) {
                 .clone()
                 .context("the build made no update bundle")?;
             s.twin.power_cut()?;
-            s.twin.machine.rtc_base = Some("1970-01-01T00:00:00".into());
-            let booted = s.power_on_until_good(None);
-            s.twin.machine.rtc_base = None;
-            let t = booted?;
+            let t = s.power_on_until_good_with_clock(EPOCH, None)?;
             let year = s.ssh("date -u +%Y")?;
             println!(
                 "     booted {} with the clock at 1970; the system says {}",
@@ -253,10 +253,8 @@ pub fn time(s: &mut Suite) {
             let state = s.rauc_state()?;
             check(state.primary == other.to_string(), || state.describe())?;
             s.twin.power_cut()?;
-            s.twin.machine.rtc_base = Some("1970-01-01T00:00:00".into());
-            let booted = s.power_on_until_good(Some(other));
-            s.twin.machine.rtc_base = None;
-            booted.map(|_| ())
+            s.power_on_until_good_with_clock(EPOCH, Some(other))
+                .map(|_| ())
         },
     );
 }
