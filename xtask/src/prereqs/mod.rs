@@ -5,6 +5,11 @@ use std::path::PathBuf;
 
 use xshell::{cmd, Shell};
 
+mod problem;
+mod python;
+pub use problem::{report, Problem};
+pub use python::{pick_python, python_with};
+
 /// Every command Buildroot (and `image`'s signing) needs on the host, and its Debian package.
 pub const TOOLS: &[(&str, &str)] = &[
     ("which", "debianutils"),
@@ -54,77 +59,6 @@ const MINIMUM_VERSIONS: &[(&str, &str, (u32, u32), &str)] = &[
     ("patch", "--version", (2, 7), "patch"),
     ("git", "--version", (2, 0), "git"),
 ];
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Problem {
-    Missing {
-        tool: String,
-        package: String,
-    },
-    TooOld {
-        tool: String,
-        found: String,
-        need: (u32, u32),
-        package: String,
-    },
-    /// A version we could not read (e.g. a BSD `patch` where GNU patch is required).
-    Unrecognised {
-        tool: String,
-        output: String,
-        package: String,
-    },
-    PerlModule {
-        module: String,
-    },
-    /// A Python module no candidate interpreter can import.
-    PythonModule {
-        module: String,
-        package: String,
-    },
-    /// Buildroot refuses a PATH with `.`, an empty entry, or whitespace.
-    Path(String),
-}
-
-impl Problem {
-    fn package(&self) -> Option<&str> {
-        match self {
-            Problem::Missing { package, .. }
-            | Problem::TooOld { package, .. }
-            | Problem::Unrecognised { package, .. }
-            | Problem::PythonModule { package, .. } => Some(package),
-            Problem::PerlModule { .. } => Some("perl"),
-            Problem::Path(_) => None,
-        }
-    }
-}
-
-impl std::fmt::Display for Problem {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Problem::Missing { tool, .. } => write!(f, "`{tool}` is not installed"),
-            Problem::TooOld {
-                tool, found, need, ..
-            } => {
-                write!(
-                    f,
-                    "`{tool}` {found} is too old (Buildroot needs {}.{} or newer)",
-                    need.0, need.1
-                )
-            }
-            Problem::Unrecognised { tool, output, .. } => {
-                write!(
-                    f,
-                    "`{tool}` is not the GNU version Buildroot needs (it says: {output})"
-                )
-            }
-            Problem::PerlModule { module } => write!(f, "the Perl module {module} is missing"),
-            Problem::PythonModule { module, .. } => {
-                write!(f, "the Python module {module} is missing")
-            }
-            Problem::Path(why) => write!(f, "PATH {why}"),
-        }
-    }
-}
 
 /// `GNU Make 4.3`, `git version 2.39.5`, `GNU patch 2.7.6`, `12.2.0` → (major, minor).
 pub fn parse_version(output: &str) -> Option<(u32, u32)> {
@@ -188,29 +122,6 @@ pub fn path_problems(path: &str) -> Vec<Problem> {
     problems
 }
 
-/// The message for a list of problems, ending with the one `apt-get install` that fixes them;
-/// `needed_for` completes "this machine lacks what …".
-pub fn report(problems: &[Problem], needed_for: &str) -> Option<String> {
-    if problems.is_empty() {
-        return None;
-    }
-    let mut text = format!("this machine lacks what {needed_for}:\n");
-    for problem in problems {
-        text.push_str(&format!("  - {problem}\n"));
-    }
-    let mut packages: Vec<&str> = problems.iter().filter_map(Problem::package).collect();
-    packages.sort_unstable();
-    packages.dedup();
-    if !packages.is_empty() {
-        text.push_str(&format!(
-            "Install them with: sudo apt-get install {}\n",
-            packages.join(" ")
-        ));
-    }
-    text.push_str("(Debian/Ubuntu package names; the Buildroot manual's \"System requirements\" lists them for other systems.)");
-    Some(text)
-}
-
 /// A [`Problem::Missing`] for each (tool, Debian package) of `tools` not on `path`.
 pub fn missing_tools(tools: &[(&str, &str)], path: &str) -> Vec<Problem> {
     tools
@@ -227,75 +138,6 @@ pub fn missing_tools(tools: &[(&str, &str)], path: &str) -> Vec<Problem> {
 pub fn find_in_path(tool: &str, path: &str) -> Option<PathBuf> {
     // The folder only matters for a relative name with a slash, which no caller passes.
     which::which_in(tool, Some(path), "/").ok()
-}
-
-/// Interpreters tried in turn: pyenv and the like may shadow the system one that has Debian's
-/// python3-* packages.
-const PYTHONS: &[&str] = &["python3", "/usr/bin/python3"];
-
-/// A Python module and the Debian package that brings it.
-type PythonModule<'a> = (&'a str, &'a str);
-
-/// The first interpreter that can import every module, given what each candidate lacks (`None`:
-/// it does not run). Otherwise the problems of the system interpreter, which apt installs into.
-pub fn pick_python<'a>(
-    candidates: &[(&'a str, Option<Vec<PythonModule>>)],
-) -> Result<&'a str, Vec<Problem>> {
-    if let Some((python, _)) = candidates
-        .iter()
-        .find(|(_, lacks)| lacks.as_ref().is_some_and(Vec::is_empty))
-    {
-        return Ok(python);
-    }
-    match candidates
-        .iter()
-        .rev()
-        .find_map(|(_, lacks)| lacks.as_ref())
-    {
-        Some(lacks) => Err(lacks
-            .iter()
-            .map(|(module, package)| Problem::PythonModule {
-                module: module.to_string(),
-                package: package.to_string(),
-            })
-            .collect()),
-        None => Err(vec![Problem::Missing {
-            tool: "python3".into(),
-            package: "python3".into(),
-        }]),
-    }
-}
-
-/// A Python on this machine that can import every `(module, Debian package)`, or what is missing.
-pub fn python_with(sh: &Shell, modules: &[PythonModule]) -> Result<String, Vec<Problem>> {
-    let candidates: Vec<_> = PYTHONS
-        .iter()
-        .map(|&python| {
-            let runs = cmd!(sh, "{python} -c ''")
-                .quiet()
-                .ignore_stdout()
-                .ignore_stderr()
-                .run()
-                .is_ok();
-            let lacks = runs.then(|| {
-                modules
-                    .iter()
-                    .copied()
-                    .filter(|(module, _)| {
-                        let import = format!("import {module}");
-                        cmd!(sh, "{python} -c {import}")
-                            .quiet()
-                            .ignore_stdout()
-                            .ignore_stderr()
-                            .run()
-                            .is_err()
-                    })
-                    .collect()
-            });
-            (python, lacks)
-        })
-        .collect();
-    pick_python(&candidates).map(String::from)
 }
 
 /// Look at this machine: every tool, the versions that matter, Perl modules and PATH.
@@ -439,47 +281,6 @@ mod tests {
             "{text}"
         );
         assert_eq!(report(&[], "x"), None);
-    }
-
-    #[test]
-    fn picks_the_first_python_with_every_module() {
-        let magic = ("magic", "python3-magic");
-        let flake8 = ("flake8", "python3-flake8");
-        assert_eq!(
-            pick_python(&[
-                ("python3", Some(vec![magic])),
-                ("/usr/bin/python3", Some(vec![]))
-            ]),
-            Ok("/usr/bin/python3")
-        );
-        assert_eq!(
-            pick_python(&[
-                ("python3", Some(vec![])),
-                ("/usr/bin/python3", Some(vec![]))
-            ]),
-            Ok("python3")
-        );
-        // Neither has both: name what the system interpreter lacks, with its package.
-        let problems = pick_python(&[
-            ("python3", Some(vec![magic, flake8])),
-            ("/usr/bin/python3", Some(vec![flake8])),
-            ("absent", None),
-        ])
-        .unwrap_err();
-        let text = report(&problems, "check runs").unwrap();
-        assert!(
-            text.contains("the Python module flake8 is missing")
-                && text.contains("sudo apt-get install python3-flake8\n"),
-            "{text}"
-        );
-        assert!(!text.contains("magic"), "{text}");
-        assert_eq!(
-            pick_python(&[("python3", None)]).unwrap_err(),
-            vec![Problem::Missing {
-                tool: "python3".into(),
-                package: "python3".into()
-            }]
-        );
     }
 
     #[test]
