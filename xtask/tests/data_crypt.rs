@@ -343,6 +343,90 @@ fn partition_with_data_but_no_luks_header_is_never_formatted() {
     assert!(!rig.is_luks2());
 }
 
+/// Must match FORMATTING in the script: the last sector's mark of a first-boot format under way.
+const FORMATTING: &[u8] = b"BERTH_DATA_FORMATTING";
+
+impl Rig {
+    fn last_sector(&self) -> Vec<u8> {
+        let bytes = fs::read(self.dir.path().join("data.img")).unwrap();
+        bytes[bytes.len() - 512..].to_vec()
+    }
+
+    fn write_last_sector(&self, bytes: &[u8]) {
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .open(self.dir.path().join("data.img"))
+            .unwrap();
+        f.seek(SeekFrom::Start(SIZE - 512)).unwrap();
+        f.write_all(bytes).unwrap();
+    }
+}
+
+/// The twin's power cuts during the first boot's format: cryptsetup wipes the header areas
+/// (zeros, then random key slot area) before it writes the header, so a cut, or a failed header
+/// write, left a partition that was neither blank nor LUKS2, refused on every later boot.
+#[test]
+fn a_first_boot_format_cut_short_is_started_again_and_a_finished_one_leaves_no_mark() {
+    let test = "a_first_boot_format_cut_short_is_started_again_and_a_finished_one_leaves_no_mark";
+    if !usable(test) {
+        return;
+    }
+    let rig = Rig::new("cut");
+    rig.write_at_start(b"BERTH_DATA_BLANK");
+    // What the format had done when the power went: the mark, then the wipe's random key slots.
+    rig.write_last_sector(FORMATTING);
+    let mut wiped = vec![0u8; 1 << 20];
+    for (i, b) in wiped.iter_mut().enumerate().skip(32 << 10) {
+        *b = (i * 131 % 251) as u8;
+    }
+    rig.write_at_start(&wiped);
+    let out = rig.boot();
+    let message = common::stderr_text(&out);
+    assert!(
+        message.contains("was cut short: starting it again") && message.contains("first boot"),
+        "{message}"
+    );
+    assert!(rig.is_luks2(), "{message}");
+    assert!(rig.key_opens(b"correct horse battery staple"), "{message}");
+    assert_eq!(
+        rig.last_sector(),
+        vec![0u8; 512],
+        "the mark outlived the format"
+    );
+
+    // The volume is finished (or waits only for its filesystem): no second format.
+    let uuid = |rig: &Rig| {
+        let out = ok(Command::new("cryptsetup").args(["luksUUID", &rig.device]));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let made = uuid(&rig);
+    let again = rig.boot();
+    assert!(
+        !common::stderr_text(&again).contains("first boot"),
+        "{}",
+        common::stderr_text(&again)
+    );
+    if device_mapper_works(test) {
+        assert!(again.status.success(), "{}", common::stderr_text(&again));
+        rig.close();
+    }
+    assert_eq!(uuid(&rig), made, "the second boot made another volume");
+    assert!(rig.key_opens(b"correct horse battery staple"));
+
+    // Without the mark, the same wiped bytes are not blank: refused, untouched.
+    let refused = Rig::new("nomark");
+    refused.write_at_start(&wiped);
+    let before = refused.head();
+    let out = refused.boot();
+    assert!(!out.status.success());
+    assert!(
+        common::stderr_text(&out).contains("not blank"),
+        "{}",
+        common::stderr_text(&out)
+    );
+    assert_eq!(refused.head(), before);
+}
+
 #[test]
 fn script_passes_shellcheck() {
     let test = "script_passes_shellcheck";
