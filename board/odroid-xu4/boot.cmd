@@ -4,22 +4,69 @@
 # and p3 (slot B) are read from that same device. docs/hardware.md tells the
 # whole flow and how U-Boot's sandbox proves it (xtask/tests/uboot_sandbox.rs).
 #
-# Boot state: RAUC's U-Boot bootchooser variables, kept in uboot.env on p1
-# (binary, CRC, 0x4000 bytes: what fw_setenv writes). Only these three names
-# are imported, so a uboot.env carrying bootcmd or bootargs changes nothing.
-# A missing or corrupt file, or a bad value, gives the defaults.
-setenv BOOT_ORDER
-setenv BOOT_A_LEFT
-setenv BOOT_B_LEFT
-if test -e ${devtype} ${devnum}:1 uboot.env; then
-	if load ${devtype} ${devnum}:1 ${ramdisk_addr_r} uboot.env 0x4000; then
-		if env import -c ${ramdisk_addr_r} ${filesize} BOOT_ORDER BOOT_A_LEFT BOOT_B_LEFT; then
-			echo "berth: boot state read from uboot.env"
-		else
-			echo "berth: uboot.env is corrupt, using the defaults"
+# Boot state: RAUC's U-Boot bootchooser variables, in two copies on p1,
+# uboot.env and uboot-redund.env (/etc/fw_env.config names both). Each is
+# 0x4000 bytes of CRC, a flag byte and data: U-Boot's redundant layout
+# (CONFIG_ENV_REDUNDANT, configs/uboot.fragment), the one fw_setenv writes.
+# Both files come with the card, so every write, here or by fw_setenv,
+# overwrites the older copy in place with the flag one higher and never
+# changes the FAT: a power cut during a write leaves the other copy whole.
+# Of the copies whose CRC holds the newer is read, as fw_env decides (the
+# first wins a tie, 0 is newer than ff), and only these three names are
+# imported, so a copy carrying bootcmd or bootargs changes nothing. No valid
+# copy, or a bad value, gives the defaults.
+setexpr berth_flag_addr ${ramdisk_addr_r} + 4
+setenv berth_state_from
+setenv berth_state_flag
+for berth_f in uboot.env uboot-redund.env; do
+	setenv BOOT_ORDER
+	setenv BOOT_A_LEFT
+	setenv BOOT_B_LEFT
+	if load ${devtype} ${devnum}:1 ${ramdisk_addr_r} ${berth_f} 0x4000 && env import -c ${ramdisk_addr_r} ${filesize} BOOT_ORDER BOOT_A_LEFT BOOT_B_LEFT; then
+		setexpr.b berth_f_flag *${berth_flag_addr}
+		setenv berth_newer
+		if test -z "${berth_state_from}"; then
+			setenv berth_newer 1
+		elif test ${berth_state_flag} = ff && test ${berth_f_flag} = 0; then
+			setenv berth_newer 1
+		elif test ${berth_state_flag} != 0 || test ${berth_f_flag} != ff; then
+			if test 0x${berth_f_flag} -gt 0x${berth_state_flag}; then
+				setenv berth_newer 1
+			fi
 		fi
+		if test -n "${berth_newer}"; then
+			setenv berth_state_from ${berth_f}
+			setenv berth_state_flag ${berth_f_flag}
+			setenv berth_state_order "${BOOT_ORDER}"
+			setenv berth_state_a_left "${BOOT_A_LEFT}"
+			setenv berth_state_b_left "${BOOT_B_LEFT}"
+		fi
+	else
+		echo "berth: ${berth_f} is unreadable or corrupt"
 	fi
+done
+if test -n "${berth_state_from}"; then
+	echo "berth: boot state read from ${berth_state_from}"
+	setenv BOOT_ORDER "${berth_state_order}"
+	setenv BOOT_A_LEFT "${berth_state_a_left}"
+	setenv BOOT_B_LEFT "${berth_state_b_left}"
+else
+	echo "berth: no copy of the boot state is valid, using the defaults"
+	setenv BOOT_ORDER
+	setenv BOOT_A_LEFT
+	setenv BOOT_B_LEFT
+	setenv berth_state_from uboot-redund.env
+	setenv berth_state_flag 0
 fi
+# The next write goes to the other copy, one flag higher.
+if test ${berth_state_from} = uboot.env; then
+	setenv berth_state_to uboot-redund.env
+else
+	setenv berth_state_to uboot.env
+fi
+setexpr berth_state_flag ${berth_state_flag} + 1
+setexpr berth_state_flag ${berth_state_flag} % 100
+setenv berth_save_state 'env export -c -s 0x4000 ${ramdisk_addr_r} BOOT_ORDER BOOT_A_LEFT BOOT_B_LEFT && mw.b ${berth_flag_addr} ${berth_state_flag} && save ${devtype} ${devnum}:1 ${ramdisk_addr_r} ${berth_state_to} 0x4000'
 
 # BOOT_ORDER keeps only A and B, each once; nothing left means "A B".
 setenv berth_order
@@ -89,8 +136,7 @@ elif test -z "${berth_slot}"; then
 	echo "berth: no slot has tries left; every counter goes back to 3 and the board resets"
 	setenv BOOT_A_LEFT 3
 	setenv BOOT_B_LEFT 3
-	env export -c -s 0x4000 ${ramdisk_addr_r} BOOT_ORDER BOOT_A_LEFT BOOT_B_LEFT
-	save ${devtype} ${devnum}:1 ${ramdisk_addr_r} uboot.env 0x4000
+	run berth_save_state
 	reset
 else
 	# The try is counted, and saved, before the kernel is even loaded: a
@@ -104,8 +150,7 @@ else
 		setenv berth_part 3
 	fi
 	echo "berth: booting slot ${berth_slot} (BOOT_ORDER=${BOOT_ORDER} BOOT_A_LEFT=${BOOT_A_LEFT} BOOT_B_LEFT=${BOOT_B_LEFT})"
-	env export -c -s 0x4000 ${ramdisk_addr_r} BOOT_ORDER BOOT_A_LEFT BOOT_B_LEFT
-	save ${devtype} ${devnum}:1 ${ramdisk_addr_r} uboot.env 0x4000 || echo "berth: could not write uboot.env; this try is not counted"
+	run berth_save_state || echo "berth: could not write ${berth_state_to}; this try is not counted"
 
 	# The board's U-Boot names its device tree in fdtfile, read from the slot. QEMU's `virt`
 	# (the twin, docs/testing.md) builds its own and hands it over at fdt_addr; there the console

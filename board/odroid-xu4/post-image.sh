@@ -51,6 +51,13 @@ rm -f "${system}.root-hash"
 # The factory card boots slot A; an update writes slot-B.env beside it.
 cp "${env_file}" "${BINARIES_DIR}/slot-A.env"
 
+# The two copies of the boot state that fw_env.config names, made valid and empty (the boot
+# script's defaults apply), so that the card carries both files and no write ever allocates.
+while read -r path offset size; do
+	[ "${offset}" = 0x0 ] || fail "fw_env.config gives ${path} the offset ${offset}, not 0x0"
+	"${HOST_DIR}/bin/mkenvimage" -r -p 0 -s "${size}" -o "${BINARIES_DIR}/$(basename "${path}")" /dev/null
+done < <(grep -Ev '^(#|$)' "${TARGET_DIR}/etc/fw_env.config")
+
 # Must match MARKER in br2-external/package/berth-data-crypt/berth-data-crypt.
 printf 'BERTH_DATA_BLANK' >"${BINARIES_DIR}/data-blank.img"
 

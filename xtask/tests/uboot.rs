@@ -113,10 +113,10 @@ fn real_tree_fragment_survives_and_the_image_can_boot() {
     let (stdout, stderr) = text(&output);
     assert!(uboot_problems(&stderr).is_empty(), "{stdout}\n{stderr}");
     for line in [
-        "uboot: U-Boot 2026.01 odroid-xu3_defconfig + 6 fragment settings",
+        "uboot: U-Boot 2026.01 odroid-xu3_defconfig + 7 fragment settings",
         "uboot: every fragment line survived olddefconfig",
         "uboot: finds and runs boot.scr from the vfat p1, kernel and DTB from the A/B slots' EROFS, console on UART2, environment nowhere",
-        "uboot (QEMU twin): U-Boot 2026.01 qemu_arm_defconfig + 7 fragment settings",
+        "uboot (QEMU twin): U-Boot 2026.01 qemu_arm_defconfig + 8 fragment settings",
         "uboot (QEMU twin): every fragment line survived olddefconfig",
         "uboot (QEMU twin): finds and runs boot.scr from the vfat p1, kernel and DTB from the A/B slots' EROFS, QEMU's device tree, console on the PL011, environment nowhere",
         "[uboot] fragment and boot needs resolve in",

@@ -3,9 +3,10 @@
 //! setexpr, FAT write), a card made by the real tools (MBR with Berth's disk signature, vfat p1
 //! holding boot.scr from Debian's mkimage and slot-A.env / slot-B.env, p2 and p3 EROFS made by
 //! mkfs.erofs -zlz4hc holding /boot/zImage and /boot/<dtb>), and one sandbox run per simulated
-//! boot, with uboot.env persisting on the card in between. Debian's fw_printenv / fw_setenv
-//! (libubootenv, as RAUC uses it on the board) read and write the same uboot.env, so the formats
-//! are shown to agree.
+//! boot, with the boot state persisting on the card in between: the two copies that the board's
+//! fw_env.config names, made as post-image.sh makes them. fw_printenv / fw_setenv built from the
+//! same tree (U-Boot's tools/env, which RAUC runs on the board) read and write those copies with
+//! the board's fw_env.config, so the formats and the choice of the newer copy are shown to agree.
 //!
 //! The sandbox is built once per test binary in `<target>/tmp/uboot-sandbox` and reused while its
 //! inputs (tree, sandbox_defconfig, both fragments) stay the same.
@@ -58,13 +59,20 @@ const TOOLS: &[(&str, &str)] = &[
     ("mkfs.vfat", "dosfstools"),
     ("mcopy", "mtools"),
     ("sfdisk", "fdisk"),
-    ("fw_setenv", "libubootenv-tool"),
-    ("fw_printenv", "libubootenv-tool"),
+    ("mkenvimage", "u-boot-tools"),
     ("timeout", "coreutils"),
 ];
 
-/// The sandbox binary, built once; None (with the skip printed) when a tree or tool is absent.
-fn sandbox(test: &str) -> Option<PathBuf> {
+/// The sandbox U-Boot and the tree's fw_printenv (fw_setenv is the same program by another name).
+#[derive(Clone)]
+struct Sandbox {
+    uboot: PathBuf,
+    fw_printenv: PathBuf,
+    fw_setenv: PathBuf,
+}
+
+/// The sandbox, built once; None (with the skip printed) when a tree or tool is absent.
+fn sandbox(test: &str) -> Option<Sandbox> {
     let tree = common::uboot_tree(test)?;
     if !TOOLS
         .iter()
@@ -72,14 +80,14 @@ fn sandbox(test: &str) -> Option<PathBuf> {
     {
         return None;
     }
-    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    static BUILT: OnceLock<Result<Sandbox, String>> = OnceLock::new();
     match BUILT.get_or_init(|| build_sandbox(&tree)) {
         Ok(binary) => Some(binary.clone()),
         Err(why) => panic!("the U-Boot sandbox did not build: {why}"),
     }
 }
 
-fn build_sandbox(tree: &Path) -> Result<PathBuf, String> {
+fn build_sandbox(tree: &Path) -> Result<Sandbox, String> {
     let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("uboot-sandbox");
     std::fs::create_dir_all(&out).map_err(|e| e.to_string())?;
     let board_fragment = common::repo_root().join("configs/uboot.fragment");
@@ -93,10 +101,17 @@ fn build_sandbox(tree: &Path) -> Result<PathBuf, String> {
         ]
         .join(&0u8),
     );
-    let binary = out.join("u-boot");
+    let built = Sandbox {
+        uboot: out.join("u-boot"),
+        fw_printenv: out.join("tools/env/fw_printenv"),
+        fw_setenv: out.join("tools/env/fw_setenv"),
+    };
     let stamp = out.join("berth-inputs.sha256");
-    if binary.is_file() && std::fs::read_to_string(&stamp).ok().as_deref() == Some(&key) {
-        return Ok(binary);
+    if built.uboot.is_file()
+        && built.fw_setenv.is_file()
+        && std::fs::read_to_string(&stamp).ok().as_deref() == Some(&key)
+    {
+        return Ok(built);
     }
     // Other inputs: nothing of the old build may be reused, as its objects and dependency files
     // name the tree it was built from (which may be gone).
@@ -148,9 +163,10 @@ fn build_sandbox(tree: &Path) -> Result<PathBuf, String> {
         }
     }
     let jobs = std::thread::available_parallelism().map_or(1, |n| n.get());
-    run(&mut make(&[&format!("-j{jobs}"), "u-boot"]))?;
+    run(&mut make(&[&format!("-j{jobs}"), "u-boot", "envtools"]))?;
+    std::os::unix::fs::symlink("fw_printenv", &built.fw_setenv).map_err(|e| e.to_string())?;
     std::fs::write(&stamp, &key).map_err(|e| e.to_string())?;
-    Ok(binary)
+    Ok(built)
 }
 
 /// One slot's stand-ins: a zImage (ARM magic, compressible so EROFS stores it LZ4-compressed) and
@@ -279,7 +295,22 @@ enum Dt {
     Neither,
 }
 
-/// A card image in a scratch folder, as a board would have it after flashing (no uboot.env yet).
+/// The copies of the boot state the board's fw_env.config names, as `(file name on p1, size)`.
+fn state_copies() -> Vec<(String, String)> {
+    let config = common::repo_root().join("board/odroid-xu4/rootfs-overlay/etc/fw_env.config");
+    std::fs::read_to_string(config)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| {
+            let fields: Vec<&str> = l.split_whitespace().collect();
+            let name = fields[0].strip_prefix("/boot/firmware/").unwrap();
+            (name.to_string(), fields[2].to_string())
+        })
+        .collect()
+}
+
+/// A card image in a scratch folder, as a board would have it after flashing.
 struct Card {
     dir: tempfile::TempDir,
     image: PathBuf,
@@ -311,6 +342,17 @@ impl Card {
                 .arg((P1_SIZE / 1024).to_string()),
         );
         let mut files = vec![boot_scr];
+        // Both copies of the boot state, valid and empty, as post-image.sh makes them.
+        for (name, size) in state_copies() {
+            let copy = work.join(&name);
+            common::run_ok(
+                Command::new("mkenvimage")
+                    .args(["-r", "-p", "0", "-s", &size, "-o"])
+                    .arg(&copy)
+                    .arg("/dev/null"),
+            );
+            files.push(copy);
+        }
         for slot in slots.iter().filter(|s| slot_envs.contains(&s.name)) {
             let env = work.join(format!("slot-{}.env", slot.name));
             std::fs::write(&env, slot.env()).unwrap();
@@ -363,7 +405,7 @@ impl Card {
     }
 
     /// Power on an XU4: `boot_with` its fdtfile.
-    fn boot(&self, sandbox: &Path) -> Boot {
+    fn boot(&self, sandbox: &Sandbox) -> Boot {
         self.boot_with(sandbox, Dt::Board)
     }
 
@@ -375,7 +417,7 @@ impl Card {
     /// second run finds the marker the first one left, prints what the kernel would have got
     /// (the DTB in RAM, which the -m memory file keeps over the reset, with /chosen/bootargs, and
     /// the zImage's digest), and powers off.
-    fn boot_with(&self, sandbox: &Path, dt: Dt) -> Boot {
+    fn boot_with(&self, sandbox: &Sandbox, dt: Dt) -> Boot {
         let marker = self.dir.path().join("reset-once");
         let memory = self.dir.path().join("ram.bin");
         let _ = std::fs::remove_file(&marker);
@@ -413,7 +455,7 @@ impl Card {
         // on the board U-Boot may move it, which changes nothing in it.
         let out = Command::new("timeout")
             .arg("120")
-            .arg(sandbox)
+            .arg(&sandbox.uboot)
             .arg("-m")
             .arg(&memory)
             .arg("-c")
@@ -425,10 +467,10 @@ impl Card {
         Boot::parse(console)
     }
 
-    /// uboot.env as fw_printenv (libubootenv, as RAUC runs it) reads it from the card.
-    fn state(&self) -> BTreeMap<String, String> {
-        let (config, _) = self.uboot_env_out();
-        let out = common::run_ok(Command::new("fw_printenv").arg("-c").arg(&config));
+    /// The boot state as fw_printenv reads it from the card with the board's fw_env.config.
+    fn state(&self, sandbox: &Sandbox) -> BTreeMap<String, String> {
+        let config = self.copies_out();
+        let out = common::run_ok(Command::new(&sandbox.fw_printenv).arg("-c").arg(&config));
         String::from_utf8_lossy(&out.stdout)
             .lines()
             .filter_map(|l| l.split_once('='))
@@ -436,44 +478,70 @@ impl Card {
             .collect()
     }
 
-    /// Set variables in uboot.env with fw_setenv, as RAUC's U-Boot backend does.
-    fn fw_setenv(&self, vars: &[(&str, &str)]) {
-        let (config, file) = self.uboot_env_out();
+    /// Set variables with fw_setenv, as RAUC's U-Boot backend does.
+    fn fw_setenv(&self, sandbox: &Sandbox, vars: &[(&str, &str)]) {
+        let config = self.copies_out();
         let script = self.dir.path().join("fw_setenv.script");
         let lines: String = vars.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
         std::fs::write(&script, lines).unwrap();
         common::run_ok(
-            Command::new("fw_setenv")
+            Command::new(&sandbox.fw_setenv)
                 .arg("-c")
                 .arg(&config)
                 .arg("-s")
                 .arg(&script),
         );
-        self.uboot_env_in(&file);
+        self.copies_in();
     }
 
-    fn uboot_env_out(&self) -> (PathBuf, PathBuf) {
-        let file = self.dir.path().join("uboot.env");
+    /// Both copies of the boot state from p1 into the scratch folder, and the board's
+    /// fw_env.config with /boot/firmware standing for that folder.
+    fn copies_out(&self) -> PathBuf {
+        let mut config = String::new();
+        for (name, size) in state_copies() {
+            let file = self.copy_out(&name);
+            config.push_str(&format!("{} 0x0 {size}\n", file.display()));
+        }
+        let path = self.dir.path().join("fw_env.config");
+        std::fs::write(&path, config).unwrap();
+        path
+    }
+
+    fn copy_out(&self, name: &str) -> PathBuf {
+        let file = self.dir.path().join(name);
         common::run_ok(
             Command::new("mcopy")
                 .args(["-o", "-n", "-i"])
                 .arg(self.p1())
-                .arg("::uboot.env")
+                .arg(format!("::{name}"))
                 .arg(&file),
         );
-        let config = self.dir.path().join("fw_env.config");
-        std::fs::write(&config, format!("{} 0x0 0x4000\n", file.display())).unwrap();
-        (config, file)
+        file
     }
 
-    fn uboot_env_in(&self, file: &Path) {
+    fn copies_in(&self) {
+        for (name, _) in state_copies() {
+            self.copy_in(&name);
+        }
+    }
+
+    fn copy_in(&self, name: &str) {
         common::run_ok(
             Command::new("mcopy")
                 .args(["-o", "-i"])
                 .arg(self.p1())
-                .arg(file)
-                .arg("::uboot.env"),
+                .arg(self.dir.path().join(name))
+                .arg(format!("::{name}")),
         );
+    }
+
+    /// Change copy `name` on the card in place with `edit`.
+    fn edit_copy(&self, name: &str, edit: impl FnOnce(&mut Vec<u8>)) {
+        let file = self.copy_out(name);
+        let mut bytes = std::fs::read(&file).unwrap();
+        edit(&mut bytes);
+        std::fs::write(&file, &bytes).unwrap();
+        self.copy_in(name);
     }
 }
 
@@ -545,8 +613,8 @@ impl Boot {
     }
 }
 
-fn counters(card: &Card) -> (String, String, String) {
-    let state = card.state();
+fn counters(card: &Card, sandbox: &Sandbox) -> (String, String, String) {
+    let state = card.state(sandbox);
     let get = |k: &str| state.get(k).cloned().unwrap_or_default();
     (get("BOOT_ORDER"), get("BOOT_A_LEFT"), get("BOOT_B_LEFT"))
 }
@@ -564,34 +632,34 @@ fn boots_a_counts_down_falls_back_to_b_after_three_failed_boots_and_boots_b_afte
     };
     let card = Card::new(&['A', 'B']);
 
-    // A fresh card has no uboot.env: the defaults, and the script makes the file.
+    // A fresh card's two copies are valid and empty: the defaults, written into the second.
     let first = card.boot(&sandbox);
     first.assert_booted(&card, 'A');
-    assert_eq!(counters(&card), expect("A B", "2", "3"));
+    assert_eq!(counters(&card, &sandbox), expect("A B", "2", "3"));
     // Only the three bootchooser names are written.
-    assert_eq!(card.state().len(), 3, "{:?}", card.state());
+    assert_eq!(card.state(&sandbox).len(), 3, "{:?}", card.state(&sandbox));
 
     // A never marks itself good (its root does not mount, panic=10 resets): each boot costs a try.
     card.boot(&sandbox).assert_booted(&card, 'A');
-    assert_eq!(counters(&card), expect("A B", "1", "3"));
+    assert_eq!(counters(&card, &sandbox), expect("A B", "1", "3"));
     card.boot(&sandbox).assert_booted(&card, 'A');
-    assert_eq!(counters(&card), expect("A B", "0", "3"));
+    assert_eq!(counters(&card, &sandbox), expect("A B", "0", "3"));
 
     // Three failed boots of A: B.
     card.boot(&sandbox).assert_booted(&card, 'B');
-    assert_eq!(counters(&card), expect("A B", "0", "2"));
+    assert_eq!(counters(&card, &sandbox), expect("A B", "0", "2"));
 
     // B comes up and RAUC marks it good (and primary) through libubootenv.
-    card.fw_setenv(&[("BOOT_ORDER", "B A"), ("BOOT_B_LEFT", "3")]);
+    card.fw_setenv(&sandbox, &[("BOOT_ORDER", "B A"), ("BOOT_B_LEFT", "3")]);
     for _ in 0..3 {
         card.boot(&sandbox).assert_booted(&card, 'B');
-        assert_eq!(counters(&card), expect("B A", "0", "2"));
+        assert_eq!(counters(&card, &sandbox), expect("B A", "0", "2"));
         // ...and again after each good boot, so B keeps booting.
-        card.fw_setenv(&[("BOOT_B_LEFT", "3")]);
+        card.fw_setenv(&sandbox, &[("BOOT_B_LEFT", "3")]);
     }
 
     // Both slots out of tries: the counters go back to 3 and the board resets without booting.
-    card.fw_setenv(&[("BOOT_A_LEFT", "0"), ("BOOT_B_LEFT", "0")]);
+    card.fw_setenv(&sandbox, &[("BOOT_A_LEFT", "0"), ("BOOT_B_LEFT", "0")]);
     let exhausted = card.boot(&sandbox);
     assert!(
         exhausted.console.contains(
@@ -602,7 +670,7 @@ fn boots_a_counts_down_falls_back_to_b_after_three_failed_boots_and_boots_b_afte
     );
     assert_eq!(exhausted.slot, None);
     assert_eq!(exhausted.bootargs, None, "{}", exhausted.console);
-    assert_eq!(counters(&card), expect("B A", "3", "3"));
+    assert_eq!(counters(&card, &sandbox), expect("B A", "3", "3"));
     card.boot(&sandbox).assert_booted(&card, 'B');
 }
 
@@ -615,7 +683,7 @@ fn a_slot_without_its_env_file_is_skipped() {
     // The factory card: slot B is an empty hole until an update writes slot-B.env.
     let card = Card::new(&['A']);
     card.boot(&sandbox).assert_booted(&card, 'A');
-    card.fw_setenv(&[("BOOT_ORDER", "B A")]);
+    card.fw_setenv(&sandbox, &[("BOOT_ORDER", "B A")]);
     let boot = card.boot(&sandbox);
     assert!(
         boot.console
@@ -624,7 +692,7 @@ fn a_slot_without_its_env_file_is_skipped() {
         boot.console
     );
     boot.assert_booted(&card, 'A');
-    assert_eq!(counters(&card), expect("B A", "1", "3"));
+    assert_eq!(counters(&card, &sandbox), expect("B A", "1", "3"));
 
     // No slot-X.env at all: nothing to boot here; distro boot goes on to the next device.
     let empty = Card::new(&[]);
@@ -639,30 +707,145 @@ fn a_slot_without_its_env_file_is_skipped() {
     assert_eq!(boot.bootargs, None);
 }
 
+/// Where the copy's flag byte is: after its CRC.
+const FLAG_OFFSET: usize = 4;
+
 #[test]
-fn a_corrupt_uboot_env_gives_the_defaults() {
-    let test = "a_corrupt_uboot_env_gives_the_defaults";
+fn with_both_copies_corrupt_the_defaults_apply() {
+    let test = "with_both_copies_corrupt_the_defaults_apply";
     let Some(sandbox) = sandbox(test) else {
         return;
     };
     let card = Card::new(&['A', 'B']);
     card.boot(&sandbox).assert_booted(&card, 'A');
-    card.fw_setenv(&[("BOOT_ORDER", "B A"), ("BOOT_A_LEFT", "1")]);
-    let (_, file) = card.uboot_env_out();
-    let mut bytes = std::fs::read(&file).unwrap();
-    bytes[8] ^= 0x01;
-    std::fs::write(&file, &bytes).unwrap();
-    card.uboot_env_in(&file);
+    card.fw_setenv(&sandbox, &[("BOOT_ORDER", "B A"), ("BOOT_A_LEFT", "1")]);
+    for (name, _) in state_copies() {
+        card.edit_copy(&name, |bytes| bytes[8] ^= 0x01);
+    }
 
     let boot = card.boot(&sandbox);
+    for (name, _) in state_copies() {
+        let line = format!("berth: {name} is unreadable or corrupt");
+        assert!(boot.console.contains(&line), "{}", boot.console);
+    }
     assert!(
         boot.console
-            .contains("berth: uboot.env is corrupt, using the defaults"),
+            .contains("berth: no copy of the boot state is valid, using the defaults"),
         "{}",
         boot.console
     );
     boot.assert_booted(&card, 'A');
-    assert_eq!(counters(&card), expect("A B", "2", "3"));
+    assert_eq!(counters(&card, &sandbox), expect("A B", "2", "3"));
+}
+
+/// The defect the twin's power cut found: with one uboot.env, fw_setenv wrote a new file and
+/// renamed it over the old on the FAT, a cut left the file's cluster chain broken, and every
+/// boot after that fell back to the defaults while mark-good failed. Two copies, each written in
+/// place: a write cut short spoils only the copy it was writing, and the other one holds.
+#[test]
+fn a_write_cut_short_spoils_only_its_copy_and_the_other_holds() {
+    let test = "a_write_cut_short_spoils_only_its_copy_and_the_other_holds";
+    let Some(sandbox) = sandbox(test) else {
+        return;
+    };
+    let card = Card::new(&['A', 'B']);
+    let copies = state_copies();
+    assert_eq!(copies.len(), 2, "fw_env.config must name two copies");
+    // Each write goes to the other copy: U-Boot's, then RAUC's (B good and primary), then U-Boot's.
+    card.boot(&sandbox).assert_booted(&card, 'A');
+    card.fw_setenv(&sandbox, &[("BOOT_ORDER", "B A"), ("BOOT_B_LEFT", "3")]);
+    let b_good = card.boot(&sandbox);
+    b_good.assert_booted(&card, 'B');
+    assert_eq!(counters(&card, &sandbox), expect("B A", "2", "2"));
+    let newest = &copies[b_good
+        .console
+        .contains(&format!("berth: boot state read from {}", copies[0].0))
+        as usize]
+        .0;
+    let older = copies
+        .iter()
+        .map(|(n, _)| n)
+        .find(|n| *n != newest)
+        .unwrap();
+
+    // The power goes while U-Boot writes the next try over the older copy: its tail is lost.
+    card.edit_copy(older, |bytes| {
+        let half = bytes.len() / 2;
+        bytes[half..].fill(0xff);
+    });
+    let after_cut = card.boot(&sandbox);
+    assert!(
+        after_cut
+            .console
+            .contains(&format!("berth: {older} is unreadable or corrupt"))
+            && after_cut
+                .console
+                .contains(&format!("berth: boot state read from {newest}")),
+        "{}",
+        after_cut.console
+    );
+    // The try is counted from the state before the cut, not from the defaults (which are A).
+    after_cut.assert_booted(&card, 'B');
+    assert_eq!(counters(&card, &sandbox), expect("B A", "2", "1"));
+
+    // The spoiled copy is simply the next one written; fw_setenv still marks good.
+    card.fw_setenv(&sandbox, &[("BOOT_B_LEFT", "3")]);
+    assert_eq!(counters(&card, &sandbox), expect("B A", "2", "3"));
+    card.boot(&sandbox).assert_booted(&card, 'B');
+    assert_eq!(counters(&card, &sandbox), expect("B A", "2", "2"));
+}
+
+/// fw_env's choice (the higher flag; the first copy on a tie; 0 after ff) and the script's agree.
+#[test]
+fn the_script_and_fw_printenv_choose_the_same_copy_by_its_flag() {
+    let test = "the_script_and_fw_printenv_choose_the_same_copy_by_its_flag";
+    let Some(sandbox) = sandbox(test) else {
+        return;
+    };
+    let card = Card::new(&['A', 'B']);
+    let copies = state_copies();
+    // Two valid copies that differ: the first says A first, the second B first.
+    let orders = ["A B", "B A"];
+    for (first_flag, second_flag, winner) in [
+        (7u8, 9u8, 1),
+        (9, 7, 0),
+        (5, 5, 0),
+        (0xff, 0, 1),
+        (0, 0xff, 0),
+    ] {
+        let case = format!("flags {first_flag:#x} and {second_flag:#x}");
+        for ((name, size), (order, flag)) in copies
+            .iter()
+            .zip(orders.iter().zip([first_flag, second_flag]))
+        {
+            let file = card.dir.path().join(name);
+            common::run_ok_with_input(
+                Command::new("mkenvimage")
+                    .args(["-r", "-p", "0", "-s", size, "-o"])
+                    .arg(&file)
+                    .arg("-"),
+                format!("BOOT_ORDER={order}\n").as_bytes(),
+            );
+            let mut bytes = std::fs::read(&file).unwrap();
+            bytes[FLAG_OFFSET] = flag;
+            std::fs::write(&file, bytes).unwrap();
+            card.copy_in(name);
+        }
+        assert_eq!(
+            card.state(&sandbox)["BOOT_ORDER"],
+            orders[winner],
+            "fw_printenv, {case}"
+        );
+        let boot = card.boot(&sandbox);
+        let read = format!("berth: boot state read from {}", copies[winner].0);
+        assert!(boot.console.contains(&read), "{case}:\n{}", boot.console);
+        boot.assert_booted(&card, ['A', 'B'][winner]);
+        // The script wrote the other copy, its flag one past the winner's, so that one now wins.
+        let written = std::fs::read(card.copy_out(&copies[1 - winner].0)).unwrap();
+        let won = [first_flag, second_flag][winner];
+        assert_eq!(written[FLAG_OFFSET], won.wrapping_add(1), "{case}");
+        assert_eq!(card.state(&sandbox)["BOOT_ORDER"], orders[winner], "{case}");
+    }
 }
 
 #[test]
@@ -673,27 +856,30 @@ fn a_uboot_env_carrying_other_variables_or_bad_values_changes_nothing() {
     };
     let card = Card::new(&['A', 'B']);
     card.boot(&sandbox).assert_booted(&card, 'A');
-    card.fw_setenv(&[
-        ("bootargs", "init=/bin/sh"),
-        ("bootcmd", "echo owned"),
-        ("fdtfile", "evil.dtb"),
-        ("berth_cmdline", "init=/bin/sh"),
-        ("berth_verity_root_hash", "00"),
-        ("kernel_addr_r", "0x0"),
-        // Unknown and repeated slots are dropped; an out-of-range count is taken as missing.
-        ("BOOT_ORDER", "C B B A"),
-        ("BOOT_A_LEFT", "7"),
-    ]);
+    card.fw_setenv(
+        &sandbox,
+        &[
+            ("bootargs", "init=/bin/sh"),
+            ("bootcmd", "echo owned"),
+            ("fdtfile", "evil.dtb"),
+            ("berth_cmdline", "init=/bin/sh"),
+            ("berth_verity_root_hash", "00"),
+            ("kernel_addr_r", "0x0"),
+            // Unknown and repeated slots are dropped; an out-of-range count is taken as missing.
+            ("BOOT_ORDER", "C B B A"),
+            ("BOOT_A_LEFT", "7"),
+        ],
+    );
     let boot = card.boot(&sandbox);
     boot.assert_booted(&card, 'B');
     assert!(!boot.console.contains("owned"), "{}", boot.console);
     // Written back: only the three names, cleaned.
-    let state = card.state();
+    let state = card.state(&sandbox);
     assert_eq!(
         state.keys().map(String::as_str).collect::<Vec<_>>(),
         ["BOOT_A_LEFT", "BOOT_B_LEFT", "BOOT_ORDER"]
     );
-    assert_eq!(counters(&card), expect("B A", "3", "2"));
+    assert_eq!(counters(&card, &sandbox), expect("B A", "3", "2"));
 }
 
 #[test]
@@ -714,7 +900,7 @@ fn the_twin_boots_with_the_device_tree_at_fdt_addr_and_without_one_spends_the_tr
         lost.console
     );
     assert_eq!(lost.bootargs, None, "{}", lost.console);
-    assert_eq!(counters(&card), expect("A B", "2", "3"));
+    assert_eq!(counters(&card, &sandbox), expect("A B", "2", "3"));
 
     // QEMU virt's own DTB at fdt_addr: slot A's kernel boots on it, the PL011 named last.
     let twin = card.boot_with(&sandbox, Dt::Twin);
@@ -733,5 +919,5 @@ fn the_twin_boots_with_the_device_tree_at_fdt_addr_and_without_one_spends_the_tr
         &card.slot('A').bootargs(TWIN_CONSOLE),
         TWIN_MODEL,
     );
-    assert_eq!(counters(&card), expect("A B", "1", "3"));
+    assert_eq!(counters(&card, &sandbox), expect("A B", "1", "3"));
 }

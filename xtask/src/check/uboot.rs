@@ -47,9 +47,13 @@ const SCRIPT_NEEDS: Needs = &[
         ],
     ),
     (
-        "the boot script keeps BOOT_ORDER and the tries left in uboot.env on p1 \
-         (env import -c / env export -c, counted down with setexpr, written with save)",
+        "the boot script keeps BOOT_ORDER and the tries left in uboot.env and uboot-redund.env \
+         on p1, the two copies of a redundant environment (env import -c / env export -c in \
+         that layout, the copy's flag read with setexpr.b and set with mw.b, counted down with \
+         setexpr, written in place with save)",
         &[
+            Need::On("CONFIG_ENV_REDUNDANT"),
+            Need::On("CONFIG_CMD_MEMORY"),
             Need::On("CONFIG_CMD_IMPORTENV"),
             Need::On("CONFIG_CMD_EXPORTENV"),
             Need::On("CONFIG_CMD_SETEXPR"),

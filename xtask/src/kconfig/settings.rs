@@ -86,6 +86,9 @@ fn parse_value(v: &str) -> std::result::Result<Value, String> {
         "y" => Ok(Value::Yes),
         "m" => Ok(Value::Module),
         "n" => Ok(Value::No),
+        // What Kconfig writes for a visible int or hex symbol that has no default and no value
+        // (U-Boot's ENV_ADDR_REDUND with a flash environment, for one); it reads it back as unset.
+        "" => Ok(Value::Num(String::new())),
         _ if v.starts_with('"') => {
             let inner = v
                 .strip_prefix('"')
@@ -263,6 +266,13 @@ CONFIG_PHYS_OFFSET=0x40000000
         );
         assert_eq!(s[4].value, Value::Num("8".into()));
         assert_eq!(s[5].value, Value::Num("0x40000000".into()));
+    }
+
+    #[test]
+    fn an_int_or_hex_symbol_without_a_value_is_read_and_rendered_as_kconfig_wrote_it() {
+        let s = parse("CONFIG_ENV_ADDR_REDUND=\n", ".config").unwrap();
+        assert_eq!(s[0].value, Value::Num(String::new()));
+        assert_eq!(render(&s), "CONFIG_ENV_ADDR_REDUND=\n");
     }
 
     #[test]
