@@ -89,6 +89,22 @@ impl Rig {
             .unwrap()
     }
 
+    /// Boot, and assert that the script stopped with `why` in its message and left the header
+    /// as it was; the message, for more checks.
+    fn boot_refuses(&self, why: &str) -> String {
+        let before = self.head();
+        let out = self.boot();
+        let message = common::stderr_text(&out);
+        assert!(!out.status.success(), "{message}");
+        assert!(message.contains(why), "{message}");
+        assert_eq!(
+            self.head(),
+            before,
+            "the header changed although the script stopped"
+        );
+        message
+    }
+
     fn set_key(&self, key: &[u8]) {
         fs::write(self.dir.path().join("keys/berth-data.key"), key).unwrap();
     }
@@ -272,23 +288,11 @@ fn wrong_key_stops_and_changes_nothing() {
         ])
         .arg(rig.dir.path().join("keys/berth-data.key"))
         .arg(&rig.device));
-    let before = rig.head();
     rig.set_key(b"a key from another card");
-    let out = rig.boot();
-    assert!(!out.status.success());
-    let message = common::stderr_text(&out);
-    assert!(
-        message.contains("does not open the LUKS2 volume"),
-        "{message}"
-    );
+    let message = rig.boot_refuses("does not open the LUKS2 volume");
     assert!(message.contains("STOPPED"), "{message}");
     assert!(!message.contains("first boot"), "{message}");
     assert!(!rig.mapper().exists());
-    assert_eq!(
-        rig.head(),
-        before,
-        "the LUKS header changed after a failed open"
-    );
     assert!(
         rig.key_opens(b"correct horse battery staple"),
         "the original key no longer opens the volume"
@@ -296,14 +300,7 @@ fn wrong_key_stops_and_changes_nothing() {
 
     // A missing key file stops the same way.
     fs::remove_file(rig.dir.path().join("keys/berth-data.key")).unwrap();
-    let out = rig.boot();
-    assert!(!out.status.success());
-    assert!(
-        common::stderr_text(&out).contains("no key file"),
-        "{}",
-        common::stderr_text(&out)
-    );
-    assert_eq!(rig.head(), before);
+    rig.boot_refuses("no key file");
 }
 
 #[test]
@@ -317,29 +314,13 @@ fn partition_with_data_but_no_luks_header_is_never_formatted() {
     ok(Command::new("mkfs.ext4")
         .args(["-q", "-L", "precious"])
         .arg(&rig.device));
-    let before = rig.head();
-    let out = rig.boot();
-    assert!(!out.status.success());
-    assert!(
-        common::stderr_text(&out).contains("refusing to format"),
-        "{}",
-        common::stderr_text(&out)
-    );
-    assert_eq!(rig.head(), before);
+    rig.boot_refuses("refusing to format");
     drop(rig);
 
     // Bytes no tool recognises: still not blank, still refused.
     let rig = Rig::new("raw");
     rig.write_at_start(b"\x01some application data that has no known signature");
-    let before = rig.head();
-    let out = rig.boot();
-    assert!(!out.status.success());
-    assert!(
-        common::stderr_text(&out).contains("not blank"),
-        "{}",
-        common::stderr_text(&out)
-    );
-    assert_eq!(rig.head(), before);
+    rig.boot_refuses("not blank");
     assert!(!rig.is_luks2());
 }
 
@@ -416,15 +397,7 @@ fn a_first_boot_format_cut_short_is_started_again_and_a_finished_one_leaves_no_m
     // Without the mark, the same wiped bytes are not blank: refused, untouched.
     let refused = Rig::new("nomark");
     refused.write_at_start(&wiped);
-    let before = refused.head();
-    let out = refused.boot();
-    assert!(!out.status.success());
-    assert!(
-        common::stderr_text(&out).contains("not blank"),
-        "{}",
-        common::stderr_text(&out)
-    );
-    assert_eq!(refused.head(), before);
+    refused.boot_refuses("not blank");
 }
 
 #[test]
