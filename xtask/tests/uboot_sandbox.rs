@@ -757,16 +757,15 @@ fn a_write_cut_short_spoils_only_its_copy_and_the_other_holds() {
     let b_good = card.boot(&sandbox);
     b_good.assert_booted(&card, 'B');
     assert_eq!(counters(&card, &sandbox), expect("B A", "2", "2"));
-    let newest = &copies[b_good
+    // That boot read one copy and wrote the other: the written one is now the newer.
+    let read_first = b_good
         .console
-        .contains(&format!("berth: boot state read from {}", copies[0].0))
-        as usize]
-        .0;
-    let older = copies
-        .iter()
-        .map(|(n, _)| n)
-        .find(|n| *n != newest)
-        .unwrap();
+        .contains(&format!("berth: boot state read from {}", copies[0].0));
+    let (newest, older) = if read_first {
+        (&copies[1].0, &copies[0].0)
+    } else {
+        (&copies[0].0, &copies[1].0)
+    };
 
     // The power goes while U-Boot writes the next try over the older copy: its tail is lost.
     card.edit_copy(older, |bytes| {
