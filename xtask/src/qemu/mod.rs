@@ -38,15 +38,13 @@ pub const TOOLS: &[(&str, &str)] = &[
     ("ssh", "openssh-client"),
 ];
 
-/// What `--test` needs besides: the test container is a static ARM program built here, the
-/// broken bundles are made with RAUC and squashfs-tools, and the host keys are read with
-/// ssh-keyscan.
+/// What `--test` needs besides: the test container is a static ARM program built here, and the
+/// broken bundles are made with RAUC and squashfs-tools.
 pub const TEST_TOOLS: &[(&str, &str)] = &[
     ("arm-linux-gnueabihf-gcc", "gcc-arm-linux-gnueabihf"),
     ("rauc", "rauc"),
     ("unsquashfs", "squashfs-tools"),
     ("openssl", "openssl"),
-    ("ssh-keyscan", "openssh-client"),
 ];
 
 pub fn run(repo: &Repo, args: QemuArgs, host: &Host) -> Result<()> {
