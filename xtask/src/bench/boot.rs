@@ -4,12 +4,14 @@
 //! parts compare and whether a change made one slower, not how fast the board boots.
 
 use std::path::{Path, PathBuf};
+use std::thread;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::{ensure, Context, Result};
 use clap::Args;
 
 use super::results::median;
+use crate::apps::{self, units};
 use crate::host::Host;
 use crate::project::Repo;
 use crate::qemu;
@@ -28,25 +30,54 @@ pub struct BootBench {
     pub runs: u32,
 }
 
-/// The points of a boot and what the console says there (pure data).
-pub const MILESTONES: &[(&str, &str)] = &[
-    ("U-Boot chose a slot", qemu::suite::BOOTING_SLOT),
-    // The kernel's line once the verity device's EROFS is the root.
-    ("root mounted", "erofs: (device dm-0): mounted"),
-    // systemd's status line names the unit by its Description.
-    (
-        "dockerd ready",
-        "Started Docker Application Container Engine",
-    ),
-    // What `rauc status mark-good` prints, on the console through berth-rauc-mark-good.service.
-    ("slot marked good", "marked slot "),
-];
+/// A point of a boot: its name, what the console says there, and how many times.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Milestone {
+    pub what: &'static str,
+    pub said: String,
+    pub times: usize,
+}
+
+/// The points of a boot (pure): the four every build reaches and, when the build declares
+/// `declared_apps` apps, the start of every app's unit. Each is timed on its own, as they need not
+/// come in this order.
+pub fn milestones(declared_apps: usize) -> Vec<Milestone> {
+    let point = |what, said: &str| Milestone {
+        what,
+        said: said.to_string(),
+        times: 1,
+    };
+    let mut all = vec![
+        point("U-Boot chose a slot", qemu::suite::BOOTING_SLOT),
+        // The kernel's line once the verity device's EROFS is the root.
+        point("root mounted", "erofs: (device dm-0): mounted"),
+        // systemd's status line names the unit by its Description.
+        point(
+            "dockerd ready",
+            "Started Docker Application Container Engine",
+        ),
+        // What `rauc status mark-good` prints, on the console through berth-rauc-mark-good.service.
+        point("slot marked good", "marked slot "),
+    ];
+    if declared_apps > 0 {
+        all.push(Milestone {
+            what: "apps running",
+            said: format!("Started {}", units::DESCRIPTION_PREFIX),
+            times: declared_apps,
+        });
+    }
+    all
+}
+
 /// One boot, start to end.
 const BOOT_DEADLINE: Duration = Duration::from_secs(1200);
+/// How often the console is looked at while a boot is timed.
+const POLL: Duration = Duration::from_millis(100);
 
 pub fn run(bench: BootBench, repo: &Repo, host: &Host) -> Result<()> {
     let output = qemu::output_folder(repo, bench.output.as_deref(), host)?;
     let build = Build::find(&output.join("images"))?;
+    let milestones = milestones(declared_apps(&output)?);
     let work = tempfile::Builder::new()
         .prefix("berth-bench-boot-")
         .tempdir()
@@ -62,11 +93,12 @@ pub fn run(bench: BootBench, repo: &Repo, host: &Host) -> Result<()> {
         "bench",
     )?;
     println!("first boot (makes the data volume; not counted)…");
-    boot_once(&mut twin).context("the first boot did not finish")?;
-    let mut times: Vec<Vec<f64>> = vec![Vec::new(); MILESTONES.len()];
+    boot_once(&mut twin, &milestones).context("the first boot did not finish")?;
+    let mut times: Vec<Vec<f64>> = vec![Vec::new(); milestones.len()];
     for run in 1..=bench.runs {
         twin.power_cut()?;
-        let at = boot_once(&mut twin).with_context(|| format!("boot {run} did not finish"))?;
+        let at = boot_once(&mut twin, &milestones)
+            .with_context(|| format!("boot {run} did not finish"))?;
         let line: Vec<String> = at
             .iter()
             .map(|d| format!("{:.1} s", d.as_secs_f64()))
@@ -77,40 +109,88 @@ pub fn run(bench: BootBench, repo: &Repo, host: &Host) -> Result<()> {
         }
     }
     twin.power_cut()?;
-    println!("{}", report(&times, bench.runs));
+    println!("{}", report(&milestones, &times, bench.runs));
     Ok(())
 }
 
-/// Power on and wait for each milestone in turn; the time of each from QEMU's start.
-fn boot_once(twin: &mut Twin) -> Result<Vec<Duration>> {
+/// How many apps the build declares: the lines of the loader's list in its root, if any.
+fn declared_apps(output: &Path) -> Result<usize> {
+    let list = output
+        .join("target")
+        .join(apps::ARCHIVE_DIR)
+        .join(apps::LIST_FILE);
+    match std::fs::read_to_string(&list) {
+        Ok(text) => Ok(text.lines().filter(|l| !l.trim().is_empty()).count()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+        Err(e) => Err(e).with_context(|| format!("could not read {}", list.display())),
+    }
+}
+
+/// Whether the console has said `m` `m.times` times since `from`.
+fn reached(twin: &Twin, from: Cursor, m: &Milestone) -> bool {
+    let mut cursor = from;
+    for _ in 0..m.times {
+        match twin.find(cursor, &[m.said.as_str()]) {
+            Some(found) => cursor = found.next,
+            None => return false,
+        }
+    }
+    true
+}
+
+/// Power on and look at the console until every milestone was reached; when each was first seen.
+fn boot_once(twin: &mut Twin, milestones: &[Milestone]) -> Result<Vec<Duration>> {
     let started = Instant::now();
     twin.power_on()?;
-    let mut from: Cursor = twin.since_power_on;
-    let mut at = Vec::new();
-    for (what, said) in MILESTONES {
-        let left = BOOT_DEADLINE.saturating_sub(started.elapsed());
-        let found = twin
-            .expect(from, &[said], left)
-            .with_context(|| format!("waiting for {what}"))?;
-        at.push(started.elapsed());
-        from = found.next;
+    let from: Cursor = twin.since_power_on;
+    let mut at: Vec<Option<Duration>> = vec![None; milestones.len()];
+    while at.iter().any(Option::is_none) {
+        for (m, seen) in milestones.iter().zip(at.iter_mut()) {
+            if seen.is_none() && reached(twin, from, m) {
+                *seen = Some(started.elapsed());
+            }
+        }
+        let missing: Vec<&str> = milestones
+            .iter()
+            .zip(&at)
+            .filter(|(_, seen)| seen.is_none())
+            .map(|(m, _)| m.what)
+            .collect();
+        if missing.is_empty() {
+            break;
+        }
+        ensure!(
+            twin.is_running(),
+            "QEMU ended before {}; the console's last lines:\n{}",
+            missing.join(", "),
+            twin.tail(15)
+        );
+        ensure!(
+            started.elapsed() < BOOT_DEADLINE,
+            "no {} within {} s; the console's last lines:\n{}",
+            missing.join(", "),
+            BOOT_DEADLINE.as_secs(),
+            twin.tail(15)
+        );
+        thread::sleep(POLL);
     }
-    Ok(at)
+    Ok(at.into_iter().flatten().collect())
 }
 
 /// The table (pure): minimum, median and maximum of each milestone.
-pub fn report(times: &[Vec<f64>], runs: u32) -> String {
+pub fn report(milestones: &[Milestone], times: &[Vec<f64>], runs: u32) -> String {
     let mut out = format!(
         "Boot of the QEMU twin (TCG: software-emulated Cortex-A15; informative, not the board's \
          speed), {runs} boots:\n{:<22} {:>9} {:>9} {:>9}\n",
         "from QEMU start to", "min", "median", "max"
     );
-    for ((what, _), values) in MILESTONES.iter().zip(times) {
+    for (m, values) in milestones.iter().zip(times) {
         let min = values.iter().cloned().fold(f64::INFINITY, f64::min);
         let max = values.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
         let med = median(values).unwrap_or(f64::NAN);
         out.push_str(&format!(
-            "{what:<22} {min:>7.1} s {med:>7.1} s {max:>7.1} s\n"
+            "{:<22} {min:>7.1} s {med:>7.1} s {max:>7.1} s\n",
+            m.what
         ));
     }
     out
@@ -128,7 +208,7 @@ mod tests {
             vec![50.0; 3],
             vec![60.0, 61.0, 62.0],
         ];
-        let r = report(&times, 3);
+        let r = report(&milestones(0), &times, 3);
         assert!(r.contains("3 boots"), "{r}");
         assert!(
             r.contains("U-Boot chose a slot        1.0 s     2.0 s     3.0 s"),
@@ -138,7 +218,20 @@ mod tests {
             r.contains("slot marked good          60.0 s    61.0 s    62.0 s"),
             "{r}"
         );
-        let order: Vec<usize> = MILESTONES.iter().map(|(w, _)| r.find(w).unwrap()).collect();
+        let order: Vec<usize> = milestones(0)
+            .iter()
+            .map(|m| r.find(m.what).unwrap())
+            .collect();
         assert!(order.windows(2).all(|p| p[0] < p[1]));
+    }
+
+    #[test]
+    fn apps_running_is_timed_only_for_a_build_that_declares_apps_and_waits_for_each() {
+        assert!(milestones(0).iter().all(|m| m.what != "apps running"));
+        let with_apps = milestones(2);
+        let apps = with_apps.last().unwrap();
+        assert_eq!(apps.what, "apps running");
+        assert_eq!(apps.times, 2);
+        assert_eq!(apps.said, "Started Berth app ");
     }
 }

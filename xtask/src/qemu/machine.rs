@@ -176,12 +176,17 @@ impl Twin {
         self.transcript.lock().unwrap().end()
     }
 
+    /// Where one of `patterns` appears on the console after `from`, if it has yet.
+    pub fn find(&self, from: Cursor, patterns: &[&str]) -> Option<Found> {
+        self.transcript.lock().unwrap().find(from, patterns)
+    }
+
     /// Wait until one of `patterns` appears on the console after `from`; fails at the deadline,
     /// or when QEMU ends, with the console's last lines.
     pub fn expect(&mut self, from: Cursor, patterns: &[&str], timeout: Duration) -> Result<Found> {
         let deadline = Instant::now() + timeout;
         loop {
-            if let Some(found) = self.transcript.lock().unwrap().find(from, patterns) {
+            if let Some(found) = self.find(from, patterns) {
                 return Ok(found);
             }
             if !self.is_running() {
