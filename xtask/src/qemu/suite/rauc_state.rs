@@ -1,5 +1,5 @@
 //! The update state of a running twin (pure): what `rauc status` says of the slots, and the
-//! boot counters in uboot.env as `fw_printenv` reads them.
+//! boot counters as `fw_printenv` reads them from the newer copy of the boot state.
 
 use std::collections::BTreeMap;
 
@@ -13,7 +13,7 @@ pub struct RaucState {
     pub primary: String,
     /// bootname → RAUC's boot status of that slot (`good` or `bad`).
     pub boot_status: BTreeMap<String, String>,
-    /// BOOT_ORDER, BOOT_A_LEFT and BOOT_B_LEFT as uboot.env holds them.
+    /// BOOT_ORDER, BOOT_A_LEFT and BOOT_B_LEFT as fw_printenv reads them (the newer copy).
     pub env: BTreeMap<String, String>,
 }
 
@@ -71,7 +71,7 @@ impl RaucState {
     /// One line for a failure's message.
     pub fn describe(&self) -> String {
         format!(
-            "booted {}, primary {}, boot status {:?}, uboot.env {:?}",
+            "booted {}, primary {}, boot status {:?}, boot state {:?}",
             self.booted, self.primary, self.boot_status, self.env
         )
     }
