@@ -121,7 +121,8 @@ pub fn plan(count: u32) -> Vec<(Moment, Model)> {
 }
 
 pub fn all(s: &mut Suite, ssh_key: &Path) {
-    if !s.selected("power/") {
+    // `--only power/` runs every cut; `--only boot-counter` (a moment's name) only those cuts.
+    if !s.selected("power/") && !Moment::ALL.iter().any(|m| s.selected(m.name())) {
         return;
     }
     let seed = s.args.seed.unwrap_or_else(|| {
@@ -137,6 +138,8 @@ pub fn all(s: &mut Suite, ssh_key: &Path) {
     for (i, (moment, model)) in plan(s.args.power_cuts).into_iter().enumerate() {
         let started = Instant::now();
         let delay = random.within(moment.window());
+        // Drawn for every logged cut, run or not, so that a seed gives the same cuts either way.
+        let replay_seed = (model == Model::WriteLogPrefix).then(|| random.next_u64());
         let name = format!(
             "power/cut-{:02}-{}-{}-at-{:.3}s",
             i + 1,
@@ -144,9 +147,12 @@ pub fn all(s: &mut Suite, ssh_key: &Path) {
             moment.name(),
             delay.as_secs_f64()
         );
-        let result = match model {
-            Model::Sigkill => cut_once(s, ssh_key, moment, delay, i),
-            Model::WriteLogPrefix => logged_first_boot(s, ssh_key, delay, random.next_u64(), i),
+        if !s.selected(&name) {
+            continue;
+        }
+        let result = match replay_seed {
+            None => cut_once(s, ssh_key, moment, delay, i),
+            Some(seed) => logged_first_boot(s, ssh_key, delay, seed, i),
         };
         let outcome = match result {
             Ok(note) => {
