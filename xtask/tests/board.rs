@@ -53,17 +53,30 @@ fn stand_in_images(dir: &Path, uboot_len: usize) {
     );
 }
 
-/// Buildroot's host folder as post-image.sh uses it: Debian's veritysetup where host-cryptsetup
-/// installs its own.
+/// Buildroot's host folder as post-image.sh uses it: Debian's veritysetup and mkenvimage where
+/// host-cryptsetup and host-uboot-tools install their own.
 fn host_dir(work: &Path) -> PathBuf {
     let host = work.join("host");
-    fs::create_dir_all(host.join("sbin")).unwrap();
-    let veritysetup = which::which("veritysetup").unwrap();
-    let link = host.join("sbin/veritysetup");
-    if !link.exists() {
-        std::os::unix::fs::symlink(veritysetup, link).unwrap();
+    for (tool, folder) in [("veritysetup", "sbin"), ("mkenvimage", "bin")] {
+        fs::create_dir_all(host.join(folder)).unwrap();
+        let link = host.join(folder).join(tool);
+        if !link.exists() {
+            std::os::unix::fs::symlink(which::which(tool).unwrap(), link).unwrap();
+        }
     }
     host
+}
+
+/// Buildroot's target folder as post-image.sh reads it: the board's fw_env.config.
+fn target_dir(work: &Path) -> PathBuf {
+    let target = work.join("target");
+    fs::create_dir_all(target.join("etc")).unwrap();
+    fs::copy(
+        board_dir().join("rootfs-overlay/etc/fw_env.config"),
+        target.join("etc/fw_env.config"),
+    )
+    .unwrap();
+    target
 }
 
 fn cmdline() -> String {
@@ -228,6 +241,7 @@ fn run_post_image(buildroot: &Path, work: &Path, images: &Path) -> Output {
         .env("BINARIES_DIR", images)
         .env("BUILD_DIR", work)
         .env("HOST_DIR", host_dir(work))
+        .env("TARGET_DIR", target_dir(work))
         .env("BR2_CONFIG", work.join("no-config"))
         .output()
         .unwrap()
@@ -241,6 +255,7 @@ fn have_genimage_tools(test: &str) -> Option<PathBuf> {
         && common::have_tool(test, "mcopy", "mtools")
         && common::have_tool(test, "mkfs.erofs", "erofs-utils")
         && common::have_tool(test, "veritysetup", "cryptsetup-bin")
+        && common::have_tool(test, "mkenvimage", "u-boot-tools")
         && common::have_tool(test, "sfdisk", "fdisk"))
     .then_some(buildroot)
 }
@@ -433,7 +448,28 @@ fn post_image_lays_out_two_system_slots_and_the_emmc_boot0_image() {
         .map(|l| l.trim_start_matches("::/"))
         .collect();
     files.sort();
-    assert_eq!(files, ["boot.scr", "slot-A.env"], "{listing}");
+    assert_eq!(
+        files,
+        ["boot.scr", "slot-A.env", "uboot-redund.env", "uboot.env"],
+        "{listing}"
+    );
+    // Both copies of the boot state: valid and empty redundant environments (CRC32 of the data,
+    // then the flag byte, then the data), so that no write on the board ever allocates.
+    for copy in ["uboot.env", "uboot-redund.env"] {
+        let out =
+            common::run_ok(Command::new("mtype").args(["-i", &boot_fat, &format!("::{copy}")]));
+        let bytes = out.stdout;
+        assert_eq!(bytes.len(), 0x4000, "{copy}");
+        let mut crc = flate2::Crc::new();
+        crc.update(&bytes[5..]);
+        assert_eq!(
+            u32::from_le_bytes(bytes[..4].try_into().unwrap()),
+            crc.sum(),
+            "{copy}'s CRC"
+        );
+        assert_eq!(bytes[4], 1, "{copy}'s flag");
+        assert!(bytes[5..].iter().all(|&b| b == 0), "{copy} is not empty");
+    }
     let slot_a_env = common::run_ok(Command::new("mtype").args(["-i", &boot_fat, "::slot-A.env"]));
     assert_eq!(String::from_utf8(slot_a_env.stdout).unwrap(), text);
     let names: Vec<&str> = env.keys().map(String::as_str).collect();

@@ -201,9 +201,10 @@ $(O)/images/rootfs.erofs: $(STAMPS)
 
 # The board's post-image script, run as Buildroot runs it: from the top of the tree (it calls
 # support/scripts/genimage.sh, Buildroot's, copied here) with Buildroot's variables set. The
-# host's veritysetup stands in for host-cryptsetup's.
+# host's veritysetup and mkenvimage stand in for host-cryptsetup's and host-uboot-tools'.
 $(O)/images/sdcard.img: $(O)/images/rootfs.erofs
-	@mkdir -p $(O)/host/sbin && ln -sf $$(command -v veritysetup) $(O)/host/sbin/veritysetup
+	@mkdir -p $(O)/host/sbin $(O)/host/bin && ln -sf $$(command -v veritysetup) $(O)/host/sbin/veritysetup
+	@ln -sf $$(command -v mkenvimage) $(O)/host/bin/mkenvimage
 	@echo '>>>   Executing post-image script $(BOARD)/post-image.sh'
 	@BR2_CONFIG=$(O)/.config BUILD_DIR=$(O)/build BINARIES_DIR=$(O)/images TARGET_DIR=$(O)/target \
 		HOST_DIR=$(O)/host $(BOARD)/post-image.sh $(O)/images
@@ -235,6 +236,7 @@ pub fn inputs(test: &str) -> Option<Inputs> {
         ("arm-linux-gnueabihf-gcc", "gcc-arm-linux-gnueabihf"),
         ("mkfs.erofs", "erofs-utils"),
         ("veritysetup", "cryptsetup-bin"),
+        ("mkenvimage", "u-boot-tools"),
         ("genimage", "genimage"),
         ("mkdosfs", "dosfstools"),
         ("mcopy", "mtools"),
