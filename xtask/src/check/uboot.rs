@@ -314,6 +314,8 @@ CONFIG_CMD_PART=y
 CONFIG_PARTITION_UUIDS=y
 CONFIG_CMD_FS_GENERIC=y
 CONFIG_FS_FAT=y
+CONFIG_ENV_REDUNDANT=y
+CONFIG_CMD_MEMORY=y
 CONFIG_CMD_IMPORTENV=y
 CONFIG_CMD_EXPORTENV=y
 CONFIG_CMD_SETEXPR=y
@@ -350,6 +352,7 @@ CONFIG_BAUDRATE=115200
                 "CONFIG_ENV_IS_IN_MMC=y",
             )
             .replace("CONFIG_FS_FAT=y", "# CONFIG_FS_FAT is not set")
+            .replace("CONFIG_ENV_REDUNDANT=y\n", "")
             .replace("CONFIG_FS_EROFS_ZIP=y", "# CONFIG_FS_EROFS_ZIP is not set")
             .replace("run distro_bootcmd", "bootflow scan")
             .replace("CONFIG_BAUDRATE=115200", "CONFIG_BAUDRATE=9600");
@@ -367,6 +370,7 @@ CONFIG_BAUDRATE=115200
                 "CONFIG_ENV_IS_NOWHERE=y",
                 "CONFIG_BOOTCOMMAND=run",
                 "CONFIG_FS_FAT=y",
+                "CONFIG_ENV_REDUNDANT=y",
                 "CONFIG_FS_EROFS_ZIP=y",
                 "CONFIG_BAUDRATE=115200",
                 "CONFIG_ENV_IS_IN_MMC",
@@ -376,6 +380,7 @@ CONFIG_BAUDRATE=115200
         assert!(problems[2].ends_with(
             "the bootable-flagged vfat p1 of the MBR is read, and the slots' PARTUUIDs named"
         ));
-        assert!(problems[3].ends_with("the slot's LZ4-compressed EROFS root (/boot)"));
+        assert!(problems[3].contains("the two copies of a redundant environment"));
+        assert!(problems[4].ends_with("the slot's LZ4-compressed EROFS root (/boot)"));
     }
 }
