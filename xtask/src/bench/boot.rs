@@ -11,7 +11,6 @@ use anyhow::{ensure, Context, Result};
 use clap::Args;
 
 use super::results::median;
-use crate::apps::{self, units};
 use crate::host::Host;
 use crate::project::Repo;
 use crate::qemu;
@@ -30,44 +29,38 @@ pub struct BootBench {
     pub runs: u32,
 }
 
-/// A point of a boot: its name, what the console says there, and how many times.
+/// A point of a boot: its name and what the console says there.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Milestone {
     pub what: &'static str,
-    pub said: String,
-    pub times: usize,
+    pub said: &'static str,
 }
 
-/// The points of a boot (pure): the four every build reaches and, when the build declares
-/// `declared_apps` apps, the start of every app's unit. Each is timed on its own, as they need not
-/// come in this order.
-pub fn milestones(declared_apps: usize) -> Vec<Milestone> {
-    let point = |what, said: &str| Milestone {
-        what,
-        said: said.to_string(),
-        times: 1,
-    };
-    let mut all = vec![
-        point("U-Boot chose a slot", qemu::suite::BOOTING_SLOT),
-        // The kernel's line once the verity device's EROFS is the root.
-        point("root mounted", "erofs: (device dm-0): mounted"),
-        // systemd's status line names the unit by its Description.
-        point(
-            "dockerd ready",
-            "Started Docker Application Container Engine",
-        ),
-        // What `rauc status mark-good` prints, on the console through berth-rauc-mark-good.service.
-        point("slot marked good", "marked slot "),
-    ];
-    if declared_apps > 0 {
-        all.push(Milestone {
-            what: "apps running",
-            said: format!("Started {}", units::DESCRIPTION_PREFIX),
-            times: declared_apps,
-        });
-    }
-    all
-}
+/// The points of a boot (pure), each timed on its own, as they need not come in this order. Only
+/// lines that reach the console on every boot serve: systemd stops printing unit status once the
+/// console's getty runs, and the apps' loader is silent when its images are already loaded, so a
+/// running app has no line of its own and is not timed.
+pub const MILESTONES: &[Milestone] = &[
+    Milestone {
+        what: "U-Boot chose a slot",
+        said: qemu::suite::BOOTING_SLOT,
+    },
+    // The kernel's line once the verity device's EROFS is the root.
+    Milestone {
+        what: "root mounted",
+        said: "erofs: (device dm-0): mounted",
+    },
+    // berth-rauc-mark-good's line once `docker info` answers.
+    Milestone {
+        what: "dockerd ready",
+        said: "berth-rauc-mark-good: dockerd answers",
+    },
+    // What `rauc status mark-good` prints, on the console through berth-rauc-mark-good.service.
+    Milestone {
+        what: "slot marked good",
+        said: "marked slot ",
+    },
+];
 
 /// One boot, start to end.
 const BOOT_DEADLINE: Duration = Duration::from_secs(1200);
@@ -77,7 +70,7 @@ const POLL: Duration = Duration::from_millis(100);
 pub fn run(bench: BootBench, repo: &Repo, host: &Host) -> Result<()> {
     let output = qemu::output_folder(repo, bench.output.as_deref(), host)?;
     let build = Build::find(&output.join("images"))?;
-    let milestones = milestones(declared_apps(&output)?);
+    let milestones = MILESTONES;
     let work = tempfile::Builder::new()
         .prefix("berth-bench-boot-")
         .tempdir()
@@ -93,11 +86,11 @@ pub fn run(bench: BootBench, repo: &Repo, host: &Host) -> Result<()> {
         "bench",
     )?;
     println!("first boot (makes the data volume; not counted)…");
-    boot_once(&mut twin, &milestones).context("the first boot did not finish")?;
+    boot_once(&mut twin, milestones).context("the first boot did not finish")?;
     let mut times: Vec<Vec<f64>> = vec![Vec::new(); milestones.len()];
     for run in 1..=bench.runs {
         twin.power_cut()?;
-        let at = boot_once(&mut twin, &milestones)
+        let at = boot_once(&mut twin, milestones)
             .with_context(|| format!("boot {run} did not finish"))?;
         let line: Vec<String> = at
             .iter()
@@ -109,33 +102,8 @@ pub fn run(bench: BootBench, repo: &Repo, host: &Host) -> Result<()> {
         }
     }
     twin.power_cut()?;
-    println!("{}", report(&milestones, &times, bench.runs));
+    println!("{}", report(milestones, &times, bench.runs));
     Ok(())
-}
-
-/// How many apps the build declares: the lines of the loader's list in its root, if any.
-fn declared_apps(output: &Path) -> Result<usize> {
-    let list = output
-        .join("target")
-        .join(apps::ARCHIVE_DIR)
-        .join(apps::LIST_FILE);
-    match std::fs::read_to_string(&list) {
-        Ok(text) => Ok(text.lines().filter(|l| !l.trim().is_empty()).count()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
-        Err(e) => Err(e).with_context(|| format!("could not read {}", list.display())),
-    }
-}
-
-/// Whether the console has said `m` `m.times` times since `from`.
-fn reached(twin: &Twin, from: Cursor, m: &Milestone) -> bool {
-    let mut cursor = from;
-    for _ in 0..m.times {
-        match twin.find(cursor, &[m.said.as_str()]) {
-            Some(found) => cursor = found.next,
-            None => return false,
-        }
-    }
-    true
 }
 
 /// Power on and look at the console until every milestone was reached; when each was first seen.
@@ -146,7 +114,7 @@ fn boot_once(twin: &mut Twin, milestones: &[Milestone]) -> Result<Vec<Duration>>
     let mut at: Vec<Option<Duration>> = vec![None; milestones.len()];
     while at.iter().any(Option::is_none) {
         for (m, seen) in milestones.iter().zip(at.iter_mut()) {
-            if seen.is_none() && reached(twin, from, m) {
+            if seen.is_none() && twin.find(from, &[m.said]).is_some() {
                 *seen = Some(started.elapsed());
             }
         }
@@ -208,7 +176,7 @@ mod tests {
             vec![50.0; 3],
             vec![60.0, 61.0, 62.0],
         ];
-        let r = report(&milestones(0), &times, 3);
+        let r = report(MILESTONES, &times, 3);
         assert!(r.contains("3 boots"), "{r}");
         assert!(
             r.contains("U-Boot chose a slot        1.0 s     2.0 s     3.0 s"),
@@ -218,20 +186,7 @@ mod tests {
             r.contains("slot marked good          60.0 s    61.0 s    62.0 s"),
             "{r}"
         );
-        let order: Vec<usize> = milestones(0)
-            .iter()
-            .map(|m| r.find(m.what).unwrap())
-            .collect();
+        let order: Vec<usize> = MILESTONES.iter().map(|m| r.find(m.what).unwrap()).collect();
         assert!(order.windows(2).all(|p| p[0] < p[1]));
-    }
-
-    #[test]
-    fn apps_running_is_timed_only_for_a_build_that_declares_apps_and_waits_for_each() {
-        assert!(milestones(0).iter().all(|m| m.what != "apps running"));
-        let with_apps = milestones(2);
-        let apps = with_apps.last().unwrap();
-        assert_eq!(apps.what, "apps running");
-        assert_eq!(apps.times, 2);
-        assert_eq!(apps.said, "Started Berth app ");
     }
 }
