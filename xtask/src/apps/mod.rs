@@ -34,6 +34,16 @@ use spec::{App, BoardLimits};
 pub const ARCHIVE_DIR: &str = "usr/share/berth/apps";
 /// The list the loader reads: one line per app, `name archive-sha256 image-id archive-file`.
 pub const LIST_FILE: &str = "apps.list";
+/// The `(name, image-id)` of each app in the text of a [`LIST_FILE`] (pure).
+pub fn parse_list(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            (fields.len() >= 3).then(|| (fields[0].to_string(), fields[2].to_string()))
+        })
+        .collect()
+}
+
 /// Folder under the data partition's mount point that bind-mounted volumes must lie in.
 pub const VOLUME_DIR: &str = "berth-volumes";
 /// The environment variable that hands the fragment to `post-build.sh`.
@@ -248,6 +258,18 @@ fn write(path: &Path, bytes: &[u8]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_list_gives_each_apps_name_and_image_id() {
+        let text = "web aa sha256:11 web.tar\ndb bb sha256:22 db.tar\n\n";
+        assert_eq!(
+            parse_list(text),
+            [
+                ("web".to_string(), "sha256:11".to_string()),
+                ("db".to_string(), "sha256:22".to_string())
+            ]
+        );
+    }
 
     #[test]
     fn the_data_partition_mount_comes_from_the_board_files() {

@@ -129,16 +129,16 @@ pub fn run(bench: BootBench, repo: &Repo, host: &Host) -> Result<()> {
     Ok(())
 }
 
-/// The apps the build declares: the first field of each line of the loader's list in its root.
+/// The apps the build declares: the names in the loader's list in its root.
 fn declared_apps(output: &Path) -> Result<Vec<String>> {
     let list = output
         .join("target")
         .join(apps::ARCHIVE_DIR)
         .join(apps::LIST_FILE);
     match std::fs::read_to_string(&list) {
-        Ok(text) => Ok(text
-            .lines()
-            .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        Ok(text) => Ok(apps::parse_list(&text)
+            .into_iter()
+            .map(|(name, _)| name)
             .collect()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
         Err(e) => Err(e).with_context(|| format!("could not read {}", list.display())),

@@ -315,13 +315,7 @@ fn declared_apps(s: &mut Suite) -> Result<()> {
         apps::ARCHIVE_DIR,
         apps::LIST_FILE
     ))?;
-    let declared: Vec<(String, String)> = list
-        .lines()
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            (f.len() >= 3).then(|| (f[0].to_string(), f[2].to_string()))
-        })
-        .collect();
+    let declared = apps::parse_list(&list);
     if declared.is_empty() {
         bail!(
             "this build declares no app (cargo xtask image --apps apps.toml), so the loader has \
